@@ -1,0 +1,220 @@
+"""The `tunesmith` command line: one command group per stage, thin, calling the stage functions.
+
+Heavy libraries (torch, transformers, datasets) are imported inside the commands that
+need them, so `--help`, `init` and `config` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from tunesmith import __version__
+from tunesmith.console import err, out
+from tunesmith.errors import TunesmithError
+
+app = typer.Typer(help="Fine-tune language models end to end: data → train → evaluate → register → serve.",
+                  no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Check, split, preview and prepare training data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+OverridesArg = typer.Argument(None, help="Dotted overrides, e.g. data.max_length=1024 train.learning_rate=1e-4")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tunesmith {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """tunesmith: fine-tune language models end to end."""
+
+
+def _is_config(path: str) -> bool:
+    return path.lower().endswith((".yaml", ".yml"))
+
+
+def _load(config: str, overrides: list[str] | None) -> Any:
+    from tunesmith.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+def _tokenizer_or_none(base_model: str, trust_remote_code: bool) -> Any:
+    from tunesmith.models import load_tokenizer
+
+    try:
+        return load_tokenizer(base_model, trust_remote_code=trust_remote_code)
+    except TunesmithError as exc:
+        err.print(f"[yellow]warning:[/] token lengths not measured: {exc}")
+        return None
+
+
+@app.command()
+def init(directory: Path = typer.Argument(..., help="Folder for the new project (created if missing).")) -> None:
+    """Write a commented example project: tunesmith.yaml and a small data file."""
+    from tunesmith.project import write_example_project
+
+    for path in write_example_project(directory):
+        out.print(f"[green]wrote[/] {path}")
+    out.print(f"Next: [bold]tunesmith data check {directory / 'tunesmith.yaml'}[/]")
+
+
+@app.command("config")
+def show_config(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
+                ) -> None:
+    """Validate a config and print it fully resolved (defaults filled in, overrides applied)."""
+    from tunesmith.config import dump_config
+
+    out.print(dump_config(_load(config, overrides)), highlight=False, markup=False)
+
+
+@data_app.command("check")
+def data_check(
+    inputs: list[str] = typer.Argument(..., help="Data files or folders, or a tunesmith.yaml followed by overrides."),
+    format: str = typer.Option("auto", "--format", "-f", help="Record format of the files (default: detected per file)."),
+    label_field: Optional[str] = typer.Option(None, help="Field holding a label/category, for the balance report."),
+    base_model: str = typer.Option("smollm2-135m-instruct", help="Tokenizer and chat template for token lengths."),
+    max_length: int = typer.Option(2048, help="Report records longer than this many tokens."),
+    no_lengths: bool = typer.Option(False, "--no-lengths", help="Skip token lengths (no tokenizer is loaded)."),
+    redact_pii: bool = typer.Option(False, "--redact-pii", help="Also write a copy with PII replaced by placeholders."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for the report and rejects file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON on stdout."),
+) -> None:
+    """Validate every record; report problems at file:line, write rejects, measure quality.
+
+    Exit status: 0 when every record is valid, 1 when any was rejected, 2 on a usage error.
+    """
+    from tunesmith.config import FORMATS
+    from tunesmith.data.check import sources_from_paths
+    from tunesmith.data.stage import check_config, run_check
+
+    if _is_config(inputs[0]):
+        cfg = _load(inputs[0], inputs[1:])
+        tokenizer = None if no_lengths else _tokenizer_or_none(cfg.base_model, cfg.trust_remote_code)
+        outcome = check_config(cfg, tokenizer=tokenizer, show_progress=not as_json)
+    else:
+        if format not in FORMATS:
+            raise TunesmithError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        tokenizer = None if no_lengths else _tokenizer_or_none(base_model, False)
+        outcome = run_check(sources_from_paths(inputs, format), out_dir or Path("tunesmith-check"),
+                            tokenizer=tokenizer, max_length=max_length, label_field=label_field,
+                            redact_pii=redact_pii, show_progress=not as_json)
+    report = outcome.report
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        from tunesmith.views import print_check
+
+        print_check(report, outcome.out_dir)
+    raise typer.Exit(1 if report["records"]["rejected"] else 0)
+
+
+@data_app.command("split")
+def data_split(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+               no_lengths: bool = typer.Option(False, "--no-lengths", help="Skip token lengths in the check report.")
+               ) -> None:
+    """Check the data, then write seeded, stratified train/validation/test splits."""
+    from tunesmith.views import print_split
+
+    cfg = _load(config, overrides)
+    summary, outcome = _check_and_split(cfg, no_lengths)
+    print_split(summary, outcome.out_dir)
+
+
+def _check_and_split(cfg: Any, no_lengths: bool = False) -> tuple[dict, Any]:
+    from tunesmith.data.stage import check_config, save_resolved_config, split_outcome
+
+    tokenizer = None if no_lengths else _tokenizer_or_none(cfg.base_model, cfg.trust_remote_code)
+    outcome = check_config(cfg, tokenizer=tokenizer, keep_records=True)
+    if outcome.result.valid == 0:
+        raise TunesmithError(f"no valid records to split; see {outcome.out_dir / 'report.md'}")
+    save_resolved_config(cfg)
+    return split_outcome(cfg, outcome), outcome
+
+
+@data_app.command("preview")
+def data_preview(
+    inputs: list[str] = typer.Argument(..., help="Data files, or a tunesmith.yaml followed by overrides."),
+    count: int = typer.Option(3, "-n", help="How many records to show."),
+    base_model: str = typer.Option("smollm2-135m-instruct", help="Tokenizer and chat template (for files)."),
+    train_on_prompt: Optional[bool] = typer.Option(None, "--train-on-prompt/--assistant-only",
+                                                   help="Override data.train_on_prompt."),
+) -> None:
+    """Show records after the chat template, marking the tokens the loss is computed on."""
+    from itertools import islice
+
+    from tunesmith.data.check import sources_from_paths, valid_records
+    from tunesmith.data.preview import preview_panel
+    from tunesmith.data.stage import config_sources
+    from tunesmith.models import load_tokenizer
+
+    system_prompt = None
+    if _is_config(inputs[0]):
+        cfg = _load(inputs[0], inputs[1:])
+        sources, model, trust = config_sources(cfg), cfg.base_model, cfg.trust_remote_code
+        on_prompt = cfg.data.train_on_prompt if train_on_prompt is None else train_on_prompt
+        system_prompt = cfg.data.system_prompt
+    else:
+        sources, model, trust = sources_from_paths(inputs), base_model, False
+        on_prompt = bool(train_on_prompt)
+    tokenizer = load_tokenizer(model, trust_remote_code=trust)
+    shown = 0
+    for record in islice(valid_records(sources), count):
+        out.print(preview_panel(record, tokenizer, train_on_prompt=on_prompt, system_prompt=system_prompt))
+        shown += 1
+    if not shown:
+        raise TunesmithError("no valid records to preview; run `tunesmith data check` to see why")
+
+
+@data_app.command("prepare")
+def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                 overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Tokenise, mask and pack the train and validation splits for training."""
+    from tunesmith.data.stage import prepare_splits
+    from tunesmith.models import load_tokenizer
+    from tunesmith.views import print_prepare
+
+    cfg = _load(config, overrides)
+    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+    print_prepare(prepare_splits(cfg, tokenizer))
+
+
+@app.command()
+def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Run the pipeline for a project. Today: the data stage (check → split → prepare)."""
+    from tunesmith.data.stage import prepare_splits
+    from tunesmith.models import load_tokenizer
+    from tunesmith.views import print_check, print_prepare, print_split
+
+    cfg = _load(config, overrides)
+    out.rule(f"[bold]tunesmith run[/] {cfg.config_path}")
+    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+    summary, outcome = _check_and_split(cfg)
+    print_check(outcome.report, outcome.out_dir, brief=True)
+    print_split(summary, outcome.out_dir)
+    print_prepare(prepare_splits(cfg, tokenizer))
+    out.print("[bold green]Data stage done.[/] Training, evaluation and serving stages arrive in later releases.")
+
+
+def main() -> None:
+    """Entry point: user mistakes become one clear message and exit status 2, not a traceback."""
+    try:
+        app()
+    except TunesmithError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""Project configuration: one typed model per stage, composed into `ProjectConfig`.
+
+Each field is documented by the docstring under it; those docstrings feed both the
+commented example project of `tunesmith init` and the error messages. Key names follow
+what Axolotl, LLaMA-Factory and TRL users already know (`base_model`, `max_length`,
+`train_on_prompt`, `micro_batch_size`, `lora_r`, ...).
+
+This module must stay light: `tunesmith --help`, `init` and config checks import it,
+and none of them may pay for importing torch or transformers.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunesmith.errors import ConfigError
+
+FORMATS = ("auto", "messages", "alpaca", "prompt_completion", "preference", "openai_dpo", "sharegpt")
+SPLITS = ("train", "validation", "test")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class DatasetSource(_Section):
+    path: str
+    """A JSONL, JSON, CSV or Parquet file, a folder of such files, or a folder written by
+    `datasets.save_to_disk`. Relative paths are relative to the config file."""
+
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    """Record format: auto (detected per file), messages (OpenAI/ChatML), alpaca
+    (instruction/input/output), prompt_completion, preference (prompt/chosen/rejected),
+    openai_dpo (input/preferred_output/non_preferred_output) or sharegpt (conversations)."""
+
+    split: Literal["auto", "train", "validation", "test"] = "auto"
+    """Which split these records belong to. auto: taken from the file name (train, valid,
+    validation, dev, test), otherwise pooled and split by `data.val_size`/`test_size`."""
+
+
+class DataConfig(_Section):
+    datasets: list[DatasetSource] = Field(default_factory=list)
+    """Input files. Each entry: {path, format, split}."""
+
+    max_length: int = Field(2048, ge=8)
+    """Longest sequence in tokens (chat template included); longer records are reported
+    by `data check` and handled by `truncation` when preparing."""
+
+    truncation: Literal["drop", "truncate"] = "drop"
+    """What to do with records longer than max_length: drop them (default; a cut-off
+    answer teaches the model to stop mid-sentence) or truncate them from the right."""
+
+    train_on_prompt: bool = False
+    """Compute the loss on prompt tokens too. Off: only assistant turns are trained on."""
+
+    packing: bool = True
+    """Pack short records into windows of max_length, position ids reset per record so
+    no token attends across records (padding-free)."""
+
+    system_prompt: str | None = None
+    """System message added to conversations that have none (None: leave them as they are)."""
+
+    label_field: str | None = None
+    """Record field holding a label or category, used for stratified splits and the
+    balance report (looked up at the top level of the record, then in `meta`)."""
+
+    val_size: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the pooled records held out for validation."""
+
+    test_size: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the pooled records held out for the final test set."""
+
+    dedup: Literal["none", "exact"] = "exact"
+    """Drop exact duplicates when splitting (the first occurrence is kept). Near-duplicates
+    are always kept together in one split so they cannot leak."""
+
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    """Estimated Jaccard similarity of word 3-grams above which two records are near-duplicates."""
+
+    redact_pii: bool = False
+    """Replace detected PII (emails, phones, card numbers, IBANs, SSNs, IPs, secrets) with
+    placeholders like [EMAIL] in the prepared splits and write a redacted copy."""
+
+    @model_validator(mode="after")
+    def _sizes_leave_training_data(self) -> "DataConfig":
+        if self.val_size + self.test_size >= 1.0:
+            raise ValueError(
+                f"val_size + test_size = {self.val_size + self.test_size:g} leaves nothing to train on; keep it below 1"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    method: Literal["sft", "dpo", "orpo", "kto"] = "sft"
+    """Training objective: supervised fine-tuning or a preference method."""
+
+    adapter: Literal["lora", "qlora", "dora", "prefix", "ia3", "none"] = "lora"
+    """Parameter-efficient method; none = full fine-tuning. qlora needs a CUDA GPU."""
+
+    learning_rate: float | None = Field(None, gt=0)
+    """Peak learning rate. None: 2e-4 for LoRA/QLoRA/DoRA, 2e-5 for full fine-tuning."""
+
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    """Share of the total steps spent warming the learning rate up from zero."""
+
+    num_epochs: float = Field(2.0, gt=0)
+    """Passes over the training split."""
+
+    max_steps: int | None = Field(None, gt=0)
+    """Stop after this many optimizer steps (overrides num_epochs)."""
+
+    micro_batch_size: int = Field(4, ge=1)
+    """Sequences (or packed windows) per forward pass on each process."""
+
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    """Micro-batches accumulated per optimizer step."""
+
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank."""
+
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the LoRA branch."""
+
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Modules that get adapters: names, or all-linear."""
+
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+
+    bf16: Literal["auto", True, False] = "auto"
+    """Mixed precision: auto uses bf16 where the hardware supports it."""
+
+    logging_steps: int = Field(5, ge=1)
+    """Log training loss every N optimizer steps."""
+
+    eval_steps: int = Field(25, ge=1)
+    """Compute validation loss every N optimizer steps."""
+
+    save_steps: int = Field(50, ge=1)
+    """Write a checkpoint every N optimizer steps."""
+
+    early_stopping_patience: int | None = Field(3, ge=1)
+    """Stop after this many evaluations without a better validation loss (None: never)."""
+
+
+class EvalConfig(_Section):
+    max_new_tokens: int = Field(256, ge=1)
+    """Longest generation per test example."""
+
+    batch_size: int = Field(8, ge=1)
+    """Test examples generated together."""
+
+    few_shot: int = Field(3, ge=0)
+    """Training examples in the few-shot baseline prompt (0: no few-shot baseline)."""
+
+    json_schema: str | None = None
+    """JSON schema file the outputs must satisfy (structured-output tasks)."""
+
+
+class GateConfig(_Section):
+    task_metric_min: float = 0.85
+    """Blocking: the task metric must exceed this."""
+
+    format_compliance_min: float = 0.95
+    """Blocking: share of outputs in the required format must exceed this."""
+
+    safety_pass_rate_min: float = 0.95
+    """Blocking: share of safety probes handled safely must exceed this."""
+
+    max_regression: float = 0.05
+    """Blocking: largest allowed relative drop vs the base model on the regression suite."""
+
+    max_latency_ratio: float = 2.0
+    """Warning only: latency of the candidate over the base model's."""
+
+
+class RegistryConfig(_Section):
+    name: str | None = None
+    """Registered model name (default: the project folder's name)."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None: a SQLite store under output_dir."""
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    """Address to bind; localhost unless you mean to expose the server."""
+
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port."""
+
+
+class ProjectConfig(_Section):
+    base_model: str = "smollm2-135m-instruct"
+    """Hugging Face model id, local folder, or smollm2-135m-instruct (the packaged default)."""
+
+    output_dir: str = "outputs"
+    """Where every stage writes its artefacts (relative to the config file)."""
+
+    seed: int = 42
+    """Seed for splits, shuffling and initialisation."""
+
+    trust_remote_code: bool = False
+    """Allow model code from the model's folder or hub repo to run. Off unless you trust it."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    """Data stage: inputs, checks, split and preparation."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Training stage."""
+
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Evaluation stage."""
+
+    gate: GateConfig = Field(default_factory=GateConfig)
+    """Quality gates a candidate must pass."""
+
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    """Model registry."""
+
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    """Serving."""
+
+    config_path: Path | None = Field(None, exclude=True)
+    """Where this config was loaded from (set by `load_config`, not written in YAML)."""
+
+    @property
+    def root(self) -> Path:
+        """Folder relative paths are resolved against: the config file's folder."""
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def output_path(self) -> Path:
+        return self.resolve(self.output_dir)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn `a.b=1` strings into a nested dict; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. data.max_length=1024)")
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at `loc` (for 'did you mean' suggestions)."""
+    model: type[BaseModel] = ProjectConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return model
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            return model
+        model = nxt
+    return model
+
+
+def _yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, for error messages."""
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                sub = path + (key_node.value,)
+                lines[sub] = key_node.start_mark.line + 1
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _format_validation_error(err: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
+    messages = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p != "__root__")
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        line = lines.get(loc)
+        where = f"{source}:{line}" if line else source
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(loc[:-1])
+            known = [f for f in owner.model_fields if f != "config_path"] if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = f" — did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else (
+                f" (known keys here: {', '.join(known)})" if known else ""
+            )
+            messages.append(f"{where}: unknown key {dotted!r}{hint}")
+        else:
+            messages.append(f"{where}: {dotted}: {e['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(messages)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ProjectConfig:
+    """Load `tunesmith.yaml` (or defaults when path is None) and apply dotted overrides."""
+    raw: dict[str, Any] = {}
+    text = ""
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tunesmith.yaml"
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found; create one with `tunesmith init DIR`")
+        source = str(p)
+        text = p.read_text(encoding="utf-8-sig")
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark else source
+            raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(loaded).__name__}")
+        raw = loaded
+    if overrides:
+        raw = _merge(raw, parse_overrides(overrides))
+    try:
+        cfg = ProjectConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source, _yaml_lines(text))) from None
+    if path is not None:
+        cfg.config_path = Path(source).resolve()
+    return cfg
+
+
+def dump_config(cfg: ProjectConfig) -> str:
+    """The fully resolved config as YAML (saved beside every artefact)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def commented_yaml(model: type[BaseModel] = ProjectConfig, indent: int = 0) -> str:
+    """Default config as YAML with each field's docstring above it (for `tunesmith init`)."""
+    pad = "  " * indent
+    out: list[str] = []
+    instance = model()
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        for line in (field.description or "").splitlines():
+            out.append(f"{pad}# {line.strip()}")
+        value = getattr(instance, name)
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:")
+            out.append(commented_yaml(type(value), indent + 1))
+        else:
+            dumped = yaml.safe_dump({name: value}, default_flow_style=False, sort_keys=False).rstrip()
+            out.extend(pad + line for line in dumped.splitlines())
+    return "\n".join(out)

@@ -1,0 +1,321 @@
+"""`tunesmith data check`: read every input, convert, validate, measure quality, keep rejects.
+
+One streaming pass: each row is converted and validated as it is read, rejected rows go
+to the rejects file straight away with their reasons, and valid records are handed to
+the caller (`on_valid`) instead of being collected here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.converters import CONVERTERS, attach_meta, detect_format
+from tunesmith.data.dedup import DuplicateFinder
+from tunesmith.data.pii import find_pii, redact
+from tunesmith.data.readers import RawRow, expand_inputs, read_rows
+from tunesmith.data.records import Conversation, Problem, Record, RecordError, record_text
+from tunesmith.data.validate import validate_record
+from tunesmith.errors import DataError
+
+MAX_LISTED = 10_000  # findings kept in memory per list; the rest are counted (all rejects are still written)
+_SPLIT_WORDS = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
+                "val": "validation", "dev": "validation", "eval": "validation", "test": "test", "testing": "test"}
+
+ValidCallback = Callable[[int, Record, str], None]
+
+
+@dataclass
+class Source:
+    """One input and how to read it."""
+
+    path: Path
+    format: str = "auto"
+    split: str = "auto"
+
+
+def split_from_name(name: str) -> str:
+    """train / validation / test when a file name says so (as `datasets` infers splits), else auto."""
+    bracket = re.search(r"\[(\w+)\]$", name)
+    words = [bracket.group(1)] if bracket else re.split(r"[^a-z]+", Path(name).stem.lower())
+    found = {_SPLIT_WORDS[w] for w in words if w in _SPLIT_WORDS}
+    return found.pop() if len(found) == 1 else "auto"
+
+
+@dataclass
+class CheckResult:
+    total: int = 0
+    valid: int = 0
+    rejected: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    errors_omitted: int = 0
+    warnings_omitted: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
+    duplicates: list[tuple[int, str, list[int]]] = field(default_factory=list)
+    """(key, exact|near, earlier keys) for each repeated valid record; the split keeps them together."""
+    rejects_path: str | None = None
+
+    def error(self, problem: Problem) -> None:
+        if len(self.errors) < MAX_LISTED:
+            self.errors.append(problem)
+        else:
+            self.errors_omitted += 1
+
+    def warn(self, problem: Problem) -> None:
+        if len(self.warnings) < MAX_LISTED:
+            self.warnings.append(problem)
+        else:
+            self.warnings_omitted += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": {"total": self.total, "valid": self.valid, "rejected": self.rejected},
+            "files": self.files,
+            "errors": [p.to_dict() for p in self.errors],
+            "warnings": [p.to_dict() for p in self.warnings],
+            "errors_omitted": self.errors_omitted,
+            "warnings_omitted": self.warnings_omitted,
+            "quality": self.quality,
+            "rejects_file": self.rejects_path,
+        }
+
+
+def _rows_with_format(source: Source, on_bytes: Callable[[int], None] | None) -> tuple[str | None, Iterator[RawRow]]:
+    """The file's format (given, or detected from its first records) and all its rows."""
+    rows = read_rows(source.path, on_bytes)
+    if source.format != "auto":
+        return source.format, rows
+    head = list(islice(rows, 50))
+    return detect_format(r.value for r in head if r.error is None), chain(head, rows)
+
+
+def valid_records(sources: list[Source], label_field: str | None = None) -> Iterator[Record]:
+    """Valid records of `sources` in file order, without the quality checks (for previews)."""
+    for source in sources:
+        for path in expand_inputs([source.path]):
+            fmt, rows = _rows_with_format(Source(path, source.format, source.split), None)
+            converter = CONVERTERS.get(fmt) if fmt else None
+            for row in rows:
+                if _reasons(row, converter, fmt):
+                    continue
+                try:
+                    record = converter(row.value)
+                except RecordError:
+                    continue
+                if not validate_record(record)[0]:
+                    attach_meta(record, row.value, label_field)
+                    record.meta.update({"file": row.file, "line": row.line})
+                    yield record
+
+
+def redact_record(record: Record) -> tuple[Record, Counter]:
+    """A copy of the record with PII replaced by placeholders, and the kinds replaced."""
+    kinds: Counter = Counter()
+
+    def clean(messages: list[dict]) -> list[dict]:
+        out = []
+        for m in messages:
+            found = find_pii(m["content"])
+            kinds.update(p.kind for p in found)
+            out.append({**m, "content": redact(m["content"], found)} if found else m)
+        return out
+
+    if isinstance(record, Conversation):
+        return Conversation(clean(record.messages), dict(record.meta)), kinds
+    return type(record)(clean(record.prompt), clean(record.chosen), clean(record.rejected), dict(record.meta)), kinds
+
+
+def _message_fields(record: Record) -> Iterator[tuple[str, str]]:
+    if isinstance(record, Conversation):
+        for i, m in enumerate(record.messages):
+            yield f"messages[{i}].content", m["content"]
+    else:
+        for part in ("prompt", "chosen", "rejected"):
+            for i, m in enumerate(getattr(record, part)):
+                yield f"{part}[{i}].content", m["content"]
+
+
+_PII_WORDS = {"email": "an email address", "phone": "a phone number", "credit_card": "a credit card number",
+              "iban": "an IBAN", "ssn": "a US social security number", "ip_address": "an IP address",
+              "secret": "an API key or secret"}
+
+
+def check_sources(
+    sources: list[Source],
+    *,
+    rejects_path: Path,
+    label_field: str | None = None,
+    length_counter: Any = None,
+    near_dup_threshold: float = 0.8,
+    redact_pii: bool = False,
+    on_valid: ValidCallback | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Check every record of every source; valid records go to `on_valid(key, record, split)`."""
+    result = CheckResult(rejects_path=str(rejects_path))
+    finder = DuplicateFinder(near_dup_threshold)
+    places: list[tuple[str, int]] = []  # key -> (file, line); small tuples, one per valid record
+    splits: list[str] = []
+    pii: list[dict[str, Any]] = []
+    pii_counts: Counter = Counter()
+    counts = {"exact_duplicates": 0, "near_duplicates": 0, "leakage": 0}
+    turns: Counter = Counter()
+    roles: Counter = Counter()
+    labels: Counter = Counter()
+    kinds: Counter = Counter()
+    leak_examples: list[dict[str, Any]] = []
+
+    def place(key: int) -> str:
+        f, line = places[key]
+        return f"{f}:{line}"
+
+    def note_length(found: list[tuple[int, int]]) -> None:
+        for key, n in found:
+            f, line = places[key]
+            result.warn(Problem(f, line, "messages", (
+                f"{n} tokens is more than max_length={length_counter.max_length} by {n - length_counter.max_length}; "
+                "it would be dropped or cut when preparing — raise data.max_length or shorten the record")))
+
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(rejects_path, "w", encoding="utf-8") as rejects:
+        for source in sources:
+            for path in expand_inputs([source.path]):
+                sub = Source(path, source.format, source.split)
+                fmt, rows = _rows_with_format(sub, on_bytes)
+                stats = {"file": str(path), "format": fmt, "split": "auto", "records": 0, "valid": 0, "rejected": 0}
+                result.files.append(stats)
+                converter = CONVERTERS.get(fmt) if fmt else None
+                for row in rows:
+                    stats["records"] += 1
+                    result.total += 1
+                    split = sub.split if sub.split != "auto" else split_from_name(row.file)
+                    stats["split"] = split
+                    reasons = _reasons(row, converter, fmt)
+                    record = None
+                    if not reasons:
+                        try:
+                            record = converter(row.value)
+                        except RecordError as exc:
+                            reasons = [(exc.field, exc.message)]
+                    if record is not None:
+                        errors, warnings = validate_record(record)
+                        reasons = errors
+                        for fld, msg in warnings:
+                            result.warn(Problem(row.file, row.line, fld, msg))
+                    if reasons:
+                        stats["rejected"] += 1
+                        result.rejected += 1
+                        for fld, msg in reasons:
+                            result.error(Problem(row.file, row.line, fld, msg))
+                        rejects.write(json.dumps({
+                            "file": row.file, "line": row.line,
+                            "reasons": [{"field": f, "message": m} for f, m in reasons], "raw": row.raw,
+                        }, ensure_ascii=False) + "\n")
+                        continue
+                    stats["valid"] += 1
+                    result.valid += 1
+                    key = len(places)
+                    places.append((row.file, row.line))
+                    splits.append(split)
+                    attach_meta(record, row.value, label_field)
+                    record.meta.update({"file": row.file, "line": row.line})
+                    kinds[record.kind] += 1
+                    text = record_text(record)
+
+                    dup = finder.add(key, record, text)
+                    if dup:
+                        kind, earlier = dup
+                        counts[f"{kind}_duplicates"] += 1
+                        result.duplicates.append((key, kind, earlier))
+                        result.warn(Problem(row.file, row.line, None, (
+                            f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
+                            + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split"))))
+                        leaked = [k for k in earlier if "auto" not in (splits[k], split) and splits[k] != split]
+                        if leaked:
+                            counts["leakage"] += 1
+                            if len(leak_examples) < 100:
+                                leak_examples.append({"file": row.file, "line": row.line, "split": split,
+                                                      "same_as": place(leaked[0]), "other_split": splits[leaked[0]]})
+                            result.warn(Problem(row.file, row.line, None, (
+                                f"leakage: the {split} split repeats {place(leaked[0])} from the "
+                                f"{splits[leaked[0]]} split; remove one of them")))
+
+                    found_kinds: set[str] = set()
+                    for fld, content in _message_fields(record):
+                        for m in find_pii(content):
+                            pii_counts[m.kind] += 1
+                            if len(pii) < MAX_LISTED:
+                                pii.append({"file": row.file, "line": row.line, "kind": m.kind, "field": fld})
+                            if m.kind not in found_kinds:
+                                found_kinds.add(m.kind)
+                                result.warn(Problem(row.file, row.line, fld, (
+                                    f"contains {_PII_WORDS[m.kind]}; redact it (data.redact_pii: true or "
+                                    "--redact-pii) unless the model must learn it")))
+                    if redact_pii and found_kinds:
+                        record, _ = redact_record(record)
+
+                    msgs = record.messages if isinstance(record, Conversation) else record.chosen_conversation()
+                    turns[len(msgs)] += 1
+                    roles.update(m["role"] for m in msgs)
+                    if "label" in record.meta:
+                        labels[record.meta["label"]] += 1
+                    if length_counter is not None:
+                        note_length(length_counter.add(key, record))
+                    if on_valid:
+                        on_valid(key, record, split)
+    if length_counter is not None:
+        note_length(length_counter.flush())
+
+    result.quality = {
+        "record_kinds": dict(kinds),
+        "exact_duplicates": counts["exact_duplicates"],
+        "near_duplicates": counts["near_duplicates"],
+        "near_dup_threshold": near_dup_threshold,
+        "leakage": {"pairs": counts["leakage"], "examples": leak_examples,
+                    "checked": len({s for s in splits if s != "auto"}) > 1},
+        "pii": pii,
+        "pii_counts": dict(pii_counts),
+        "length": length_counter.summary() if length_counter is not None else None,
+        "turns": {str(k): v for k, v in sorted(turns.items())},
+        "roles": dict(roles),
+        "labels": _balance(labels, label_field),
+    }
+    return result
+
+
+def _reasons(row: RawRow, converter: Any, fmt: str | None) -> list[tuple[str | None, str]]:
+    if row.error:
+        return [(None, row.error)]
+    if not isinstance(row.value, dict):
+        return [(None, f"each record must be a JSON object, got {type(row.value).__name__}")]
+    if converter is None:
+        keys = ", ".join(map(str, row.value)) or "none"
+        return [(None, f"cannot tell the record format from its keys ({keys}); expected messages, "
+                       "instruction/output, prompt/completion, prompt/chosen/rejected, "
+                       "input/preferred_output/non_preferred_output or conversations — or set the format")]
+    return []
+
+
+def _balance(labels: Counter, label_field: str | None) -> dict[str, Any] | None:
+    if not label_field:
+        return None
+    if not labels:
+        return {"field": label_field, "counts": {}, "note": f"no record has a {label_field!r} field"}
+    most, least = labels.most_common()[0][1], min(labels.values())
+    return {"field": label_field, "counts": dict(labels.most_common()), "classes": len(labels),
+            "imbalance_ratio": round(most / least, 2)}
+
+
+def sources_from_paths(paths: list[str], fmt: str = "auto") -> list[Source]:
+    """Sources for paths given on the command line."""
+    if not paths:
+        raise DataError("give at least one data file, folder or tunesmith.yaml")
+    return [Source(Path(p), fmt) for p in paths]

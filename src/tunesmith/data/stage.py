@@ -1,0 +1,187 @@
+"""The data stage end to end: check → split → prepare, artefacts under `<output_dir>/data/`.
+
+    check.json  report.md  lengths.png  rejects.jsonl      what `data check` found
+    train.jsonl  validation.jsonl  test.jsonl  split.json  canonical records per split
+    prepared/{train,validation}.parquet  prepare.json       tokenised, masked, packed
+    config.yaml                                             the resolved config
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig, dump_config
+from tunesmith.data.check import CheckResult, Source, check_sources
+from tunesmith.data.records import Record, record_from_dict
+from tunesmith.data.report import markdown_report, write_atomic, write_json
+from tunesmith.data.split import SPLIT_NAMES, split_keys
+from tunesmith.errors import DataError
+
+
+def data_dir(cfg: ProjectConfig) -> Path:
+    return cfg.output_path / "data"
+
+
+def config_sources(cfg: ProjectConfig) -> list[Source]:
+    if not cfg.data.datasets:
+        where = cfg.config_path or "the config"
+        raise DataError(f"{where}: data.datasets is empty; list your files, e.g.\n"
+                        "  data:\n    datasets:\n      - path: data/train.jsonl")
+    return [Source(cfg.resolve(d.path), d.format, d.split) for d in cfg.data.datasets]
+
+
+@dataclass
+class CheckOutcome:
+    result: CheckResult
+    out_dir: Path
+    records: dict[int, Record] = field(default_factory=dict)
+    splits: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.result.to_dict()
+
+
+def run_check(
+    sources: list[Source],
+    out_dir: Path,
+    *,
+    tokenizer: Any = None,
+    max_length: int = 2048,
+    system_prompt: str | None = None,
+    label_field: str | None = None,
+    near_dup_threshold: float = 0.8,
+    redact_pii: bool = False,
+    keep_records: bool = False,
+    show_progress: bool = True,
+) -> CheckOutcome:
+    """Check `sources`, writing check.json, report.md, lengths.png and rejects.jsonl into `out_dir`."""
+    from tunesmith.console import bytes_progress
+    from tunesmith.data.lengths import LengthCounter
+    from tunesmith.data.readers import expand_inputs
+
+    counter = LengthCounter(tokenizer, max_length, system_prompt) if tokenizer is not None else None
+    outcome = CheckOutcome(CheckResult(), out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    redacted_file = open(out_dir / "redacted.jsonl", "w", encoding="utf-8") if redact_pii else None
+
+    def on_valid(key: int, record: Record, split: str) -> None:
+        if keep_records:
+            outcome.records[key] = record
+            outcome.splits[key] = split
+        if redacted_file:
+            redacted_file.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+
+    files = expand_inputs([s.path for s in sources])
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    with bytes_progress() as progress:
+        task = progress.add_task("Checking records", total=total or None, visible=show_progress)
+        try:
+            outcome.result = check_sources(
+                sources, rejects_path=out_dir / "rejects.jsonl", label_field=label_field, length_counter=counter,
+                near_dup_threshold=near_dup_threshold, redact_pii=redact_pii, on_valid=on_valid,
+                on_bytes=lambda n: progress.advance(task, n))
+        finally:
+            if redacted_file:
+                redacted_file.close()
+    histogram = counter.histogram(out_dir / "lengths.png") if counter is not None else None
+    report = outcome.report
+    write_json(out_dir / "check.json", report)
+    write_atomic(out_dir / "report.md", markdown_report(report, histogram.name if histogram else None))
+    return outcome
+
+
+def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: bool = False,
+                 show_progress: bool = True) -> CheckOutcome:
+    """`run_check` for the data of a project config."""
+    d = cfg.data
+    return run_check(config_sources(cfg), data_dir(cfg), tokenizer=tokenizer, max_length=d.max_length,
+                     system_prompt=d.system_prompt, label_field=d.label_field,
+                     near_dup_threshold=d.near_dup_threshold, redact_pii=d.redact_pii,
+                     keep_records=keep_records, show_progress=show_progress)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
+    """Split checked records (explicit splits kept, the pool shared out), write the split files."""
+    d = cfg.data
+    result = outcome.result
+    exact_later = {k for k, kind, _ in result.duplicates if kind == "exact"} if d.dedup == "exact" else set()
+    linked = [(k, e) for k, _kind, earlier in result.duplicates for e in earlier]
+    keys = [k for k in sorted(outcome.records) if k not in exact_later]
+    given = {s for s in outcome.splits.values() if s in ("validation", "test")}
+    pool = [k for k in keys if outcome.splits[k] in ("auto", "train")]
+    labels = {k: outcome.records[k].meta.get("label", "") for k in pool}
+    assigned = split_keys(pool, val_size=0.0 if "validation" in given else d.val_size,
+                          test_size=0.0 if "test" in given else d.test_size, seed=cfg.seed,
+                          labels=labels, linked=linked)
+    for k in keys:
+        if outcome.splits[k] in given:
+            assigned[outcome.splits[k]].append(k)
+    where = {k: name for name, ks in assigned.items() for k in ks}
+    leaks = sum(1 for a, b in linked if a in where and b in where and where[a] != where[b])
+    out_dir = outcome.out_dir
+    summary: dict[str, Any] = {"seed": cfg.seed, "val_size": d.val_size, "test_size": d.test_size,
+                               "dropped_exact_duplicates": len(exact_later), "leaking_pairs": leaks, "splits": {}}
+    for name in SPLIT_NAMES:
+        ks = sorted(assigned[name])
+        lines = "".join(json.dumps(outcome.records[k].to_dict(), ensure_ascii=False) + "\n" for k in ks)
+        path = write_atomic(out_dir / f"{name}.jsonl", lines)
+        summary["splits"][name] = {
+            "records": len(ks), "file": path.name, "sha256": _sha256(path),
+            "labels": dict(Counter(outcome.records[k].meta.get("label") for k in ks if "label" in outcome.records[k].meta)),
+        }
+    write_json(out_dir / "split.json", summary)
+    return summary
+
+
+def load_split(cfg: ProjectConfig, name: str) -> list[Record]:
+    """Records of one split written by `split_outcome`."""
+    path = data_dir(cfg) / f"{name}.jsonl"
+    if not path.exists():
+        raise DataError(f"{path} not found; run `tunesmith data split {cfg.config_path or 'tunesmith.yaml'}` first")
+    with open(path, encoding="utf-8") as fh:
+        return [record_from_dict(json.loads(line)) for line in fh if line.strip()]
+
+
+def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
+    """Tokenise, mask and pack train and validation into `prepared/*.parquet`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tunesmith.data.prepare import prepare_examples, sft_records
+
+    d = cfg.data
+    out = data_dir(cfg) / "prepared"
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"max_length": d.max_length, "packing": d.packing, "train_on_prompt": d.train_on_prompt}
+    for name in ("train", "validation"):
+        records = sft_records(load_split(cfg, name))
+        examples, stats = prepare_examples(records, tokenizer, max_length=d.max_length,
+                                           train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
+                                           truncation=d.truncation, packing=d.packing)
+        table = pa.Table.from_pylist(examples, schema=pa.schema([
+            ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
+            ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]))
+        tmp = out / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(out / f"{name}.parquet")
+        summary[name] = stats.to_dict()
+    write_json(data_dir(cfg) / "prepare.json", summary)
+    return summary
+
+
+def save_resolved_config(cfg: ProjectConfig) -> Path:
+    return write_atomic(data_dir(cfg) / "config.yaml", dump_config(cfg))

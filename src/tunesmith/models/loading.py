@@ -1,0 +1,60 @@
+"""Resolve `base_model` and load tokenizers and models the Hugging Face way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ModelLoadError
+from tunesmith.models.packaged import PACKAGED_NAME, packaged_model_dir
+
+
+def resolve_model(base_model: str) -> str:
+    """A path or hub id `from_pretrained` accepts: the packaged alias becomes its cached folder."""
+    if base_model.strip().lower() == PACKAGED_NAME:
+        return str(packaged_model_dir())
+    path = Path(base_model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "tokenizer_config.json").exists():
+            raise ModelLoadError(f"{path} exists but is not a model folder (no config.json or tokenizer_config.json)")
+        return str(path)
+    if base_model.startswith((".", "/", "~")) or base_model.count("/") > 1:
+        raise ModelLoadError(f"model folder {base_model} not found")
+    return base_model
+
+
+def _hub_error(name: str, exc: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"could not load {name!r}: {type(exc).__name__}: {exc}. For a hub id, check the name and that the hub is "
+        f"reachable (or that the model is in the local HF cache); for the packaged default use "
+        f"base_model: {PACKAGED_NAME}")
+
+
+def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> Any:
+    """The model's tokenizer, with a pad token (the end-of-sequence token when it has none)."""
+    from transformers import AutoTokenizer
+
+    name = resolve_model(base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(base_model, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(
+            f"{base_model} has no chat template; use an instruct/chat model or add a chat_template to its tokenizer_config.json")
+    return tokenizer
+
+
+def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = False) -> Any:
+    """The causal language model, weights from safetensors only (no pickle)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name = resolve_model(base_model)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(base_model, exc) from None
