@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -21,6 +22,7 @@ from tunesmith.data.dedup import DuplicateFinder
 from tunesmith.data.pii import find_pii, redact
 from tunesmith.data.readers import RawRow, expand_inputs, read_rows
 from tunesmith.data.records import Conversation, Problem, Record, RecordError, record_text
+from tunesmith.data.split import SPLIT_NAMES
 from tunesmith.data.validate import validate_record
 from tunesmith.errors import DataError
 
@@ -162,8 +164,12 @@ def check_sources(
     """Check every record of every source; valid records go to `on_valid(key, record, split)`."""
     result = CheckResult(rejects_path=str(rejects_path))
     finder = DuplicateFinder(near_dup_threshold)
-    places: list[tuple[str, int]] = []  # key -> (file, line); small tuples, one per valid record
-    splits: list[str] = []
+    # key -> where the record came from, in compact arrays (a few bytes a record, for huge files)
+    file_names: list[str] = []
+    file_of = array("I")
+    line_of = array("Q")
+    split_names = ["auto", *SPLIT_NAMES]
+    split_of = array("B")
     pii: list[dict[str, Any]] = []
     pii_counts: Counter = Counter()
     counts = {"exact_duplicates": 0, "near_duplicates": 0, "leakage": 0}
@@ -174,13 +180,11 @@ def check_sources(
     leak_examples: list[dict[str, Any]] = []
 
     def place(key: int) -> str:
-        f, line = places[key]
-        return f"{f}:{line}"
+        return f"{file_names[file_of[key]]}:{line_of[key]}"
 
     def note_length(found: list[tuple[int, int]]) -> None:
         for key, n in found:
-            f, line = places[key]
-            result.warn(Problem(f, line, "messages", (
+            result.warn(Problem(file_names[file_of[key]], line_of[key], "messages", (
                 f"{n} tokens is more than max_length={length_counter.max_length} by {n - length_counter.max_length}; "
                 "it would be dropped or cut when preparing — raise data.max_length or shorten the record")))
 
@@ -194,6 +198,8 @@ def check_sources(
                 result.files.append(stats)
                 converter = CONVERTERS.get(fmt) if fmt else None
                 for row in rows:
+                    if not file_names or file_names[-1] != row.file:
+                        file_names.append(row.file)
                     stats["records"] += 1
                     result.total += 1
                     split = sub.split if sub.split != "auto" else split_from_name(row.file)
@@ -222,31 +228,16 @@ def check_sources(
                         continue
                     stats["valid"] += 1
                     result.valid += 1
-                    key = len(places)
-                    places.append((row.file, row.line))
-                    splits.append(split)
+                    key = len(line_of)
+                    file_of.append(len(file_names) - 1)
+                    line_of.append(row.line)
+                    split_of.append(split_names.index(split))
                     attach_meta(record, row.value, label_field)
                     record.meta.update({"file": row.file, "line": row.line})
                     kinds[record.kind] += 1
                     text = record_text(record)
 
-                    dup = finder.add(key, record, text)
-                    if dup:
-                        kind, earlier = dup
-                        counts[f"{kind}_duplicates"] += 1
-                        result.duplicates.append((key, kind, earlier))
-                        result.warn(Problem(row.file, row.line, None, (
-                            f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
-                            + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split"))))
-                        leaked = [k for k in earlier if "auto" not in (splits[k], split) and splits[k] != split]
-                        if leaked:
-                            counts["leakage"] += 1
-                            if len(leak_examples) < 100:
-                                leak_examples.append({"file": row.file, "line": row.line, "split": split,
-                                                      "same_as": place(leaked[0]), "other_split": splits[leaked[0]]})
-                            result.warn(Problem(row.file, row.line, None, (
-                                f"leakage: the {split} split repeats {place(leaked[0])} from the "
-                                f"{splits[leaked[0]]} split; remove one of them")))
+                    finder.add(key, record, text)
 
                     found_kinds: set[str] = set()
                     for fld, content in _message_fields(record):
@@ -274,13 +265,30 @@ def check_sources(
     if length_counter is not None:
         note_length(length_counter.flush())
 
+    for key, kind, earlier in finder.duplicates():
+        counts[f"{kind}_duplicates"] += 1
+        result.duplicates.append((key, kind, earlier))
+        file, line, split = file_names[file_of[key]], line_of[key], split_names[split_of[key]]
+        result.warn(Problem(file, line, None, (
+            f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
+            + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split"))))
+        leaked = [k for k in earlier if "auto" not in (split_names[split_of[k]], split) and split_names[split_of[k]] != split]
+        if leaked:
+            other = split_names[split_of[leaked[0]]]
+            counts["leakage"] += 1
+            if len(leak_examples) < 100:
+                leak_examples.append({"file": file, "line": line, "split": split, "same_as": place(leaked[0]),
+                                      "other_split": other})
+            result.warn(Problem(file, line, None, (
+                f"leakage: the {split} split repeats {place(leaked[0])} from the {other} split; remove one of them")))
+
     result.quality = {
         "record_kinds": dict(kinds),
         "exact_duplicates": counts["exact_duplicates"],
         "near_duplicates": counts["near_duplicates"],
         "near_dup_threshold": near_dup_threshold,
         "leakage": {"pairs": counts["leakage"], "examples": leak_examples,
-                    "checked": len({s for s in splits if s != "auto"}) > 1},
+                    "checked": len({s for s in split_of if s != 0}) > 1},
         "pii": pii,
         "pii_counts": dict(pii_counts),
         "length": length_counter.summary() if length_counter is not None else None,

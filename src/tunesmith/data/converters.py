@@ -83,6 +83,8 @@ def _prompt(value: Any, field: str) -> list[Message]:
     """A prompt given as plain text (one user turn) or as a list of messages."""
     if isinstance(value, str):
         return [{"role": "user", "content": _text(value, field)}]
+    if not isinstance(value, list):
+        raise RecordError(field, f"must be a string or a list of messages, got {type(value).__name__}")
     return _messages(value, field)
 
 
@@ -92,6 +94,8 @@ def _reply(value: Any, field: str) -> list[Message]:
         return [{"role": "assistant", "content": _text(value, field)}]
     if isinstance(value, dict):
         value = [value]
+    if not isinstance(value, list):
+        raise RecordError(field, f"must be a string or a list of messages, got {type(value).__name__}")
     msgs = _messages(value, field)
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":

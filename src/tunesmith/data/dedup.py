@@ -1,9 +1,14 @@
-"""Exact and near-duplicate detection, streaming, one record at a time.
+"""Exact and near-duplicate detection for files of any size.
 
 Exact duplicates compare the whitespace-normalised text of every turn (roles included).
-Near-duplicates use MinHash signatures of word 3-grams with locality-sensitive hashing
-(datasketch): each record is compared with the earlier ones in the index, so memory
-grows with the number of records, not their size.
+Near-duplicates compare MinHash signatures of word 3-grams (datasketch), banded for
+locality-sensitive hashing with datasketch's optimal band/row split for the threshold.
+
+The index is kept here as flat numpy arrays (about 300 bytes a record) rather than in
+datasketch's `MinHashLSH`, whose in-memory index costs about 2 KB a record — more than
+the records of a typical chat file, which must stream in bounded memory. Candidates
+from the bands are confirmed by their estimated Jaccard similarity, so a shared band
+alone never makes two records near-duplicates.
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from array import array
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
 
 from tunesmith.data.records import Conversation, Record
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 NUM_PERM = 64
+MAX_LINKS = 20  # earlier records named per duplicate; enough to keep groups together and find leaks
+_TEMPLATE = MinHash(num_perm=NUM_PERM, seed=1)  # permutations drawn once, shared by every signature
 
 
 def content_key(record: Record) -> bytes:
@@ -26,7 +36,7 @@ def content_key(record: Record) -> bytes:
         parts = [[m["role"], " ".join(m["content"].split())] for m in record.messages]
     else:
         parts = [[m["role"], " ".join(m["content"].split())] for m in record.prompt + record.chosen + record.rejected]
-    return hashlib.blake2b(json.dumps(parts, ensure_ascii=False).encode(), digest_size=16).digest()
+    return hashlib.blake2b(json.dumps(parts, ensure_ascii=False).encode(), digest_size=8).digest()
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -38,29 +48,62 @@ def shingles(text: str, n: int = 3) -> set[bytes]:
 
 
 def minhash(text: str) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=1)
+    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme)
     m.update_batch(list(shingles(text)))
     return m
 
 
+def _groups(values: np.ndarray) -> list[np.ndarray]:
+    """Indices of equal values, each group in ascending index order (groups of 2+ only)."""
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    bounds = np.flatnonzero(np.diff(sorted_vals)) + 1
+    return [g for g in np.split(order, bounds) if len(g) > 1]
+
+
 class DuplicateFinder:
-    """Feed records in order; each call says which earlier record this one duplicates."""
+    """Add records in order (keys 0, 1, 2, ...), then ask for the duplicates once at the end."""
 
     def __init__(self, threshold: float = 0.8):
         self.threshold = threshold
-        self._exact: dict[bytes, int] = {}
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self.bands, self.rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+        self._exact = array("Q")
+        self._signatures = array("I")
+        self._band_keys = [array("Q") for _ in range(self.bands)]
 
-    def add(self, key: int, record: Record, text: str) -> tuple[str, list[int]] | None:
-        """Index a record under `key`; return ("exact"|"near", keys of earlier records it repeats) or None."""
-        digest = content_key(record)
-        first = self._exact.get(digest)
-        if first is not None:
-            return ("exact", [first])
-        self._exact[digest] = key
-        signature = minhash(text)
-        similar = self._lsh.query(signature)
-        self._lsh.insert(key, signature)
-        if similar:
-            return ("near", sorted(similar))
-        return None
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def add(self, key: int, record: Record, text: str) -> None:
+        if key != len(self._exact):
+            raise ValueError(f"keys must be added in order 0, 1, 2, ...; got {key} after {len(self._exact) - 1}")
+        self._exact.append(int.from_bytes(content_key(record), "little"))
+        values = minhash(text).hashvalues.astype(np.uint32)
+        self._signatures.frombytes(values.tobytes())
+        for b in range(self.bands):
+            band = values[b * self.rows:(b + 1) * self.rows].tobytes()
+            self._band_keys[b].append(int.from_bytes(hashlib.blake2b(band, digest_size=8).digest(), "little"))
+
+    def duplicates(self) -> list[tuple[int, str, list[int]]]:
+        """(key, "exact"|"near", earlier keys it repeats) for every record that repeats an earlier one."""
+        n = len(self._exact)
+        if n < 2:
+            return []
+        found: dict[int, tuple[str, list[int]]] = {}
+        for group in _groups(np.frombuffer(self._exact, dtype=np.uint64)):
+            for k in group[1:]:
+                found[int(k)] = ("exact", [int(group[0])])
+        signatures = np.frombuffer(self._signatures, dtype=np.uint32).reshape(n, NUM_PERM)
+        candidates: dict[int, set[int]] = {}
+        for keys in self._band_keys:
+            for group in _groups(np.frombuffer(keys, dtype=np.uint64)):
+                group = [int(k) for k in group if int(k) not in found]  # exact copies are represented by the first
+                for i, k in enumerate(group[1:], start=1):
+                    candidates.setdefault(k, set()).update(group[max(0, i - MAX_LINKS):i])
+        for k, earlier in sorted(candidates.items()):
+            ordered = sorted(earlier)
+            similarity = (signatures[ordered] == signatures[k]).mean(axis=1)
+            close = [e for e, s in zip(ordered, similarity) if s >= self.threshold]
+            if close:
+                found[k] = ("near", close[:MAX_LINKS])
+        return [(k, kind, earlier) for k, (kind, earlier) in sorted(found.items())]

@@ -29,6 +29,8 @@ class PiiMatch:
     end: int
 
 
+_DIGIT = re.compile(r"\d")
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,22}\d")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
@@ -86,9 +88,14 @@ def find_pii(text: str, region: str = "US") -> list[PiiMatch]:
             except ValueError:
                 continue
             add("ip_address", m.start(), m.end())
-    if any(c.isdigit() for c in text):
-        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            add("phone", m.start, m.end)
+    # libphonenumber is slow on digit-heavy text, so it only sees runs that could be phone numbers
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        if len(_DIGIT.findall(candidate.group())) < 7:
+            continue
+        lo = max(0, candidate.start() - 2)
+        for m in phonenumbers.PhoneNumberMatcher(text[lo:candidate.end() + 2], region,
+                                                 leniency=phonenumbers.Leniency.VALID):
+            add("phone", lo + m.start, lo + m.end)
     return sorted(found, key=lambda m: m.start)
 
 

@@ -98,7 +98,8 @@ def _read_jsonl(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                if not ends_with_newline and exc.pos >= len(text.rstrip()) - 1:
+                at_end = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+                if not ends_with_newline and at_end:
                     reason = ("truncated record: the file ends in the middle of this JSON value "
                               "(was the write interrupted?); complete or delete this line")
                 else:
