@@ -188,6 +188,27 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
 
 @app.command()
+def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+          resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint.")) -> None:
+    """Fine-tune the base model on the prepared data (SFT or DPO; LoRA, DoRA, IA3, prefix or full)."""
+    from tunesmith.train.stage import run_train
+    from tunesmith.views import print_train
+
+    cfg = _load(config, overrides)
+    print_train(run_train(cfg, resume=resume))
+
+
+@app.command()
+def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
+          ) -> None:
+    """Merge a LoRA adapter into its base model: a standalone safetensors folder."""
+    from tunesmith.train.merge import merge_run
+
+    out.print(f"[green]merged model written to[/] {merge_run(run_dir, out_dir)}")
+
+
+@app.command()
 def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
     """Run the pipeline for a project. Today: the data stage (check → split → prepare)."""
     from tunesmith.data.stage import prepare_splits

@@ -137,6 +137,9 @@ class TrainConfig(_Section):
     )
     """Modules that get adapters: names, or all-linear."""
 
+    prefix_tokens: int = Field(20, ge=1)
+    """Virtual tokens learnt by prefix tuning (adapter: prefix)."""
+
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
 
@@ -154,6 +157,16 @@ class TrainConfig(_Section):
 
     early_stopping_patience: int | None = Field(3, ge=1)
     """Stop after this many evaluations without a better validation loss (None: never)."""
+
+    save_total_limit: int = Field(3, ge=1)
+    """Checkpoints kept on disk (the best one by validation loss is always kept)."""
+
+    mlflow: bool = True
+    """Log parameters, metrics and the loss curve to MLflow (registry.tracking_uri, or a
+    SQLite store under output_dir)."""
+
+    dpo_beta: float = Field(0.1, gt=0)
+    """DPO temperature: how far the policy may move from the reference model."""
 
 
 class EvalConfig(_Section):

@@ -86,3 +86,19 @@ def print_prepare(summary: dict[str, Any]) -> None:
         table.add_row(name, str(s["records"]), str(s["dropped_too_long"]), str(s["sequences"]), str(s["tokens"]),
                       str(s["trained_tokens"]), str(s["windows"]), eff)
     out.print(table)
+
+
+def print_train(result: Any) -> None:
+    m = result.metadata
+    table = Table(title=f"Training ({m['method']}, {m['adapter']})", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("steps", f"{m['steps']} of {m['max_steps']}" + (" (stopped early)" if m["stopped_early"] else ""))
+    if m["train_loss_first"] is not None:
+        table.add_row("training loss", f"{m['train_loss_first']:.4f} → {m['train_loss_last']:.4f}")
+    if m["eval_loss_first"] is not None:
+        table.add_row("validation loss (first → best)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
+    table.add_row("time", f"{m['train_runtime_s']:.0f} s")
+    table.add_row("alarms", str(len(m["alarms"])))
+    out.print(table)
+    out.print(f"model: {result.model_dir}   curves: {result.run_dir / 'loss.png'}")

@@ -1,0 +1,1 @@
+"""Training stage: SFT and preference training with PEFT adapters or full fine-tuning."""

@@ -1,0 +1,55 @@
+"""`TrainConfig` → transformers/TRL training arguments, with method-aware defaults."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.train.adapters import learning_rate
+
+
+def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, bf16: bool, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments shared by `TrainingArguments` and TRL's configs."""
+    import torch
+
+    t = cfg.train
+    # load_best_model_at_end needs checkpoints on evaluation steps: round save_steps up to a multiple.
+    save_steps = math.ceil(t.save_steps / t.eval_steps) * t.eval_steps if has_eval else t.save_steps
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=learning_rate(t),
+        lr_scheduler_type=t.lr_scheduler,
+        # transformers 5 has no warmup_ratio: a fractional warmup_steps is read as a ratio of the total.
+        warmup_steps=t.warmup_ratio,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps or -1,
+        logging_steps=t.logging_steps,
+        # Off: with the filter on, a diverged run whose weights are NaN logs a loss of 0.0, silently.
+        logging_nan_inf_filter=False,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps if has_eval else None,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        prediction_loss_only=True,
+        bf16=bf16,  # set explicitly: TRL's configs default it to on
+        fp16=False,
+        use_cpu=not torch.cuda.is_available(),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",  # metrics go to CSV and MLflow through tunesmith's own callback
+        disable_tqdm=True,  # the Rich progress bar replaces tqdm
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,  # enabled on the model itself, before the adapter is attached
+        ddp_find_unused_parameters=False,
+    )
+    return kwargs

@@ -1,0 +1,38 @@
+"""Preference training (DPO) with TRL's DPOTrainer on the canonical preference records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.data.records import Preference
+from tunesmith.errors import DataError
+from tunesmith.train.arguments import training_kwargs
+
+
+def preference_dataset(records: list[Any], system_prompt: str | None = None) -> Any:
+    """TRL's conversational preference format: prompt / chosen / rejected message lists."""
+    from datasets import Dataset
+
+    from tunesmith.data.template import with_system_prompt
+
+    rows = [{"prompt": with_system_prompt(r.prompt, system_prompt), "chosen": r.chosen, "rejected": r.rejected}
+            for r in records if isinstance(r, Preference)]
+    return Dataset.from_list([{k: [{"role": m["role"], "content": m["content"]} for m in v] for k, v in row.items()}
+                              for row in rows])
+
+
+def build_dpo_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_records: list[Any],
+                      eval_records: list[Any], output_dir: Path, *, bf16: bool, callbacks: list[Any]) -> Any:
+    from trl import DPOConfig, DPOTrainer
+
+    train_ds = preference_dataset(train_records, cfg.data.system_prompt)
+    if len(train_ds) == 0:
+        raise DataError("train.method=dpo needs preference records (prompt/chosen/rejected); the train split has none")
+    eval_ds = preference_dataset(eval_records, cfg.data.system_prompt)
+    has_eval = len(eval_ds) > 0
+    args = DPOConfig(**training_kwargs(cfg, output_dir, bf16=bf16, has_eval=has_eval),
+                     beta=cfg.train.dpo_beta, max_length=cfg.data.max_length)
+    return DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
+                      processing_class=tokenizer, callbacks=callbacks)

@@ -1,0 +1,50 @@
+"""`tunesmith merge RUN`: fold a LoRA-style adapter into its base model, as a standalone folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+
+
+def load_trained(model_dir: Path, base_model: str, *, dtype: Any = None, trust_remote_code: bool = False) -> Any:
+    """A trained result: an adapter on its base model, or a full model folder."""
+    from tunesmith.models import load_model
+
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = load_model(base_model, dtype=dtype, trust_remote_code=trust_remote_code)
+        return PeftModel.from_pretrained(base, str(model_dir))
+    return load_model(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def merge_run(run_dir: Path, out_dir: Path | None = None) -> Path:
+    """Write `<run>/merged/` (or `out_dir`): base + adapter merged, safetensors, tokenizer, generation config."""
+    import yaml
+    from transformers import AutoTokenizer, GenerationConfig
+
+    model_dir = run_dir / "model"
+    if not (model_dir / "adapter_config.json").exists():
+        if (model_dir / "config.json").exists():
+            raise TunesmithError(f"{model_dir} is a full fine-tune, already standalone; nothing to merge")
+        raise TunesmithError(f"{run_dir} holds no trained model; give the run folder (<output_dir>/train)")
+    adapter = json.loads((model_dir / "adapter_config.json").read_text())
+    if adapter.get("peft_type") not in ("LORA", "IA3"):
+        raise TunesmithError(f"a {adapter.get('peft_type')} adapter cannot be merged into the weights; "
+                             "serve it as an adapter instead")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = load_trained(model_dir, cfg["base_model"], trust_remote_code=cfg.get("trust_remote_code", False))
+    merged = model.merge_and_unload()
+    out_dir = out_dir or run_dir / "merged"
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
+    GenerationConfig.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.replace(out_dir)
+    return out_dir

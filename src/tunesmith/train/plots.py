@@ -1,0 +1,36 @@
+"""The loss-curve PNG of a run, from its metrics.csv."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def loss_curve(metrics_csv: Path, out: Path, title: str = "Training") -> Path | None:
+    if not metrics_csv.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    train = [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss")]
+    val = [(int(r["step"]), float(r["eval_loss"])) for r in rows if r.get("eval_loss")]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    if train:
+        ax.plot(*zip(*train), label="training loss", color="#4C72B0")
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss", color="#C44E52")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

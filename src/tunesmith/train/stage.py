@@ -1,0 +1,230 @@
+"""The training stage: prepared data + base model → adapter (or full model), under `<output_dir>/train/`.
+
+    model/            the result (best checkpoint by validation loss): adapter or full model in
+                      safetensors, tokenizer, chat template, generation config (its stop token)
+    checkpoints/      checkpoint-N folders; only those marked complete are resumed from
+    metrics.csv       training and validation loss, learning rate, tokens/s per logged step
+    alarms.jsonl      what the alarms said
+    loss.png          the loss curves
+    config.yaml       the resolved config
+    metadata.json     lineage: base model, adapter, data hashes, versions, results
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith import __version__
+from tunesmith.config import ProjectConfig, dump_config
+from tunesmith.console import err
+from tunesmith.data.report import write_atomic, write_json
+from tunesmith.data.stage import data_dir, load_split
+from tunesmith.errors import TunesmithError
+from tunesmith.train.callbacks import COMPLETE, Alarms, MarkComplete, MetricsLog, RichProgress, StopAtStep
+
+
+def train_dir(cfg: ProjectConfig) -> Path:
+    return cfg.output_path / "train"
+
+
+def latest_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose files were all written (marked complete)."""
+    marked = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(marked, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    metadata: dict[str, Any]
+
+
+def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> bool:
+    if not cfg.train.mlflow:
+        return False
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    uri = cfg.registry.tracking_uri or f"sqlite:///{cfg.output_path.resolve() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(cfg.registry.name or cfg.root.name)
+    previous = run_dir / "mlflow_run_id"
+    run_id = previous.read_text().strip() if previous.exists() else None
+    run = mlflow.start_run(run_id=run_id, run_name=f"{cfg.train.method}-{cfg.train.adapter}")
+    previous.write_text(run.info.run_id)
+    if run_id is None:
+        flat = _flatten({"train": cfg.train.model_dump(mode="json"), "data": {
+            k: v for k, v in cfg.data.model_dump(mode="json").items() if k != "datasets"}})
+        mlflow.log_params({**flat, "base_model": cfg.base_model})
+    return True
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {}
+    for name in ("torch", "transformers", "peft", "trl", "datasets", "accelerate"):
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None) -> TrainResult:
+    """Train as `cfg.train` says; returns where the result is. Resumable with `resume=True`."""
+    from tunesmith.train.adapters import check_hardware, learning_rate, load_for_training
+    from tunesmith.train.hardware import use_bf16
+
+    t = cfg.train
+    check_hardware(t)  # before loading anything
+    run_dir = train_dir(cfg)
+    checkpoints = run_dir / "checkpoints"
+    prepared = data_dir(cfg) / "prepared"
+    if t.method == "sft" and not (prepared / "train.parquet").exists():
+        raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
+                             f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
+    if t.method not in ("sft", "dpo"):
+        raise TunesmithError(f"train.method={t.method} is not available yet; use sft or dpo")
+    resume_from = None
+    if resume:
+        resume_from = latest_complete_checkpoint(checkpoints)
+        if resume_from is None:
+            err.print(f"[yellow]no complete checkpoint in {checkpoints}; starting from the beginning[/]")
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh run; --resume keeps the old one
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", dump_config(cfg))
+
+    from tunesmith.models import load_tokenizer
+
+    from transformers import set_seed
+
+    bf16 = use_bf16(t.bf16)
+    set_seed(cfg.seed)  # before the adapter exists: its random initialisation must be reproducible
+    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+    model = load_for_training(cfg.base_model, t, bf16=bf16, trust_remote_code=cfg.trust_remote_code)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
+              f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {'bf16' if bf16 else 'fp32'}")
+
+    mlflow_on = _mlflow_start(cfg, run_dir)
+    alarms = Alarms(run_dir / "alarms.jsonl")
+    started = time.time()
+    try:
+        if t.method == "sft":
+            from tunesmith.train.sft import build_sft_trainer
+
+            progress = RichProgress()
+            callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
+            trainer, collator = build_sft_trainer(cfg, model, tokenizer, prepared / "train.parquet",
+                                                  prepared / "validation.parquet", checkpoints, bf16=bf16,
+                                                  callbacks=callbacks)
+            progress.collator = collator
+        else:
+            from tunesmith.train.dpo import build_dpo_trainer
+
+            progress = RichProgress()
+            callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
+            trainer = build_dpo_trainer(cfg, model, tokenizer, load_split(cfg, "train"), load_split(cfg, "validation"),
+                                        checkpoints, bf16=bf16, callbacks=callbacks)
+        if t.early_stopping_patience and trainer.args.load_best_model_at_end:
+            from transformers import EarlyStoppingCallback
+
+            trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
+        for cb in extra_callbacks or []:
+            trainer.add_callback(cb)
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        # A real kill never gets here; StopAtStep simulates one in tests. Early stopping and
+        # alarms that stop training still end in a saved model.
+        finished = not any(isinstance(cb, StopAtStep) and cb.fired for cb in extra_callbacks or [])
+        metadata = _finish(cfg, trainer, tokenizer, run_dir, output, alarms, started, bf16, finished)
+    finally:
+        if mlflow_on:
+            import mlflow
+
+            mlflow.end_run()
+    return TrainResult(run_dir, run_dir / "model", metadata)
+
+
+def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
+            started: float, bf16: bool, finished: bool) -> dict[str, Any]:
+    from tunesmith.train.plots import loss_curve
+
+    state = trainer.state
+    model_dir = run_dir / "model"
+    if finished:
+        tmp = run_dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_model(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # pickle; config.yaml holds the same settings
+        tokenizer.save_pretrained(str(tmp))  # tokenizer and chat template travel with the weights
+        model = trainer.model
+        generation = getattr(getattr(model, "base_model", model), "generation_config", None) or model.generation_config
+        generation.eos_token_id = tokenizer.eos_token_id  # stop at the end-of-turn token when served
+        generation.pad_token_id = tokenizer.pad_token_id
+        generation.save_pretrained(str(tmp))
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.replace(model_dir)
+    png = loss_curve(run_dir / "metrics.csv", run_dir / "loss.png",
+                     f"{cfg.train.method.upper()} {cfg.train.adapter} on {cfg.base_model}")
+    split = json.loads((data_dir(cfg) / "split.json").read_text()) if (data_dir(cfg) / "split.json").exists() else {}
+    evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    metadata = {
+        "tunesmith_version": __version__,
+        "base_model": cfg.base_model,
+        "method": cfg.train.method,
+        "adapter": cfg.train.adapter,
+        "data": {name: {"sha256": s.get("sha256"), "records": s.get("records")}
+                 for name, s in split.get("splits", {}).items()},
+        "steps": state.global_step,
+        "max_steps": state.max_steps,
+        "completed": finished,
+        "stopped_early": state.global_step < state.max_steps,
+        "epochs": round(state.epoch or 0, 3),
+        "train_loss_first": losses[0] if losses else None,
+        "train_loss_last": losses[-1] if losses else None,
+        "eval_loss_first": evals[0] if evals else None,
+        "eval_loss_best": state.best_metric,
+        "best_checkpoint": state.best_model_checkpoint,
+        "runtime_s": round(time.time() - started, 1),
+        "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
+        "bf16": bf16,
+        "alarms": alarms.raised,
+        "versions": _versions(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "loss_curve": png.name if png else None,
+    }
+    write_json(run_dir / "metadata.json", metadata)
+    if cfg.train.mlflow:
+        import mlflow
+
+        if png:
+            mlflow.log_artifact(str(png))
+        mlflow.log_dict(metadata, "metadata.json")
+    return metadata

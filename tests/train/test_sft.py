@@ -1,0 +1,131 @@
+"""SFT on a tiny model: the loss falls, only trained parameters change, accumulation and resume are exact."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tests.train.helpers import arithmetic_rows, make_project
+from tunesmith.config import load_config
+from tunesmith.errors import TunesmithError
+from tunesmith.train.callbacks import StopAtStep
+from tunesmith.train.stage import run_train
+
+
+class Snapshot(TrainerCallback):
+    """Parameters at the start and end of training, and which ones were trainable."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _curve(run_dir, column="loss"):
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        return {int(r["step"]): float(r[column]) for r in csv.DictReader(fh) if r[column]}
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora", "ia3", "prefix", "none"])
+def test_loss_falls_and_only_trained_parameters_change(tmp_path, tiny_model_dir, adapter):
+    lr = {"none": 3e-3}.get(adapter, 2e-2)
+    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), adapter=adapter, max_steps=20,
+                          learning_rate=lr, lora_dropout=0.0)
+    snap = Snapshot()
+    result = run_train(load_config(config), extra_callbacks=[snap])
+    losses = _curve(result.run_dir)
+    first, last = sum(list(losses.values())[:3]) / 3, sum(list(losses.values())[-3:]) / 3
+    assert last < first - 0.05, losses
+    changed = {n for n in snap.before if not torch.equal(snap.before[n], snap.after[n])}
+    assert changed, "no parameter changed"
+    assert changed <= snap.trainable, changed - snap.trainable
+    if adapter == "none":
+        assert len(changed) > 0.9 * len(snap.trainable)
+    saved = {p.name for p in result.model_dir.iterdir()}
+    assert ("adapter_model.safetensors" in saved) != (adapter == "none")
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)
+    assert {"tokenizer.json", "chat_template.jinja", "generation_config.json"} <= saved
+    assert (result.run_dir / "loss.png").stat().st_size > 1000
+    assert result.metadata["data"]["train"]["sha256"]
+
+
+def test_accumulation_equals_a_large_batch(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    common = dict(max_steps=3, lora_dropout=0.0, learning_rate=1e-2, eval_steps=100, save_steps=100)
+    small = make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), micro_batch_size=1,
+                         gradient_accumulation_steps=8, **common)
+    large = make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), micro_batch_size=8,
+                         gradient_accumulation_steps=1, **common)
+    a, b = run_train(load_config(small)), run_train(load_config(large))
+    wa = load_file(a.model_dir / "adapter_model.safetensors")
+    wb = load_file(b.model_dir / "adapter_model.safetensors")
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=2e-5, rtol=1e-3)
+    la, lb = _curve(a.run_dir), _curve(b.run_dir)
+    assert la.keys() == lb.keys()
+    for step in la:
+        assert la[step] == pytest.approx(lb[step], rel=1e-4)
+
+
+def test_killed_run_resumes_to_the_same_curve(tmp_path, tiny_model_dir):
+    common = dict(max_steps=8, save_steps=4, eval_steps=4, lora_dropout=0.1)
+    whole = run_train(load_config(make_project(tmp_path / "whole", tiny_model_dir, arithmetic_rows(), **common)))
+    config = load_config(make_project(tmp_path / "killed", tiny_model_dir, arithmetic_rows(), **common))
+    stopped = run_train(config, extra_callbacks=[StopAtStep(6)])  # dies after step 6; checkpoint-4 is the last
+    assert not stopped.metadata["completed"] and not stopped.model_dir.exists()
+    resumed = run_train(config, resume=True)
+    assert resumed.metadata["completed"] and resumed.metadata["steps"] == 8
+    a, b = _curve(whole.run_dir), _curve(resumed.run_dir)
+    assert a.keys() == b.keys() == set(range(1, 9))
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-4), (step, a[step], b[step])
+    assert _curve(whole.run_dir, "eval_loss") == pytest.approx(_curve(resumed.run_dir, "eval_loss"), rel=1e-4)
+
+
+def test_incomplete_checkpoint_is_not_trusted(tmp_path, tiny_model_dir):
+    from tunesmith.train.stage import latest_complete_checkpoint
+
+    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=8))
+    run_train(config, extra_callbacks=[StopAtStep(5)])
+    folder = config.output_path / "train" / "checkpoints"
+    assert latest_complete_checkpoint(folder).name == "checkpoint-4"
+    (folder / "checkpoint-6").mkdir()  # what a kill during a save leaves behind: no completion marker
+    assert latest_complete_checkpoint(folder).name == "checkpoint-4"
+
+
+def test_qlora_without_a_gpu_says_so_before_loading(tmp_path, tiny_model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(8), adapter="qlora"))
+    with pytest.raises(TunesmithError, match="needs a CUDA GPU"):
+        run_train(config)
+    assert not (config.output_path / "train").exists()
+
+
+def test_nan_loss_stops_training_with_an_alarm(tmp_path, tiny_model_dir):
+    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), adapter="none", learning_rate=1e4,
+                                      max_steps=20, eval_steps=100, save_steps=100))
+    result = run_train(config)
+    assert "nan" in {a["kind"] for a in result.metadata["alarms"]}, result.metadata["alarms"]
+    assert result.metadata["steps"] < 20 and result.metadata["stopped_early"]  # not training on NaN weights
+    assert "training stopped" in (result.run_dir / "alarms.jsonl").read_text()
+
+
+def test_early_stopping_still_saves_the_best_model(tmp_path, tiny_model_dir):
+    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), learning_rate=1.0, max_steps=40,
+                                      eval_steps=2, save_steps=2, early_stopping_patience=1))
+    result = run_train(config)
+    assert result.metadata["stopped_early"] and result.model_dir.exists()
+    assert result.metadata["best_checkpoint"]
+
+
+def test_flat_loss_raises_an_alarm(tmp_path, tiny_model_dir):
+    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), learning_rate=1e-9, max_steps=10,
+                                      eval_steps=100, save_steps=100))
+    assert "flat" in {a["kind"] for a in run_train(config).metadata["alarms"]}
