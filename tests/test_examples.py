@@ -1,4 +1,4 @@
-"""The bundled example runs end to end through the CLI on the packaged model (the README's main job)."""
+"""The bundled example end to end through the CLI on the packaged model (the README's main job, shortened)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -15,10 +16,13 @@ EXAMPLE = REPO / "examples" / "support-tickets-json" / "tunesmith.yaml"
 
 
 def test_run_on_the_bundled_example(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), f"output_dir={tmp_path}"],
-                          capture_output=True, text=True, timeout=900)
+    overrides = [f"output_dir={tmp_path}", "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3",
+                 "train.mlflow=true"]
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
+                          capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Prepared for training" in proc.stdout
+    assert "Prepared for training" in proc.stdout and "Training (sft, lora)" in proc.stdout
+
     data = tmp_path / "data"
     report = json.loads((data / "check.json").read_text())
     assert report["records"] == {"total": 400, "valid": 400, "rejected": 0}
@@ -26,5 +30,27 @@ def test_run_on_the_bundled_example(tmp_path):
     split = json.loads((data / "split.json").read_text())
     assert split["leaking_pairs"] == 0
     assert set(split["splits"]["test"]["labels"]) == {"billing", "technical", "account", "shipping", "feature_request"}
-    prepared = json.loads((data / "prepare.json").read_text())
-    assert prepared["train"]["trained_tokens"] > 0 and prepared["train"]["packing_efficiency"] > 0.85
+    assert json.loads((data / "prepare.json").read_text())["train"]["packing_efficiency"] > 0.85
+
+    meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
+    assert meta["steps"] == 6 and not meta["alarms"]
+    assert meta["eval_loss_best"] < meta["eval_loss_first"]  # the fine-tune lowers validation loss
+    assert (tmp_path / "mlflow.db").exists() and (tmp_path / "train" / "loss.png").exists()
+
+    # the saved adapter reloads on the base model and stops at the end-of-turn token
+    from tunesmith.data.stage import load_split
+    from tunesmith.config import load_config
+    from tunesmith.models import load_tokenizer
+    from tunesmith.train.merge import load_trained
+
+    model_dir = tmp_path / "train" / "model"
+    tok = load_tokenizer(str(model_dir))
+    model = load_trained(model_dir, "smollm2-135m-instruct").eval()
+    record = load_split(load_config(EXAMPLE, [f"output_dir={tmp_path}"]), "test")[0]
+    inputs = tok.apply_chat_template(record.messages[:-1], add_generation_prompt=True, return_tensors="pt",
+                                     return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=120, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    assert new[-1] == tok.eos_token_id, tok.decode(new)
+    assert tok.decode(new[:-1], skip_special_tokens=True).strip().startswith("{")

@@ -189,8 +189,14 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
 @app.command()
 def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
-          resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint.")) -> None:
+          resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+          nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU).")
+          ) -> None:
     """Fine-tune the base model on the prepared data (SFT or DPO; LoRA, DoRA, IA3, prefix or full)."""
+    if nproc > 1:
+        from tunesmith.train.launch import launch
+
+        raise typer.Exit(launch(config, overrides or [], nproc, resume))
     from tunesmith.train.stage import run_train
     from tunesmith.views import print_train
 
@@ -210,19 +216,27 @@ def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<outp
 
 @app.command()
 def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
-    """Run the pipeline for a project. Today: the data stage (check → split → prepare)."""
+    """Run the pipeline for a project: data (check → split → prepare) → train."""
     from tunesmith.data.stage import prepare_splits
     from tunesmith.models import load_tokenizer
-    from tunesmith.views import print_check, print_prepare, print_split
+    from tunesmith.train.adapters import check_hardware
+    from tunesmith.train.stage import run_train
+    from tunesmith.views import print_check, print_prepare, print_split, print_train
 
     cfg = _load(config, overrides)
+    check_hardware(cfg.train)  # a QLoRA config on a machine without a GPU fails here, not after the data stage
     out.rule(f"[bold]tunesmith run[/] {cfg.config_path}")
     tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
     summary, outcome = _check_and_split(cfg)
     print_check(outcome.report, outcome.out_dir, brief=True)
+    if outcome.result.rejected:
+        out.print(f"[yellow]{outcome.result.rejected} records rejected and left out; see {outcome.out_dir / 'report.md'}[/]")
     print_split(summary, outcome.out_dir)
-    print_prepare(prepare_splits(cfg, tokenizer))
-    out.print("[bold green]Data stage done.[/] Training, evaluation and serving stages arrive in later releases.")
+    if cfg.train.method == "sft":
+        print_prepare(prepare_splits(cfg, tokenizer))
+    out.rule("[bold]train")
+    print_train(run_train(cfg))
+    out.print("[bold green]Done.[/] Evaluation, the registry and serving are the next stages to land.")
 
 
 def main() -> None:

@@ -140,6 +140,9 @@ class TrainConfig(_Section):
     prefix_tokens: int = Field(20, ge=1)
     """Virtual tokens learnt by prefix tuning (adapter: prefix)."""
 
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    """Attention kernel. auto: eager on CPUs (faster than sdpa here with packed masks), sdpa on GPUs."""
+
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
 

@@ -41,18 +41,23 @@ def tiny_tokenizer(vocab_size: int = 512) -> Any:
         unk_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
 
 
-def make_tiny_model(path: str | Path, hidden_size: int = 32, num_layers: int = 2, seed: int = 0) -> Path:
-    """Write a tiny Llama-architecture model and its tokenizer to `path`; returns the folder."""
+def make_tiny_model(path: str | Path, hidden_size: int = 32, num_layers: int = 2, seed: int = 0,
+                    tokenizer: Any = None) -> Path:
+    """Write a tiny Llama-architecture model and its tokenizer to `path`; returns the folder.
+
+    With `tokenizer` (e.g. SmolLM2's), the tiny model keeps that real vocabulary, as TRL's
+    tiny test models do, so token counts and the LM head's cost are realistic.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tokenizer or tiny_tokenizer()
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=2048, bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        max_position_embeddings=4096, bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
         eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

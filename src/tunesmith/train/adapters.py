@@ -49,6 +49,15 @@ def peft_config(cfg: TrainConfig, model: Any) -> Any:
     return None
 
 
+def attention_kernel(setting: str) -> str:
+    """`train.attn_implementation` resolved: on CPUs eager measured ~20% faster than sdpa with packed masks."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 def load_for_training(base_model: str, cfg: TrainConfig, *, bf16: bool, trust_remote_code: bool = False) -> Any:
     """The base model with its adapter attached, frozen base weights in bf16 when `bf16`."""
     import torch
@@ -74,6 +83,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, bf16: bool, trust_re
         # the base, so it can live in bf16 outright, which roughly doubles CPU throughput here.
         dtype = torch.bfloat16 if (bf16 and not full) else torch.float32
         model = load_model(base_model, dtype=dtype, trust_remote_code=trust_remote_code)
+    model.set_attn_implementation(attention_kernel(cfg.attn_implementation))
     model.config.use_cache = False  # training; also lets transformers read packed boundaries from position ids
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -83,5 +93,14 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, bf16: bool, trust_re
     if config is None:
         return model
     from peft import get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if bf16:
+        # peft casts every input to the adapter's fp32 dtype, then bf16 autocast casts it back for the
+        # matmul: two copies of each activation per adapted layer, and the dropout mask drawn in fp32.
+        # Under autocast (always on when training in bf16) the cast changes nothing but the cost.
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
+    return model

@@ -144,6 +144,12 @@ class Alarms(TrainerCallback):
                                           f"({args.learning_rate:g}); training stopped")
                 control.should_training_stop = True
                 return
+            if grad_norm == 0.0 and state.global_step > 1 and "grad_norm" in logs:
+                self._alarm(state, "diverged", "gradient norm is 0: the model has collapsed (the learning rate is "
+                                               f"probably too high, {args.learning_rate:g}) or nothing is trained; "
+                                               "training stopped")
+                control.should_training_stop = True
+                return
             recent = self.losses[-10:]
             if len(recent) >= 3 and loss > 3 * statistics.median(recent):
                 self._alarm(state, "spike", f"loss spiked to {loss:.4f} from a recent median of "

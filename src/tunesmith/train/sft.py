@@ -24,9 +24,53 @@ def load_prepared(path: Path) -> Any:
     return Dataset(pq.read_table(path))
 
 
+def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
+    """Causal-LM loss computing logits only where a trained token is predicted.
+
+    Typically under a third of the tokens of a chat record are trained (assistant turns);
+    the LM head and the softmax over the vocabulary (49k entries for SmolLM2) are skipped
+    for the rest through transformers' `logits_to_keep`, which takes the positions to keep.
+    Summed and divided by `num_items_in_batch` exactly as transformers' own loss does.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from tunesmith.data.template import IGNORE_INDEX
+
+    inputs = dict(inputs)
+    labels = inputs.pop("labels")
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)  # positions t predicting label t+1
+    outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+    logits = outputs.logits.float()
+    picked = targets[:, keep]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+    if num_items_in_batch is None:
+        num_items_in_batch = (picked != IGNORE_INDEX).sum()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch, outputs
+
+
+def sft_trainer_class() -> type:
+    from transformers import Trainer
+
+    class TrainedTokensTrainer(Trainer):
+        """transformers' Trainer with `trained_positions_loss`; everything else as it is."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
+            return (loss, outputs) if return_outputs else loss
+
+    return TrainedTokensTrainer
+
+
 def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path: Path, eval_path: Path | None,
                       output_dir: Path, *, bf16: bool, callbacks: list[Any]) -> tuple[Any, PackedCollator]:
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     train_ds = load_prepared(train_path)
     eval_ds = load_prepared(eval_path) if eval_path is not None and eval_path.exists() else None
@@ -34,6 +78,6 @@ def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path
         eval_ds = None
     collator = PackedCollator(tokenizer.pad_token_id)
     args = TrainingArguments(**training_kwargs(cfg, output_dir, bf16=bf16, has_eval=eval_ds is not None))
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+    trainer = sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
     return trainer, collator

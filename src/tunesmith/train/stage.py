@@ -106,15 +106,19 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
                              f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
     if t.method not in ("sft", "dpo"):
         raise TunesmithError(f"train.method={t.method} is not available yet; use sft or dpo")
+    from tunesmith.train.launch import is_main_process
+
+    main = is_main_process()
     resume_from = None
     if resume:
         resume_from = latest_complete_checkpoint(checkpoints)
-        if resume_from is None:
+        if resume_from is None and main and checkpoints.exists():
             err.print(f"[yellow]no complete checkpoint in {checkpoints}; starting from the beginning[/]")
-    elif run_dir.exists():
+    elif run_dir.exists() and main:
         shutil.rmtree(run_dir)  # a fresh run; --resume keeps the old one
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.yaml", dump_config(cfg))
+    if main:
+        write_atomic(run_dir / "config.yaml", dump_config(cfg))
 
     from tunesmith.models import load_tokenizer
 
@@ -126,10 +130,11 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     model = load_for_training(cfg.base_model, t, bf16=bf16, trust_remote_code=cfg.trust_remote_code)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
+    if main:
+        err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
               f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {'bf16' if bf16 else 'fp32'}")
 
-    mlflow_on = _mlflow_start(cfg, run_dir)
+    mlflow_on = main and _mlflow_start(cfg, run_dir)
     alarms = Alarms(run_dir / "alarms.jsonl")
     started = time.time()
     try:
@@ -177,10 +182,14 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
 
     state = trainer.state
     model_dir = run_dir / "model"
+    tmp = run_dir / ".model.tmp"
     if finished:
-        tmp = run_dir / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        trainer.save_model(str(tmp))
+        if trainer.is_world_process_zero():
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while saving
+        trainer.save_model(str(tmp))  # every process takes part (FSDP/ZeRO gather); only the main one writes
+    if not trainer.is_world_process_zero():
+        return {}
+    if finished:
         (tmp / "training_args.bin").unlink(missing_ok=True)  # pickle; config.yaml holds the same settings
         tokenizer.save_pretrained(str(tmp))  # tokenizer and chat template travel with the weights
         model = trainer.model
@@ -221,7 +230,7 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         "loss_curve": png.name if png else None,
     }
     write_json(run_dir / "metadata.json", metadata)
-    if cfg.train.mlflow:
+    if cfg.train.mlflow and trainer.is_world_process_zero():
         import mlflow
 
         if png:

@@ -1,0 +1,57 @@
+"""How much CPU other processes took while a step ran, from /proc/stat and /proc/self/stat.
+
+The machine is shared: another job can take a core and slow torch 2-4x. Benchmarks
+record this per step and drop steps where others used more than a threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _total_busy() -> float:
+    with open("/proc/stat") as fh:
+        fields = [float(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields[:8]) - idle
+
+
+def _self_busy() -> float:
+    with open("/proc/self/stat") as fh:
+        parts = fh.read().rsplit(")", 1)[1].split()
+    return float(parts[11]) + float(parts[12]) + float(parts[13]) + float(parts[14])  # utime stime cutime cstime
+
+
+class OtherLoad:
+    """Context manager: `.share` is the fraction of all cores used by other processes during the block."""
+
+    def __enter__(self) -> "OtherLoad":
+        self._t, self._all, self._me = time.perf_counter(), _total_busy(), _self_busy()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._t
+        ticks = os.sysconf("SC_CLK_TCK")
+        others = (_total_busy() - self._all) - (_self_busy() - self._me)
+        self.wall = wall
+        self.share = max(0.0, others / ticks / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) for this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset (VmHWM), in MB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
