@@ -96,8 +96,9 @@ class DataConfig(_Section):
 
 
 class TrainConfig(_Section):
-    method: Literal["sft", "dpo", "orpo", "kto"] = "sft"
-    """Training objective: supervised fine-tuning or a preference method."""
+    method: Literal["sft", "dpo", "orpo"] = "sft"
+    """Training objective: sft (supervised), or a preference method on prompt/chosen/rejected
+    records: dpo, or orpo (no reference model)."""
 
     adapter: Literal["lora", "qlora", "dora", "prefix", "ia3", "none"] = "lora"
     """Parameter-efficient method; none = full fine-tuning. qlora needs a CUDA GPU."""
@@ -169,7 +170,8 @@ class TrainConfig(_Section):
     SQLite store under output_dir)."""
 
     dpo_beta: float = Field(0.1, gt=0)
-    """DPO temperature: how far the policy may move from the reference model."""
+    """beta of DPO / ORPO: how strongly the preference term pulls (for DPO, how far the model
+    may move from the reference)."""
 
 
 class EvalConfig(_Section):

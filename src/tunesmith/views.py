@@ -97,7 +97,7 @@ def print_train(result: Any) -> None:
     if m["train_loss_first"] is not None:
         table.add_row("training loss", f"{m['train_loss_first']:.4f} → {m['train_loss_last']:.4f}")
     if m["eval_loss_first"] is not None:
-        table.add_row("validation loss (first → best)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
+        table.add_row("validation loss (before → best)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
     table.add_row("time", f"{m['train_runtime_s']:.0f} s")
     table.add_row("alarms", str(len(m["alarms"])))
     out.print(table)

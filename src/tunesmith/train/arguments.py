@@ -36,6 +36,7 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, bf16: bool, has_eva
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps if has_eval else None,
+        eval_on_start=has_eval,  # the base model's validation loss: the point every curve starts from
         load_best_model_at_end=has_eval,
         metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None,
@@ -49,7 +50,6 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, bf16: bool, has_eva
         disable_tqdm=True,  # the Rich progress bar replaces tqdm
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,  # enabled on the model itself, before the adapter is attached
         ddp_find_unused_parameters=False,
     )
     return kwargs

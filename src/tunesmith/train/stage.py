@@ -96,6 +96,10 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     from tunesmith.train.adapters import check_hardware, learning_rate, load_for_training
     from tunesmith.train.hardware import use_bf16
 
+    import warnings
+
+    # transformers 5 renames gradient checkpointing; its own internals still call the old names
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
     t = cfg.train
     check_hardware(t)  # before loading anything
     run_dir = train_dir(cfg)
@@ -104,8 +108,6 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     if t.method == "sft" and not (prepared / "train.parquet").exists():
         raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
                              f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
-    if t.method not in ("sft", "dpo"):
-        raise TunesmithError(f"train.method={t.method} is not available yet; use sft or dpo")
     from tunesmith.train.launch import is_main_process
 
     main = is_main_process()
@@ -148,11 +150,11 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
                                                   callbacks=callbacks)
             progress.collator = collator
         else:
-            from tunesmith.train.dpo import build_dpo_trainer
+            from tunesmith.train.preference import build_preference_trainer
 
             progress = RichProgress()
             callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
-            trainer = build_dpo_trainer(cfg, model, tokenizer, load_split(cfg, "train"), load_split(cfg, "validation"),
+            trainer = build_preference_trainer(cfg, model, tokenizer, load_split(cfg, "train"), load_split(cfg, "validation"),
                                         checkpoints, bf16=bf16, callbacks=callbacks)
         if t.early_stopping_patience and trainer.args.load_best_model_at_end:
             from transformers import EarlyStoppingCallback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.train.helpers import make_project, preference_rows
@@ -35,3 +36,20 @@ def test_dpo_raises_the_chosen_margin(tmp_path, tiny_model_dir):
     prompt = "Is 7 a number? Answer yes or no."
     assert _margin(tuned, tok, prompt) > _margin(base, tok, prompt) + 0.1
     assert result.metadata["train_loss_last"] < 0.693
+
+
+@pytest.mark.parametrize("method", ["orpo"])
+def test_other_preference_methods_train_behind_the_same_config(tmp_path, tiny_model_dir, method):
+    config = load_config(make_project(tmp_path, tiny_model_dir, preference_rows(), method=method, max_steps=6,
+                                      micro_batch_size=4, gradient_accumulation_steps=1, learning_rate=5e-3))
+    result = run_train(config)
+    losses = [float(x) for x in _losses(result.run_dir)]
+    assert (result.model_dir / "adapter_model.safetensors").exists()
+    assert losses[-1] < losses[0]
+
+
+def _losses(run_dir):
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        return [r["loss"] for r in csv.DictReader(fh) if r["loss"]]
