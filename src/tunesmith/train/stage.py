@@ -140,22 +140,20 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     alarms = Alarms(run_dir / "alarms.jsonl")
     started = time.time()
     try:
+        progress = RichProgress()
+        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
         if t.method == "sft":
             from tunesmith.train.sft import build_sft_trainer
 
-            progress = RichProgress()
-            callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
-            trainer, collator = build_sft_trainer(cfg, model, tokenizer, prepared / "train.parquet",
-                                                  prepared / "validation.parquet", checkpoints, bf16=bf16,
-                                                  callbacks=callbacks)
-            progress.collator = collator
+            trainer, progress.collator = build_sft_trainer(
+                cfg, model, tokenizer, prepared / "train.parquet", prepared / "validation.parquet", checkpoints,
+                bf16=bf16, callbacks=callbacks)
         else:
             from tunesmith.train.preference import build_preference_trainer
 
-            progress = RichProgress()
-            callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
-            trainer = build_preference_trainer(cfg, model, tokenizer, load_split(cfg, "train"), load_split(cfg, "validation"),
-                                        checkpoints, bf16=bf16, callbacks=callbacks)
+            trainer = build_preference_trainer(cfg, model, tokenizer, load_split(cfg, "train"),
+                                               load_split(cfg, "validation"), checkpoints, bf16=bf16,
+                                               callbacks=callbacks)
         if t.early_stopping_patience and trainer.args.load_best_model_at_end:
             from transformers import EarlyStoppingCallback
 
