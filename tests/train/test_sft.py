@@ -54,6 +54,17 @@ def test_loss_falls_and_only_trained_parameters_change(tmp_path, tiny_model_dir,
     assert result.metadata["data"]["train"]["sha256"]
 
 
+def test_gradient_checkpointing_gives_the_same_steps(tmp_path, tiny_model_dir):
+    common = dict(max_steps=3, lora_dropout=0.0, eval_steps=100, save_steps=100)
+    plain = run_train(load_config(make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), **common)))
+    saved = run_train(load_config(make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(),
+                                               gradient_checkpointing=True, **common)))
+    a, b = _curve(plain.run_dir), _curve(saved.run_dir)
+    assert a.keys() == b.keys()
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-4)
+
+
 def test_accumulation_equals_a_large_batch(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
