@@ -16,12 +16,17 @@ EXAMPLE = REPO / "examples" / "support-tickets-json" / "tunesmith.yaml"
 
 
 def test_run_on_the_bundled_example(tmp_path):
+    # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing
     overrides = [f"output_dir={tmp_path}", "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3",
-                 "train.mlflow=true"]
+                 "train.mlflow=true", "eval.max_new_tokens=64", "gate.task_metric_min=0",
+                 "gate.format_compliance_min=0"]
     proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Prepared for training" in proc.stdout and "Training (sft, lora)" in proc.stdout
+    assert "Before / after" in proc.stdout and "Quality gates" in proc.stdout and "Gates passed" in proc.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "few_shot", "fine_tuned"} and metrics["test_examples"] == 39
 
     data = tmp_path / "data"
     report = json.loads((data / "check.json").read_text())

@@ -204,6 +204,36 @@ def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: O
     print_train(run_train(cfg, resume=resume))
 
 
+@app.command("eval")
+def evaluate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+             limit: Optional[int] = typer.Option(None, help="Score only the first N test examples.")) -> None:
+    """Compare the fine-tuned model with the base model and a few-shot prompt on the test split."""
+    from tunesmith.evaluate.stage import eval_dir, run_eval
+    from tunesmith.views import print_eval
+
+    cfg = _load(config, overrides)
+    print_eval(run_eval(cfg, limit=limit), eval_dir(cfg))
+
+
+@app.command()
+def gate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
+         ) -> None:
+    """Check the evaluation against the quality gates; exit status 1 when a blocking gate fails."""
+    raise typer.Exit(0 if _gate(_load(config, overrides)) else 1)
+
+
+def _gate(cfg: Any) -> bool:
+    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
+    from tunesmith.train.stage import train_dir
+    from tunesmith.views import print_gates
+
+    meta_path = train_dir(cfg) / "metadata.json"
+    training = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    rows = check_gates(cfg, load_metrics(cfg), training)
+    print_gates(rows)
+    return gates_passed(rows)
+
+
 @app.command()
 def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
@@ -216,7 +246,7 @@ def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<outp
 
 @app.command()
 def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
-    """Run the pipeline for a project: data (check → split → prepare) → train."""
+    """Run the pipeline for a project: data (check → split → prepare) → train → eval → gate."""
     from tunesmith.data.stage import prepare_splits
     from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import check_hardware
@@ -236,7 +266,16 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
         print_prepare(prepare_splits(cfg, tokenizer))
     out.rule("[bold]train")
     print_train(run_train(cfg))
-    out.print("[bold green]Done.[/] Evaluation, the registry and serving are the next stages to land.")
+    from tunesmith.evaluate.stage import eval_dir, run_eval
+    from tunesmith.views import print_eval
+
+    out.rule("[bold]evaluate")
+    print_eval(run_eval(cfg), eval_dir(cfg))
+    out.rule("[bold]gate")
+    passed = _gate(cfg)
+    out.print("[bold green]Gates passed.[/]" if passed else "[bold red]A blocking gate failed.[/]",
+              "The registry and serving are the next stages to land.")
+    raise typer.Exit(0 if passed else 1)
 
 
 def main() -> None:

@@ -187,6 +187,10 @@ class EvalConfig(_Section):
     json_schema: str | None = None
     """JSON schema file the outputs must satisfy (structured-output tasks)."""
 
+    fields: list[str] | None = None
+    """JSON fields scored for accuracy (the task metric is their mean). None: the schema's
+    required fields that have a closed set of values (enum or const)."""
+
 
 class GateConfig(_Section):
     task_metric_min: float = 0.85

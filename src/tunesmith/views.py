@@ -102,3 +102,43 @@ def print_train(result: Any) -> None:
     table.add_row("alarms", str(len(m["alarms"])))
     out.print(table)
     out.print(f"model: {result.model_dir}   curves: {result.run_dir / 'loss.png'}")
+
+
+_NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
+
+
+def _ci(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return "-"
+    low, high = entry["ci95"]
+    return f"{entry['mean']:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def print_eval(results: dict[str, Any], out_dir: Path) -> None:
+    models = results["models"]
+    table = Table(title=f"Before / after on {results['test_examples']} test examples (mean [95% CI])",
+                  header_style="bold")
+    table.add_column("metric")
+    for name in models:
+        table.add_column(_NAMES.get(name, name), justify="right")
+    first = next(iter(models.values()))
+    for key in [k for k in first if isinstance(first[k], dict)]:
+        table.add_row(key.replace("field:", "field "), *[_ci(models[n].get(key)) for n in models])
+    for key in ("bleu", "latency_p50_s", "tokens_per_s", "stopped_by_end_token"):
+        table.add_row(key, *[str(models[n].get(key)) for n in models])
+    out.print(table)
+    for name, comp in results.get("comparisons", {}).items():
+        out.print(f"{name.replace('_', ' ')}: McNemar p = {comp['mcnemar_p']:.2g} on {comp['metric']}")
+    out.print(f"per-example outputs: {out_dir}")
+
+
+def print_gates(rows: list[Any]) -> None:
+    table = Table(title="Quality gates", header_style="bold")
+    for col in ("gate", "measured", "threshold", "result", "note"):
+        table.add_column(col, no_wrap=col != "note")
+    for r in rows:
+        result = {True: "[green]pass[/]", False: "[red]FAIL[/]" if r.blocking else "[yellow]warn[/]",
+                  None: "[dim]not measured[/]"}[r.passed]
+        table.add_row(r.name, "-" if r.measured is None else f"{r.measured:.3f}", r.threshold, result,
+                      r.note + ("" if r.blocking else " (warning only)"))
+    out.print(table)

@@ -1,0 +1,1 @@
+"""Evaluation stage: candidate vs base and few-shot baselines, metrics with intervals, quality gates."""

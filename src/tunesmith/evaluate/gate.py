@@ -1,0 +1,62 @@
+"""Quality gates: the measured numbers against the configured thresholds, blocking or warning."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.errors import TunesmithError
+
+
+@dataclass
+class GateRow:
+    name: str
+    measured: float | None
+    threshold: str
+    passed: bool | None  # None: not measured
+    blocking: bool
+    note: str = ""
+
+
+def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str, Any] | None = None) -> list[GateRow]:
+    """One row per gate; a gate whose inputs were not measured says so instead of passing."""
+    g = cfg.gate
+    tuned = metrics["models"]["fine_tuned"]
+    base = metrics["models"].get("base", {})
+    rows = [GateRow("task metric", tuned["task_metric"]["mean"], f"> {g.task_metric_min}",
+                    tuned["task_metric"]["mean"] > g.task_metric_min, True,
+                    "field accuracy" if metrics.get("fields") else "exact match")]
+    if "format_compliance" in tuned:
+        value = tuned["format_compliance"]["mean"]
+        rows.append(GateRow("format compliance", value, f"> {g.format_compliance_min}",
+                            value > g.format_compliance_min, True, "valid against the schema"))
+    else:
+        rows.append(GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True,
+                            "no eval.json_schema set"))
+    rows.append(GateRow("safety pass rate", None, f"> {g.safety_pass_rate_min}", None, True,
+                        "safety suite not built yet"))
+    rows.append(GateRow("regression vs base", None, f"<= {g.max_regression:.0%} worse", None, True,
+                        "regression suite not built yet"))
+    if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
+        ratio = tuned["latency_p50_s"] / base["latency_p50_s"]
+        rows.append(GateRow("latency vs base", round(ratio, 2), f"< {g.max_latency_ratio}x", ratio < g.max_latency_ratio,
+                            False, "p50 latency ratio"))
+    if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
+        rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
+    return rows
+
+
+def gates_passed(rows: list[GateRow]) -> bool:
+    """No blocking gate failed (gates that were not measured do not block)."""
+    return not any(r.blocking and r.passed is False for r in rows)
+
+
+def load_metrics(cfg: ProjectConfig) -> dict[str, Any]:
+    from tunesmith.evaluate.stage import eval_dir
+
+    path = eval_dir(cfg) / "metrics.json"
+    if not path.exists():
+        raise TunesmithError(f"{path} not found; run `tunesmith eval {cfg.config_path or 'tunesmith.yaml'}` first")
+    return json.loads(path.read_text())

@@ -1,0 +1,84 @@
+"""Evaluation and gates on a tiny model: predictions traced per example; a broken candidate is blocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.train.helpers import make_project
+from tunesmith.config import load_config
+from tunesmith.evaluate.gate import check_gates, gates_passed
+from tunesmith.evaluate.stage import few_shot_prompt, pick_shots, run_eval, schema_fields
+from tunesmith.data.records import Conversation
+from tunesmith.train.stage import run_train
+
+SCHEMA = {"type": "object", "required": ["kind", "note"],
+          "properties": {"kind": {"enum": ["even", "odd"]}, "note": {"type": "string"}}}
+
+
+def _rows(n: int = 48) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"Is {i} even or odd?"},
+                          {"role": "assistant", "content": json.dumps({"kind": "even" if i % 2 == 0 else "odd",
+                                                                       "note": str(i)})}],
+             "parity": "even" if i % 2 == 0 else "odd"} for i in range(n)]
+
+
+def _project(tmp_path, tiny_model_dir, **train):
+    config = make_project(tmp_path, tiny_model_dir, _rows(), **train)
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    raw = yaml.safe_load(config.read_text())
+    raw["eval"] = {"json_schema": "schema.json", "max_new_tokens": 16, "batch_size": 4, "few_shot": 2}
+    raw["data"]["label_field"] = "parity"
+    config.write_text(yaml.safe_dump(raw))
+    return load_config(config)
+
+
+def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_dir):
+    cfg = _project(tmp_path, tiny_model_dir, max_steps=2)
+    run_train(cfg)
+    results = run_eval(cfg)
+    assert set(results["models"]) == {"base", "few_shot", "fine_tuned"}
+    assert results["fields"] == ["kind"]
+    tuned = results["models"]["fine_tuned"]
+    low, high = tuned["task_metric"]["ci95"]
+    assert low <= tuned["task_metric"]["mean"] <= high
+    rows = [json.loads(x) for x in (cfg.output_path / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()]
+    assert len(rows) == results["test_examples"] > 0
+    assert {"file", "line", "reference", "output", "task_metric", "format_compliance"} <= set(rows[0])
+    assert sum(r["task_metric"] for r in rows) / len(rows) == tuned["task_metric"]["mean"]
+
+
+def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir):
+    cfg = _project(tmp_path, tiny_model_dir, adapter="none", learning_rate=1e4, max_steps=6)
+    run_train(cfg)  # diverges: far too high a learning rate
+    run_eval(cfg)
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "gate", str(cfg.config_path)],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout and "task metric" in proc.stdout and "training diverged" in proc.stdout
+
+
+def test_gates_pass_on_good_numbers_and_unmeasured_gates_do_not_block(tmp_path):
+    cfg = load_config(None)
+    metrics = {"fields": ["kind"], "models": {
+        "base": {"latency_p50_s": 1.0},
+        "fine_tuned": {"task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99}, "latency_p50_s": 2.5}}}
+    rows = check_gates(cfg, metrics)
+    assert gates_passed(rows)
+    latency = next(r for r in rows if r.name == "latency vs base")
+    assert latency.passed is False and not latency.blocking  # a warning only
+    metrics["models"]["fine_tuned"]["format_compliance"]["mean"] = 0.9
+    assert not gates_passed(check_gates(cfg, metrics))
+
+
+def test_few_shot_prompt_keeps_the_system_message_first():
+    shots = [Conversation([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], {"label": "x"}),
+             Conversation([{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}], {"label": "y"})]
+    prompt = few_shot_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
+                             pick_shots(shots, 2, seed=0))
+    assert prompt[0]["content"] == "S" and prompt[-1]["content"] == "q" and len(prompt) == 6
+    assert schema_fields(SCHEMA) == ["kind"]
