@@ -93,10 +93,12 @@ def _versions() -> dict[str, str]:
 
 def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None) -> TrainResult:
     """Train as `cfg.train` says; returns where the result is. Resumable with `resume=True`."""
+    import warnings
+
+    from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import check_hardware, learning_rate, load_for_training
     from tunesmith.train.hardware import use_bf16
-
-    import warnings
+    from tunesmith.train.launch import is_main_process
 
     # transformers 5 renames gradient checkpointing; its own internals still call the old names
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
@@ -108,8 +110,6 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     if t.method == "sft" and not (prepared / "train.parquet").exists():
         raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
                              f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
-    from tunesmith.train.launch import is_main_process
-
     main = is_main_process()
     resume_from = None
     if resume:
@@ -122,8 +122,6 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     if main:
         write_atomic(run_dir / "config.yaml", dump_config(cfg))
 
-    from tunesmith.models import load_tokenizer
-
     from transformers import set_seed
 
     bf16 = use_bf16(t.bf16)
@@ -134,7 +132,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     total = sum(p.numel() for p in model.parameters())
     if main:
         err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
-              f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {'bf16' if bf16 else 'fp32'}")
+                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {'bf16' if bf16 else 'fp32'}")
 
     mlflow_on = main and _mlflow_start(cfg, run_dir)
     alarms = Alarms(run_dir / "alarms.jsonl")
