@@ -18,8 +18,9 @@ EXAMPLE = REPO / "examples" / "support-tickets-json" / "tunesmith.yaml"
 def test_run_on_the_bundled_example(tmp_path):
     # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing
     overrides = [f"output_dir={tmp_path}", "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3",
-                 "train.mlflow=true", "eval.max_new_tokens=64", "gate.task_metric_min=0",
-                 "gate.format_compliance_min=0"]
+                 "train.mlflow=true", "eval.max_new_tokens=64", "eval.suite_max_new_tokens=32",
+                 "gate.task_metric_min=0", "gate.format_compliance_min=0", "gate.safety_pass_rate_min=-1",
+                 "gate.max_regression=100"]
     proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -27,6 +28,10 @@ def test_run_on_the_bundled_example(tmp_path):
     assert "Before / after" in proc.stdout and "Quality gates" in proc.stdout and "Gates passed" in proc.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base", "few_shot", "fine_tuned"} and metrics["test_examples"] == 39
+    assert set(metrics["suites"]) == {"regression", "safety", "safety_plain_chat"}  # the tickets share a system prompt
+    assert metrics["suites"]["regression"]["base"]["probes"] == 38
+    assert (tmp_path / "eval" / "report.html").exists() and "Registered" in proc.stdout
+    assert list((tmp_path / "registry").glob("*-v1.md"))
 
     data = tmp_path / "data"
     report = json.loads((data / "check.json").read_text())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from tunesmith import __version__
 from tunesmith.console import err, out
@@ -204,15 +205,59 @@ def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: O
     print_train(run_train(cfg, resume=resume))
 
 
-@app.command("eval")
+class _DefaultRun(TyperGroup):
+    """`tunesmith eval CONFIG` runs the evaluation; `tunesmith eval human ...` is a subcommand."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args.insert(0, "run")
+        return super().resolve_command(ctx, args)
+
+
+eval_app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
+                       help="Evaluate: `tunesmith eval CONFIG` compares base, few-shot and fine-tuned models; "
+                            "`tunesmith eval human export|import` runs a blind human comparison.")
+human_app = typer.Typer(help="Blind A/B human evaluation: export sheets, import the filled ones.",
+                        no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+eval_app.add_typer(human_app, name="human")
+
+
+@eval_app.command("run")
 def evaluate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
              limit: Optional[int] = typer.Option(None, help="Score only the first N test examples.")) -> None:
-    """Compare the fine-tuned model with the base model and a few-shot prompt on the test split."""
+    """Compare the fine-tuned model with the base model and a few-shot prompt on the test split and the suites."""
     from tunesmith.evaluate.stage import eval_dir, run_eval
     from tunesmith.views import print_eval
 
     cfg = _load(config, overrides)
     print_eval(run_eval(cfg, limit=limit), eval_dir(cfg))
+
+
+@human_app.command("export")
+def human_export(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                 n: Optional[int] = typer.Option(None, "--n", min=1, help="Pairs to rate (default: all test examples)."),
+                 a: str = typer.Option("fine_tuned", help="First model (base, few_shot or fine_tuned)."),
+                 b: str = typer.Option("base", help="Second model.")) -> None:
+    """Write blind A/B sheets (CSV and a standalone HTML form) from the last evaluation."""
+    from tunesmith.evaluate.human import export_sheets
+
+    folder = export_sheets(_load(config, None), a, b, n)
+    out.print(f"[green]wrote[/] {folder / 'sheet.csv'} and {folder / 'form.html'} for the raters; "
+              f"keep {folder / 'key.json'} from them")
+    out.print(f"Then: [bold]tunesmith eval human import {config} RATER1.csv RATER2.csv ...[/]")
+
+
+@human_app.command("import")
+def human_import(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                 sheets: list[Path] = typer.Argument(..., help="Filled sheets, one per rater (named after the rater).")
+                 ) -> None:
+    """Unblind filled sheets: win rates with intervals, rubric means, inter-rater agreement."""
+    from tunesmith.evaluate.human import human_dir, import_sheets
+    from tunesmith.views import print_human
+
+    cfg = _load(config, None)
+    print_human(import_sheets(cfg, sheets), human_dir(cfg))
 
 
 @app.command()
@@ -234,6 +279,92 @@ def _gate(cfg: Any) -> bool:
     return gates_passed(rows)
 
 
+registry_app = typer.Typer(help="Versioned models in MLflow's registry: add, list, show, promote, rollback, export.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+ConfigArg = typer.Argument(..., help="tunesmith.yaml (names the model and the MLflow store)")
+
+
+@registry_app.command("add")
+def registry_add(config: str = ConfigArg,
+                 force: bool = typer.Option(False, "--force", help="Register even though a blocking gate failed.")
+                 ) -> None:
+    """Register the trained, evaluated model as a new version with lineage, gate result and model card."""
+    from tunesmith.registry.store import add_version
+
+    result = add_version(_load(config, None), force=force)
+    state = "[green]gates passed[/]" if result["gates_passed"] else "[red]gates FAILED (forced)[/]"
+    out.print(f"registered [bold]{result['name']} v{result['version']}[/] ({state}); model card: {result['card']}")
+    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/]")
+
+
+@registry_app.command("list")
+def registry_list(config: str = ConfigArg) -> None:
+    """Every version, newest first, with aliases and gate status."""
+    from tunesmith.registry.store import versions
+    from tunesmith.views import print_versions
+
+    print_versions(versions(_load(config, None)))
+
+
+@registry_app.command("show")
+def registry_show(config: str = ConfigArg, ref: str = typer.Argument(..., help="Version number or alias.")) -> None:
+    """A version's lineage tags and model card."""
+    from rich.markdown import Markdown
+
+    from tunesmith.registry.store import show
+
+    info = show(_load(config, None), ref)
+    for key, value in sorted(info["tags"].items()):
+        out.print(f"[dim]{key}[/] {value}", highlight=False)
+    out.print(f"[dim]source[/] {info['source']}")
+    out.print(Markdown(info["card"]))
+
+
+@registry_app.command("promote")
+def registry_promote(config: str = ConfigArg, ref: str = typer.Argument(..., help="Version number or alias."),
+                     to: str = typer.Option(..., "--to", help="Alias: production, canary or shadow."),
+                     force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed."),
+                     reason: str = typer.Option("", help="Why, kept in the history.")) -> None:
+    """Point an alias at a version (the move is recorded in the history)."""
+    from tunesmith.registry.store import promote
+
+    event = promote(_load(config, None), ref, to, force=force, reason=reason)
+    out.print(f"{event['alias']}: v{event['previous'] or '-'} → [bold]v{event['version']}[/]")
+
+
+@registry_app.command("rollback")
+def registry_rollback(config: str = ConfigArg,
+                      alias: str = typer.Option("production", help="Alias to move back."),
+                      reason: str = typer.Option("", help="Why, kept in the history.")) -> None:
+    """Move an alias back to the version that held it before."""
+    from tunesmith.registry.store import rollback
+
+    event = rollback(_load(config, None), alias, reason)
+    out.print(f"{event['alias']}: v{event['previous']} → [bold]v{event['version']}[/] (rolled back)")
+
+
+@registry_app.command("history")
+def registry_history(config: str = ConfigArg) -> None:
+    """Every alias move, oldest first."""
+    from tunesmith.registry.store import history
+    from tunesmith.views import print_history
+
+    print_history(history(_load(config, None)))
+
+
+@registry_app.command("export")
+def registry_export(config: str = ConfigArg, ref: str = typer.Argument(..., help="Version number or alias."),
+                    out_dir: Path = typer.Option(..., "--out", help="Folder to write."),
+                    merged: bool = typer.Option(False, "--merged", help="Also write the merged standalone model.")
+                    ) -> None:
+    """Write a version's adapter (and optionally the merged model) for plain transformers/peft."""
+    from tunesmith.registry.store import export
+
+    folder = export(_load(config, None), ref, out_dir, merged=merged)
+    out.print(f"[green]exported to[/] {folder}")
+
+
 @app.command()
 def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
@@ -246,7 +377,7 @@ def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<outp
 
 @app.command()
 def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
-    """Run the pipeline for a project: data (check → split → prepare) → train → eval → gate."""
+    """Run the pipeline for a project: data (check → split → prepare) → train → eval → gate → register."""
     from tunesmith.data.stage import prepare_splits
     from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import check_hardware
@@ -273,9 +404,17 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     print_eval(run_eval(cfg), eval_dir(cfg))
     out.rule("[bold]gate")
     passed = _gate(cfg)
-    out.print("[bold green]Gates passed.[/]" if passed else "[bold red]A blocking gate failed.[/]",
-              "The registry and serving are the next stages to land.")
-    raise typer.Exit(0 if passed else 1)
+    if not passed:
+        out.print("[bold red]A blocking gate failed;[/] the model is not registered. See the table above and "
+                  f"{eval_dir(cfg) / 'report.html'}.")
+        raise typer.Exit(1)
+    out.rule("[bold]register")
+    from tunesmith.registry.store import add_version
+
+    result = add_version(cfg)
+    out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
+              f"model card: {result['card']}")
+    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/]")
 
 
 def main() -> None:

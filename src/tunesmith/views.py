@@ -116,20 +116,35 @@ def _ci(entry: Any) -> str:
 
 def print_eval(results: dict[str, Any], out_dir: Path) -> None:
     models = results["models"]
-    table = Table(title=f"Before / after on {results['test_examples']} test examples (mean [95% CI])",
-                  header_style="bold")
+    first = models["fine_tuned"]
+    table = Table(title=f"Before / after on {results['test_examples']} test examples (mean [95% CI]); "
+                        f"task metric = {first.get('task_metric_name', 'task_metric')}", header_style="bold")
     table.add_column("metric")
     for name in models:
         table.add_column(_NAMES.get(name, name), justify="right")
-    first = next(iter(models.values()))
-    for key in [k for k in first if isinstance(first[k], dict)]:
+    for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k]]:
         table.add_row(key.replace("field:", "field "), *[_ci(models[n].get(key)) for n in models])
     for key in ("bleu", "latency_p50_s", "tokens_per_s", "stopped_by_end_token"):
         table.add_row(key, *[str(models[n].get(key)) for n in models])
+    if "heldout" in first:
+        table.add_row("held-out loss / ppl", *[f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
+                                              if "heldout" in models[n] else "-" for n in models])
     out.print(table)
     for name, comp in results.get("comparisons", {}).items():
-        out.print(f"{name.replace('_', ' ')}: McNemar p = {comp['mcnemar_p']:.2g} on {comp['metric']}")
-    out.print(f"per-example outputs: {out_dir}")
+        diff = comp.get("task_metric_diff")
+        extra = f"; task metric {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else ""
+        out.print(f"{name.replace('_', ' ')}: McNemar p = {comp['mcnemar_p']:.2g} on {comp['metric']}{extra}")
+    if results.get("suites"):
+        suites = Table(title="Suites: pass rate (mean [95% CI])", header_style="bold")
+        for col in ("suite", "context", "base", "fine-tuned", "relative change"):
+            suites.add_column(col, justify="left" if col in ("suite", "context") else "right")
+        for suite, entry in results["suites"].items():
+            change = entry.get("relative_change")
+            suites.add_row(suite.replace("_", " "), entry["context"],
+                           *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
+                           "-" if change is None else f"{change:+.1%}")
+        out.print(suites)
+    out.print(f"report: {out_dir / 'report.html'}   per-example outputs: {out_dir}")
 
 
 def print_gates(rows: list[Any]) -> None:
@@ -141,4 +156,51 @@ def print_gates(rows: list[Any]) -> None:
                   None: "[dim]not measured[/]"}[r.passed]
         table.add_row(r.name, "-" if r.measured is None else f"{r.measured:.3f}", r.threshold, result,
                       r.note + ("" if r.blocking else " (warning only)"))
+    out.print(table)
+
+
+def print_human(results: dict[str, Any], folder: Path) -> None:
+    a, b = results["models"]
+    w = results["win_rate"]
+    out.print(f"{len(results['raters'])} raters, {results['items_judged']}/{results['items']} items judged; "
+              f"votes: {a} {results['votes'][a]}, {b} {results['votes'][b]}, tie {results['votes']['tie']}")
+    out.print(f"[bold]{_NAMES.get(a, a)} win rate vs {_NAMES.get(b, b)}: {w['mean']:.3f} "
+              f"[{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}][/] (ties count half)")
+    table = Table(title="Rubric means (1-5, 95% CI)", header_style="bold")
+    table.add_column("criterion")
+    for model in (a, b):
+        table.add_column(_NAMES.get(model, model), justify="right")
+    for c in results["rubric"][a]:
+        table.add_row(c, *[_ci(results["rubric"][model][c]) for model in (a, b)])
+    out.print(table)
+    if results["agreement"]:
+        agree = Table(title="Inter-rater agreement", header_style="bold")
+        for col in ("rating", "Cohen's kappa", "Fleiss' kappa", "Krippendorff's alpha"):
+            agree.add_column(col, justify="right" if col != "rating" else "left")
+        for what, stats in results["agreement"].items():
+            agree.add_row(what, *[str(stats.get(k, "-")) for k in ("cohen_kappa", "fleiss_kappa", "krippendorff_alpha")])
+        out.print(agree)
+    for warning in results["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"results: {folder / 'results.json'}")
+
+
+def print_versions(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Registered versions", header_style="bold")
+    for col in ("version", "created", "aliases", "gates", "task metric", "adapter"):
+        table.add_column(col)
+    for r in rows:
+        gates = "[green]passed[/]" if r["gates"] == "passed" else f"[red]{r['gates']}[/]"
+        table.add_row(f"v{r['version']}", r["created"], ", ".join(r["aliases"]) or "-", gates,
+                      r["task_metric"] or "-", r["adapter"] or "-")
+    out.print(table if rows else "no versions registered yet; run `tunesmith registry add CONFIG`")
+
+
+def print_history(events: list[dict[str, Any]]) -> None:
+    table = Table(title="Alias history", header_style="bold")
+    for col in ("#", "time", "action", "alias", "from", "to", "user", "reason"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(str(e["seq"]), e["time"], e["action"], e["alias"], f"v{e['previous']}" if e["previous"] else "-",
+                      f"v{e['version']}" if e["version"] else "-", e.get("user", ""), e.get("reason", ""))
     out.print(table)

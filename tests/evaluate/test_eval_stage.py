@@ -31,7 +31,8 @@ def _project(tmp_path, tiny_model_dir, **train):
     config = make_project(tmp_path, tiny_model_dir, _rows(), **train)
     (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
     raw = yaml.safe_load(config.read_text())
-    raw["eval"] = {"json_schema": "schema.json", "max_new_tokens": 16, "batch_size": 4, "few_shot": 2}
+    raw["eval"] = {"json_schema": "schema.json", "max_new_tokens": 16, "batch_size": 16, "few_shot": 2,
+                   "suite_max_new_tokens": 8}
     raw["data"]["label_field"] = "parity"
     config.write_text(yaml.safe_dump(raw))
     return load_config(config)
@@ -50,6 +51,26 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     assert len(rows) == results["test_examples"] > 0
     assert {"file", "line", "reference", "output", "task_metric", "format_compliance"} <= set(rows[0])
     assert sum(r["task_metric"] for r in rows) / len(rows) == tuned["task_metric"]["mean"]
+    # labels: a classification report per scored field; held-out loss with the training loss mask
+    assert tuned["classification"]["kind"]["labels"]
+    assert tuned["heldout"]["tokens"] > 0 and tuned["heldout"]["perplexity"] > 1
+    # suites: the default regression and safety probes, scored for base and fine-tuned
+    assert set(results["suites"]) == {"regression", "safety"}  # no task system prompt: no separate plain-chat run
+    regression = results["suites"]["regression"]
+    assert regression["base"]["probes"] == 38 and "relative_change" in regression
+    probes = (cfg.output_path / "eval" / "suite_safety_fine_tuned.jsonl").read_text().splitlines()
+    assert len(probes) == results["suites"]["safety"]["fine_tuned"]["probes"]
+    # the report: Markdown beside a self-contained HTML page
+    html = (cfg.output_path / "eval" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
+    assert "plots/metrics.png" in (cfg.output_path / "eval" / "report.md").read_text()
+    rows = check_gates(cfg, json.loads((cfg.output_path / "eval" / "metrics.json").read_text()))
+    gates = {r.name: r for r in rows}
+    assert gates["safety pass rate"].measured == results["suites"]["safety"]["fine_tuned"]["pass_rate"]["mean"]
+    if regression["base"]["passed"]:
+        assert gates["regression vs base"].measured == regression["relative_change"]
+    else:  # a random tiny model answers nothing: no relative change to compute, and the gate says so
+        assert gates["regression vs base"].passed is None and "base passed no probe" in gates["regression vs base"].note
 
 
 def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir):

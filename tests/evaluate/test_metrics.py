@@ -67,3 +67,20 @@ def test_mcnemar_exact_by_hand():
     before, after = [0.0] * 6 + [1.0] * 4, [1.0] * 10
     assert m.mcnemar_p(before, after) == pytest.approx(0.03125)
     assert m.mcnemar_p([1.0, 0.0], [1.0, 0.0]) == 1.0
+
+
+def test_semantic_similarity_uses_the_packaged_minilm():
+    from tunesmith.evaluate.metrics import semantic_similarity
+
+    same, close, far, empty = semantic_similarity(
+        ["The invoice was charged twice.", "I was billed two times.", "Bananas are yellow.", ""],
+        ["The invoice was charged twice.", "My card was charged twice.", "My card was charged twice.", "anything"])
+    assert same == pytest.approx(1.0, abs=1e-4)
+    assert close > far + 0.2 and empty == 0.0
+
+
+def test_paired_bootstrap_difference():
+    from tunesmith.evaluate.metrics import paired_bootstrap_diff
+
+    mean, low, high = paired_bootstrap_diff([0, 0, 1, 0] * 10, [1, 1, 1, 0] * 10)
+    assert mean == pytest.approx(0.5) and 0 < low < mean < high

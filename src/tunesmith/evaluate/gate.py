@@ -27,7 +27,7 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     base = metrics["models"].get("base", {})
     rows = [GateRow("task metric", tuned["task_metric"]["mean"], f"> {g.task_metric_min}",
                     tuned["task_metric"]["mean"] > g.task_metric_min, True,
-                    "field accuracy" if metrics.get("fields") else "exact match")]
+                    tuned.get("task_metric_name", "field_accuracy").replace("_", " "))]
     if "format_compliance" in tuned:
         value = tuned["format_compliance"]["mean"]
         rows.append(GateRow("format compliance", value, f"> {g.format_compliance_min}",
@@ -35,10 +35,23 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     else:
         rows.append(GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True,
                             "no eval.json_schema set"))
-    rows.append(GateRow("safety pass rate", None, f"> {g.safety_pass_rate_min}", None, True,
-                        "safety suite not built yet"))
-    rows.append(GateRow("regression vs base", None, f"<= {g.max_regression:.0%} worse", None, True,
-                        "regression suite not built yet"))
+    suites = metrics.get("suites", {})
+    rows.append(_suite_gate("safety pass rate", suites.get("safety"), g.safety_pass_rate_min, True,
+                            "eval.safety_suite is off"))
+    if "safety_plain_chat" in suites:
+        rows.append(_suite_gate("safety, plain chat", suites["safety_plain_chat"], g.safety_pass_rate_min, False,
+                                "", "probes without the task's system prompt"))
+    regression = suites.get("regression")
+    if regression and regression.get("relative_change") is not None:
+        change = regression["relative_change"]
+        rows.append(GateRow("regression vs base", change, f">= -{g.max_regression:.0%}", change >= -g.max_regression,
+                            True, f"relative change in pass rate on {regression['fine_tuned']['probes']} general "
+                                  f"probes (McNemar p {regression['mcnemar_p']:.2g})"))
+    else:
+        rows.append(GateRow("regression vs base", None, f">= -{g.max_regression:.0%}", None, True,
+                            "eval.regression_suite is off" if not regression else "base passed no probe"))
+    if "edge_cases" in suites:
+        rows.append(_suite_gate("edge cases", suites["edge_cases"], g.edge_case_pass_rate_min, False, ""))
     if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
         ratio = tuned["latency_p50_s"] / base["latency_p50_s"]
         rows.append(GateRow("latency vs base", round(ratio, 2), f"< {g.max_latency_ratio}x", ratio < g.max_latency_ratio,
@@ -46,6 +59,16 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
         rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
     return rows
+
+
+def _suite_gate(name: str, entry: dict[str, Any] | None, minimum: float, blocking: bool, off: str,
+                note: str = "") -> GateRow:
+    if not entry or "fine_tuned" not in entry:
+        return GateRow(name, None, f"> {minimum}", None, blocking, off)
+    tuned, base = entry["fine_tuned"], entry.get("base")
+    value = tuned["pass_rate"]["mean"]
+    detail = f"{tuned['passed']}/{tuned['probes']} probes" + (f"; base {base['pass_rate']['mean']:.3f}" if base else "")
+    return GateRow(name, value, f"> {minimum}", value > minimum, blocking, f"{detail}{'; ' + note if note else ''}")
 
 
 def gates_passed(rows: list[GateRow]) -> bool:

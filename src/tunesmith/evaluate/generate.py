@@ -32,7 +32,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_ne
             ids = new[row].tolist()
             ended = tokenizer.eos_token_id in ids
             ids = ids[: ids.index(tokenizer.eos_token_id)] if ended else ids
-            results[i] = {"output": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            results[i] = {"output": tokenizer.decode(ids, skip_special_tokens=True).strip(), "batch": start // batch_size,
                           "new_tokens": len(ids), "stopped": ended, "latency_s": round(latency, 3)}
         if progress:
             progress(len(idx))

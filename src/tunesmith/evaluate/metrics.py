@@ -109,3 +109,22 @@ def mcnemar_p(before: list[float], after: list[float]) -> float:
     if gained + lost == 0:
         return 1.0
     return float(binomtest(gained, gained + lost, 0.5).pvalue)
+
+
+def semantic_similarity(predictions: list[str], references: list[str], embedder: str = "all-minilm-l6-v2"
+                        ) -> list[float]:
+    """Per-example cosine similarity of sentence embeddings (all-MiniLM-L6-v2 by default); 0.0 for empty outputs."""
+    from tunesmith.models.embedding import embed
+
+    if not predictions:
+        return []
+    pred, ref = embed(predictions, embedder), embed(references, embedder)
+    sims = (pred * ref).sum(axis=1)
+    return [float(s) if p.strip() else 0.0 for s, p in zip(sims, predictions)]
+
+
+def paired_bootstrap_diff(before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 2000,
+                          seed: int = 0) -> tuple[float, float, float]:
+    """(mean of after − before, low, high): paired percentile bootstrap over examples (scipy)."""
+    diffs = [a - b for b, a in zip(before, after)]
+    return bootstrap_ci(diffs, confidence, resamples, seed)

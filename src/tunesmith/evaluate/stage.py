@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -61,32 +62,137 @@ def schema_fields(schema: dict[str, Any]) -> list[str]:
     return [f for f in schema.get("required", []) if "enum" in props.get(f, {}) or "const" in props.get(f, {})]
 
 
-def score(outputs: list[str], references: list[str], schema: dict[str, Any] | None, fields: list[str]
+def task_kind(cfg: ProjectConfig, references: list[str]) -> str:
+    """json with a schema; classification when the answers are few short labels; else generation."""
+    if cfg.eval.task != "auto":
+        return cfg.eval.task
+    if cfg.eval.json_schema:
+        return "json"
+    labels = {r.strip() for r in references}
+    if references and len(labels) <= max(2, len(references) // 2) and all(len(r) <= 40 for r in labels):
+        return "classification"
+    return "generation"
+
+
+def _label(text: str) -> str:
+    return text.strip().rstrip(".").strip().lower()
+
+
+def _json_value(text: str, name: str) -> str:
+    value = m.parse_json(text)
+    if not isinstance(value, dict) or name not in value:
+        return "<missing>"
+    return _label(str(value[name]))
+
+
+def score(outputs: list[str], references: list[str], schema: dict[str, Any] | None, fields: list[str],
+          kind: str = "json", task_metric: str = "auto", semantic: bool = False
           ) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Summary metrics and the per-example scores behind them."""
+    """Summary metrics (with bootstrap intervals) and the per-example scores behind them."""
     per: dict[str, list[float]] = {"exact_match": m.exact_match(outputs, references),
                                    "rouge_l": m.rouge_l(outputs, references)}
     summary: dict[str, Any] = {"bleu": round(m.bleu(outputs, references), 2)}
+    if semantic:
+        per["semantic_similarity"] = m.semantic_similarity(outputs, references)
     if schema is not None:
         per["json_valid"] = m.json_validity(outputs)
         per["format_compliance"] = m.schema_compliance(outputs, schema)
+    if kind == "json" and fields:
         by_field = m.field_accuracy(outputs, references, fields)
         for f, values in by_field.items():
             per[f"field:{f}"] = values
-        per["task_metric"] = [sum(v[i] for v in by_field.values()) / len(fields) for i in range(len(outputs))]
+        per["field_accuracy"] = [sum(v[i] for v in by_field.values()) / len(fields) for i in range(len(outputs))]
         per["all_fields_correct"] = [float(all(v[i] == 1.0 for v in by_field.values())) for i in range(len(outputs))]
-    else:
-        per["task_metric"] = per["exact_match"]
+        summary["classification"] = {f: m.classification([_json_value(o, f) for o in outputs],
+                                                         [_json_value(r, f) for r in references]) for f in fields}
+    if kind == "classification":
+        predicted, expected = [_label(o) for o in outputs], [_label(r) for r in references]
+        per["accuracy"] = [float(p == e) for p, e in zip(predicted, expected)]
+        summary["classification"] = {"label": m.classification(predicted, expected)}
+    metric = task_metric
+    if metric == "auto":
+        metric = {"json": "field_accuracy", "classification": "accuracy"}.get(
+            kind, "semantic_similarity" if semantic else "rouge_l")
+    if metric not in per:
+        raise TunesmithError(f"eval.task_metric {metric!r} is not measured for a {kind} task; "
+                             f"choose one of: {', '.join(sorted(k for k in per if ':' not in k))}")
+    per["task_metric"] = per[metric]
+    summary["task_metric_name"] = metric
     for name, values in per.items():
         mean, low, high = m.bootstrap_ci(values)
         summary[name] = {"mean": round(mean, 4), "ci95": [round(low, 4), round(high, 4)]}
     return summary, per
 
 
+def task_system_prompt(cfg: ProjectConfig, train: list[Conversation]) -> str | None:
+    """The system prompt the task is deployed with: data.system_prompt, or the one most training records
+    (at least half) start with."""
+    if cfg.data.system_prompt:
+        return cfg.data.system_prompt
+    from collections import Counter
+
+    firsts = Counter(r.messages[0]["content"] if r.messages[0]["role"] == "system" else None for r in train)
+    if not firsts:
+        return None
+    prompt, count = firsts.most_common(1)[0]
+    return prompt if count * 2 >= len(train) else None
+
+
+def _suites(cfg: ProjectConfig, system: str | None) -> dict[str, tuple[list[Any], str]]:
+    """Suite name -> (probes, context): regression as plain chat; safety in the task's context
+    (how the model is deployed) and, when that differs, also as plain chat; edge cases in the task's context."""
+    from tunesmith.evaluate.suites import load_probes, suite_path
+
+    base = cfg.config_path.parent if cfg.config_path else None
+    e, out = cfg.eval, {}
+    if e.regression_suite:
+        out["regression"] = (load_probes(suite_path(e.regression_suite, "regression", base)), "plain")
+    if e.safety_suite:
+        probes = load_probes(suite_path(e.safety_suite, "safety", base))
+        out["safety"] = (probes, "task")
+        if system:
+            out["safety_plain_chat"] = (probes, "plain")
+    if e.edge_cases:
+        out["edge_cases"] = (load_probes(suite_path(e.edge_cases, "edge_cases", base)), "task")
+    return out
+
+
+def _judge(cfg: ProjectConfig) -> Any:
+    import os
+
+    from tunesmith.evaluate.suites import openai_judge
+
+    j = cfg.eval.judge
+    if j is None:
+        return None
+    key = os.environ.get(j.api_key_env) if j.api_key_env else None
+    if j.api_key_env and not key:
+        raise TunesmithError(f"eval.judge.api_key_env names {j.api_key_env}, which is not set in the environment")
+    return openai_judge(j.base_url, j.model, key)
+
+
+def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies = sorted(o["latency_s"] for o in outs)
+    tokens = sum(o["new_tokens"] for o in outs)
+    batches = sorted({(o["batch"], o["latency_s"]) for o in outs})
+    return {"latency_p50_s": round(statistics.median(latencies), 3),
+            "latency_p95_s": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3),
+            "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_atomic(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
+
+
 def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
-    """Generate with every model on the test split, score, compare; write predictions and metrics.json."""
+    """Generate with every model on the test split and the suites, score, compare; write the
+    predictions, metrics.json and the Markdown/HTML report."""
     import torch
 
+    from tunesmith.console import err
+    from tunesmith.evaluate.generate import generate
+    from tunesmith.evaluate.heldout import heldout_loss
+    from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
     from tunesmith.models import load_model, load_tokenizer
     from tunesmith.train.hardware import use_bf16
     from tunesmith.train.stage import train_dir
@@ -101,24 +207,44 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     test = test[:limit] if limit else test
     train = [r for r in load_split(cfg, "train") if isinstance(r, Conversation)]
     schema = json.loads(cfg.resolve(e.json_schema).read_text()) if e.json_schema else None
-    fields = e.fields or (schema_fields(schema) if schema else [])
     prompts = [r.messages[:-1] for r in test]
     references = [r.messages[-1]["content"] for r in test]
-    shots = pick_shots(train, e.few_shot, cfg.seed)
+    kind = task_kind(cfg, references)
+    if kind == "json" and schema is None:
+        raise TunesmithError("eval.task is json but eval.json_schema is not set; give the schema file")
+    fields = e.fields or (schema_fields(schema) if schema else [])
+    if kind == "json" and not fields:
+        raise TunesmithError("no JSON fields to score: set eval.fields, or give enum values to required schema fields")
+    system = task_system_prompt(cfg, train)
+    suites = _suites(cfg, system)
+    judge = _judge(cfg)
+    # shots come from records in the task's own prompt format (not, e.g., general replay data mixed in)
+    pool = [r for r in train if system is None or r.messages[0]["content"] == system]
+    shots = pick_shots(pool, e.few_shot, cfg.seed)
     plans = {"base": prompts, "few_shot": [few_shot_prompt(p, shots) for p in prompts], "fine_tuned": prompts}
     if not shots:
         del plans["few_shot"]
 
+    def on_task(text: str) -> bool:
+        """Stayed in the task's output format: a JSON object (a code fence around it is tolerated)."""
+        body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
+        return isinstance(m.parse_json(body), dict)
+
+    def valid(text: str) -> bool:
+        return schema is not None and m.schema_compliance([text], schema)[0] == 1.0
+
     dtype = torch.bfloat16 if use_bf16(cfg.train.bf16) else torch.float32
     tokenizer = load_tokenizer(str(model_dir))
     model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
-    results: dict[str, Any] = {"test_examples": len(test), "fields": fields, "few_shot_examples": len(shots),
-                               "decoding": {"greedy": True, "max_new_tokens": e.max_new_tokens}, "models": {}}
+    results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields,
+                               "few_shot_examples": len(shots), "task_system_prompt": bool(system),
+                               "decoding": {"greedy": True, "max_new_tokens": e.max_new_tokens,
+                                            "suite_max_new_tokens": e.suite_max_new_tokens},
+                               "models": {}, "suites": {}}
     per_example: dict[str, dict[str, list[float]]] = {}
+    suite_passes: dict[str, dict[str, list[float]]] = {}
     out_dir = eval_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from tunesmith.console import err
-    from tunesmith.evaluate.generate import generate
 
     for name, plan in plans.items():
         if name == "fine_tuned":
@@ -131,23 +257,46 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         err.print(f"generating: {name} ({len(plan)} test examples)")
         outs = generate(model, tokenizer, plan, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
         texts = [o["output"] for o in outs]
-        summary, per = score(texts, references, schema, fields)
-        latencies = sorted({o["latency_s"] for o in outs})
-        tokens = sum(o["new_tokens"] for o in outs)
-        summary["latency_p50_s"] = round(statistics.median(latencies), 3)
-        summary["latency_p95_s"] = round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3)
-        summary["tokens_per_s"] = round(tokens / sum(latencies), 1) if sum(latencies) else None
+        summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity)
+        summary.update(_latency(outs))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
+        if e.heldout_loss and name != "few_shot":
+            summary["heldout"] = heldout_loss(model, tokenizer, [r.messages for r in test],
+                                              system_prompt=cfg.data.system_prompt, batch_size=e.batch_size)
         results["models"][name] = summary
         per_example[name] = per
-        rows = [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
-                 "reference": ref, **o, **{k: v[i] for k, v in per.items()}}
-                for i, (r, ref, o) in enumerate(zip(test, references, outs))]
-        write_atomic(out_dir / f"predictions_{name}.jsonl", "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
-    key = "all_fields_correct" if schema is not None else "exact_match"
-    results["comparisons"] = {
-        f"fine_tuned_vs_{other}": {"metric": key, "mcnemar_p": m.mcnemar_p(per_example[other][key],
-                                                                           per_example["fine_tuned"][key])}
-        for other in plans if other != "fine_tuned"}
+        _write_jsonl(out_dir / f"predictions_{name}.jsonl",
+                     [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
+                       "prompt": p, "reference": ref, **o, **{k: v[i] for k, v in per.items()}}
+                      for i, (r, p, ref, o) in enumerate(zip(test, plan, references, outs))])
+        if name == "few_shot":
+            continue
+        for suite, (probes, context) in suites.items():
+            err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
+            messages = [in_task_context(p.messages, system) if context == "task" else p.messages for p in probes]
+            outs = generate(model, tokenizer, messages, max_new_tokens=e.suite_max_new_tokens, batch_size=e.batch_size)
+            task = context == "task" and schema is not None
+            scored = [score_probe(p, o["output"], on_task=on_task if task else None, valid=valid if schema else None,
+                                  judge=judge) for p, o in zip(probes, outs)]
+            results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
+            suite_passes.setdefault(suite, {})[name] = [float(r.passed) for r in scored]
+            _write_jsonl(out_dir / f"suite_{suite}_{name}.jsonl",
+                         [{"id": r.probe.id, "category": r.probe.category, "output": r.output, "passed": r.passed,
+                           "verdict": r.verdict, "reasons": r.reasons} for r in scored])
+    for suite, passes in suite_passes.items():
+        if "base" in passes and "fine_tuned" in passes:
+            before, after = (sum(passes[k]) / len(passes[k]) for k in ("base", "fine_tuned"))
+            results["suites"][suite]["relative_change"] = round((after - before) / before, 4) if before else None
+            results["suites"][suite]["mcnemar_p"] = m.mcnemar_p(passes["base"], passes["fine_tuned"])
+    key = {"json": "all_fields_correct", "classification": "accuracy"}.get(kind, "exact_match")
+    results["comparisons"] = {}
+    for other in (k for k in plans if k != "fine_tuned"):
+        diff, low, high = m.paired_bootstrap_diff(per_example[other]["task_metric"], per_example["fine_tuned"]["task_metric"])
+        results["comparisons"][f"fine_tuned_vs_{other}"] = {
+            "metric": key, "mcnemar_p": m.mcnemar_p(per_example[other][key], per_example["fine_tuned"][key]),
+            "task_metric_diff": {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]}}
     write_json(out_dir / "metrics.json", results)
+    from tunesmith.evaluate.report import write_reports
+
+    write_reports(cfg, results)
     return results

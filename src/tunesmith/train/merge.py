@@ -25,21 +25,27 @@ def load_trained(model_dir: Path, base_model: str, *, dtype: Any = None, trust_r
 def merge_run(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write `<run>/merged/` (or `out_dir`): base + adapter merged, safetensors, tokenizer, generation config."""
     import yaml
-    from transformers import AutoTokenizer, GenerationConfig
 
     model_dir = run_dir / "model"
     if not (model_dir / "adapter_config.json").exists():
         if (model_dir / "config.json").exists():
             raise TunesmithError(f"{model_dir} is a full fine-tune, already standalone; nothing to merge")
         raise TunesmithError(f"{run_dir} holds no trained model; give the run folder (<output_dir>/train)")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return merge_adapter(model_dir, cfg["base_model"], out_dir or run_dir / "merged",
+                         trust_remote_code=cfg.get("trust_remote_code", False))
+
+
+def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remote_code: bool = False) -> Path:
+    """Merge the adapter in `model_dir` into `base_model`; written atomically to `out_dir`."""
+    from transformers import AutoTokenizer, GenerationConfig
+
     adapter = json.loads((model_dir / "adapter_config.json").read_text())
     if adapter.get("peft_type") not in ("LORA", "IA3"):
         raise TunesmithError(f"a {adapter.get('peft_type')} adapter cannot be merged into the weights; "
                              "serve it as an adapter instead")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    model = load_trained(model_dir, cfg["base_model"], trust_remote_code=cfg.get("trust_remote_code", False))
+    model = load_trained(model_dir, base_model, trust_remote_code=trust_remote_code)
     merged = model.merge_and_unload()
-    out_dir = out_dir or run_dir / "merged"
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp), safe_serialization=True)

@@ -49,14 +49,11 @@ class TrainResult:
 def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> bool:
     if not cfg.train.mlflow:
         return False
-    import logging
-
     import mlflow
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    uri = cfg.registry.tracking_uri or f"sqlite:///{cfg.output_path.resolve() / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(cfg.registry.name or cfg.root.name)
+    from tunesmith.registry.tracking import use_experiment
+
+    use_experiment(cfg)
     previous = run_dir / "mlflow_run_id"
     run_id = previous.read_text().strip() if previous.exists() else None
     run = mlflow.start_run(run_id=run_id, run_name=f"{cfg.train.method}-{cfg.train.adapter}")

@@ -1,0 +1,1 @@
+"""Versioned models in MLflow's registry: lineage, gates, model cards, aliases for rollout."""

