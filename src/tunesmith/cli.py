@@ -295,7 +295,8 @@ def registry_add(config: str = ConfigArg,
     result = add_version(_load(config, None), force=force)
     state = "[green]gates passed[/]" if result["gates_passed"] else "[red]gates FAILED (forced)[/]"
     out.print(f"registered [bold]{result['name']} v{result['version']}[/] ({state}); model card: {result['card']}")
-    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/]")
+    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/] then "
+              f"[bold]tunesmith serve {config}[/]")
 
 
 @registry_app.command("list")
@@ -365,6 +366,28 @@ def registry_export(config: str = ConfigArg, ref: str = typer.Argument(..., help
     out.print(f"[green]exported to[/] {folder}")
 
 
+@app.command("serve")
+def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+              host: Optional[str] = typer.Option(None, help="Address to bind (default serve.host, 127.0.0.1)."),
+              port: Optional[int] = typer.Option(None, help="TCP port (default serve.port).")) -> None:
+    """Serve the registry's versions and extra adapters behind an OpenAI-compatible API."""
+    from tunesmith.serve.stage import serve
+
+    serve(_load(config, overrides), host, port)
+
+
+@app.command("api-key")
+def api_key() -> None:
+    """Make a new API key; put its SHA-256 in serve.api_key_sha256 and give the key to the client."""
+    import secrets
+
+    from tunesmith.serve.app import hash_key
+
+    key = f"ts-{secrets.token_urlsafe(32)}"
+    out.print(f"key (give it to the client, it is not stored): {key}", highlight=False)
+    out.print(f"serve.api_key_sha256 entry: {hash_key(key)}", highlight=False)
+
+
 @app.command()
 def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
@@ -414,7 +437,8 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     result = add_version(cfg)
     out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
               f"model card: {result['card']}")
-    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/]")
+    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/] then "
+              f"[bold]tunesmith serve {config}[/]")
 
 
 def main() -> None:

@@ -98,3 +98,18 @@ def test_preview_marks_trained_tokens(tmp_path, tiny_model_dir):
     result = runner.invoke(app, ["data", "preview", str(tmp_path / "d.jsonl"), "--base-model", str(tiny_model_dir)])
     assert result.exit_code == 0, result.output
     assert "Pineapple" in result.output and "trained" in result.output
+
+
+def test_train_marked_files_stay_in_training_beside_unmarked_ones(tmp_path, tiny_model_dir):
+    config = _project(tmp_path, tiny_model_dir)
+    extra = [{"messages": chat(f"General question {i}?", f"General answer {i}.")} for i in range(20)]
+    _write_jsonl(tmp_path / "data" / "replay.jsonl", extra)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["datasets"].append({"path": "data/replay.jsonl", "split": "train"})
+    config.write_text(yaml.safe_dump(raw))
+    assert runner.invoke(app, ["data", "split", str(config)]).exit_code == 0
+    out = tmp_path / "out" / "data"
+    counts = {k: v["records"] for k, v in json.loads((out / "split.json").read_text())["splits"].items()}
+    assert counts == {"train": 69, "validation": 6, "test": 6}  # as before, plus all 20 replay records in train
+    for name in ("validation", "test"):
+        assert "General question" not in (out / f"{name}.jsonl").read_text()

@@ -93,3 +93,16 @@ def test_export_loads_in_plain_transformers_and_peft(project, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(str(out / "merged")).eval()
     with torch.no_grad():
         assert torch.allclose(adapted(ids).logits, merged(ids).logits, atol=1e-4)
+
+
+def test_served_names_follow_the_registry_aliases(project):
+    from tunesmith.serve.models import registry_adapters
+
+    lenient = load_config(project.config_path, LENIENT)
+    version = store.add_version(lenient)["version"]
+    store.promote(lenient, str(version), "canary")
+    folders, targets = registry_adapters(lenient)
+    assert targets["parity@canary"].adapter == f"v{version}" and f"parity@v{version}" in targets
+    production = store.show(lenient, "production")["version"]
+    assert targets["parity"].adapter == f"v{production}" == targets["parity@production"].adapter
+    assert all((folder / "adapter_config.json").exists() for folder in folders.values())

@@ -122,7 +122,11 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
     linked = [(k, e) for k, _kind, earlier in result.duplicates for e in earlier]
     keys = [k for k in sorted(outcome.records) if k not in exact_later]
     given = {s for s in outcome.splits.values() if s in ("validation", "test")}
-    pool = [k for k in keys if outcome.splits[k] in ("auto", "train")]
+    # records marked train stay in training when unmarked records exist to carve validation/test from;
+    # when every record is marked train, validation and test are carved out of them
+    auto = [k for k in keys if outcome.splits[k] == "auto"]
+    marked = [k for k in keys if outcome.splits[k] == "train"]
+    pool, fixed_train = (auto, marked) if auto else (marked, [])
     labels = {k: outcome.records[k].meta.get("label", "") for k in pool}
     assigned = split_keys(pool, val_size=0.0 if "validation" in given else d.val_size,
                           test_size=0.0 if "test" in given else d.test_size, seed=cfg.seed,
@@ -130,6 +134,7 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
     for k in keys:
         if outcome.splits[k] in given:
             assigned[outcome.splits[k]].append(k)
+    assigned["train"].extend(fixed_train)
     where = {k: name for name, ks in assigned.items() for k in ks}
     leaks = sum(1 for a, b in linked if a in where and b in where and where[a] != where[b])
     out_dir = outcome.out_dir

@@ -1,0 +1,1 @@
+"""Serving: an OpenAI-compatible FastAPI server over one base model and many adapters."""

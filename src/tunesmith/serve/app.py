@@ -1,0 +1,339 @@
+"""The OpenAI-compatible HTTP API (FastAPI): chat and text completions, streaming, models, health, metrics.
+
+Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so the
+official client raises its usual exceptions (400 BadRequestError, 401 AuthenticationError,
+404 NotFoundError, 429 RateLimitError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from tunesmith.config import ServeConfig
+from tunesmith.serve.engine import Engine, GenRequest, QueueFull
+from tunesmith.serve.models import Target
+from tunesmith.serve.requestlog import RequestLog
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.type, self.param, self.code = type, param, code
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    user: str | None = None
+    n: int = Field(1, ge=1, le=1)
+
+
+class ChatRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def accepted_keys(settings: ServeConfig) -> set[str]:
+    """SHA-256 digests from the config, plus $TUNESMITH_API_KEYS (digests or plain keys, comma-separated)."""
+    keys = {k.lower() for k in settings.api_key_sha256}
+    for item in filter(None, (k.strip() for k in os.environ.get("TUNESMITH_API_KEYS", "").split(","))):
+        is_digest = len(item) == 64 and all(c in "0123456789abcdefABCDEF" for c in item)
+        keys.add(item.lower() if is_digest else hash_key(item))
+    return keys
+
+
+def _text(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], settings: ServeConfig,
+               log: RequestLog, *, title: str = "tunesmith") -> FastAPI:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+    app = FastAPI(title=title, docs_url=None, redoc_url=None)
+    keys = accepted_keys(settings)
+    registry = CollectorRegistry()
+    requests_total = Counter("tunesmith_requests", "Requests by model and status", ["model", "status"],
+                             registry=registry)
+    latency = Histogram("tunesmith_request_latency_seconds", "Request latency", ["model"], registry=registry,
+                        buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
+    tokens = Counter("tunesmith_tokens", "Tokens by model and kind", ["model", "kind"], registry=registry)
+    Gauge("tunesmith_queue_depth", "Requests waiting", registry=registry).set_function(lambda: engine.queue.qsize())
+    Gauge("tunesmith_batch_in_flight", "Requests in the running batch", registry=registry).set_function(
+        lambda: engine.busy)
+    app.state.engine, app.state.log, app.state.targets, app.state.metrics_registry = engine, log, targets, registry
+
+    def error_body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
+        return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, exc.detail, exc.type, exc.param, exc.code),
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, str(exc.detail), "invalid_request_error"),
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        return JSONResponse(error_body(400, f"{param or 'body'}: {first['msg']}", "invalid_request_error", param),
+                            status_code=400)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > settings.max_request_bytes:
+            return JSONResponse(error_body(413, f"request body over {settings.max_request_bytes} bytes",
+                                           "invalid_request_error"), status_code=413)
+        if keys and request.url.path != "/health":
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            digest = hash_key(given) if given else ""
+            if not any(hmac.compare_digest(digest, k) for k in keys):
+                return JSONResponse(error_body(401, "invalid or missing API key (Authorization: Bearer ...)",
+                                               "invalid_request_error", code="invalid_api_key"), status_code=401)
+        return await call_next(request)
+
+    def resolve(name: str) -> Target:
+        if name not in targets:
+            raise ApiError(404, f"model {name!r} not found; GET /v1/models lists the served names",
+                           param="model", code="model_not_found")
+        return targets[name]
+
+    def gen_request(body: _Sampling, prompt_ids: list[int], target: Target) -> GenRequest:
+        max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
+        if max_tokens > settings.max_tokens_limit:
+            raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
+                           param="max_tokens")
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        return GenRequest(prompt_ids, adapter=target.adapter, max_tokens=max_tokens, temperature=body.temperature,
+                          top_p=body.top_p, seed=body.seed, stop=stop,
+                          deadline=time.perf_counter() + settings.request_timeout_s)
+
+    async def run(kind: str, body: _Sampling, target: Target, prompt_ids: list[int], prompt_text: str,
+                  wrap: Any) -> Any:
+        rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        created, began = int(time.time()), time.perf_counter()
+        req = gen_request(body, prompt_ids, target)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        if body.stream:
+            req.on_text = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
+        try:
+            future = engine.submit(req)
+        except QueueFull:
+            requests_total.labels(body.model, "429").inc()
+            log.write(id=rid, model=body.model, target=target.adapter, version=target.version, user=body.user or "",
+                      prompt_tokens=len(prompt_ids), status=429, error="queue full")
+            raise ApiError(429, "the server is at capacity; retry shortly", "rate_limit_error",
+                           code="queue_full", headers={"Retry-After": "1"}) from None
+
+        def record(result: dict[str, Any] | None, status: int, error: str = "") -> None:
+            elapsed = time.perf_counter() - began
+            requests_total.labels(body.model, str(status)).inc()
+            latency.labels(body.model).observe(elapsed)
+            if result:
+                tokens.labels(body.model, "prompt").inc(result["prompt_tokens"])
+                tokens.labels(body.model, "completion").inc(result["completion_tokens"])
+            log.write(id=rid, model=body.model, target=target.adapter, version=target.version, user=body.user or "",
+                      prompt_tokens=len(prompt_ids), completion_tokens=result["completion_tokens"] if result else 0,
+                      latency_ms=round(elapsed * 1000, 1), status=status,
+                      finish_reason=result["finish_reason"] if result else "", error=error, prompt=prompt_text,
+                      completion=result["text"] if result else None)
+
+        async def wait() -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
+            except asyncio.TimeoutError:
+                req.deadline = 0.0  # the engine drops the row at its next step
+                record(None, 504, "timeout")
+                raise ApiError(504, f"no answer within {settings.request_timeout_s:g} s", "timeout") from None
+            except Exception as exc:  # the engine failed on this batch; the server keeps running
+                record(None, 500, type(exc).__name__)
+                raise ApiError(500, f"generation failed ({type(exc).__name__})", "server_error") from None
+
+        if not body.stream:
+            result = await wait()
+            record(result, 200)
+            return JSONResponse(wrap(rid, created, result))
+
+        async def events() -> Any:
+            first = {"role": "assistant", "content": ""} if kind == "chat" else None
+            if first:
+                yield _sse(_chunk(kind, rid, created, body.model, first, None))
+            done = asyncio.ensure_future(asyncio.wrap_future(future))
+            while True:
+                getter = asyncio.ensure_future(pieces.get())
+                finished, _ = await asyncio.wait({getter, done}, timeout=settings.request_timeout_s,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                if getter in finished:
+                    piece = getter.result()
+                    yield _sse(_chunk(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece,
+                                      None))
+                    continue
+                getter.cancel()
+                if done in finished:
+                    break
+                req.deadline = 0.0
+                record(None, 504, "timeout")
+                return
+            while not pieces.empty():
+                piece = pieces.get_nowait()
+                yield _sse(_chunk(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece, None))
+            result = done.result()
+            record(result, 200)
+            yield _sse(_chunk(kind, rid, created, body.model, {} if kind == "chat" else "",
+                              result["finish_reason"] if result["finish_reason"] != "timeout" else "length"))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest, request: Request) -> Any:
+        target = resolve(body.model)
+        if target.kind == "upstream":
+            return await _proxy(target, "chat/completions", await request.json(), body.stream)
+        messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        def wrap(rid: str, created: int, result: dict[str, Any]) -> dict[str, Any]:
+            out = {"id": rid, "object": "chat.completion", "created": created, "model": body.model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
+                                "finish_reason": "length" if result["finish_reason"] == "timeout"
+                                else result["finish_reason"]}],
+                   "usage": _usage(result)}
+            schema = (body.response_format or {}).get("json_schema", {}).get("schema")
+            if schema:
+                out["tunesmith"] = {"schema_valid": _valid(result["text"], schema)}
+            return out
+
+        return await run("chat", body, target, ids, "\n".join(m["content"] for m in messages), wrap)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        target = resolve(body.model)
+        if target.kind == "upstream":
+            return await _proxy(target, "completions", await request.json(), body.stream)
+        ids = tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
+
+        def wrap(rid: str, created: int, result: dict[str, Any]) -> dict[str, Any]:
+            return {"id": rid, "object": "text_completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "text": result["text"], "logprobs": None,
+                                 "finish_reason": "length" if result["finish_reason"] == "timeout"
+                                 else result["finish_reason"]}],
+                    "usage": _usage(result)}
+
+        return await run("completion", body, target, ids, body.prompt, wrap)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunesmith"}
+                                           for name in sorted(targets)]}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "queue": engine.queue.qsize(), "models": len(targets)}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _usage(result: dict[str, Any]) -> dict[str, int]:
+    return {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
+            "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}
+
+
+def _valid(text: str, schema: dict[str, Any]) -> bool:
+    from tunesmith.evaluate.metrics import schema_compliance
+
+    return schema_compliance([text], schema)[0] == 1.0
+
+
+def _chunk(kind: str, rid: str, created: int, model: str, delta: Any, finish: str | None) -> dict[str, Any]:
+    if kind == "chat":
+        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {"id": rid, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _proxy(target: Target, path: str, payload: dict[str, Any], stream: bool) -> Any:
+    """Send the request to the upstream OpenAI-compatible server (e.g. vLLM) and pass its answer through."""
+    import httpx
+
+    up = target.upstream
+    assert up is not None
+    payload = {**payload, "model": up.model or target.name}
+    headers = {}
+    if up.api_key_env and os.environ.get(up.api_key_env):
+        headers["Authorization"] = f"Bearer {os.environ[up.api_key_env]}"
+    url = f"{up.base_url.rstrip('/')}/{path}"
+    client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
+    try:
+        if not stream:
+            answer = await client.post(url, json=payload, headers=headers)
+            await client.aclose()
+            return JSONResponse(answer.json(), status_code=answer.status_code)
+        upstream = await client.send(client.build_request("POST", url, json=payload, headers=headers), stream=True)
+    except httpx.HTTPError as exc:
+        await client.aclose()
+        raise ApiError(502, f"upstream for {target.name!r} at {up.base_url} failed: {type(exc).__name__}",
+                       "upstream_error") from None
+
+    async def relay() -> Any:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        finally:
+            await upstream.aclose()
+            await client.aclose()
+
+    return StreamingResponse(relay(), status_code=upstream.status_code, media_type="text/event-stream")

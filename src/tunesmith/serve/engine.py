@@ -1,0 +1,225 @@
+"""The built-in generation engine: one base model, many LoRA adapters, requests batched together.
+
+Requests wait in a bounded queue; a worker thread takes up to `max_batch` of them (waiting
+`batch_wait_s` for company after the first) and decodes them as one batch, each row with
+its own adapter (peft's mixed-adapter batches: `adapter_names`, "__base__" for none), its
+own sampling settings, stop strings and token budget, and streams text deltas as they come.
+
+The decode loop is written here rather than calling `model.generate`: generate applies one
+set of sampling settings to the whole batch and its streamers handle one sequence, while a
+server batches requests that differ in both. It is a plain KV-cache loop over the model's
+forward; sampling uses torch (temperature, top-p, a per-request seeded generator).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+BASE = "__base__"
+
+
+class QueueFull(Exception):
+    """The request queue is at capacity; the caller should answer 429."""
+
+
+@dataclass
+class GenRequest:
+    prompt_ids: list[int]
+    adapter: str = BASE
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    on_text: Callable[[str], None] | None = None  # called from the worker thread with each new piece of text
+    deadline: float = float("inf")
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Row:
+    req: GenRequest
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    sent: int = 0
+    done: str | None = None  # finish reason
+    generator: Any = None
+
+
+class Engine:
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 8, max_queue: int = 64,
+                 batch_wait_s: float = 0.01) -> None:
+        import torch
+
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
+        self.queue: queue.Queue[GenRequest] = queue.Queue(maxsize=max_queue)
+        self.peft = hasattr(model, "peft_config")
+        gen = getattr(model, "generation_config", None)
+        eos = gen.eos_token_id if gen is not None and gen.eos_token_id is not None else tokenizer.eos_token_id
+        self.stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stats = {"batches": 0, "requests": 0, "mixed_batches": 0, "max_batch_seen": 0}
+        self._torch = torch
+        if self.peft:
+            from tunesmith.serve.multilora import install
+
+            install(model)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tunesmith-engine", daemon=True)
+        self.busy = 0
+
+    @property
+    def adapters(self) -> list[str]:
+        return sorted(self.model.peft_config) if self.peft else []
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def submit(self, req: GenRequest) -> Future:
+        if req.adapter != BASE and req.adapter not in self.adapters:
+            raise KeyError(req.adapter)
+        try:
+            self.queue.put_nowait(req)
+        except queue.Full:
+            raise QueueFull from None
+        return req.future
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            until = time.perf_counter() + self.batch_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.queue.get(timeout=max(0.0, until - time.perf_counter())))
+                except queue.Empty:
+                    break
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
+            self.busy = len(batch)
+            try:
+                self._run(batch)
+            except Exception as exc:  # one bad batch must not kill the server
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+            finally:
+                self.busy = 0
+
+    def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
+        torch = self._torch
+        picks = logits.argmax(dim=-1).tolist()  # greedy rows; sampled rows are replaced below
+        for i, row in enumerate(rows):
+            r = row.req
+            if r.temperature <= 0:
+                continue
+            probs = torch.softmax(logits[i].float() / r.temperature, dim=-1)
+            if r.top_p < 1.0:
+                sorted_p, order = probs.sort(descending=True)
+                keep = sorted_p.cumsum(0) - sorted_p < r.top_p
+                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+            picks[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+        return picks
+
+    def _emit(self, row: _Row) -> None:
+        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        for s in row.req.stop:
+            at = text.find(s)
+            if at >= 0:
+                text, row.done = text[:at], "stop"
+        if text.endswith("\ufffd") and row.done is None:  # half a UTF-8 character: wait for the rest
+            return
+        row.text = text
+        if row.req.on_text and len(text) > row.sent:
+            row.req.on_text(text[row.sent:])
+        row.sent = max(row.sent, len(text))
+
+    def _run(self, batch: list[GenRequest]) -> None:
+        torch = self._torch
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(batch)
+        self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch))
+        if len({r.adapter for r in batch}) > 1:
+            self.stats["mixed_batches"] += 1
+        rows = []
+        for r in batch:
+            gen = None
+            if r.temperature > 0:
+                gen = torch.Generator()
+                gen.manual_seed(r.seed if r.seed is not None else int(time.time_ns() % 2**31))
+            rows.append(_Row(r, generator=gen))
+        width = max(len(r.prompt_ids) for r in batch)
+        ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch])
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra, context = self._adapter_setup(batch)
+        past = None
+        steps = max(r.max_tokens for r in batch)
+        with torch.no_grad(), context:
+            for step in range(steps):
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past,
+                                 use_cache=True, logits_to_keep=1, **extra)
+                past = out.past_key_values
+                picks = self._pick(out.logits[:, -1, :], rows)
+                now = time.perf_counter()
+                for row, token in zip(rows, picks):
+                    if row.done:
+                        continue
+                    if token in self.stop_ids:
+                        row.done = "stop"
+                    else:
+                        row.ids.append(token)
+                        if row.req.on_text or row.req.stop:  # otherwise the text is decoded once, at the end
+                            self._emit(row)
+                        if row.done is None and len(row.ids) >= row.req.max_tokens:
+                            row.done = "length"
+                    if row.done is None and now > row.req.deadline:
+                        row.done = "timeout"
+                    if row.done:
+                        self._finish(row)
+                if all(r.done for r in rows):
+                    break
+                ids = torch.tensor([[t] for t in picks])
+                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
+                positions = positions[:, -1:] + 1
+        for row in rows:
+            if not row.done:
+                row.done = "length"
+                self._finish(row)
+
+    def _adapter_setup(self, batch: list[GenRequest]) -> tuple[dict[str, Any], Any]:
+        """Forward kwargs and a context: one adapter for the whole batch runs peft's plain path (measured
+        faster than its mixed-batch path); several go through `adapter_names`, one per row."""
+        import contextlib
+
+        if not self.peft:
+            return {}, contextlib.nullcontext()
+        names = {r.adapter for r in batch}
+        if names == {BASE}:
+            return {}, self.model.disable_adapter()
+        if len(names) == 1:
+            self.model.set_adapter(names.pop())
+            return {}, contextlib.nullcontext()
+        return {"adapter_names": [r.adapter for r in batch]}, contextlib.nullcontext()
+
+    def _finish(self, row: _Row) -> None:
+        self._emit(row)
+        if not row.req.future.done():
+            row.req.future.set_result({"text": row.text, "completion_tokens": len(row.ids),
+                                       "finish_reason": row.done, "prompt_tokens": len(row.req.prompt_ids)})

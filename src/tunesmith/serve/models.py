@@ -1,0 +1,106 @@
+"""What the server serves: the base model with every adapter loaded, and the names clients use.
+
+Names: `base` (the base model alone); for the registry model N, `N` (its production
+version), `N@production` / `N@canary` / `N@shadow` and `N@v<version>` for every version an
+alias points at; extra adapters from `serve.adapters` by their own names; and models
+routed to an upstream OpenAI-compatible server (`serve.upstreams`, e.g. vLLM).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig, UpstreamConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.serve.engine import BASE
+
+
+@dataclass
+class Target:
+    name: str
+    kind: str = "local"  # local | upstream
+    adapter: str = BASE
+    version: str = ""
+    upstream: UpstreamConfig | None = None
+
+
+def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target]]:
+    """Adapter folders of the registry versions that an alias points at, downloaded once under output_dir."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tunesmith.registry.store import client
+    from tunesmith.registry.tracking import model_name
+
+    if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
+        return {}, {}
+    c = client(cfg)
+    name = model_name(cfg)
+    try:
+        aliases = c.get_registered_model(name).aliases
+    except MlflowException:
+        return {}, {}
+    folders: dict[str, Path] = {}
+    targets: dict[str, Target] = {}
+    for alias, version in sorted(aliases.items()):
+        adapter = f"v{version}"
+        if adapter not in folders:
+            v = c.get_model_version(name, str(version))
+            if v.tags.get("base_model") not in (None, cfg.base_model):
+                raise TunesmithError(f"{name} v{version} was trained on {v.tags['base_model']}, but this server's "
+                                     f"base_model is {cfg.base_model}; serve it from a project with that base model")
+            dest = cfg.output_path / "serve" / "adapters" / adapter
+            if not (dest / "model" / "adapter_config.json").exists():
+                dest.mkdir(parents=True, exist_ok=True)
+                mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(dest))
+            folders[adapter] = dest / "model"
+        targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version))
+        targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version))
+        if alias == "production":
+            targets[name] = Target(name, adapter=adapter, version=str(version))
+    return folders, targets
+
+
+def check_adapter(folder: Path) -> None:
+    path = folder / "adapter_config.json"
+    if not path.exists():
+        raise TunesmithError(f"{folder} is not an adapter folder (no adapter_config.json)")
+    config = json.loads(path.read_text())
+    if config.get("peft_type") != "LORA" or config.get("use_dora"):
+        raise TunesmithError(f"{folder}: only LoRA adapters share batches (peft's mixed-adapter batches); merge this "
+                             f"{config.get('peft_type')}{' (DoRA)' if config.get('use_dora') else ''} adapter with "
+                             "`tunesmith merge` and serve the merged model as base_model")
+
+
+def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target]]:
+    """(model with adapters, tokenizer, name -> target)."""
+    import torch
+
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.train.hardware import use_bf16
+
+    folders, targets = registry_adapters(cfg)
+    for name, folder in cfg.serve.adapters.items():
+        folders[name] = cfg.resolve(folder)
+        targets[name] = Target(name, adapter=name)
+    for folder in folders.values():
+        check_adapter(folder)
+    dtype = torch.bfloat16 if use_bf16(cfg.train.bf16) else torch.float32
+    model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    # the trained model's tokenizer folder carries its chat template and stop token
+    tokenizer = load_tokenizer(str(next(iter(folders.values()))) if folders else cfg.base_model,
+                               trust_remote_code=cfg.trust_remote_code)
+    if folders:
+        from peft import PeftModel
+
+        items = list(folders.items())
+        model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
+        for name, folder in items[1:]:
+            model.load_adapter(str(folder), adapter_name=name)
+    targets["base"] = Target("base")
+    for name, upstream in cfg.serve.upstreams.items():
+        targets[name] = Target(name, kind="upstream", upstream=upstream)
+    return model.eval(), tokenizer, targets

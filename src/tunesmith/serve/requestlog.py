@@ -1,0 +1,54 @@
+"""The request log: one SQLite row per request, for monitoring and the feedback loop.
+
+Counts, latency and status always; prompt and completion texts only when `serve.log_texts`
+is on, and then with PII replaced by placeholders unless `serve.redact_pii` is off.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.pii import redact
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS requests (
+  id TEXT PRIMARY KEY, time REAL, model TEXT, target TEXT, version TEXT, user TEXT,
+  prompt_tokens INTEGER, completion_tokens INTEGER, latency_ms REAL, status INTEGER,
+  finish_reason TEXT, error TEXT, prompt TEXT, completion TEXT)"""
+
+
+class RequestLog:
+    def __init__(self, path: Path, *, log_texts: bool = False, redact_pii: bool = True) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.log_texts, self.redact_pii = path, log_texts, redact_pii
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(SCHEMA)
+
+    def _text(self, text: str | None) -> str | None:
+        if not self.log_texts or text is None:
+            return None
+        return redact(text) if self.redact_pii else text
+
+    def write(self, *, id: str, model: str, target: str = "", version: str = "", user: str = "",
+              prompt_tokens: int = 0, completion_tokens: int = 0, latency_ms: float = 0.0, status: int = 200,
+              finish_reason: str = "", error: str = "", prompt: str | None = None, completion: str | None = None
+              ) -> None:
+        row = (id, time.time(), model, target, version, user, prompt_tokens, completion_tokens, latency_ms, status,
+               finish_reason, error, self._text(prompt), self._text(completion))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM requests ORDER BY time DESC LIMIT ?", (limit,))
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,77 @@
+"""`tunesmith serve`: load the served models, start the engine, run uvicorn (localhost by default)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+
+
+def build_app(cfg: ProjectConfig) -> Any:
+    from tunesmith.registry.tracking import model_name
+    from tunesmith.serve.app import create_app
+    from tunesmith.serve.engine import Engine
+    from tunesmith.serve.models import load_served
+    from tunesmith.serve.requestlog import RequestLog
+
+    s = cfg.serve
+    model, tokenizer, targets = load_served(cfg)
+    engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
+                    batch_wait_s=s.batch_wait_ms / 1000).start()
+    log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
+    return create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}")
+
+
+@dataclass
+class Running:
+    """A server started in a background thread (tests, benchmarks)."""
+
+    server: Any
+    thread: threading.Thread
+    app: Any
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.app.state.engine.close()
+        self.app.state.log.close()
+
+
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Running:
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    return Running(server, thread, app)
+
+
+def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    from tunesmith.console import out
+
+    app = build_app(cfg)
+    host, port = host or cfg.serve.host, port or cfg.serve.port
+    names = ", ".join(sorted(app.state.targets))
+    out.print(f"serving [bold]{names}[/] on http://{host}:{port}/v1"
+              + (" (API key required)" if cfg.serve.api_key_sha256 else ""))
+    if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_sha256:
+        out.print("[yellow]warning:[/] listening beyond localhost without API keys; set serve.api_key_sha256")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        app.state.engine.close()
+        app.state.log.close()
