@@ -376,6 +376,70 @@ def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), override
     serve(_load(config, overrides), host, port)
 
 
+@app.command("rollout")
+def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                to: int = typer.Option(..., "--to", help="Registry version to roll out."),
+                steps: str = typer.Option("", help="Percent per step, e.g. 5,25,50,100 (default serve.rollout.steps)."),
+                url: Optional[str] = typer.Option(None, help="The running server (default http://serve.host:serve.port)."),
+                step_timeout: float = typer.Option(600, help="Seconds a step may wait for canary traffic."),
+                force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed.")) -> None:
+    """Gradual rollout on a running server: canary at each step, advancing while its metrics hold, else rolled back."""
+    import os
+
+    from tunesmith.serve.rollout import drive_rollout
+
+    cfg = _load(config, None)
+    plan = [float(x) for x in steps.split(",") if x.strip()] if steps else cfg.serve.rollout.steps
+    ok = drive_rollout(cfg, to, plan, url or f"http://{cfg.serve.host}:{cfg.serve.port}",
+                       os.environ.get("TUNESMITH_API_KEY"), step_timeout=step_timeout, force=force,
+                       echo=lambda line: out.print(line, highlight=False))
+    raise typer.Exit(0 if ok else 1)
+
+
+feedback_app = typer.Typer(help="Production feedback into the next training set.", no_args_is_help=True)
+monitor_app = typer.Typer(help="Production monitoring: input drift, one-page report.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+app.add_typer(monitor_app, name="monitor")
+
+
+@feedback_app.command("export")
+def feedback_export(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                    out_file: Path = typer.Option(..., "--out", help="Chat-format JSONL to write."),
+                    pairs: Optional[Path] = typer.Option(None, help="Also write preference pairs (JSONL) here.")
+                    ) -> None:
+    """Write production feedback as training data (corrections as targets; preference pairs)."""
+    from tunesmith.monitor.feedback import export_feedback
+
+    result = export_feedback(_load(config, None), out_file, pairs)
+    out.print(f"{result['feedback']} feedback entries: {result['chat_records']} chat records → {result['out']}"
+              + (f", {result['preference_pairs']} preference pairs → {result['pairs']}" if pairs else ""))
+    for reason, n in result["skipped"].items():
+        out.print(f"[yellow]skipped {n}:[/] {reason}")
+    out.print(f"Check it: [bold]tunesmith data check {out_file}[/]")
+
+
+@monitor_app.command("drift")
+def monitor_drift(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                  last: int = typer.Option(500, help="Most recent production prompts to compare.")) -> None:
+    """Have production prompts moved away from the training data? Exit 1 when drift is found."""
+    from tunesmith.monitor.stage import monitor_dir, run_drift
+    from tunesmith.views import print_drift
+
+    cfg = _load(config, None)
+    result = run_drift(cfg, last)
+    print_drift(result, monitor_dir(cfg) / "drift.json")
+    raise typer.Exit(1 if result["drift"] else 0)
+
+
+@monitor_app.command("report")
+def monitor_report(config: str = typer.Argument(..., help="tunesmith.yaml")) -> None:
+    """One page (Markdown + HTML) of traffic, latency, errors, feedback and drift per version over time."""
+    from tunesmith.monitor.stage import write_monitor_report
+
+    md, html = write_monitor_report(_load(config, None))
+    out.print(f"[green]wrote[/] {md} and {html}")
+
+
 @app.command("api-key")
 def api_key() -> None:
     """Make a new API key; put its SHA-256 in serve.api_key_sha256 and give the key to the client."""

@@ -204,3 +204,21 @@ def print_history(events: list[dict[str, Any]]) -> None:
         table.add_row(str(e["seq"]), e["time"], e["action"], e["alias"], f"v{e['previous']}" if e["previous"] else "-",
                       f"v{e['version']}" if e["version"] else "-", e.get("user", ""), e.get("reason", ""))
     out.print(table)
+
+
+def print_drift(result: dict[str, Any], path: Path) -> None:
+    table = Table(title=f"Input drift: {result['recent']} recent prompts vs training "
+                        f"(calibrated on {result['calibration']} held-out)", header_style="bold")
+    for col in ("feature", "held-out median", "recent median", "KS p", "PSI", "verdict"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for key, label in (("similarity", "similarity to training"), ("length", "length (tokens)")):
+        if key in result:
+            d = result[key]
+            table.add_row(label, str(d["calibration_median"]), str(d["recent_median"]), f"{d['p_value']:.2g}",
+                          str(d["psi"]), "[red]DRIFT[/]" if d["drift"] else "[green]ok[/]")
+    out.print(table)
+    for x in result["least_like_training"][:3]:
+        out.print(f"  least like training ({x['similarity']:.2f}): {x['prompt'][:100]!r}", highlight=False)
+    for hour, q in list(result.get("output_quality", {}).items())[-5:]:
+        out.print(f"  {hour}: format failures {q['format_fail']}, refusals {q['refused']}", highlight=False)
+    out.print(f"details: {path}")

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import time
 import uuid
 from typing import Any, Literal
@@ -83,8 +84,26 @@ def _text(content: str | list[dict[str, Any]]) -> str:
     return "".join(part.get("text", "") for part in content if part.get("type") == "text")
 
 
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    score: float | None = Field(None, ge=0.0, le=1.0)
+    thumbs: Literal["up", "down"] | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    correction: str | None = None
+
+
+class RolloutUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    canary_version: int | None = None
+    share: float | None = Field(None, ge=0.0, le=1.0)
+    action: Literal["set", "promote", "clear"] = "set"
+
+
 def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], settings: ServeConfig,
-               log: RequestLog, *, title: str = "tunesmith") -> FastAPI:
+               log: RequestLog, *, title: str = "tunesmith", routers: dict[str, Any] | None = None,
+               project: Any = None) -> FastAPI:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
     app = FastAPI(title=title, docs_url=None, redoc_url=None)
@@ -98,7 +117,34 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     Gauge("tunesmith_queue_depth", "Requests waiting", registry=registry).set_function(lambda: engine.queue.qsize())
     Gauge("tunesmith_batch_in_flight", "Requests in the running batch", registry=registry).set_function(
         lambda: engine.busy)
+    rollbacks = Counter("tunesmith_rollbacks", "Automatic canary rollbacks", ["model"], registry=registry)
+    feedback_total = Counter("tunesmith_feedback", "Feedback received", ["model", "version"], registry=registry)
+    routers = routers or {}
+    versions = {t.adapter: t.version for t in targets.values() if t.version}
     app.state.engine, app.state.log, app.state.targets, app.state.metrics_registry = engine, log, targets, registry
+    app.state.routers = routers
+
+    def roll_back_if_needed(router: Any) -> None:
+        reason = router.trigger()
+        if not reason or not router.canary:
+            return
+        bad = router.canary
+        router.set_canary(None)
+        router.rollbacks.append(f"canary {bad} rolled back: {reason}")
+        rollbacks.labels(router.name).inc()
+        log.event(router.name, "rollback", f"canary {bad} rolled back: {reason}")
+        if project is not None and bad in versions:
+            import threading
+
+            from tunesmith.registry.store import clear_alias
+
+            def move() -> None:
+                try:
+                    clear_alias(project, "canary", reason=f"automatic rollback: {reason}")
+                except Exception as exc:  # the router already moved; the registry catches up by hand
+                    log.event(router.name, "registry_error", f"{type(exc).__name__}: {exc}")
+
+            threading.Thread(target=move, daemon=True).start()
 
     def error_body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
         return {"error": {"message": message, "type": type, "param": param, "code": code}}
@@ -150,11 +196,55 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                           top_p=body.top_p, seed=body.seed, stop=stop,
                           deadline=time.perf_counter() + settings.request_timeout_s)
 
+    def route(target: Target, body: _Sampling, request: Request) -> tuple[str, str, Any]:
+        """(adapter, version, router): a routed name sends its canary share to the canary version."""
+        router = routers.get(target.router) if target.router else None
+        if router is None:
+            return target.adapter, target.version, None
+        adapter = router.pick(body.user or request.headers.get("x-session-id"))
+        return adapter, versions.get(adapter, ""), router
+
+    def shadow_copy(router: Any, body: _Sampling, prompt_ids: list[int], rid: str, prompt_text: str) -> None:
+        """The shadow version answers a copy in the background; its answer is logged, never returned."""
+        if router is None or not router.shadow:
+            return
+        copy = gen_request(body, prompt_ids, Target(body.model, adapter=router.shadow))
+        began = time.perf_counter()
+        try:
+            future = engine.submit(copy)
+        except QueueFull:
+            log.event(router.name, "shadow_skipped", "queue full")
+            return
+
+        def done(f: Any) -> None:
+            elapsed = time.perf_counter() - began
+            failed = f.exception() is not None
+            result = None if failed else f.result()
+            router.observe(router.shadow, not failed, elapsed)
+            log.write(id=f"{rid}-shadow", model=body.model, target=router.shadow,
+                      version=versions.get(router.shadow, ""), user=body.user or "", prompt_tokens=len(prompt_ids),
+                      completion_tokens=result["completion_tokens"] if result else 0,
+                      latency_ms=round(elapsed * 1000, 1), status=500 if failed else 200,
+                      finish_reason=result["finish_reason"] if result else "", prompt=prompt_text,
+                      completion=result["text"] if result else None, shadow=True)
+
+        future.add_done_callback(done)
+
     async def run(kind: str, body: _Sampling, target: Target, prompt_ids: list[int], prompt_text: str,
-                  wrap: Any) -> Any:
+                  wrap: Any, request: Request) -> Any:
         rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         created, began = int(time.time()), time.perf_counter()
-        req = gen_request(body, prompt_ids, target)
+        adapter, version, router = route(target, body, request)
+        req = gen_request(body, prompt_ids, Target(target.name, adapter=adapter))
+        fault = settings.rollout.faults.get(adapter) or settings.rollout.faults.get(body.model) or {}
+        if fault.get("error_rate", 0) > 0 and random.random() < fault["error_rate"]:
+            requests_total.labels(body.model, "500").inc()
+            log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
+                      prompt_tokens=len(prompt_ids), status=500, error="injected fault")
+            if router:
+                router.observe(adapter, False, time.perf_counter() - began)
+                roll_back_if_needed(router)
+            raise ApiError(500, "injected fault (serve.rollout.faults)", "server_error")
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         if body.stream:
@@ -163,10 +253,11 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             future = engine.submit(req)
         except QueueFull:
             requests_total.labels(body.model, "429").inc()
-            log.write(id=rid, model=body.model, target=target.adapter, version=target.version, user=body.user or "",
+            log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
                       prompt_tokens=len(prompt_ids), status=429, error="queue full")
             raise ApiError(429, "the server is at capacity; retry shortly", "rate_limit_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
+        shadow_copy(router, body, prompt_ids, rid, prompt_text)
 
         def record(result: dict[str, Any] | None, status: int, error: str = "") -> None:
             elapsed = time.perf_counter() - began
@@ -175,7 +266,10 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             if result:
                 tokens.labels(body.model, "prompt").inc(result["prompt_tokens"])
                 tokens.labels(body.model, "completion").inc(result["completion_tokens"])
-            log.write(id=rid, model=body.model, target=target.adapter, version=target.version, user=body.user or "",
+            if router:
+                router.observe(adapter, status == 200, elapsed)
+                roll_back_if_needed(router)
+            log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
                       prompt_tokens=len(prompt_ids), completion_tokens=result["completion_tokens"] if result else 0,
                       latency_ms=round(elapsed * 1000, 1), status=status,
                       finish_reason=result["finish_reason"] if result else "", error=error, prompt=prompt_text,
@@ -192,8 +286,11 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 record(None, 500, type(exc).__name__)
                 raise ApiError(500, f"generation failed ({type(exc).__name__})", "server_error") from None
 
+        delay = fault.get("delay_ms", 0) / 1000
         if not body.stream:
             result = await wait()
+            if delay:
+                await asyncio.sleep(delay)
             record(result, 200)
             return JSONResponse(wrap(rid, created, result))
 
@@ -221,6 +318,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 piece = pieces.get_nowait()
                 yield _sse(_chunk(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece, None))
             result = done.result()
+            if delay:
+                await asyncio.sleep(delay)
             record(result, 200)
             yield _sse(_chunk(kind, rid, created, body.model, {} if kind == "chat" else "",
                               result["finish_reason"] if result["finish_reason"] != "timeout" else "length"))
@@ -248,7 +347,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 out["tunesmith"] = {"schema_valid": _valid(result["text"], schema)}
             return out
 
-        return await run("chat", body, target, ids, "\n".join(m["content"] for m in messages), wrap)
+        return await run("chat", body, target, ids, json.dumps(messages, ensure_ascii=False), wrap, request)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
@@ -264,7 +363,66 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                                  else result["finish_reason"]}],
                     "usage": _usage(result)}
 
-        return await run("completion", body, target, ids, body.prompt, wrap)
+        return await run("completion", body, target, ids, body.prompt, wrap, request)
+
+    @app.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        row = log.get(body.id)
+        if row is None:
+            raise ApiError(404, f"no request with id {body.id!r} in the request log", param="id",
+                           code="request_not_found")
+        score = body.score
+        if score is None and body.thumbs:
+            score = 1.0 if body.thumbs == "up" else 0.0
+        if score is None and body.rating is not None:
+            score = (body.rating - 1) / 4
+        if score is None and body.correction is None:
+            raise ApiError(400, "give a score (0-1), thumbs (up/down), a rating (1-5) or a correction")
+        if score is None:
+            score = 0.0  # a correction says the answer was wrong
+        log.add_feedback(body.id, score, body.correction)
+        feedback_total.labels(row["model"], row["version"] or "-").inc()
+        router = routers.get(row["model"])
+        if router is not None:
+            router.add_feedback(row["target"], score)
+            roll_back_if_needed(router)
+        return {"id": body.id, "recorded": True, "score": score}
+
+    @app.get("/admin/rollout")
+    async def rollout_state() -> dict[str, Any]:
+        return {name: r.state() for name, r in routers.items()}
+
+    @app.post("/admin/rollout")
+    async def rollout_update(body: RolloutUpdate) -> dict[str, Any]:
+        router = routers.get(body.model)
+        if router is None:
+            raise ApiError(404, f"{body.model!r} is not a routed registry model", param="model")
+        if body.canary_version is not None:
+            if project is None:
+                raise ApiError(400, "this server has no registry to load versions from")
+            from tunesmith.serve.models import version_adapter
+
+            loop = asyncio.get_running_loop()
+            name, folder = await loop.run_in_executor(None, version_adapter, project, str(body.canary_version))
+            await loop.run_in_executor(None, engine.add_adapter, name, str(folder))
+            versions[name] = str(body.canary_version)
+            router.set_canary(name, body.share)
+            log.event(router.name, "canary", f"{name} at {router.share:.0%}")
+        elif body.share is not None:
+            router.set_canary(router.canary, body.share)
+            log.event(router.name, "share", f"{router.canary} at {router.share:.0%}")
+        if body.action == "promote":
+            if not router.canary:
+                raise ApiError(400, "no canary to promote")
+            with router.lock:
+                router.production, router.canary = router.canary, None
+            targets[router.name].adapter = router.production
+            targets[router.name].version = versions.get(router.production, "")
+            log.event(router.name, "promote", f"{router.production} is production")
+        elif body.action == "clear":
+            router.set_canary(None)
+            log.event(router.name, "clear", "canary cleared")
+        return router.state()
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -71,6 +71,7 @@ class Engine:
             from tunesmith.serve.multilora import install
 
             install(model)
+        self.lock = threading.Lock()  # held while a batch runs; adapters are added between batches
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-engine", daemon=True)
         self.busy = 0
@@ -86,6 +87,16 @@ class Engine:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    def add_adapter(self, name: str, folder: str) -> None:
+        """Load another LoRA adapter while serving (between batches)."""
+        from tunesmith.serve.multilora import install
+
+        with self.lock:
+            if name not in self.adapters:
+                self.model.load_adapter(folder, adapter_name=name)
+                self.model.eval()
+                install(self.model)
 
     def submit(self, req: GenRequest) -> Future:
         if req.adapter != BASE and req.adapter not in self.adapters:
@@ -114,7 +125,8 @@ class Engine:
                 continue
             self.busy = len(batch)
             try:
-                self._run(batch)
+                with self.lock:
+                    self._run(batch)
             except Exception as exc:  # one bad batch must not kill the server
                 for r in batch:
                     if not r.future.done():

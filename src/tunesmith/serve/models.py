@@ -25,6 +25,7 @@ class Target:
     adapter: str = BASE
     version: str = ""
     upstream: UpstreamConfig | None = None
+    router: str | None = None  # a registry name whose traffic is split by the rollout router
 
 
 def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target]]:
@@ -60,8 +61,23 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
         targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version))
         targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version))
         if alias == "production":
-            targets[name] = Target(name, adapter=adapter, version=str(version))
+            targets[name] = Target(name, adapter=adapter, version=str(version), router=name)
     return folders, targets
+
+
+def version_adapter(cfg: ProjectConfig, version: str) -> tuple[str, Path]:
+    """Download one registry version's adapter (for loading while serving): (adapter name, folder)."""
+    import mlflow
+
+    from tunesmith.registry.store import client
+    from tunesmith.registry.tracking import model_name
+
+    v = client(cfg).get_model_version(model_name(cfg), str(version))
+    dest = cfg.output_path / "serve" / "adapters" / f"v{version}"
+    if not (dest / "model" / "adapter_config.json").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(dest))
+    return f"v{version}", dest / "model"
 
 
 def check_adapter(folder: Path) -> None:
@@ -75,8 +91,8 @@ def check_adapter(folder: Path) -> None:
                              "`tunesmith merge` and serve the merged model as base_model")
 
 
-def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target]]:
-    """(model with adapters, tokenizer, name -> target)."""
+def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[str, Any]]:
+    """(model with adapters, tokenizer, name -> target, registry name -> rollout router)."""
     import torch
 
     from tunesmith.models import load_model, load_tokenizer
@@ -103,4 +119,11 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target]]:
     targets["base"] = Target("base")
     for name, upstream in cfg.serve.upstreams.items():
         targets[name] = Target(name, kind="upstream", upstream=upstream)
-    return model.eval(), tokenizer, targets
+    from tunesmith.serve.rollout import Router
+
+    routers = {}
+    for t in targets.values():
+        if t.router:
+            alias = {a: targets[f"{t.router}@{a}"].adapter for a in ("canary", "shadow") if f"{t.router}@{a}" in targets}
+            routers[t.router] = Router(t.router, cfg.serve.rollout, t.adapter, alias.get("canary"), alias.get("shadow"))
+    return model.eval(), tokenizer, targets, routers

@@ -14,10 +14,13 @@ from typing import Any
 
 from tunesmith.data.pii import redact
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS requests (
+SCHEMA = ["""CREATE TABLE IF NOT EXISTS requests (
   id TEXT PRIMARY KEY, time REAL, model TEXT, target TEXT, version TEXT, user TEXT,
   prompt_tokens INTEGER, completion_tokens INTEGER, latency_ms REAL, status INTEGER,
-  finish_reason TEXT, error TEXT, prompt TEXT, completion TEXT)"""
+  finish_reason TEXT, error TEXT, prompt TEXT, completion TEXT, shadow INTEGER DEFAULT 0)""",
+          """CREATE TABLE IF NOT EXISTS feedback (
+  request_id TEXT, time REAL, score REAL, correction TEXT)""",
+          """CREATE TABLE IF NOT EXISTS events (time REAL, model TEXT, kind TEXT, detail TEXT)"""]
 
 
 class RequestLog:
@@ -27,7 +30,8 @@ class RequestLog:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
+        for statement in SCHEMA:
+            self._db.execute(statement)
 
     def _text(self, text: str | None) -> str | None:
         if not self.log_texts or text is None:
@@ -36,12 +40,42 @@ class RequestLog:
 
     def write(self, *, id: str, model: str, target: str = "", version: str = "", user: str = "",
               prompt_tokens: int = 0, completion_tokens: int = 0, latency_ms: float = 0.0, status: int = 200,
-              finish_reason: str = "", error: str = "", prompt: str | None = None, completion: str | None = None
-              ) -> None:
+              finish_reason: str = "", error: str = "", prompt: str | None = None, completion: str | None = None,
+              shadow: bool = False) -> None:
         row = (id, time.time(), model, target, version, user, prompt_tokens, completion_tokens, latency_ms, status,
-               finish_reason, error, self._text(prompt), self._text(completion))
+               finish_reason, error, self._text(prompt), self._text(completion), int(shadow))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            self._db.execute("INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,))
+            names = [c[0] for c in cur.description]
+            row = cur.fetchone()
+        return dict(zip(names, row)) if row else None
+
+    def add_feedback(self, request_id: str, score: float | None, correction: str | None) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO feedback VALUES (?,?,?,?)", (request_id, time.time(), score,
+                                                                      self._text(correction) if correction else None))
+
+    def feedback(self) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute("SELECT f.request_id, f.time, f.score, f.correction, r.model, r.target, r.version, "
+                                   "r.prompt, r.completion FROM feedback f LEFT JOIN requests r ON r.id = f.request_id "
+                                   "ORDER BY f.time")
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def event(self, model: str, kind: str, detail: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO events VALUES (?,?,?,?)", (time.time(), model, kind, detail))
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM events ORDER BY time")
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
         with self._lock:

@@ -50,8 +50,9 @@ class Router:
         self.production, self.canary, self.shadow = production, canary, shadow
         self.share = settings.canary_share if share is None else share
         self.windows: dict[str, Window] = {}
+        self.counts: dict[str, int] = {}  # requests per adapter since start (monotonic, unlike the windows)
         self.lock = threading.Lock()
-        self.events: list[dict[str, Any]] = []
+        self.rollbacks: list[str] = []
 
     def window(self, adapter: str) -> Window:
         if adapter not in self.windows:
@@ -72,6 +73,7 @@ class Router:
     def observe(self, adapter: str, ok: bool, latency_s: float) -> None:
         with self.lock:
             self.window(adapter).requests.append((ok, latency_s))
+            self.counts[adapter] = self.counts.get(adapter, 0) + 1
 
     def add_feedback(self, adapter: str, score: float) -> None:
         with self.lock:
@@ -88,7 +90,7 @@ class Router:
     def state(self) -> dict[str, Any]:
         with self.lock:
             return {"name": self.name, "production": self.production, "canary": self.canary, "shadow": self.shadow,
-                    "canary_share": self.share,
+                    "canary_share": self.share, "counts": dict(self.counts), "rollbacks": list(self.rollbacks),
                     "windows": {a: w.summary() for a, w in self.windows.items()}}
 
     def trigger(self) -> str | None:
@@ -120,3 +122,59 @@ class Router:
                 return False
             enough = self.window(self.canary).summary()["requests"] >= self.settings.min_requests
         return enough and self.trigger() is None
+
+
+def drive_rollout(cfg: Any, version: int, steps: list[float], url: str, api_key: str | None, *,
+                  step_timeout: float = 600.0, poll: float = 1.0, force: bool = False,
+                  echo: Any = print) -> bool:
+    """Walk a gradual rollout on a running server: canary at each step's share, advancing only once the
+    canary has served `min_requests` more requests with no trigger firing; at 100% it becomes production.
+    Returns False when the server rolled the canary back (the registry alias is moved back by the server)."""
+    import time
+
+    import httpx
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.registry import store
+    from tunesmith.registry.tracking import model_name
+
+    name = model_name(cfg)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=120)
+
+    def post(**body: Any) -> dict[str, Any]:
+        answer = client.post("/admin/rollout", json={"model": name, **body})
+        if answer.status_code != 200:
+            raise TunesmithError(f"the server at {url} refused the rollout step: {answer.status_code} {answer.text}")
+        return answer.json()
+
+    store.promote(cfg, str(version), "canary", force=force, reason="rollout")
+    adapter = f"v{version}"
+    need = cfg.serve.rollout.min_requests
+    for i, step in enumerate(sorted(steps)):
+        if step >= 100:
+            post(action="promote") if i else post(canary_version=version, share=1.0, action="promote")
+            store.promote(cfg, str(version), "production", force=force, reason="rollout complete")
+            store.clear_alias(cfg, "canary", reason="rollout complete")
+            echo(f"100%: v{version} is production")
+            return True
+        state = post(canary_version=version, share=step / 100) if i == 0 else post(share=step / 100)
+        start = state["counts"].get(adapter, 0)
+        echo(f"{step:g}%: canary v{version} takes {step:g}% of {name}; waiting for {need} canary requests")
+        deadline = time.time() + step_timeout
+        while True:
+            state = client.get("/admin/rollout").json()[name]
+            if state["canary"] != adapter:
+                reason = state["rollbacks"][-1] if state["rollbacks"] else "canary removed"
+                echo(f"rolled back at {step:g}%: {reason}")
+                return False
+            window = state["windows"].get(adapter, {})
+            if state["counts"].get(adapter, 0) - start >= need:
+                echo(f"{step:g}%: healthy over {window.get('requests')} requests "
+                     f"(errors {window.get('error_rate')}, p95 {window.get('latency_p95_s')} s)")
+                break
+            if time.time() > deadline:
+                raise TunesmithError(f"step {step:g}%: the canary got fewer than {need} requests in {step_timeout:g} s; "
+                                     "is traffic reaching the server?")
+            time.sleep(poll)
+    return True

@@ -17,11 +17,12 @@ def build_app(cfg: ProjectConfig) -> Any:
     from tunesmith.serve.requestlog import RequestLog
 
     s = cfg.serve
-    model, tokenizer, targets = load_served(cfg)
+    model, tokenizer, targets, routers = load_served(cfg)
     engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
                     batch_wait_s=s.batch_wait_ms / 1000).start()
     log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
-    return create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}")
+    return create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers,
+                      project=cfg)
 
 
 @dataclass

@@ -1,0 +1,59 @@
+"""Feedback through the server's endpoint, exported as training data that `data check` accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import yaml
+
+from tunesmith.config import load_config
+from tunesmith.monitor.feedback import export_feedback
+from tunesmith.monitor.stage import write_monitor_report
+from tunesmith.serve.stage import build_app, start_in_thread
+
+
+def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
+    config = tmp_path / "tunesmith.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(tiny_model_dir), "output_dir": "out",
+                                      "data": {"datasets": [{"path": "d.jsonl"}]}, "train": {"bf16": False},
+                                      "serve": {"log_texts": True}}))
+    cfg = load_config(config)
+    running = start_in_thread(build_app(cfg))
+    try:
+        ids = []
+        for i in range(4):
+            answer = httpx.post(f"{running.url}/v1/chat/completions", json={
+                "model": "base", "max_tokens": 8, "temperature": 1.0, "seed": i,  # sampled: the random model's
+                # greedy answer is whitespace
+                "messages": [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": f"Question {i}: write to me at me{i}@example.com"}]})
+            ids.append(answer.json()["id"])
+        feedback = [{"id": ids[0], "thumbs": "down", "correction": "A corrected answer."},
+                    {"id": ids[1], "thumbs": "up"}, {"id": ids[2], "rating": 1}, {"id": ids[3], "score": 0.9}]
+        for body in feedback:
+            assert httpx.post(f"{running.url}/v1/feedback", json=body).status_code == 200
+        assert httpx.post(f"{running.url}/v1/feedback", json={"id": "nope", "thumbs": "up"}).status_code == 404
+        assert httpx.post(f"{running.url}/v1/feedback", json={"id": ids[0]}).status_code == 400
+    finally:
+        running.stop()
+
+    result = export_feedback(cfg, tmp_path / "fb.jsonl", tmp_path / "pairs.jsonl")
+    assert result["chat_records"] == 3 and result["preference_pairs"] == 1, result
+    assert result["skipped"] == {"negative without a correction": 1}
+    records = [json.loads(x) for x in (tmp_path / "fb.jsonl").read_text().splitlines()]
+    corrected = next(r for r in records if r["meta"]["request_id"] == ids[0])
+    assert corrected["messages"][-1] == {"role": "assistant", "content": "A corrected answer."}
+    assert corrected["messages"][0]["role"] == "system"
+    assert "me0@example.com" not in json.dumps(records)  # logged texts were PII-redacted
+    for path in ("fb.jsonl", "pairs.jsonl"):
+        proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "data", "check", str(tmp_path / path), "--json",
+                               "--no-lengths", "--out", str(tmp_path / f"check-{path}")],
+                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 0 and report["records"]["rejected"] == 0, proc.stdout + proc.stderr
+    md, html = write_monitor_report(cfg)
+    assert "Traffic per version" in md.read_text() and "data:image/png;base64," in html.read_text()
