@@ -463,42 +463,79 @@ def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<outp
 
 
 @app.command()
-def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg) -> None:
-    """Run the pipeline for a project: data (check → split → prepare) → train → eval → gate → register."""
-    from tunesmith.data.stage import prepare_splits
-    from tunesmith.models import load_tokenizer
+def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+        force: Optional[list[str]] = typer.Option(None, "--force",
+                                                  help="Redo this stage and those after it: data, train, eval, "
+                                                       "register (repeatable).")) -> None:
+    """Run the pipeline: data (check → split → prepare) → train → eval → gate → register.
+
+    A stage whose inputs have not changed since it last completed is skipped; an interrupted
+    training run resumes from its last complete checkpoint."""
+    from tunesmith import pipeline
     from tunesmith.train.adapters import check_hardware
-    from tunesmith.train.stage import run_train
-    from tunesmith.views import print_check, print_prepare, print_split, print_train
 
     cfg = _load(config, overrides)
+    bad = [s for s in force or [] if s not in pipeline.STAGES]
+    if bad:
+        raise TunesmithError(f"--force {bad[0]}: not a stage; choose from {', '.join(pipeline.STAGES)}")
     check_hardware(cfg.train)  # a QLoRA config on a machine without a GPU fails here, not after the data stage
+    fps, todo = pipeline.fingerprints(cfg), pipeline.plan(cfg, force or [])
     out.rule(f"[bold]tunesmith run[/] {cfg.config_path}")
-    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
-    summary, outcome = _check_and_split(cfg)
-    print_check(outcome.report, outcome.out_dir, brief=True)
-    if outcome.result.rejected:
-        out.print(f"[yellow]{outcome.result.rejected} records rejected and left out; see {outcome.out_dir / 'report.md'}[/]")
-    print_split(summary, outcome.out_dir)
-    if cfg.train.method == "sft":
-        print_prepare(prepare_splits(cfg, tokenizer))
-    out.rule("[bold]train")
-    print_train(run_train(cfg))
-    from tunesmith.evaluate.stage import eval_dir, run_eval
+    skipped = [s for s, what in todo.items() if what == "skip"]
+    if skipped:
+        out.print(f"unchanged since they last completed, skipped: [bold]{', '.join(skipped)}[/] "
+                  "(--force STAGE redoes one)")
+    if todo["data"] == "run":
+        from tunesmith.data.stage import prepare_splits
+        from tunesmith.models import load_tokenizer
+        from tunesmith.views import print_check, print_prepare, print_split
+
+        tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+        summary, outcome = _check_and_split(cfg)
+        print_check(outcome.report, outcome.out_dir, brief=True)
+        if outcome.result.rejected:
+            out.print(f"[yellow]{outcome.result.rejected} records rejected and left out; "
+                      f"see {outcome.out_dir / 'report.md'}[/]")
+        print_split(summary, outcome.out_dir)
+        if cfg.train.method == "sft":
+            print_prepare(prepare_splits(cfg, tokenizer))
+        pipeline.mark(cfg, "data", fps["data"])
+    if todo["train"] != "skip":
+        from tunesmith.train.stage import run_train
+        from tunesmith.views import print_train
+
+        out.rule("[bold]train" + (" (resuming)" if todo["train"] == "resume" else ""))
+        pipeline.mark(cfg, "train_started", fps["train"])
+        print_train(run_train(cfg, resume=todo["train"] == "resume"))
+        pipeline.mark(cfg, "train", fps["train"])
+    from tunesmith.evaluate.stage import eval_dir
     from tunesmith.views import print_eval
 
-    out.rule("[bold]evaluate")
-    print_eval(run_eval(cfg), eval_dir(cfg))
+    if todo["eval"] == "run":
+        from tunesmith.evaluate.stage import run_eval
+
+        out.rule("[bold]evaluate")
+        print_eval(run_eval(cfg), eval_dir(cfg))
+        pipeline.mark(cfg, "eval", fps["eval"])
+    else:
+        from tunesmith.evaluate.gate import load_metrics
+
+        print_eval(load_metrics(cfg), eval_dir(cfg))
     out.rule("[bold]gate")
     passed = _gate(cfg)
     if not passed:
         out.print("[bold red]A blocking gate failed;[/] the model is not registered. See the table above and "
                   f"{eval_dir(cfg) / 'report.html'}.")
         raise typer.Exit(1)
+    if todo["register"] == "skip":
+        version = pipeline.load_state(cfg)["register"].get("version")
+        out.print(f"[bold green]Gates passed.[/] Already registered as v{version} (unchanged).")
+        return
     out.rule("[bold]register")
     from tunesmith.registry.store import add_version
 
     result = add_version(cfg)
+    pipeline.mark(cfg, "register", fps["register"], version=result["version"])
     out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
               f"model card: {result['card']}")
     out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/] then "
