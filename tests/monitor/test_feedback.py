@@ -55,5 +55,19 @@ def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
                               capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
         report = json.loads(proc.stdout)
         assert proc.returncode == 0 and report["records"]["rejected"] == 0, proc.stdout + proc.stderr
+    # drift from the logged prompts against the project's splits, with output quality per hour
+    from tunesmith.monitor.stage import run_drift
+
+    data = cfg.output_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 20), ("validation", 5)):
+        rows = [{"messages": [{"role": "user", "content": f"Please refund order {i} for my Router X200."},
+                              {"role": "assistant", "content": "ok"}]} for i in range(n)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drift = run_drift(cfg)
+    assert drift["recent"] == 4 and {"similarity", "length", "output_quality"} <= set(drift)
+    assert all(set(q) == {"format_fail", "refused"} for q in drift["output_quality"].values())
+    assert (cfg.output_path / "monitor" / "drift.json").exists()
     md, html = write_monitor_report(cfg)
+    assert "Input drift" in md.read_text()
     assert "Traffic per version" in md.read_text() and "data:image/png;base64," in html.read_text()
