@@ -189,6 +189,32 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
 
 @app.command()
+def advise(problem: str = typer.Option(..., help="What is wrong today: format, knowledge, style, task or behavior."),
+           examples: int = typer.Option(..., min=0, help="Labelled examples available."),
+           changes: str = typer.Option("rarely", help="How often requirements change: rarely, monthly, weekly, daily."),
+           facts_change: bool = typer.Option(False, "--facts-change", help="The facts it must know change often."),
+           budget: Optional[float] = typer.Option(None, help="Training budget in USD."),
+           accuracy: Optional[float] = typer.Option(None, help="Required share of correct outputs, e.g. 0.99."),
+           preference_pairs: bool = typer.Option(False, "--preference-pairs", help="Chosen/rejected pairs exist."),
+           gpu_memory: Optional[float] = typer.Option(None, help="Training GPU memory in GB."),
+           params: Optional[float] = typer.Option(None, help="Base model size in billions of parameters.")) -> None:
+    """Prompting, RAG, LoRA, QLoRA, full fine-tuning or DPO? The guides' decision matrix, with reasons."""
+    from tunesmith.advise import UseCase, recommend
+
+    if problem not in ("format", "knowledge", "style", "task", "behavior"):
+        raise TunesmithError(f"--problem {problem!r}: choose format, knowledge, style, task or behavior")
+    if changes not in ("rarely", "monthly", "weekly", "daily"):
+        raise TunesmithError(f"--changes {changes!r}: choose rarely, monthly, weekly or daily")
+    advice = recommend(UseCase(problem, examples, changes, facts_change, budget, accuracy, preference_pairs,  # type: ignore[arg-type]
+                               gpu_memory, params))
+    out.print(f"[bold]Recommendation: {advice.recommendation.replace('_', ' ')}[/]")
+    for reason in advice.reasons:
+        out.print(f"  • {reason}", highlight=False)
+    for note in advice.also:
+        out.print(f"  [dim]also:[/] {note}", highlight=False)
+
+
+@app.command()
 def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
           resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
           nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU).")
