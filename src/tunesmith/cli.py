@@ -141,6 +141,38 @@ def _check_and_split(cfg: Any, no_lengths: bool = False) -> tuple[dict, Any]:
     return split_outcome(cfg, outcome), outcome
 
 
+@data_app.command("synth")
+def data_synth(seeds: list[Path] = typer.Argument(..., help="Seed data files (any format data check reads)."),
+               base_url: str = typer.Option(..., help="Teacher endpoint, e.g. http://127.0.0.1:8000/v1 (tunesmith serve)."),
+               model: str = typer.Option(..., help="Teacher model name at that endpoint."),
+               out_file: Path = typer.Option(..., "--out", help="JSONL of the kept synthetic records."),
+               per_seed: int = typer.Option(3, min=1, help="Candidates asked for per seed."),
+               max_share: float = typer.Option(0.5, help="Cap on the synthetic share of seeds + synthetic."),
+               existing: Optional[list[Path]] = typer.Option(None, help="More data the new records must not repeat."),
+               api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key."),
+               seed: int = typer.Option(0, help="Seed for the teacher's sampling.")) -> None:
+    """Grow a seed set with a teacher model: validated, de-duplicated, tagged with provenance, capped."""
+    import os
+
+    from tunesmith.data.check import sources_from_paths, valid_records
+    from tunesmith.data.records import Conversation
+    from tunesmith.data.synth import synthesize, write_synthetic
+
+    seed_records = [r for r in valid_records(sources_from_paths([str(p) for p in seeds])) if isinstance(r, Conversation)]
+    if not seed_records:
+        raise TunesmithError("no valid conversations in the seed files; run `tunesmith data check` on them")
+    more = [r for r in valid_records(sources_from_paths([str(p) for p in existing]))
+            if isinstance(r, Conversation)] if existing else []
+    key = os.environ.get(api_key_env) if api_key_env else None
+    kept, stats = synthesize(seed_records, seed_records + more, base_url=base_url, model=model, api_key=key,
+                             per_seed=per_seed, max_share=max_share, seed=seed)
+    write_synthetic(out_file, kept)
+    out.print(f"asked {stats['asked']}, kept [bold]{stats['kept']}[/] → {out_file} "
+              f"(synthetic share {stats['synthetic_share']:.0%})")
+    for reason, n in stats["rejected"].items():
+        out.print(f"  rejected {n}: {reason}", highlight=False)
+
+
 @data_app.command("preview")
 def data_preview(
     inputs: list[str] = typer.Argument(..., help="Data files, or a tunesmith.yaml followed by overrides."),
