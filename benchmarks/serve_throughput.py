@@ -64,6 +64,7 @@ def main() -> None:
     import yaml
 
     from tunesmith.config import load_config
+    from tunesmith.evaluate.metrics import p95
     from tunesmith.serve.stage import build_app, start_in_thread
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
@@ -122,7 +123,7 @@ def main() -> None:
                 latencies = fn()
                 wall = time.perf_counter() - began
             row = {"tok_s": args.clients * args.tokens / wall, "p50": statistics.median(latencies),
-                   "p95": sorted(latencies)[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+                   "p95": p95(latencies),
                    "other_load": load.share}
             print(f"round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  p95 {row['p95']:.2f}s"
                   f"  others {load.share:.0%}" + ("  (dropped)" if load.share > args.max_other_load else ""), flush=True)

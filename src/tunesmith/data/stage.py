@@ -106,7 +106,8 @@ def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: boo
                      keep_records=keep_records, show_progress=show_progress)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -145,7 +146,7 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
         lines = "".join(json.dumps(outcome.records[k].to_dict(), ensure_ascii=False) + "\n" for k in ks)
         path = write_atomic(out_dir / f"{name}.jsonl", lines)
         summary["splits"][name] = {
-            "records": len(ks), "file": path.name, "sha256": _sha256(path),
+            "records": len(ks), "file": path.name, "sha256": sha256_file(path),
             "labels": dict(Counter(outcome.records[k].meta.get("label") for k in ks if "label" in outcome.records[k].meta)),
         }
     write_json(out_dir / "split.json", summary)

@@ -128,3 +128,11 @@ def paired_bootstrap_diff(before: list[float], after: list[float], confidence: f
     """(mean of after − before, low, high): paired percentile bootstrap over examples (scipy)."""
     diffs = [a - b for b, a in zip(before, after)]
     return bootstrap_ci(diffs, confidence, resamples, seed)
+
+
+def p95(values: list[float]) -> float | None:
+    """95th percentile by nearest rank (an observed value, never interpolated); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]

@@ -176,7 +176,7 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
     tokens = sum(o["new_tokens"] for o in outs)
     batches = sorted({(o["batch"], o["latency_s"]) for o in outs})
     return {"latency_p50_s": round(statistics.median(latencies), 3),
-            "latency_p95_s": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3),
+            "latency_p95_s": round(m.p95(latencies), 3),
             "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
 
 

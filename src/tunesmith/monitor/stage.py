@@ -87,6 +87,7 @@ def _bucket(span: float) -> tuple[float, str]:
 def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
+    from tunesmith.evaluate.metrics import p95
     from tunesmith.evaluate.report import Block, _plt, to_html, to_markdown
 
     rows, events, feedback = _served_rows(cfg)
@@ -110,10 +111,10 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
         count = [len(by_time[t]) for t in times]
         errors = [sum(r["status"] >= 400 for r in by_time[t]) / len(by_time[t]) for t in times]
         ok = [[r["latency_ms"] / 1000 for r in by_time[t] if r["status"] == 200] for t in times]
-        p95 = [sorted(v)[min(len(v) - 1, int(0.95 * len(v)))] if v else float("nan") for v in ok]
+        p95s = [p95(v) if v else float("nan") for v in ok]
         fb = [[score_of[r["id"]] for r in by_time[t] if r["id"] in score_of] for t in times]
         axes[0][0].plot(labels, count, "o-", label=version)
-        axes[0][1].plot(labels, p95, "o-", label=version)
+        axes[0][1].plot(labels, p95s, "o-", label=version)
         axes[1][0].plot(labels, errors, "o-", label=version)
         axes[1][1].plot(labels, [sum(v) / len(v) if v else float("nan") for v in fb], "o-", label=version)
     for ax, title in zip(axes.flat, ("requests", "latency p95 (s)", "error rate", "feedback score (0-1)")):
@@ -132,7 +133,7 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
         scores = [score_of[r["id"]] for r in all_rows if r["id"] in score_of]
         table.append([version, len(all_rows), f"{sum(r['status'] >= 400 for r in all_rows) / len(all_rows):.1%}",
                       f"{statistics.median(lat):.3f}" if lat else "-",
-                      f"{lat[min(len(lat) - 1, int(0.95 * len(lat)))]:.3f}" if lat else "-",
+                      f"{p95(lat):.3f}" if lat else "-",
                       f"{sum(scores) / len(scores):.2f} ({len(scores)})" if scores else "-"])
     blocks = [Block(f"Traffic per version ({len(rows)} requests)", ["version", "requests", "errors", "p50 s", "p95 s",
                                                                    "feedback (n)"], table, plots / "traffic.png")]

@@ -9,7 +9,6 @@ the same store as the models, so a shared MLflow server shares it too.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -30,12 +29,8 @@ def client(cfg: ProjectConfig) -> Any:
     return MlflowClient(tracking_uri(cfg))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced: bool) -> dict[str, str]:
-    from tunesmith.data.stage import data_dir
+    from tunesmith.data.stage import data_dir, sha256_file
     from tunesmith.train.stage import train_dir
 
     tuned = metrics["models"]["fine_tuned"]
@@ -57,11 +52,11 @@ def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced
             tags[f"data.{name}.records"] = str(entry["records"])
     resolved = train_dir(cfg) / "config.yaml"
     if resolved.exists():
-        tags["config_sha256"] = _sha256(resolved)
+        tags["config_sha256"] = sha256_file(resolved)
     for source in cfg.data.datasets:
         path = cfg.resolve(source.path)
         if path.is_file():
-            tags[f"source.{path.name}.sha256"] = _sha256(path)
+            tags[f"source.{path.name}.sha256"] = sha256_file(path)
     return tags
 
 

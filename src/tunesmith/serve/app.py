@@ -146,37 +146,37 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 
             threading.Thread(target=move, daemon=True).start()
 
-    def error_body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
+    def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
         return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status_code, exc.detail, exc.type, exc.param, exc.code),
+        return JSONResponse(error_body(exc.detail, exc.type, exc.param, exc.code),
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(error_body(exc.status_code, str(exc.detail), "invalid_request_error"),
+        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"),
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        return JSONResponse(error_body(400, f"{param or 'body'}: {first['msg']}", "invalid_request_error", param),
+        return JSONResponse(error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param),
                             status_code=400)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
         size = request.headers.get("content-length")
         if size and size.isdigit() and int(size) > settings.max_request_bytes:
-            return JSONResponse(error_body(413, f"request body over {settings.max_request_bytes} bytes",
+            return JSONResponse(error_body(f"request body over {settings.max_request_bytes} bytes",
                                            "invalid_request_error"), status_code=413)
         if keys and request.url.path != "/health":
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             digest = hash_key(given) if given else ""
             if not any(hmac.compare_digest(digest, k) for k in keys):
-                return JSONResponse(error_body(401, "invalid or missing API key (Authorization: Bearer ...)",
+                return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
                                                "invalid_request_error", code="invalid_api_key"), status_code=401)
         return await call_next(request)
 

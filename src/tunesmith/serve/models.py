@@ -30,7 +30,6 @@ class Target:
 
 def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target]]:
     """Adapter folders of the registry versions that an alias points at, downloaded once under output_dir."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     from tunesmith.registry.store import client
@@ -49,15 +48,7 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
     for alias, version in sorted(aliases.items()):
         adapter = f"v{version}"
         if adapter not in folders:
-            v = c.get_model_version(name, str(version))
-            if v.tags.get("base_model") not in (None, cfg.base_model):
-                raise TunesmithError(f"{name} v{version} was trained on {v.tags['base_model']}, but this server's "
-                                     f"base_model is {cfg.base_model}; serve it from a project with that base model")
-            dest = cfg.output_path / "serve" / "adapters" / adapter
-            if not (dest / "model" / "adapter_config.json").exists():
-                dest.mkdir(parents=True, exist_ok=True)
-                mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(dest))
-            folders[adapter] = dest / "model"
+            folders[adapter] = _download(cfg, c.get_model_version(name, str(version)))
         targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version))
         targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version))
         if alias == "production":
@@ -65,19 +56,26 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
     return folders, targets
 
 
-def version_adapter(cfg: ProjectConfig, version: str) -> tuple[str, Path]:
-    """Download one registry version's adapter (for loading while serving): (adapter name, folder)."""
+def _download(cfg: ProjectConfig, version: Any) -> Path:
+    """A registry version's adapter folder under output_dir (downloaded once), after checking its base model."""
     import mlflow
 
+    if version.tags.get("base_model") not in (None, cfg.base_model):
+        raise TunesmithError(f"{version.name} v{version.version} was trained on {version.tags['base_model']}, but this "
+                             f"server's base_model is {cfg.base_model}; serve it from a project with that base model")
+    dest = cfg.output_path / "serve" / "adapters" / f"v{version.version}"
+    if not (dest / "model" / "adapter_config.json").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
+    return dest / "model"
+
+
+def version_adapter(cfg: ProjectConfig, version: str) -> tuple[str, Path]:
+    """Download one registry version's adapter (for loading while serving): (adapter name, folder)."""
     from tunesmith.registry.store import client
     from tunesmith.registry.tracking import model_name
 
-    v = client(cfg).get_model_version(model_name(cfg), str(version))
-    dest = cfg.output_path / "serve" / "adapters" / f"v{version}"
-    if not (dest / "model" / "adapter_config.json").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(dest))
-    return f"v{version}", dest / "model"
+    return f"v{version}", _download(cfg, client(cfg).get_model_version(model_name(cfg), str(version)))
 
 
 def check_adapter(folder: Path) -> None:

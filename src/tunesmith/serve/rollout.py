@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config import RolloutConfig
+from tunesmith.evaluate.metrics import p95
 
 
 @dataclass
@@ -35,8 +36,7 @@ class Window:
         latencies = sorted(lat for ok, lat in self.requests if ok)
         return {"requests": n,
                 "error_rate": round(sum(1 for ok, _ in self.requests if not ok) / n, 4) if n else None,
-                "latency_p95_s": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 4)
-                if latencies else None,
+                "latency_p95_s": round(p95(latencies), 4) if latencies else None,
                 "feedback": len(self.feedback),
                 "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None}
 
