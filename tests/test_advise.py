@@ -43,3 +43,56 @@ def test_cli_answers_without_importing_torch():
                           env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr
     assert "Recommendation: lora" in proc.stdout
+
+
+def _advise(*args, input=None):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    return CliRunner().invoke(app, ["advise", *args], input=input, env={"COLUMNS": "200"})
+
+
+def test_use_case_from_a_yaml_file(tmp_path):
+    case = tmp_path / "usecase.yaml"
+    case.write_text("problem: style\nexamples: 1,000\npreference_pairs: yes\nbudget_usd: $500\n")
+    result = _advise("--from", str(case))
+    assert result.exit_code == 0, result.output
+    assert "Recommendation: dpo" in result.output
+
+
+def test_flags_override_the_file(tmp_path):
+    case = tmp_path / "usecase.yaml"
+    case.write_text("problem: format\nexamples: 50\n")
+    assert "Recommendation: prompt engineering" in _advise("--from", str(case)).output
+    assert "Recommendation: lora" in _advise("--from", str(case), "--examples", "800").output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("problem: vibes\nexamples: 10\n", "problem='vibes': choose format, knowledge, style, task, behavior"),
+    ("problem: format\n", "examples is required"),
+    ("problem: format\nexamples: 10\nbudget: 5\n", "unknown field 'budget'"),
+    ("problem: format\nexamples: 10\naccuracy_target: 99\n", "a share between 0 and 1"),
+    ("- problem\n", "expected a mapping"),
+])
+def test_bad_use_case_file_says_which_field(tmp_path, text, message):
+    case = tmp_path / "usecase.yaml"
+    case.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "tunesmith.cli", "advise", "--from", str(case)],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_interactive_asks_and_asks_again_on_a_wrong_answer():
+    # problem, examples (a wrong answer first), changes, facts, budget, accuracy, pairs, gpu, params
+    answers = "format\nlots\n2000\n\nno\n800\n0.99\nno\n\n\n"
+    result = _advise("--interactive", input=answers)
+    assert result.exit_code == 0, result.output
+    assert "What is wrong today" in result.output and "examples='lots': a whole number" in result.output
+    assert "Recommendation: lora" in result.output and "under $1K" in result.output
+
+
+def test_no_use_case_and_no_config_is_a_clear_error():
+    result = subprocess.run([sys.executable, "-m", "tunesmith.cli", "advise"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--problem and --examples" in result.stderr

@@ -33,6 +33,10 @@ def test_run_skips_unchanged_stages(tmp_path, tiny_model_dir):
         "gate": {"task_metric_min": -1, "format_compliance_min": -1}}))
     first = _run(config)
     assert "Training (sft, lora)" in first and "Registered" in first
+    summary = first[first.index("tunesmith run: summary"):]  # one panel at the end, read back from the artefacts
+    for line in ("data", "training", "field accuracy", "gates", "registered", "serve it"):
+        assert f"│ {line}" in summary, line
+    assert "validation loss" in summary and "tunesmith serve" in summary and "v1" in summary
     again = _run(config)
     assert "skipped: data, train, eval, register" in again and "Training (sft" not in again
     assert "Already registered as v1" in again and "Quality gates" in again

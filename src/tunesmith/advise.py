@@ -5,13 +5,18 @@ applies adds its reason, so the answer says why. The thresholds are the guides' 
 thumb (under ~100 examples prompting wins; facts that change need retrieval; requirements
 that change weekly make retraining too costly; under ~$1K of compute use adapters;
 full fine-tuning only with plenty of data and budget). No library encodes these, so they
-are written here. The memory/time/cost estimator that would sit beside them is not built yet.
+are written here. The memory/time/cost estimator beside them is `tunesmith.estimate`.
+
+The use case comes from flags, a YAML file (`usecase_from_mapping`) or questions
+(`ask_usecase`); all three end in the same `UseCase`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Literal, get_args
+
+from tunesmith.errors import TunesmithError
 
 Problem = Literal["format", "knowledge", "style", "task", "behavior"]
 Cadence = Literal["rarely", "monthly", "weekly", "daily"]
@@ -96,3 +101,96 @@ def _adapter_note(u: UseCase, also: list[str]) -> list[str]:
         also.append(f"set gate.task_metric_min / format_compliance_min to {u.accuracy_target} so a weaker model "
                     "is never registered")
     return also
+
+
+PROBLEMS = get_args(Problem)
+CADENCES = get_args(Cadence)
+QUESTIONS = {
+    "problem": "What is wrong today: format (output shape), knowledge (missing facts), style (voice), task "
+               "(a new task) or behavior?",
+    "examples": "How many labelled examples (input -> desired output) do you have?",
+    "changes": "How often do the requirements change: rarely, monthly, weekly or daily?",
+    "facts_change": "Do the facts it must know (prices, products, policies) change often?",
+    "budget_usd": "Training budget in USD (empty: unknown)?",
+    "accuracy_target": "Required share of correct outputs, e.g. 0.99 (empty: none)?",
+    "preference_pairs": "Do you have (or can you collect) chosen/rejected answer pairs?",
+    "gpu_memory_gb": "Memory of the training GPU in GB (empty: unknown)?",
+    "params_b": "Base model size in billions of parameters (empty: unknown)?",
+}
+
+
+def usecase_from_mapping(raw: Any, where: str = "use case") -> UseCase:
+    """A `UseCase` from a YAML/JSON mapping; a wrong field names the field and what it accepts."""
+    if not isinstance(raw, dict):
+        raise TunesmithError(f"{where}: expected a mapping of fields ({', '.join(QUESTIONS)})")
+    known = {f.name for f in fields(UseCase)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise TunesmithError(f"{where}: unknown field {unknown[0]!r}; fields are {', '.join(QUESTIONS)}")
+    for name in ("problem", "examples"):
+        if raw.get(name) is None:
+            raise TunesmithError(f"{where}: {name} is required ({QUESTIONS[name]})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        values[name] = _parse(name, value, where)
+    return UseCase(**values)
+
+
+def _parse(name: str, value: Any, where: str) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        if name == "problem":
+            if str(value) not in PROBLEMS:
+                raise ValueError(f"choose {', '.join(PROBLEMS)}")
+            return str(value)
+        if name == "changes":
+            if str(value) not in CADENCES:
+                raise ValueError(f"choose {', '.join(CADENCES)}")
+            return str(value)
+        if name == "examples":
+            try:
+                n = int(str(value).replace(",", "").replace("_", ""))
+            except ValueError:
+                raise ValueError("a whole number, e.g. 1000") from None
+            if n < 0:
+                raise ValueError("must be 0 or more")
+            return n
+        if name in ("facts_change", "preference_pairs"):
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in ("y", "yes", "true", "1"):
+                return True
+            if str(value).strip().lower() in ("n", "no", "false", "0"):
+                return False
+            raise ValueError("answer yes or no")
+        try:
+            number = float(str(value).replace(",", "").lstrip("$"))
+        except ValueError:
+            raise ValueError("a number") from None
+        if number < 0 or (name == "accuracy_target" and number > 1):
+            raise ValueError("a share between 0 and 1" if name == "accuracy_target" else "must be positive")
+        return number
+    except ValueError as exc:
+        raise TunesmithError(f"{where}: {name}={value!r}: {exc}") from None
+
+
+def ask_usecase(ask: Callable[[str, str], str], say: Callable[[str], None],
+                given: dict[str, Any] | None = None) -> UseCase:
+    """Ask for each field not in `given`; `ask(question, default)` returns the answer text, `say` reports a
+    wrong answer, after which the question is asked again."""
+    defaults = {"changes": "rarely", "facts_change": "no", "preference_pairs": "no"}
+    answers = {k: v for k, v in (given or {}).items() if v is not None}
+    for name, question in QUESTIONS.items():
+        while name not in answers:
+            text = ask(question, defaults.get(name, "")).strip()
+            if not text and name in ("problem", "examples"):
+                say(f"{name} is required")
+                continue
+            try:
+                _parse(name, text, "answer")
+            except TunesmithError as exc:
+                say(str(exc).removeprefix("answer: "))
+                continue
+            answers[name] = text
+    return usecase_from_mapping(answers, "answers")

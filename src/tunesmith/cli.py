@@ -221,29 +221,77 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
 
 @app.command()
-def advise(problem: str = typer.Option(..., help="What is wrong today: format, knowledge, style, task or behavior."),
-           examples: int = typer.Option(..., min=0, help="Labelled examples available."),
-           changes: str = typer.Option("rarely", help="How often requirements change: rarely, monthly, weekly, daily."),
-           facts_change: bool = typer.Option(False, "--facts-change", help="The facts it must know change often."),
+def advise(problem: Optional[str] = typer.Option(None, help="What is wrong today: format, knowledge, style, task or behavior."),
+           examples: Optional[int] = typer.Option(None, min=0, help="Labelled examples available."),
+           changes: Optional[str] = typer.Option(None, help="How often requirements change: rarely, monthly, weekly, daily."),
+           facts_change: Optional[bool] = typer.Option(None, "--facts-change", help="The facts it must know change often."),
            budget: Optional[float] = typer.Option(None, help="Training budget in USD."),
            accuracy: Optional[float] = typer.Option(None, help="Required share of correct outputs, e.g. 0.99."),
-           preference_pairs: bool = typer.Option(False, "--preference-pairs", help="Chosen/rejected pairs exist."),
+           preference_pairs: Optional[bool] = typer.Option(None, "--preference-pairs", help="Chosen/rejected pairs exist."),
            gpu_memory: Optional[float] = typer.Option(None, help="Training GPU memory in GB."),
-           params: Optional[float] = typer.Option(None, help="Base model size in billions of parameters.")) -> None:
-    """Prompting, RAG, LoRA, QLoRA, full fine-tuning or DPO? The guides' decision matrix, with reasons."""
-    from tunesmith.advise import UseCase, recommend
+           params: Optional[float] = typer.Option(None, help="Base model size in billions of parameters."),
+           from_file: Optional[Path] = typer.Option(None, "--from", help="A YAML file with the use case's fields."),
+           interactive: bool = typer.Option(False, "--interactive", "-i", help="Ask for what flags and --from left out."),
+           config: Optional[str] = typer.Option(None, "--config", help="tunesmith.yaml: estimate memory, time and "
+                                                "cost of training it on its data (full, LoRA, QLoRA)."),
+           gpus: Optional[Path] = typer.Option(None, help="GPU table (YAML: name, memory_gb, bf16_tflops, "
+                                               "usd_per_hour) instead of the packaged one."),
+           tokens_per_s: Optional[float] = typer.Option(None, help="Training throughput here, if known."),
+           as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON.")) -> None:
+    """Prompting, RAG, LoRA, QLoRA, full fine-tuning or DPO? The guides' decision matrix with reasons; with
+    --config, what training it costs in memory, time and money."""
+    from tunesmith.advise import ask_usecase, recommend, usecase_from_mapping
 
-    if problem not in ("format", "knowledge", "style", "task", "behavior"):
-        raise TunesmithError(f"--problem {problem!r}: choose format, knowledge, style, task or behavior")
-    if changes not in ("rarely", "monthly", "weekly", "daily"):
-        raise TunesmithError(f"--changes {changes!r}: choose rarely, monthly, weekly or daily")
-    advice = recommend(UseCase(problem, examples, changes, facts_change, budget, accuracy, preference_pairs,  # type: ignore[arg-type]
-                               gpu_memory, params))
-    out.print(f"[bold]Recommendation: {advice.recommendation.replace('_', ' ')}[/]")
-    for reason in advice.reasons:
-        out.print(f"  • {reason}", highlight=False)
-    for note in advice.also:
-        out.print(f"  [dim]also:[/] {note}", highlight=False)
+    flags = {"problem": problem, "examples": examples, "changes": changes, "facts_change": facts_change,
+             "budget_usd": budget, "accuracy_target": accuracy, "preference_pairs": preference_pairs,
+             "gpu_memory_gb": gpu_memory, "params_b": params}
+    given: dict[str, Any] = {}
+    if from_file is not None:
+        import yaml
+
+        if not from_file.exists():
+            raise TunesmithError(f"{from_file}: no such file")
+        try:
+            given = yaml.safe_load(from_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise TunesmithError(f"{from_file}: not valid YAML: {exc}") from None
+        if not isinstance(given, dict):
+            raise TunesmithError(f"{from_file}: expected a mapping of use-case fields")
+    given.update({k: v for k, v in flags.items() if v is not None})
+    where = str(from_file) if from_file else "flags"
+    if interactive:
+        usecase = ask_usecase(lambda q, d: typer.prompt(q, default=d, show_default=bool(d)),
+                              lambda m: err.print(f"[yellow]{m}[/]", highlight=False), given)
+    elif given or config is None:
+        if not given:
+            raise TunesmithError("describe the use case (--problem and --examples, --from FILE or --interactive), "
+                                 "or pass --config tunesmith.yaml for the estimate")
+        usecase = usecase_from_mapping(given, where)
+    else:
+        usecase = None
+    answer: dict[str, Any] = {}
+    if usecase is not None:
+        advice = recommend(usecase)
+        answer["advice"] = {"recommendation": advice.recommendation, "reasons": advice.reasons, "also": advice.also}
+    plan = None
+    if config is not None:
+        from tunesmith.estimate.plan import plan_for_config
+
+        plan = plan_for_config(_load(config, None), gpus_path=gpus, tokens_per_s=tokens_per_s)
+        answer["estimate"] = plan.to_dict()
+    if as_json:
+        out.print_json(data=answer)
+        return
+    if usecase is not None:
+        out.print(f"[bold]Recommendation: {advice.recommendation.replace('_', ' ')}[/]")
+        for reason in advice.reasons:
+            out.print(f"  • {reason}", highlight=False)
+        for note in advice.also:
+            out.print(f"  [dim]also:[/] {note}", highlight=False)
+    if plan is not None:
+        from tunesmith.views import print_plan
+
+        print_plan(plan)
 
 
 @app.command()
@@ -325,8 +373,9 @@ def gate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Op
     raise typer.Exit(0 if _gate(_load(config, overrides)) else 1)
 
 
-def _gate(cfg: Any) -> bool:
-    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
+def _gate_rows(cfg: Any) -> list[Any]:
+    """Check and print the gates; the rows say what passed."""
+    from tunesmith.evaluate.gate import check_gates, load_metrics
     from tunesmith.train.stage import train_dir
     from tunesmith.views import print_gates
 
@@ -334,7 +383,23 @@ def _gate(cfg: Any) -> bool:
     training = json.loads(meta_path.read_text()) if meta_path.exists() else None
     rows = check_gates(cfg, load_metrics(cfg), training)
     print_gates(rows)
+    return rows
+
+
+def gates_ok(rows: list[Any]) -> bool:
+    from tunesmith.evaluate.gate import gates_passed
+
     return gates_passed(rows)
+
+
+def _gate(cfg: Any) -> bool:
+    return gates_ok(_gate_rows(cfg))
+
+
+def _registry_name(cfg: Any) -> str:
+    from tunesmith.registry.tracking import model_name
+
+    return model_name(cfg)
 
 
 registry_app = typer.Typer(help="Versioned models in MLflow's registry: add, list, show, promote, rollback, export.",
@@ -580,14 +645,19 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
 
         print_eval(load_metrics(cfg), eval_dir(cfg))
     out.rule("[bold]gate")
-    passed = _gate(cfg)
+    rows = _gate_rows(cfg)
+    passed = gates_ok(rows)
+    from tunesmith.views import print_run_summary
+
     if not passed:
-        out.print("[bold red]A blocking gate failed;[/] the model is not registered. See the table above and "
+        print_run_summary(cfg, rows, None)
+        out.print("[bold red]A blocking gate failed;[/] the model is not registered. See the gates above and "
                   f"{eval_dir(cfg) / 'report.html'}.")
         raise typer.Exit(1)
     if todo["register"] == "skip":
         version = pipeline.load_state(cfg)["register"].get("version")
         out.print(f"[bold green]Gates passed.[/] Already registered as v{version} (unchanged).")
+        print_run_summary(cfg, rows, f"{_registry_name(cfg)} v{version}")
         return
     out.rule("[bold]register")
     from tunesmith.registry.store import add_version
@@ -596,8 +666,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     pipeline.mark(cfg, "register", fps["register"], version=result["version"])
     out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
               f"model card: {result['card']}")
-    out.print(f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/] then "
-              f"[bold]tunesmith serve {config}[/]")
+    print_run_summary(cfg, rows, f"{result['name']} v{result['version']}  (model card: {result['card']})")
 
 
 def main() -> None:

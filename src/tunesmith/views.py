@@ -222,3 +222,147 @@ def print_drift(result: dict[str, Any], path: Path) -> None:
     for hour, q in list(result.get("output_quality", {}).items())[-5:]:
         out.print(f"  {hour}: format failures {q['format_fail']}, refusals {q['refused']}", highlight=False)
     out.print(f"details: {path}")
+
+
+def _duration(hours: float | None) -> str:
+    if hours is None:
+        return "?"
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def print_plan(plan: Any) -> None:
+    """`tunesmith advise --config`: memory here per method, then time and cost on the GPU table."""
+    from tunesmith.estimate.memory import GB
+
+    d, m = plan.data, plan.machine
+    out.print(f"\n[bold]Estimate[/] for {plan.model} ({plan.arch.params / 1e6:,.0f}M parameters), "
+              f"configured: {plan.configured}", highlight=False)
+    out.print(f"  data: {d.tokens_per_epoch:,} tokens per epoch in {d.sequences:,} sequences of up to {d.seq_len} "
+              f"tokens; LM head at {d.keep_share:.0%} of positions ({d.source}); {plan.epochs:g} epochs",
+              highlight=False)
+    table = Table(title=f"Peak memory here ({m.description})", title_justify="left")
+    names = ["runtime", "weights", "gradients", "optimizer", "bf16_weight_copies", "activations", "logits"]
+    table.add_column("method")
+    for n in names:
+        table.add_column(n.replace("_", " "), justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("fits", justify="center")
+    for method, est in plan.here.items():
+        label = method + (" (configured)" if method == plan.configured else "")
+        if est is None:
+            table.add_row(label, *[""] * len(names), "—", "[dim]needs a CUDA GPU[/]")
+            continue
+        total = est.total / GB
+        fits = "[green]yes[/]" if total <= m.memory_gb else "[red]no[/]"
+        table.add_row(label, *[f"{est.parts[n] / GB:.2f}" if n in est.parts else "" for n in names],
+                      f"[bold]{total:.2f} GB[/]", fits)
+    out.print(table)
+    out.print(f"  time here: {_duration(plan.hours_here())} at {plan.tokens_per_s or 0:,.0f} tokens/s "
+              f"({plan.throughput_source})", highlight=False)
+    gpus = Table(title=f"On GPUs (memory · time · cost; at {plan.gpu_mfu:.0%} of the bf16 peak)",
+                 title_justify="left")
+    gpus.add_column("GPU")
+    for method in ("full", "lora", "qlora"):
+        gpus.add_column(method + (" ←" if method == plan.configured else ""), justify="right")
+    rows: dict[str, dict[str, Any]] = {}
+    for row in plan.gpu_rows:
+        rows.setdefault(row["gpu"], {})[row["method"]] = row
+    for name, by_method in rows.items():
+        cells = []
+        for method in ("full", "lora", "qlora"):
+            r = by_method[method]
+            cost = f"${r['usd']:,.2f}" if r["usd"] >= 0.01 else "< $0.01"
+            text = f"{r['memory_gb']:.1f} GB · {_duration(r['hours'])} · {cost}"
+            cells.append(text if r["fits"] else f"[red]{r['memory_gb']:.1f} GB: does not fit[/]")
+        gpus.add_row(name, *cells)
+    out.print(gpus)
+    out.print("[dim]memory model and its check against measured peaks: docs/estimate.md[/]")
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """The values as a row of block characters, lowest ▁, highest █."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(_BARS[min(len(_BARS) - 1, int((v - low) / span * (len(_BARS) - 1) + 0.5))] for v in values)
+
+
+def _eval_losses(path: Path) -> list[float]:
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def print_run_summary(cfg: Any, gates: list[Any], registered: str | None) -> None:
+    """One panel at the end of `tunesmith run`: data, training curve, before/after, gates, what to do next."""
+    import json
+
+    from rich.panel import Panel
+
+    from tunesmith.data.stage import data_dir
+    from tunesmith.evaluate.stage import eval_dir
+    from tunesmith.train.stage import train_dir
+
+    lines: list[str] = []
+    check, split = data_dir(cfg) / "check.json", data_dir(cfg) / "split.json"
+    if check.exists() and split.exists():
+        c, s = json.loads(check.read_text()), json.loads(split.read_text())
+        q = c.get("quality", {})
+        sizes = " / ".join(f"{v['records']} {k}" for k, v in s["splits"].items())
+        pii = sum((q.get("pii_counts") or {}).values())
+        notes = [f"{q.get('exact_duplicates', 0)} exact and {q.get('near_duplicates', 0)} near duplicates"]
+        if pii:
+            notes.append(f"{pii} PII findings ({', '.join(sorted(q['pii_counts']))})")
+        if s.get("leaking_pairs"):
+            notes.append(f"[yellow]{s['leaking_pairs']} near-duplicate pairs across splits[/]")
+        lines.append(f"[bold]data[/]        {c['records']['valid']} valid, {c['records']['rejected']} rejected; {sizes}; "
+                     + "; ".join(notes) + f"  ({data_dir(cfg) / 'report.md'})")
+    meta_path = train_dir(cfg) / "metadata.json"
+    if meta_path.exists():
+        m = json.loads(meta_path.read_text())
+        losses = _eval_losses(train_dir(cfg) / "metrics.csv")
+        curve = f"  {sparkline(losses)}" if len(losses) > 1 else ""
+        val = (f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
+               if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
+        lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
+                     f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
+    metrics_path = eval_dir(cfg) / "metrics.json"
+    if metrics_path.exists():
+        r = json.loads(metrics_path.read_text())
+        models = r["models"]
+        name = models["fine_tuned"].get("task_metric_name", "task metric").replace("_", " ")
+        cells = [f"{_NAMES.get(n, n)} {_ci(models[n].get('task_metric'))}" for n in models]
+        lines.append(f"[bold]{name}[/]  " + " · ".join(cells) + f"  ({r['test_examples']} test examples)")
+        if r.get("task") == "classification":
+            f1 = [f"{_NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}" for n in models
+                  if "classification" in models[n]]
+            lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
+    failed = [g.name for g in gates if g.blocking and g.passed is False]
+    warned = [g.name for g in gates if not g.blocking and g.passed is False]
+    passed = sum(1 for g in gates if g.passed)
+    gate_line = f"{passed} passed" + (f", [red]failed: {', '.join(failed)}[/]" if failed else "")
+    gate_line += f", [yellow]warnings: {', '.join(warned)}[/]" if warned else ""
+    lines.append(f"[bold]gates[/]       {gate_line}  ({eval_dir(cfg) / 'report.html'})")
+    config = cfg.config_path or "tunesmith.yaml"
+    if registered:
+        lines.append(f"[bold]registered[/]  {registered}")
+        version = registered.rsplit(" v", 1)[-1]
+        lines.append(f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
+                     f"tunesmith serve {config}")
+    elif failed:
+        lines.append("[bold]registered[/]  nothing: a blocking gate failed")
+    out.print(Panel("\n".join(lines), title="tunesmith run: summary", title_align="left", expand=False),
+              highlight=False)
