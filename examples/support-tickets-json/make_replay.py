@@ -7,7 +7,10 @@ behaviour ("self-distillation replay"): the model learns that JSON belongs to th
 prompt. The questions are written here from templates and share no item with tunesmith's
 regression suite. Only answers that ended on the end-of-turn token are kept.
 Run (needs the packaged model): python examples/support-tickets-json/make_replay.py
+Other sizes and seeds: make_replay.py --count 300 --seed 12 --out my_replay.jsonl
 """
+
+from __future__ import annotations
 
 import json
 import random
@@ -43,7 +46,7 @@ def prompts(count: int, seed: int = 11) -> list[str]:
     return seen
 
 
-def main(count: int = 120) -> None:
+def main(count: int = 120, seed: int = 11, path: Path | None = None) -> None:
     import torch
 
     from tunesmith.evaluate.generate import generate
@@ -51,9 +54,9 @@ def main(count: int = 120) -> None:
 
     tok = load_tokenizer("smollm2-135m-instruct")
     model = load_model("smollm2-135m-instruct", dtype=torch.bfloat16)
-    questions = prompts(count)
+    questions = prompts(count, seed)
     outs = generate(model, tok, [[{"role": "user", "content": q}] for q in questions], max_new_tokens=96, batch_size=16)
-    path = Path(__file__).parent / "data" / "general_replay.jsonl"
+    path = path or Path(__file__).parent / "data" / "general_replay.jsonl"
     kept = 0
     with open(path, "w", encoding="utf-8") as fh:
         for q, o in zip(questions, outs):
@@ -65,4 +68,11 @@ def main(count: int = 120) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description="General questions answered by the packaged base model.")
+    ap.add_argument("--count", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    main(args.count, args.seed, args.out)

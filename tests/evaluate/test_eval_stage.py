@@ -103,3 +103,16 @@ def test_few_shot_prompt_keeps_the_system_message_first():
                              pick_shots(shots, 2, seed=0))
     assert prompt[0]["content"] == "S" and prompt[-1]["content"] == "q" and len(prompt) == 6
     assert schema_fields(SCHEMA) == ["kind"]
+
+
+def test_classification_scores_accuracy_and_label_compliance():
+    from tunesmith.evaluate.stage import score
+
+    outputs = ["Trivia.", "ai", "I think it is about coding", "history"]
+    references = ["trivia", "ai", "coding", "sports"]
+    summary, per = score(outputs, references, None, [], kind="classification", labels={"history", "trivia"})
+    assert per["accuracy"] == [1.0, 1.0, 0.0, 0.0] and per["task_metric"] == per["accuracy"]
+    # a sentence instead of a label is out of format; a wrong label (known from training) is in format
+    assert per["format_compliance"] == [1.0, 1.0, 0.0, 1.0]
+    report = summary["classification"]["label"]
+    assert report["accuracy"] == 0.5 and "i think it is about coding" in report["labels"]

@@ -21,7 +21,7 @@ from tunesmith.data.converters import CONVERTERS, attach_meta, detect_format
 from tunesmith.data.dedup import DuplicateFinder
 from tunesmith.data.pii import find_pii, redact
 from tunesmith.data.readers import RawRow, expand_inputs, read_rows
-from tunesmith.data.records import Conversation, Problem, Record, RecordError, record_text
+from tunesmith.data.records import Conversation, Problem, Record, RecordError, near_dup_text
 from tunesmith.data.split import SPLIT_NAMES
 from tunesmith.data.validate import validate_record
 from tunesmith.errors import DataError
@@ -235,9 +235,8 @@ def check_sources(
                     attach_meta(record, row.value, label_field)
                     record.meta.update({"file": row.file, "line": row.line})
                     kinds[record.kind] += 1
-                    text = record_text(record)
 
-                    finder.add(key, record, text)
+                    finder.add(key, record, near_dup_text(record))
 
                     found_kinds: set[str] = set()
                     for fld, content in _message_fields(record):

@@ -58,6 +58,14 @@ def record_text(record: Record) -> str:
     return "\n".join(record.texts())
 
 
+def near_dup_text(record: Record) -> str:
+    """The text near-duplicates are judged on: every turn except system prompts. A system prompt is
+    usually one template shared by many records; left in, it makes short records that share it
+    near-duplicates of each other (a long classification prompt outweighs a six-word question)."""
+    messages = record.messages if isinstance(record, Conversation) else record.prompt + record.chosen + record.rejected
+    return "\n".join(m["content"] for m in messages if m.get("role") != "system")
+
+
 def record_from_dict(row: dict[str, Any]) -> Record:
     """Rebuild a record written by `to_dict` (the canonical JSONL of prepared splits)."""
     if "messages" in row:

@@ -12,7 +12,9 @@ its `mfu`.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -25,7 +27,7 @@ import yaml
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.estimate.memory import GB, Arch, MemoryEstimate, Method, Setup, estimate_memory
+from tunesmith.estimate.memory import GB, LLAMA_LINEARS, Arch, MemoryEstimate, Method, Setup, estimate_memory
 
 CPU_MFU = 0.26  # measured: benchmarks/train_throughput.py, SmolLM2-135M LoRA, 26-27% of the bf16 peak
 
@@ -163,8 +165,6 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
 def setup_for(cfg: ProjectConfig, data: DataStats, *, device: str, bf16: bool) -> Setup:
     t = cfg.train
     targets = t.lora_target_modules
-    from tunesmith.estimate.memory import LLAMA_LINEARS
-
     attention = t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager")
     return Setup(micro_batch=t.micro_batch_size, seq_len=data.seq_len, keep_share=data.keep_share, lora_r=t.lora_r,
                  lora_targets=LLAMA_LINEARS if targets == "all-linear" else tuple(targets),
@@ -206,15 +206,11 @@ def this_machine() -> Machine:
             pass
     info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
     available = int(info["MemAvailable"].split()[0]) / 1024**2
-    import os
-
     return Machine("cpu", available, f"CPU, {os.cpu_count()} cores, {available:.1f} GB RAM available")
 
 
 def measured_throughput(cfg: ProjectConfig, method: Method) -> float | None:
     """Median tokens/s of the last training run of this config, when it trained the same way."""
-    import json
-
     from tunesmith.train.stage import train_dir
 
     folder = train_dir(cfg)

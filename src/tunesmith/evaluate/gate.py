@@ -31,7 +31,8 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     if "format_compliance" in tuned:
         value = tuned["format_compliance"]["mean"]
         rows.append(GateRow("format compliance", value, f"> {g.format_compliance_min}",
-                            value > g.format_compliance_min, True, "valid against the schema"))
+                            value > g.format_compliance_min, True,
+                            "one of the labels" if metrics.get("task") == "classification" else "valid against the schema"))
     else:
         rows.append(GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True,
                             "no eval.json_schema set"))

@@ -86,7 +86,7 @@ def _json_value(text: str, name: str) -> str:
 
 
 def score(outputs: list[str], references: list[str], schema: dict[str, Any] | None, fields: list[str],
-          kind: str = "json", task_metric: str = "auto", semantic: bool = False
+          kind: str = "json", task_metric: str = "auto", semantic: bool = False, labels: set[str] | None = None
           ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Summary metrics (with bootstrap intervals) and the per-example scores behind them."""
     per: dict[str, list[float]] = {"exact_match": m.exact_match(outputs, references),
@@ -108,6 +108,8 @@ def score(outputs: list[str], references: list[str], schema: dict[str, Any] | No
     if kind == "classification":
         predicted, expected = [_label(o) for o in outputs], [_label(r) for r in references]
         per["accuracy"] = [float(p == e) for p, e in zip(predicted, expected)]
+        known = set(expected) | {_label(x) for x in labels or ()}  # a classifier's format: one of the labels
+        per["format_compliance"] = [float(p in known) for p in predicted]
         summary["classification"] = {"label": m.classification(predicted, expected)}
     metric = task_metric
     if metric == "auto":
@@ -225,8 +227,13 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     if not shots:
         del plans["few_shot"]
 
+    labels = {_label(r.messages[-1]["content"]) for r in pool} if kind == "classification" else set()
+
     def on_task(text: str) -> bool:
-        """Stayed in the task's output format: a JSON object (a code fence around it is tolerated)."""
+        """Stayed in the task's output format: one of the training labels (classification) or a JSON object
+        (a code fence around it is tolerated)."""
+        if kind == "classification":
+            return _label(text) in labels
         body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
         return isinstance(m.parse_json(body), dict)
 
@@ -257,7 +264,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         err.print(f"generating: {name} ({len(plan)} test examples)")
         outs = generate(model, tokenizer, plan, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
         texts = [o["output"] for o in outs]
-        summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity)
+        summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
@@ -275,7 +282,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             messages = [in_task_context(p.messages, system) if context == "task" else p.messages for p in probes]
             outs = generate(model, tokenizer, messages, max_new_tokens=e.suite_max_new_tokens, batch_size=e.batch_size)
-            task = context == "task" and schema is not None
+            task = context == "task" and (schema is not None or kind == "classification")
             scored = [score_probe(p, o["output"], on_task=on_task if task else None, valid=valid if schema else None,
                                   judge=judge) for p, o in zip(probes, outs)]
             results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
