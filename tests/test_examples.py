@@ -35,7 +35,7 @@ def test_run_on_the_bundled_example(tmp_path):
 
     data = tmp_path / "data"
     report = json.loads((data / "check.json").read_text())
-    assert report["records"] == {"total": 500, "valid": 500, "rejected": 0}  # 400 tickets + 100 replay
+    assert report["records"] == {"total": 604, "valid": 604, "rejected": 0}  # 400 tickets + 204 replay
     assert report["quality"]["length"]["over_max_length"] == 0
     split = json.loads((data / "split.json").read_text())
     assert split["leaking_pairs"] == 0

@@ -5,7 +5,8 @@ Fine-tuning on tickets alone teaches SmolLM2-135M to answer *everything* in tick
 answers to general questions, without the ticket system prompt, keeps its plain-chat
 behaviour ("self-distillation replay"): the model learns that JSON belongs to the ticket
 prompt. The questions are written here from templates and share no item with tunesmith's
-regression suite. Only answers that ended on the end-of-turn token are kept.
+regression suite. Only answers that ended on the end-of-turn token are kept (204 of the
+default 260).
 Run (needs the packaged model): python examples/support-tickets-json/make_replay.py
 Other sizes and seeds: make_replay.py --count 300 --seed 12 --out my_replay.jsonl
 """
@@ -46,7 +47,7 @@ def prompts(count: int, seed: int = 11) -> list[str]:
     return seen
 
 
-def main(count: int = 120, seed: int = 11, path: Path | None = None) -> None:
+def main(count: int = 260, seed: int = 11, path: Path | None = None) -> None:
     import torch
 
     from tunesmith.evaluate.generate import generate
@@ -71,7 +72,7 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="General questions answered by the packaged base model.")
-    ap.add_argument("--count", type=int, default=120)
+    ap.add_argument("--count", type=int, default=260)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()

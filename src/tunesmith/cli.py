@@ -657,7 +657,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     if todo["register"] == "skip":
         version = pipeline.load_state(cfg)["register"].get("version")
         out.print(f"[bold green]Gates passed.[/] Already registered as v{version} (unchanged).")
-        print_run_summary(cfg, rows, f"{_registry_name(cfg)} v{version}")
+        print_run_summary(cfg, rows, (_registry_name(cfg), version, None))
         return
     out.rule("[bold]register")
     from tunesmith.registry.store import add_version
@@ -666,7 +666,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     pipeline.mark(cfg, "register", fps["register"], version=result["version"])
     out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
               f"model card: {result['card']}")
-    print_run_summary(cfg, rows, f"{result['name']} v{result['version']}  (model card: {result['card']})")
+    print_run_summary(cfg, rows, (result["name"], result["version"], result["card"]))
 
 
 def main() -> None:

@@ -306,8 +306,9 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
-def print_run_summary(cfg: Any, gates: list[Any], registered: str | None) -> None:
-    """One panel at the end of `tunesmith run`: data, training curve, before/after, gates, what to do next."""
+def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, Any] | None) -> None:
+    """One panel at the end of `tunesmith run`: data, training curve, before/after, gates, what to do next.
+    `registered`: (name, version, model card path or None) of the version registered; None when nothing was."""
     import json
 
     from rich.panel import Panel
@@ -358,8 +359,8 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: str | None) -> Non
     lines.append(f"[bold]gates[/]       {gate_line}  ({eval_dir(cfg) / 'report.html'})")
     config = cfg.config_path or "tunesmith.yaml"
     if registered:
-        lines.append(f"[bold]registered[/]  {registered}")
-        version = registered.rsplit(" v", 1)[-1]
+        name, version, card = registered
+        lines.append(f"[bold]registered[/]  {name} v{version}" + (f"  (model card: {card})" if card else ""))
         lines.append(f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
                      f"tunesmith serve {config}")
     elif failed:

@@ -116,3 +116,20 @@ def test_classification_scores_accuracy_and_label_compliance():
     assert per["format_compliance"] == [1.0, 1.0, 0.0, 1.0]
     report = summary["classification"]["label"]
     assert report["accuracy"] == 0.5 and "i think it is about coding" in report["labels"]
+
+
+def test_task_system_prompt_is_not_outvoted_by_plain_chat_replay():
+    from tunesmith.evaluate.stage import task_system_prompt
+
+    cfg = load_config()  # defaults: no data.system_prompt
+    task = "You turn tickets into JSON."
+
+    def conv(system: str | None) -> Conversation:
+        head = [{"role": "system", "content": system}] if system else []
+        return Conversation(head + [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+
+    # 45 with the task prompt, 20 with the prompt plus a customer record, 40 plain-chat replay
+    train = [conv(task)] * 45 + [conv(f"{task}\nCustomer: {i}") for i in range(20)] + [conv(None)] * 40
+    assert task_system_prompt(cfg, train) == task  # 45 of 65 prompted records, 43% of all
+    assert task_system_prompt(cfg, [conv(task)] * 10 + [conv(None)] * 90) is None  # a tenth: not the task's
+    assert task_system_prompt(cfg, [conv(None)] * 5) is None

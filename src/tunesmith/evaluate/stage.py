@@ -127,17 +127,18 @@ def score(outputs: list[str], references: list[str], schema: dict[str, Any] | No
 
 
 def task_system_prompt(cfg: ProjectConfig, train: list[Conversation]) -> str | None:
-    """The system prompt the task is deployed with: data.system_prompt, or the one most training records
-    (at least half) start with."""
+    """The system prompt the task is deployed with: data.system_prompt, or the one most training records that
+    have a system prompt start with, provided it opens at least a quarter of all training records. Records
+    without one (plain-chat replay mixed in to keep general ability) do not outvote the task's prompt."""
     if cfg.data.system_prompt:
         return cfg.data.system_prompt
     from collections import Counter
 
-    firsts = Counter(r.messages[0]["content"] if r.messages[0]["role"] == "system" else None for r in train)
+    firsts = Counter(r.messages[0]["content"] for r in train if r.messages[0]["role"] == "system")
     if not firsts:
         return None
     prompt, count = firsts.most_common(1)[0]
-    return prompt if count * 2 >= len(train) else None
+    return prompt if count * 2 >= sum(firsts.values()) and count * 4 >= len(train) else None
 
 
 def _suites(cfg: ProjectConfig, system: str | None) -> dict[str, tuple[list[Any], str]]:
