@@ -153,3 +153,9 @@ def test_cli_estimate_json(tmp_path, tiny_model_dir):
     assert estimate["configured"] == "lora" and set(estimate["here"]) == {"full", "lora", "qlora"}
     assert estimate["throughput_source"] == "given"
     assert estimate["hours_here"] == pytest.approx(estimate["data"]["tokens_per_epoch"] * estimate["epochs"] / 500 / 3600)
+
+
+def test_durations_never_print_zero_seconds():
+    from tunesmith.views import _duration
+
+    assert [_duration(h) for h in (0.1 / 3600, 42 / 3600, 0.5, 3.0, None)] == ["< 1 s", "42 s", "30.0 min", "3.0 h", "?"]

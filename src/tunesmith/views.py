@@ -227,6 +227,8 @@ def print_drift(result: dict[str, Any], path: Path) -> None:
 def _duration(hours: float | None) -> str:
     if hours is None:
         return "?"
+    if hours < 1 / 3600:
+        return "< 1 s"
     if hours < 1 / 60:
         return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
