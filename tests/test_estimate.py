@@ -159,3 +159,20 @@ def test_durations_never_print_zero_seconds():
     from tunesmith.views import _duration
 
     assert [_duration(h) for h in (0.1 / 3600, 42 / 3600, 0.5, 3.0, None)] == ["< 1 s", "42 s", "30.0 min", "3.0 h", "?"]
+
+
+def test_estimate_says_what_it_does_not_model(tmp_path, tiny_model_dir):
+    import yaml
+
+    config = make_project(tmp_path / "p", tiny_model_dir, arithmetic_rows(64), max_steps=None)
+    raw = yaml.safe_load(config.read_text())
+
+    def caveats() -> list[str]:
+        result = CliRunner().invoke(app, ["advise", "--config", str(config), "--tokens-per-s", "500", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["estimate"]["caveats"]
+
+    assert [c for c in caveats() if "FSDP" in c] and not [c for c in caveats() if "modelled as SFT" in c]
+    raw["train"]["method"] = "dpo"
+    config.write_text(yaml.safe_dump(raw))
+    assert [c for c in caveats() if c.startswith("modelled as SFT: DPO")]

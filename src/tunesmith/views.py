@@ -263,6 +263,8 @@ def print_plan(plan: Any) -> None:
     out.print(table)
     out.print(f"  time here: {_duration(plan.hours_here())} at {plan.tokens_per_s or 0:,.0f} tokens/s "
               f"({plan.throughput_source})", highlight=False)
+    for caveat in plan.caveats:
+        out.print(f"  [dim]note: {caveat}[/]", highlight=False)
     gpus = Table(title=f"On GPUs (memory · time · cost; at {plan.gpu_mfu:.0%} of the bf16 peak)",
                  title_justify="left")
     gpus.add_column("GPU")

@@ -69,6 +69,7 @@ class Plan:
     throughput_source: str
     gpu_mfu: float
     gpu_rows: list[dict[str, Any]] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def train_tokens(self) -> float:
@@ -82,7 +83,8 @@ class Plan:
                 "epochs": self.epochs, "data": self.data.__dict__, "machine": self.machine.__dict__,
                 "here": {m: e.to_dict() if e else None for m, e in self.here.items()},
                 "tokens_per_s_here": round(self.tokens_per_s, 1) if self.tokens_per_s else None,
-                "throughput_source": self.throughput_source, "hours_here": self.hours_here(), "gpus": self.gpu_rows}
+                "throughput_source": self.throughput_source, "hours_here": self.hours_here(), "gpus": self.gpu_rows,
+                "caveats": self.caveats}
 
 
 def method_of(adapter: str) -> Method:
@@ -274,6 +276,10 @@ def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
         tokens_per_s = cpu_bf16_peak_flops() * CPU_MFU / fpt
         source = f"estimated: {fpt / 1e9:.2f} GFLOP per token at {CPU_MFU:.0%} of this CPU's measured bf16 peak"
     plan = Plan(cfg.base_model, arch, data, configured, epochs, machine, here, tokens_per_s, source, mfu)
+    if cfg.train.method != "sft":
+        plan.caveats.append(f"modelled as SFT: {cfg.train.method.upper()} trains on chosen and rejected sequences, "
+                            "so expect about twice the activations and time (DPO adds a reference forward pass)")
+    plan.caveats.append("one device: DDP keeps a full copy per GPU; FSDP/DeepSpeed sharding is not modelled")
     gpu_setup = setup_for(cfg, data, device="cuda", bf16=True)
     for gpu in gpus:
         for method in ("full", "lora", "qlora"):
