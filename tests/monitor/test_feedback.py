@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import httpx
 import yaml
@@ -68,6 +69,9 @@ def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
     assert drift["recent"] == 4 and {"similarity", "length", "output_quality"} <= set(drift)
     assert all(set(q) == {"format_fail", "refused"} for q in drift["output_quality"].values())
     assert (cfg.output_path / "monitor" / "drift.json").exists()
-    md, html = write_monitor_report(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a legend with no visible labels
+        md, html = write_monitor_report(cfg)
     assert "Input drift" in md.read_text()
+    assert "| base |" in md.read_text() and "__base__" not in md.read_text()  # the display name, not the engine's
     assert "Traffic per version" in md.read_text() and "data:image/png;base64," in html.read_text()

@@ -89,6 +89,7 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
 
     from tunesmith.evaluate.metrics import p95
     from tunesmith.evaluate.report import Block, _plt, to_html, to_markdown
+    from tunesmith.serve.engine import BASE
 
     rows, events, feedback = _served_rows(cfg)
     if not rows:
@@ -99,7 +100,9 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     size, fmt = _bucket(rows[-1]["time"] - rows[0]["time"])
     series: dict[str, dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        key = (r["target"] or "base") + (" (shadow)" if r["shadow"] else "")
+        # the engine's internal "__base__" would also be hidden by matplotlib's legend (leading "_")
+        target = "base" if r["target"] in (None, "", BASE) else r["target"]
+        key = target + (" (shadow)" if r["shadow"] else "")
         series[key][r["time"] // size * size].append(r)
     score_of = {f["request_id"]: f["score"] for f in feedback if f["score"] is not None}
 
