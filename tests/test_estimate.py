@@ -38,7 +38,7 @@ def _saved_bytes(model_dir, adapter: str, seq_len: int) -> int:
     from tunesmith.train.adapters import load_for_training
     from tunesmith.train.sft import trained_positions_loss
 
-    model = load_for_training(str(model_dir), TrainConfig(adapter=adapter), bf16=True)
+    model = load_for_training(str(model_dir), TrainConfig(adapter=adapter), precision="bf16")
     model.train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}

@@ -34,7 +34,7 @@ def test_run_skips_unchanged_stages(tmp_path, tiny_model_dir):
     first = _run(config)
     assert "Training (sft, lora)" in first and "Registered" in first
     summary = first[first.index("tunesmith run: summary"):]  # one panel at the end, read back from the artefacts
-    for line in ("data", "training", "field accuracy", "gates", "registered", "serve it"):
+    for line in ("data", "training", "chosen", "field accuracy", "gates", "registered", "serve it"):
         assert f"│ {line}" in summary, line
     assert "validation loss" in summary and "v1" in summary
     flat = " ".join(line.strip("│ ") for line in summary.splitlines())  # the panel wraps long lines

@@ -601,7 +601,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     bad = [s for s in force or [] if s not in pipeline.STAGES]
     if bad:
         raise TunesmithError(f"--force {bad[0]}: not a stage; choose from {', '.join(pipeline.STAGES)}")
-    check_hardware(cfg.train)  # a QLoRA config on a machine without a GPU fails here, not after the data stage
+    check_hardware(cfg.train, cfg.device)  # a QLoRA config on a machine without a GPU fails here, not after the data stage
     fps, todo = pipeline.fingerprints(cfg), pipeline.plan(cfg, force or [])
     out.rule(f"[bold]tunesmith run[/] {cfg.config_path}")
     skipped = [s for s, what in todo.items() if what == "skip"]

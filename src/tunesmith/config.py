@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,6 +22,8 @@ from tunesmith.errors import ConfigError
 
 FORMATS = ("auto", "messages", "alpaca", "prompt_completion", "preference", "openai_dpo", "sharegpt")
 SPLITS = ("train", "validation", "test")
+Auto = Literal["auto"]
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class _Section(BaseModel):
@@ -47,9 +49,10 @@ class DataConfig(_Section):
     datasets: list[DatasetSource] = Field(default_factory=list)
     """Input files. Each entry: {path, format, split}."""
 
-    max_length: int = Field(2048, ge=8)
+    max_length: Union[Annotated[int, Field(ge=8)], Auto] = "auto"
     """Longest sequence in tokens (chat template included); longer records are reported
-    by `data check` and handled by `truncation` when preparing."""
+    by `data check` and handled by `truncation` when preparing. auto: the shortest multiple
+    of 64 that holds at least 99% of the records, at most the model's context."""
 
     truncation: Literal["drop", "truncate"] = "drop"
     """What to do with records longer than max_length: drop them (default; a cut-off
@@ -109,20 +112,24 @@ class TrainConfig(_Section):
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     """Learning-rate schedule after warm-up."""
 
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    """Share of the total steps spent warming the learning rate up from zero."""
+    warmup_ratio: Union[Annotated[float, Field(ge=0.0, lt=1.0)], Auto] = "auto"
+    """Share of the total steps spent warming the learning rate up from zero. auto: 3%, but
+    at least 10 steps or a tenth of the run, whichever is fewer."""
 
-    num_epochs: float = Field(2.0, gt=0)
-    """Passes over the training split."""
+    num_epochs: Union[Annotated[float, Field(gt=0)], Auto] = "auto"
+    """Passes over the training split. auto: 3, more for small sets so that at least 100
+    records are seen in all (at most 25 epochs), fewer past 25,000 (OpenAI's rule)."""
 
     max_steps: int | None = Field(None, gt=0)
     """Stop after this many optimizer steps (overrides num_epochs)."""
 
-    micro_batch_size: int = Field(4, ge=1)
-    """Sequences (or packed windows) per forward pass on each process."""
+    micro_batch_size: Union[PositiveInt, Auto] = "auto"
+    """Sequences (or packed windows) per forward pass on each process. auto: as many as fill
+    about 2,048 tokens on a CPU (8,192 on a GPU) and fit in memory."""
 
-    gradient_accumulation_steps: int = Field(4, ge=1)
-    """Micro-batches accumulated per optimizer step."""
+    gradient_accumulation_steps: Union[PositiveInt, Auto] = "auto"
+    """Micro-batches accumulated per optimizer step. auto: enough for the effective batch the
+    data size calls for (about 100 optimizer steps in all, at most 64 sequences a step)."""
 
     lora_r: int = Field(16, ge=1)
     """LoRA rank."""
@@ -142,22 +149,29 @@ class TrainConfig(_Section):
     """Virtual tokens learnt by prefix tuning (adapter: prefix)."""
 
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
-    """Attention kernel. auto: eager on CPUs (faster than sdpa here with packed masks), sdpa on GPUs."""
+    """Attention kernel. auto: eager on CPUs (faster than sdpa here with packed masks) unless
+    it does not fit in memory, then sdpa; sdpa on GPUs (flash_attention_2 when installed)."""
 
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory."""
+    gradient_checkpointing: Union[bool, Auto] = "auto"
+    """Recompute activations in the backward pass to save memory. auto: only when nothing
+    else makes training fit."""
 
-    bf16: Literal["auto", True, False] = "auto"
-    """Mixed precision: auto uses bf16 where the hardware supports it."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """Training precision. auto: bf16 where the hardware runs it natively (CPUs with AVX512-BF16
+    or AMX, CUDA compute capability 8.0+), fp16 with loss scaling on older GPUs, else fp32."""
+
+    max_memory_gb: float | None = Field(None, gt=0)
+    """Memory training may use, in GB. None: what this machine has available now (free RAM
+    under any cgroup limit, or free GPU memory). The pre-flight check fits the run into it."""
 
     logging_steps: int = Field(5, ge=1)
     """Log training loss every N optimizer steps."""
 
-    eval_steps: int = Field(25, ge=1)
-    """Compute validation loss every N optimizer steps."""
+    eval_steps: Union[PositiveInt, Auto] = "auto"
+    """Compute validation loss every N optimizer steps. auto: about ten times per run."""
 
-    save_steps: int = Field(50, ge=1)
-    """Write a checkpoint every N optimizer steps."""
+    save_steps: Union[PositiveInt, Auto] = "auto"
+    """Write a checkpoint every N optimizer steps. auto: at every evaluation."""
 
     early_stopping_patience: int | None = Field(3, ge=1)
     """Stop after this many evaluations without a better validation loss (None: never)."""
@@ -172,6 +186,21 @@ class TrainConfig(_Section):
     dpo_beta: float = Field(0.1, gt=0)
     """beta of DPO / ORPO: how strongly the preference term pulls (for DPO, how far the model
     may move from the reference)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_is_precision(cls, data: Any) -> Any:
+        """`bf16: true|false|auto` (the older setting) still works: it becomes `precision`."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            value = data.pop("bf16")
+            if "precision" not in data:
+                data["precision"] = {True: "bf16", False: "fp32"}.get(value, "auto")
+        return data
+
+    def auto_fields(self) -> list[str]:
+        """Settings left to `auto`, which the pre-flight check chooses."""
+        return [name for name in type(self).model_fields if getattr(self, name) == "auto"]
 
 
 class JudgeConfig(_Section):
@@ -367,6 +396,10 @@ class ProjectConfig(_Section):
     trust_remote_code: bool = False
     """Allow model code from the model's folder or hub repo to run. Off unless you trust it."""
 
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where every stage runs (training, evaluation, merge, serving, replays). auto: a CUDA GPU,
+    else Apple's MPS, else the CPU."""
+
     data: DataConfig = Field(default_factory=DataConfig)
     """Data stage: inputs, checks, split and preparation."""
 
@@ -525,6 +558,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         cfg.config_path = Path(source).resolve()
     return cfg
+
+
+def with_overrides(cfg: ProjectConfig, overrides: list[str]) -> ProjectConfig:
+    """A copy of `cfg` with dotted overrides applied (`train.micro_batch_size=8`)."""
+    try:
+        new = ProjectConfig.model_validate(_merge(cfg.model_dump(mode="json"), parse_overrides(overrides)))
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, "overrides", {})) from None
+    new.config_path = cfg.config_path
+    return new
 
 
 def dump_config(cfg: ProjectConfig) -> str:

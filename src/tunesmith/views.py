@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from tunesmith.console import out
+from tunesmith.console import err, out
 
 SHOWN = 20
 
@@ -86,6 +86,8 @@ def print_prepare(summary: dict[str, Any]) -> None:
         table.add_row(name, str(s["records"]), str(s["dropped_too_long"]), str(s["sequences"]), str(s["tokens"]),
                       str(s["trained_tokens"]), str(s["windows"]), eff)
     out.print(table)
+    if summary.get("max_length_reason") and summary["max_length_reason"] != "set in the config":
+        out.print(f"max_length {summary['max_length']} (auto): {summary['max_length_reason']}", highlight=False)
 
 
 def print_train(result: Any) -> None:
@@ -234,6 +236,21 @@ def _duration(hours: float | None) -> str:
     return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
 
 
+def print_fit(fit: dict[str, Any], title: str = "Pre-flight: settings chosen") -> None:
+    """The settings the pre-flight check chose (those left to auto), with why, and the memory plan."""
+    table = Table(title=f"{title} · {fit['estimate_gb']:.1f} GB estimated of {fit['budget_gb']:.1f} GB "
+                        f"({fit['budget_source']}) · {fit['total_steps']} optimizer steps",
+                  title_justify="left", header_style="bold")
+    table.add_column("setting")
+    table.add_column("value", justify="right")
+    table.add_column("why")
+    for choice in fit["choices"]:
+        table.add_row(choice["setting"], str(choice["value"]), choice["why"])
+    out.print(table)
+    for warning in fit.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
 def print_plan(plan: Any) -> None:
     """`tunesmith advise --config`: memory here per method, then time and cost on the GPU table."""
     from tunesmith.estimate.memory import GB
@@ -261,6 +278,8 @@ def print_plan(plan: Any) -> None:
         table.add_row(label, *[f"{est.parts[n] / GB:.2f}" if n in est.parts else "" for n in names],
                       f"[bold]{total:.2f} GB[/]", fits)
     out.print(table)
+    if plan.fit.get("choices"):
+        print_fit(plan.fit, title="Settings `tunesmith train` would choose here")
     out.print(f"  time here: {_duration(plan.hours_here())} at {plan.tokens_per_s or 0:,.0f} tokens/s "
               f"({plan.throughput_source})", highlight=False)
     for caveat in plan.caveats:
@@ -344,6 +363,11 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
                if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
         lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
                      f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
+        fit = m.get("fit") or {}
+        if fit.get("choices"):
+            chosen = ", ".join(f"{c['setting'].split('.')[-1]} {c['value']}" for c in fit["choices"])
+            lines.append(f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
+                         f"planned  ({train_dir(cfg) / 'fit.json'})")
     metrics_path = eval_dir(cfg) / "metrics.json"
     if metrics_path.exists():
         r = json.loads(metrics_path.read_text())

@@ -35,7 +35,7 @@ def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path
     root.mkdir(parents=True, exist_ok=True)
     (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     settings = {"max_steps": 8, "logging_steps": 1, "eval_steps": 4, "save_steps": 4, "micro_batch_size": 2,
-                "gradient_accumulation_steps": 2, "learning_rate": 1e-2, "mlflow": False, "bf16": False,
+                "gradient_accumulation_steps": 2, "learning_rate": 1e-2, "mlflow": False, "bf16": False, "warmup_ratio": 0.03,
                 "early_stopping_patience": None, **train}
     path = root / "tunesmith.yaml"
     path.write_text(yaml.safe_dump({"base_model": str(model_dir), "output_dir": "out",

@@ -100,7 +100,12 @@ def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: boo
                  show_progress: bool = True) -> CheckOutcome:
     """`run_check` for the data of a project config."""
     d = cfg.data
-    return run_check(config_sources(cfg), data_dir(cfg), tokenizer=tokenizer, max_length=d.max_length,
+    max_length = d.max_length
+    if max_length == "auto":  # the window is chosen later, from the split; here report what no window can hold
+        from tunesmith.models import context_length
+
+        max_length = context_length(cfg.base_model, cfg.trust_remote_code) if tokenizer is not None else 2048
+    return run_check(config_sources(cfg), data_dir(cfg), tokenizer=tokenizer, max_length=max_length,
                      system_prompt=d.system_prompt, label_field=d.label_field,
                      near_dup_threshold=d.near_dup_threshold, redact_pii=d.redact_pii,
                      keep_records=keep_records, show_progress=show_progress)
@@ -162,6 +167,22 @@ def load_split(cfg: ProjectConfig, name: str) -> list[Record]:
         return [record_from_dict(json.loads(line)) for line in fh if line.strip()]
 
 
+def choose_max_length(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
+    """`data.max_length` as set, or (auto) the window chosen from the training split's token lengths."""
+    if cfg.data.max_length != "auto":
+        return {"max_length": cfg.data.max_length, "reason": "set in the config"}
+    from tunesmith.data.lengths import LengthCounter
+    from tunesmith.data.window import choose_window
+    from tunesmith.models import context_length
+
+    context = context_length(cfg.base_model, cfg.trust_remote_code)
+    counter = LengthCounter(tokenizer, context, cfg.data.system_prompt)
+    for i, record in enumerate(load_split(cfg, "train")):
+        counter.add(i, record)
+    counter.flush()
+    return choose_window(list(counter.lengths), context)
+
+
 def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     """Tokenise, mask and pack train and validation into `prepared/*.parquet`."""
     import pyarrow as pa
@@ -172,10 +193,13 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     d = cfg.data
     out = data_dir(cfg) / "prepared"
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"max_length": d.max_length, "packing": d.packing, "train_on_prompt": d.train_on_prompt}
+    window = choose_max_length(cfg, tokenizer)
+    max_length = window["max_length"]
+    summary: dict[str, Any] = {"max_length": max_length, "max_length_reason": window["reason"], "packing": d.packing,
+                               "train_on_prompt": d.train_on_prompt}
     for name in ("train", "validation"):
         records = sft_records(load_split(cfg, name))
-        examples, stats = prepare_examples(records, tokenizer, max_length=d.max_length,
+        examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
                                            train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
                                            truncation=d.truncation, packing=d.packing)
         table = pa.Table.from_pylist(examples, schema=pa.schema([

@@ -36,9 +36,14 @@ CPU_MFU = 0.26  # measured: benchmarks/train_throughput.py, SmolLM2-135M LoRA, 2
 class DataStats:
     tokens_per_epoch: int
     sequences: int
+    """Training sequences per epoch: packed windows, or records when packing is off."""
     seq_len: int
     keep_share: float
     source: str
+    records: int = 0
+    """Training records (conversations or preference pairs) per epoch."""
+    window_reason: str | None = None
+    """Why the window is as long as it is, when `data.max_length` is auto."""
 
 
 @dataclass
@@ -70,6 +75,8 @@ class Plan:
     gpu_mfu: float
     gpu_rows: list[dict[str, Any]] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    fit: dict[str, Any] = field(default_factory=dict)
+    """What the pre-flight check of `tunesmith train` would choose here (`estimate.fit`)."""
 
     @property
     def train_tokens(self) -> float:
@@ -84,7 +91,7 @@ class Plan:
                 "here": {m: e.to_dict() if e else None for m, e in self.here.items()},
                 "tokens_per_s_here": round(self.tokens_per_s, 1) if self.tokens_per_s else None,
                 "throughput_source": self.throughput_source, "hours_here": self.hours_here(), "gpus": self.gpu_rows,
-                "caveats": self.caveats}
+                "caveats": self.caveats, "fit": self.fit}
 
 
 def method_of(adapter: str) -> Method:
@@ -111,22 +118,32 @@ def data_stats(cfg: ProjectConfig) -> DataStats:
     from tunesmith.data.stage import data_dir
 
     prepared = data_dir(cfg) / "prepared" / "train.parquet"
-    if prepared.exists():
-        return _prepared_stats(prepared, cfg.train.micro_batch_size)
+    if prepared.exists() and cfg.train.method == "sft":
+        micro = cfg.train.micro_batch_size
+        stats = _prepared_stats(prepared, micro if isinstance(micro, int) else None)
+        summary = data_dir(cfg) / "prepare.json"
+        if summary.exists() and cfg.data.max_length == "auto":
+            prepared_summary = json.loads(summary.read_text())
+            stats.seq_len = max(stats.seq_len, int(prepared_summary.get("max_length", stats.seq_len)))
+            stats.window_reason = prepared_summary.get("max_length_reason")
+        return stats
     return _record_stats(cfg)
 
 
-def _prepared_stats(path: Path, micro_batch: int) -> DataStats:
-    """Exact figures from the prepared windows: the longest micro-batch and the largest LM-head share."""
+def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:
+    """Exact figures from the prepared windows: the longest micro-batch and the largest LM-head share
+    (for `micro_batch`; None: for the largest micro-batch the pre-flight check may choose)."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["input_ids", "labels"])
+    table = pq.read_table(path, columns=["input_ids", "labels", "seq_lengths"])
     labels = table.column("labels").to_pylist()
+    records = sum(len(x) for x in table.column("seq_lengths").to_pylist())
     lengths = [len(x) for x in labels]
     if not lengths:
         raise TunesmithError(f"{path} holds no training windows; rerun `tunesmith data prepare`")
     longest = max(lengths)
+    micro_batch = micro_batch or max(1, 8192 // longest)
     # Batches are drawn at random; the heaviest micro-batch puts the longest windows together.
     order = sorted(range(len(labels)), key=lambda i: -len(labels[i]))
     worst = 0.0
@@ -138,7 +155,7 @@ def _prepared_stats(path: Path, micro_batch: int) -> DataStats:
             row = np.asarray(labels[i][1:]) != -100
             trained[: row.size] |= row
         worst = max(worst, float(trained.mean()))
-    return DataStats(sum(lengths), len(lengths), longest, worst, "prepared windows")
+    return DataStats(sum(lengths), len(lengths), longest, worst, "prepared windows", records)
 
 
 def _record_stats(cfg: ProjectConfig) -> DataStats:
@@ -147,32 +164,43 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
     from tunesmith.data.stage import config_sources
     from tunesmith.models import load_tokenizer
 
+    from tunesmith.data.window import choose_window
+    from tunesmith.models import context_length
+
     d = cfg.data
-    counter = LengthCounter(load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code), d.max_length,
+    context = context_length(cfg.base_model, cfg.trust_remote_code)
+    counter = LengthCounter(load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code), context,
                             d.system_prompt)
     for i, record in enumerate(valid_records(config_sources(cfg), d.label_field)):
         counter.add(i, record)
     counter.flush()
-    lengths = [n for n in counter.lengths if n <= d.max_length or d.truncation == "truncate"]
+    window = choose_window(list(counter.lengths), context) if d.max_length == "auto" else {
+        "max_length": d.max_length, "reason": None}
+    max_length = int(window["max_length"])
+    lengths = [n for n in counter.lengths if n <= max_length or d.truncation == "truncate"]
     if not lengths:
         raise TunesmithError("no valid records to estimate from; run `tunesmith data check` on the config")
     train_share = 1.0 - d.val_size - d.test_size
-    tokens = int(sum(min(n, d.max_length) for n in lengths) * train_share)
-    seq_len = d.max_length if d.packing else min(max(lengths), d.max_length)
-    sequences = math.ceil(tokens / d.max_length) if d.packing else int(len(lengths) * train_share)
+    tokens = int(sum(min(n, max_length) for n in lengths) * train_share)
+    seq_len = max_length if d.packing and cfg.train.method == "sft" else min(max(lengths), max_length)
+    packed = d.packing and cfg.train.method == "sft"
+    records = int(len(lengths) * train_share)
+    sequences = math.ceil(tokens / max_length) if packed else records
     hint = " (run `tunesmith data prepare` for exact figures)" if cfg.train.method == "sft" else ""
-    return DataStats(tokens, sequences, seq_len, 1.0, "record lengths" + hint)
+    return DataStats(tokens, sequences, seq_len, 1.0, "record lengths" + hint, records, window["reason"])
 
 
 def setup_for(cfg: ProjectConfig, data: DataStats, *, device: str, bf16: bool) -> Setup:
     t = cfg.train
     targets = t.lora_target_modules
     attention = t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager")
-    return Setup(micro_batch=t.micro_batch_size, seq_len=data.seq_len, keep_share=data.keep_share, lora_r=t.lora_r,
+    return Setup(micro_batch=t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1, seq_len=data.seq_len, keep_share=data.keep_share, lora_r=t.lora_r,
                  lora_targets=LLAMA_LINEARS if targets == "all-linear" else tuple(targets),
                  lora_dropout=t.lora_dropout, bf16=bf16, device=device,  # type: ignore[arg-type]
                  attention="eager" if attention == "eager" else "sdpa",
-                 gradient_checkpointing=t.gradient_checkpointing, gradient_accumulation=t.gradient_accumulation_steps)
+                 gradient_checkpointing=t.gradient_checkpointing is True,
+                 gradient_accumulation=t.gradient_accumulation_steps if isinstance(t.gradient_accumulation_steps, int)
+                 else 1)
 
 
 def flops_per_token(arch: Arch, method: Method, trainable: int, seq_len: int, keep_share: float) -> float:
@@ -206,56 +234,45 @@ def this_machine() -> Machine:
             return Machine("cuda", float(mib) / 1024, name)
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             pass
-    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-    available = int(info["MemAvailable"].split()[0]) / 1024**2
-    return Machine("cpu", available, f"CPU, {os.cpu_count()} cores, {available:.1f} GB RAM available")
+    from tunesmith.hardware import available_memory
+
+    available, source = available_memory("cpu")
+    return Machine("cpu", available / GB, f"CPU, {os.cpu_count()} cores, {source}")
 
 
 def measured_throughput(cfg: ProjectConfig, method: Method) -> float | None:
-    """Median tokens/s of the last training run of this config, when it trained the same way."""
-    from tunesmith.train.stage import train_dir
-
-    folder = train_dir(cfg)
+    """Median tokens/s of the last completed training run of this config, when it trained the same way
+    (a run killed before its first logged step has no throughput to offer, and none is taken as zero)."""
+    folder = cfg.output_path / "train"  # the training stage's folder (`train.stage.train_dir`)
     meta = folder / "metadata.json"
     if not (folder / "metrics.csv").exists() or not meta.exists():
         return None
-    if method_of(json.loads(meta.read_text()).get("adapter", "")) != method:
+    metadata = json.loads(meta.read_text())
+    if method_of(metadata.get("adapter", "")) != method or not metadata.get("completed", True):
         return None
     with open(folder / "metrics.csv", newline="") as fh:
         values = [float(r["tokens_per_second"]) for r in csv.DictReader(fh) if r.get("tokens_per_second")]
+    values = [v for v in values if v > 0]
     return statistics.median(values) if values else None
-
-
-def cpu_bf16_peak_flops() -> float:
-    """This CPU's bf16 matmul peak, measured (a second or two)."""
-    import time
-
-    import torch
-
-    n = 1024
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
                     tokens_per_s: float | None = None) -> Plan:
-    from tunesmith.train.hardware import cpu_has_bf16
+    from tunesmith.estimate.fit import fit_training
+    from tunesmith.hardware import matmul_peak_flops
 
     arch = model_arch(cfg)
     data = data_stats(cfg)
+    fit = fit_training(cfg, data=data, strict=False)  # the settings `train` would choose here
+    cfg = fit.cfg
+    data.seq_len = int(cfg.data.max_length) if data.source.startswith("record") else data.seq_len
     configured = method_of(cfg.train.adapter)
     t = cfg.train
-    epochs = t.num_epochs
+    epochs = float(t.num_epochs)
     if t.max_steps:
-        epochs = t.max_steps * t.micro_batch_size * t.gradient_accumulation_steps / max(1, data.sequences)
+        epochs = t.max_steps * int(t.micro_batch_size) * int(t.gradient_accumulation_steps) / max(1, data.sequences)
     machine = this_machine()
-    bf16 = True if machine.kind == "cuda" else (cpu_has_bf16() if t.bf16 == "auto" else bool(t.bf16))
+    bf16 = fit.precision != "fp32"
     here_setup = setup_for(cfg, data, device=machine.kind, bf16=bf16)
     here: dict[str, MemoryEstimate | None] = {}
     for method in ("full", "lora", "qlora"):
@@ -273,9 +290,12 @@ def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
             tokens_per_s = known[0].bf16_tflops * 1e12 * mfu / fpt
             source = f"estimated: {fpt / 1e9:.2f} GFLOP per token at {mfu:.0%} of the {known[0].name} peak"
     elif tokens_per_s is None:
-        tokens_per_s = cpu_bf16_peak_flops() * CPU_MFU / fpt
-        source = f"estimated: {fpt / 1e9:.2f} GFLOP per token at {CPU_MFU:.0%} of this CPU's measured bf16 peak"
+        tokens_per_s = matmul_peak_flops(fit.precision) * CPU_MFU / fpt
+        source = (f"estimated: {fpt / 1e9:.2f} GFLOP per token at {CPU_MFU:.0%} of this CPU's {fit.precision} matmul "
+                  f"peak, measured now ({fit.precision}: the precision training will use here)")
     plan = Plan(cfg.base_model, arch, data, configured, epochs, machine, here, tokens_per_s, source, mfu)
+    plan.fit = fit.to_dict()
+    plan.caveats.extend(fit.warnings)
     if cfg.train.method != "sft":
         plan.caveats.append(f"modelled as SFT: {cfg.train.method.upper()} trains on chosen and rejected sequences, "
                             "so expect about twice the activations and time (DPO adds a reference forward pass)")

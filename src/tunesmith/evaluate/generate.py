@@ -21,7 +21,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_ne
         idx = order[start:start + batch_size]
         plain = [[{"role": m["role"], "content": m["content"]} for m in prompts[i]] for i in idx]
         inputs = tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt", padding=True,
-                                               return_dict=True)
+                                               return_dict=True).to(model.device)
         began = time.perf_counter()
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,

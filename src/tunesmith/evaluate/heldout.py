@@ -27,6 +27,7 @@ def heldout_loss(model: Any, tokenizer: Any, conversations: list[list[Message]],
         ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
         labels = torch.tensor([e["labels"] + [IGNORE_INDEX] * (width - len(e["labels"])) for e in batch])
         mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in batch])
+        ids, labels, mask = ids.to(model.device), labels.to(model.device), mask.to(model.device)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
         shifted = labels[:, 1:]

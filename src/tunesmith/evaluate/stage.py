@@ -190,14 +190,13 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     """Generate with every model on the test split and the suites, score, compare; write the
     predictions, metrics.json and the Markdown/HTML report."""
-    import torch
 
     from tunesmith.console import err
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import heldout_loss
     from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
     from tunesmith.models import load_model, load_tokenizer
-    from tunesmith.train.hardware import use_bf16
+    from tunesmith.hardware import inference_dtype, pick_device
     from tunesmith.train.stage import train_dir
 
     e = cfg.eval
@@ -241,10 +240,12 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     def valid(text: str) -> bool:
         return schema is not None and m.schema_compliance([text], schema)[0] == 1.0
 
-    dtype = torch.bfloat16 if use_bf16(cfg.train.bf16) else torch.float32
+    device = pick_device(cfg.device)
+    dtype = inference_dtype(device, cfg.train.precision)
     tokenizer = load_tokenizer(str(model_dir))
-    model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
-    results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields,
+    model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, device=device)
+    results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields, "device": device,
+                               "dtype": str(dtype).removeprefix("torch."),
                                "few_shot_examples": len(shots), "task_system_prompt": bool(system),
                                "decoding": {"greedy": True, "max_new_tokens": e.max_new_tokens,
                                             "suite_max_new_tokens": e.suite_max_new_tokens},
@@ -261,7 +262,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
             if (model_dir / "adapter_config.json").exists():
                 model = PeftModel.from_pretrained(model, str(model_dir))
             else:
-                model = load_model(str(model_dir), dtype=dtype)
+                model = load_model(str(model_dir), dtype=dtype, device=device)
         err.print(f"generating: {name} ({len(plan)} test examples)")
         outs = generate(model, tokenizer, plan, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
         texts = [o["output"] for o in outs]

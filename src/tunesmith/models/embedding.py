@@ -29,12 +29,14 @@ def packaged_embedder_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def load_embedder(name: str = PACKAGED_EMBEDDER) -> Any:
-    """A SentenceTransformer on CPU (remote code never trusted)."""
+def load_embedder(name: str = PACKAGED_EMBEDDER, device: str = "auto") -> Any:
+    """A SentenceTransformer on the best device here (remote code never trusted)."""
     from sentence_transformers import SentenceTransformer
 
+    from tunesmith.hardware import pick_device
+
     path = str(packaged_embedder_dir()) if name == PACKAGED_EMBEDDER else name
-    return SentenceTransformer(path, device="cpu", trust_remote_code=False)
+    return SentenceTransformer(path, device=pick_device(device), trust_remote_code=False)
 
 
 def embed(texts: list[str], name: str = PACKAGED_EMBEDDER, batch_size: int = 64) -> Any:

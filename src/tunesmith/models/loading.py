@@ -47,14 +47,37 @@ def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = False) -> Any:
-    """The causal language model, weights from safetensors only (no pickle)."""
+def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = False, device: str = "cpu") -> Any:
+    """The causal language model on `device`, weights from safetensors only (no pickle)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     name = resolve_model(base_model)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             name, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise _hub_error(base_model, exc) from None
+    return model if device == "cpu" else model.to(device)
+
+
+def context_length(base_model: str, trust_remote_code: bool = False) -> int:
+    """The longest sequence the model was trained for (`max_position_embeddings`, or the like)."""
+    import json
+
+    name = resolve_model(base_model)
+    config_file = Path(name) / "config.json"
+    if config_file.exists():
+        config = json.loads(config_file.read_text())
+    else:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).to_dict()
+        except (OSError, ValueError) as exc:
+            raise _hub_error(base_model, exc) from None
+    config = config.get("text_config", config)  # multimodal configs nest the language model's
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return int(config[key])
+    return 2048

@@ -221,5 +221,5 @@ def export(cfg: ProjectConfig, ref: str, out: Path, *, merged: bool = False) -> 
         from tunesmith.train.merge import merge_adapter
 
         merge_adapter(target, v.tags.get("base_model", cfg.base_model), out / "merged",
-                      trust_remote_code=cfg.trust_remote_code)
+                      trust_remote_code=cfg.trust_remote_code, device=cfg.device)
     return out

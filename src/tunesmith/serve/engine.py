@@ -137,6 +137,8 @@ class Engine:
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         torch = self._torch
         picks = logits.argmax(dim=-1).tolist()  # greedy rows; sampled rows are replaced below
+        if any(row.req.temperature > 0 for row in rows):
+            logits = logits.float().cpu()  # each row's seeded generator lives on the CPU
         for i, row in enumerate(rows):
             r = row.req
             if r.temperature <= 0:
@@ -177,8 +179,10 @@ class Engine:
                 gen.manual_seed(r.seed if r.seed is not None else int(time.time_ns() % 2**31))
             rows.append(_Row(r, generator=gen))
         width = max(len(r.prompt_ids) for r in batch)
-        ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch])
-        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch])
+        device = self.model.device
+        ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch],
+                            device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         extra, context = self._adapter_setup(batch)
         past = None
@@ -207,8 +211,8 @@ class Engine:
                         self._finish(row)
                 if all(r.done for r in rows):
                     break
-                ids = torch.tensor([[t] for t in picks])
-                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
+                ids = torch.tensor([[t] for t in picks], device=device)
+                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], dim=1)
                 positions = positions[:, -1:] + 1
         for row in rows:
             if not row.done:

@@ -91,10 +91,9 @@ def check_adapter(folder: Path) -> None:
 
 def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[str, Any]]:
     """(model with adapters, tokenizer, name -> target, registry name -> rollout router)."""
-    import torch
 
     from tunesmith.models import load_model, load_tokenizer
-    from tunesmith.train.hardware import use_bf16
+    from tunesmith.hardware import inference_dtype, pick_device
 
     folders, targets = registry_adapters(cfg)
     for name, folder in cfg.serve.adapters.items():
@@ -102,8 +101,9 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
         targets[name] = Target(name, adapter=name)
     for folder in folders.values():
         check_adapter(folder)
-    dtype = torch.bfloat16 if use_bf16(cfg.train.bf16) else torch.float32
-    model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    device = pick_device(cfg.device)
+    model = load_model(cfg.base_model, dtype=inference_dtype(device, cfg.train.precision),
+                       trust_remote_code=cfg.trust_remote_code, device=device)
     # the trained model's tokenizer folder carries its chat template and stop token
     tokenizer = load_tokenizer(str(next(iter(folders.values()))) if folders else cfg.base_model,
                                trust_remote_code=cfg.trust_remote_code)

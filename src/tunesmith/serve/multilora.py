@@ -23,9 +23,10 @@ def _stack(layer: Any) -> None:
     names = sorted(layer.lora_A.keys())
     first = layer.lora_A[names[0]].weight
     rank = max(layer.lora_A[n].weight.shape[0] for n in names)
-    a = torch.zeros(len(names) + 1, rank, first.shape[1], dtype=first.dtype)
-    b = torch.zeros(len(names) + 1, layer.lora_B[names[0]].weight.shape[0], rank, dtype=first.dtype)
-    scale = torch.zeros(len(names) + 1, dtype=first.dtype)
+    a = torch.zeros(len(names) + 1, rank, first.shape[1], dtype=first.dtype, device=first.device)
+    b = torch.zeros(len(names) + 1, layer.lora_B[names[0]].weight.shape[0], rank, dtype=first.dtype,
+                    device=first.device)
+    scale = torch.zeros(len(names) + 1, dtype=first.dtype, device=first.device)
     for i, n in enumerate(names):
         r = layer.lora_A[n].weight.shape[0]
         a[i, :r] = layer.lora_A[n].weight.detach()
@@ -46,7 +47,7 @@ def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwa
     result = self.base_layer(x, *args, **kwargs)
     names_id, idx = self._ts_last
     if names_id is not id(adapter_names):
-        idx = torch.tensor([self._ts_index.get(n, self._ts_base) for n in adapter_names])
+        idx = torch.tensor([self._ts_index.get(n, self._ts_base) for n in adapter_names], device=self._ts_a_t.device)
         self._ts_last = (id(adapter_names), idx)
     squeeze = x.dim() == 2
     h = x.unsqueeze(1) if squeeze else x

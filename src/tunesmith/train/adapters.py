@@ -15,13 +15,14 @@ def learning_rate(cfg: TrainConfig) -> float:
     return cfg.learning_rate if cfg.learning_rate is not None else DEFAULT_LR[cfg.adapter]
 
 
-def check_hardware(cfg: TrainConfig) -> None:
-    """Fail before loading anything when the adapter cannot run on this machine."""
+def check_hardware(cfg: TrainConfig, device: str = "auto") -> None:
+    """Fail before loading anything when the device or the adapter cannot run on this machine."""
+    from tunesmith.hardware import pick_device, resolve_precision
+
+    resolve_precision(cfg.precision, pick_device(device))  # fails for device=cuda without a GPU, fp16 on a CPU
     if cfg.adapter != "qlora":
         return
-    from tunesmith.train.hardware import has_cuda
-
-    if not has_cuda():
+    if pick_device(device) != "cuda":
         raise TunesmithError(
             "train.adapter=qlora needs a CUDA GPU (bitsandbytes 4-bit NF4 kernels); this machine has none. "
             "Use train.adapter=lora here (the base weights are frozen in bf16 where the CPU supports it), "
@@ -58,14 +59,16 @@ def attention_kernel(setting: str) -> str:
     return "sdpa" if torch.cuda.is_available() else "eager"
 
 
-def load_for_training(base_model: str, cfg: TrainConfig, *, bf16: bool, trust_remote_code: bool = False) -> Any:
-    """The base model with its adapter attached, frozen base weights in bf16 when `bf16`."""
+def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trust_remote_code: bool = False) -> Any:
+    """The base model with its adapter attached; frozen base weights in bf16 when training in bf16, else
+    fp32 (full fine-tuning keeps fp32 master weights). The Trainer moves it to its device."""
     import torch
 
+    from tunesmith.hardware import dtype_of
     from tunesmith.models import load_model
 
-    check_hardware(cfg)
     full = cfg.adapter == "none"
+    bf16 = precision == "bf16"
     if cfg.adapter == "qlora":
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -73,19 +76,22 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, bf16: bool, trust_re
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16)
+        # bitsandbytes quantises while loading, onto the GPU
+        quant_kwargs = {"device_map": {"": torch.cuda.current_device()}}
         model = AutoModelForCausalLM.from_pretrained(resolve_model(base_model), quantization_config=quant,
-                                                     trust_remote_code=trust_remote_code, use_safetensors=True)
+                                                     trust_remote_code=trust_remote_code, use_safetensors=True,
+                                                     **quant_kwargs)
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing is True)
     else:
         # Full fine-tuning keeps fp32 master weights (bf16 autocast does the maths); adapters freeze
         # the base, so it can live in bf16 outright, which roughly doubles CPU throughput here.
-        dtype = torch.bfloat16 if (bf16 and not full) else torch.float32
+        dtype = torch.float32 if full or precision == "fp16" else dtype_of(precision)
         model = load_model(base_model, dtype=dtype, trust_remote_code=trust_remote_code)
     model.set_attn_implementation(attention_kernel(cfg.attn_implementation))
     model.config.use_cache = False  # training; also lets transformers read packed boundaries from position ids
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is True:  # auto is resolved by the pre-flight check before training
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if not full:
             model.enable_input_require_grads()

@@ -10,11 +10,13 @@ from tunesmith.config import ProjectConfig
 from tunesmith.train.adapters import learning_rate
 
 
-def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, bf16: bool, has_eval: bool) -> dict[str, Any]:
-    """Keyword arguments shared by `TrainingArguments` and TRL's configs."""
-    import torch
-
+def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, device: str, has_eval: bool
+                    ) -> dict[str, Any]:
+    """Keyword arguments shared by `TrainingArguments` and TRL's configs (`cfg` resolved by the pre-flight check)."""
     t = cfg.train
+    left = t.auto_fields()
+    if left:
+        raise RuntimeError(f"train settings {left} are still auto: resolve the config with estimate.fit first")
     # load_best_model_at_end needs checkpoints on evaluation steps: round save_steps up to a multiple.
     save_steps = math.ceil(t.save_steps / t.eval_steps) * t.eval_steps if has_eval else t.save_steps
     kwargs: dict[str, Any] = dict(
@@ -41,9 +43,9 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, bf16: bool, has_eva
         metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None,
         prediction_loss_only=True,
-        bf16=bf16,  # set explicitly: TRL's configs default it to on
-        fp16=False,
-        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",  # set explicitly: TRL's configs default it to on
+        fp16=precision == "fp16",  # with loss scaling (older GPUs)
+        use_cpu=device == "cpu",
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",  # metrics go to CSV and MLflow through tunesmith's own callback

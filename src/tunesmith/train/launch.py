@@ -22,14 +22,23 @@ def is_main_process() -> bool:
 def launch(config: str, overrides: list[str], nproc: int, resume: bool) -> int:
     """Start `nproc` training processes with torchrun and wait for them."""
     from tunesmith.config import load_config
-    from tunesmith.train.stage import train_dir
+    from tunesmith.train.stage import preflight, previous_choices, train_dir
+    from tunesmith.views import print_fit
 
     cfg = load_config(config, overrides)
+    if resume:
+        cfg = previous_choices(cfg)
+    # chosen once, for all processes (memory shared by N copies on one machine), and passed down as settings
+    fit = preflight(cfg, nproc=nproc)
+    if fit.choices:
+        print_fit(fit.to_dict())
+    chosen = [f"{c['setting']}={c['value']}" for c in fit.choices]
     if not resume:
         shutil.rmtree(train_dir(cfg), ignore_errors=True)  # here, once, not racing in N processes
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "tunesmith.train.launch", str(Path(config).resolve()), *overrides, "--resume"]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+           "-m", "tunesmith.train.launch", str(Path(config).resolve()), *overrides, *chosen, "--resume"]
+    env = {**os.environ, "TUNESMITH_PREFLIGHT_DONE": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
     return subprocess.call(cmd, env=env)
 
 

@@ -10,19 +10,20 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 
 
-def load_trained(model_dir: Path, base_model: str, *, dtype: Any = None, trust_remote_code: bool = False) -> Any:
-    """A trained result: an adapter on its base model, or a full model folder."""
+def load_trained(model_dir: Path, base_model: str, *, dtype: Any = None, trust_remote_code: bool = False,
+                 device: str = "cpu") -> Any:
+    """A trained result on `device`: an adapter on its base model, or a full model folder."""
     from tunesmith.models import load_model
 
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
-        base = load_model(base_model, dtype=dtype, trust_remote_code=trust_remote_code)
+        base = load_model(base_model, dtype=dtype, trust_remote_code=trust_remote_code, device=device)
         return PeftModel.from_pretrained(base, str(model_dir))
-    return load_model(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
+    return load_model(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code, device=device)
 
 
-def merge_run(run_dir: Path, out_dir: Path | None = None) -> Path:
+def merge_run(run_dir: Path, out_dir: Path | None = None, device: str | None = None) -> Path:
     """Write `<run>/merged/` (or `out_dir`): base + adapter merged, safetensors, tokenizer, generation config."""
     import yaml
 
@@ -33,10 +34,12 @@ def merge_run(run_dir: Path, out_dir: Path | None = None) -> Path:
         raise TunesmithError(f"{run_dir} holds no trained model; give the run folder (<output_dir>/train)")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     return merge_adapter(model_dir, cfg["base_model"], out_dir or run_dir / "merged",
-                         trust_remote_code=cfg.get("trust_remote_code", False))
+                         trust_remote_code=cfg.get("trust_remote_code", False),
+                         device=device or cfg.get("device", "auto"))
 
 
-def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remote_code: bool = False) -> Path:
+def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remote_code: bool = False,
+                  device: str = "auto") -> Path:
     """Merge the adapter in `model_dir` into `base_model`; written atomically to `out_dir`."""
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -44,7 +47,10 @@ def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remo
     if adapter.get("peft_type") not in ("LORA", "IA3"):
         raise TunesmithError(f"a {adapter.get('peft_type')} adapter cannot be merged into the weights; "
                              "serve it as an adapter instead")
-    model = load_trained(model_dir, base_model, trust_remote_code=trust_remote_code)
+    from tunesmith.hardware import pick_device
+
+    # merged in fp32 (exact), on the GPU when there is one; saved from wherever it is
+    model = load_trained(model_dir, base_model, trust_remote_code=trust_remote_code, device=pick_device(device))
     merged = model.merge_and_unload()
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -38,7 +38,7 @@ def _objective(method: str) -> tuple[Any, Any]:
 
 
 def build_preference_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_records: list[Any],
-                             eval_records: list[Any], output_dir: Path, *, bf16: bool, callbacks: list[Any]) -> Any:
+                             eval_records: list[Any], output_dir: Path, *, precision: str, device: str, callbacks: list[Any]) -> Any:
     method = cfg.train.method
     train_ds = preference_dataset(train_records, cfg.data.system_prompt)
     if len(train_ds) == 0:
@@ -47,7 +47,7 @@ def build_preference_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, tra
     eval_ds = preference_dataset(eval_records, cfg.data.system_prompt)
     has_eval = len(eval_ds) > 0
     config_class, trainer_class = _objective(method)
-    args = config_class(**training_kwargs(cfg, output_dir, bf16=bf16, has_eval=has_eval),
+    args = config_class(**training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=has_eval),
                         beta=cfg.train.dpo_beta, max_length=cfg.data.max_length)
     return trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
                          processing_class=tokenizer, callbacks=callbacks)

@@ -69,7 +69,7 @@ def sft_trainer_class() -> type:
 
 
 def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path: Path, eval_path: Path | None,
-                      output_dir: Path, *, bf16: bool, callbacks: list[Any]) -> tuple[Any, PackedCollator]:
+                      output_dir: Path, *, precision: str, device: str, callbacks: list[Any]) -> tuple[Any, PackedCollator]:
     from transformers import TrainingArguments
 
     train_ds = load_prepared(train_path)
@@ -77,7 +77,7 @@ def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path
     if eval_ds is not None and len(eval_ds) == 0:
         eval_ds = None
     collator = PackedCollator(tokenizer.pad_token_id)
-    args = TrainingArguments(**training_kwargs(cfg, output_dir, bf16=bf16, has_eval=eval_ds is not None))
+    args = TrainingArguments(**training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=eval_ds is not None))
     trainer = sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
     return trainer, collator

@@ -88,26 +88,62 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def preflight(cfg: ProjectConfig, nproc: int = 1, strict: bool = True) -> Any:
+    """The pre-flight check (`estimate.fit`): every auto setting chosen, the run checked to fit memory,
+    before any model is loaded. Raises a `TunesmithError` that names a fix when it cannot fit."""
+    from tunesmith.estimate.fit import fit_training
+    from tunesmith.train.adapters import check_hardware
+
+    check_hardware(cfg.train, cfg.device)
+    prepared = data_dir(cfg) / "prepared"
+    if cfg.train.method == "sft" and not (prepared / "train.parquet").exists():
+        raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
+                             f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
+    return fit_training(cfg, nproc=nproc, strict=strict)
+
+
+def previous_choices(cfg: ProjectConfig) -> ProjectConfig:
+    """For a resumed run: the auto settings as the interrupted run chose them (free memory may differ now,
+    and a checkpoint only continues under the batch and schedule it was made with)."""
+    path = train_dir(cfg) / "fit.json"
+    if not path.exists():
+        return cfg
+    from tunesmith.config import with_overrides
+
+    left = {f"{section}.{name}" for section, names in (("train", cfg.train.auto_fields()),
+                                                        ("data", ["max_length"] if cfg.data.max_length == "auto" else []))
+            for name in names}
+    chosen = [f"{c['setting']}={c['value']}" for c in json.loads(path.read_text()).get("choices", [])
+              if c["setting"] in left]
+    return with_overrides(cfg, chosen) if chosen else cfg
+
+
 def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None) -> TrainResult:
-    """Train as `cfg.train` says; returns where the result is. Resumable with `resume=True`."""
+    """Train as `cfg.train` says (auto settings chosen by the pre-flight check first); returns where the
+    result is. Resumable with `resume=True`."""
+    import os
     import warnings
 
     from tunesmith.models import load_tokenizer
-    from tunesmith.train.adapters import check_hardware, learning_rate, load_for_training
-    from tunesmith.train.hardware import use_bf16
+    from tunesmith.train.adapters import learning_rate, load_for_training
     from tunesmith.train.launch import is_main_process
+    from tunesmith.views import print_fit
 
     # transformers 5 renames gradient checkpointing; its own internals still call the old names
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
+    main = is_main_process()
+    if resume:
+        cfg = previous_choices(cfg)
+    # under `--nproc` the launcher already chose and checked the settings for all processes
+    launched = "TUNESMITH_PREFLIGHT_DONE" in os.environ
+    fit = preflight(cfg, nproc=int(os.environ.get("WORLD_SIZE", "1")), strict=not launched)
+    if main and fit.choices and not launched:
+        print_fit(fit.to_dict())
+    cfg = fit.cfg
     t = cfg.train
-    check_hardware(t)  # before loading anything
     run_dir = train_dir(cfg)
     checkpoints = run_dir / "checkpoints"
     prepared = data_dir(cfg) / "prepared"
-    if t.method == "sft" and not (prepared / "train.parquet").exists():
-        raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
-                             f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
-    main = is_main_process()
     resume_from = None
     if resume:
         resume_from = latest_complete_checkpoint(checkpoints)
@@ -117,19 +153,20 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         shutil.rmtree(run_dir)  # a fresh run; --resume keeps the old one
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
-        write_atomic(run_dir / "config.yaml", dump_config(cfg))
+        write_atomic(run_dir / "config.yaml", dump_config(cfg))  # resolved: every auto setting as chosen
+        write_json(run_dir / "fit.json", fit.to_dict())
 
     from transformers import set_seed
 
-    bf16 = use_bf16(t.bf16)
+    precision = fit.precision
     set_seed(cfg.seed)  # before the adapter exists: its random initialisation must be reproducible
     tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
-    model = load_for_training(cfg.base_model, t, bf16=bf16, trust_remote_code=cfg.trust_remote_code)
+    model = load_for_training(cfg.base_model, t, precision=precision, trust_remote_code=cfg.trust_remote_code)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if main:
         err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
-                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {'bf16' if bf16 else 'fp32'}")
+                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}")
 
     mlflow_on = main and _mlflow_start(cfg, run_dir)
     alarms = Alarms(run_dir / "alarms.jsonl")
@@ -142,13 +179,13 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
 
             trainer, progress.collator = build_sft_trainer(
                 cfg, model, tokenizer, prepared / "train.parquet", prepared / "validation.parquet", checkpoints,
-                bf16=bf16, callbacks=callbacks)
+                precision=precision, device=fit.device, callbacks=callbacks)
         else:
             from tunesmith.train.preference import build_preference_trainer
 
             trainer = build_preference_trainer(cfg, model, tokenizer, load_split(cfg, "train"),
-                                               load_split(cfg, "validation"), checkpoints, bf16=bf16,
-                                               callbacks=callbacks)
+                                               load_split(cfg, "validation"), checkpoints, precision=precision,
+                                               device=fit.device, callbacks=callbacks)
         if t.early_stopping_patience and trainer.args.load_best_model_at_end:
             from transformers import EarlyStoppingCallback
 
@@ -162,7 +199,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         # A real kill never gets here; StopAtStep simulates one in tests. Early stopping and
         # alarms that stop training still end in a saved model.
         finished = not any(isinstance(cb, StopAtStep) and cb.fired for cb in extra_callbacks or [])
-        metadata = _finish(cfg, trainer, tokenizer, run_dir, output, alarms, started, bf16, finished)
+        metadata = _finish(cfg, trainer, tokenizer, run_dir, output, alarms, started, fit, finished)
     finally:
         if mlflow_on:
             import mlflow
@@ -172,7 +209,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
 
 
 def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
-            started: float, bf16: bool, finished: bool) -> dict[str, Any]:
+            started: float, fit: Any, finished: bool) -> dict[str, Any]:
     from tunesmith.train.plots import loss_curve
 
     state = trainer.state
@@ -218,7 +255,9 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         "best_checkpoint": state.best_model_checkpoint,
         "runtime_s": round(time.time() - started, 1),
         "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
-        "bf16": bf16,
+        "precision": fit.precision,
+        "device": fit.device,
+        "fit": fit.to_dict(),
         "alarms": alarms.raised,
         "versions": _versions(),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},

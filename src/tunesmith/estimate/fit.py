@@ -1,0 +1,248 @@
+"""The pre-flight check: settings left to `auto` are chosen to fit memory and the data's size.
+
+Before a model is loaded, the memory estimate (`estimate.memory`) is computed from the real
+prepared windows and the resolved config, and compared with the memory available here (free
+RAM under any cgroup limit, or free GPU memory; `train.max_memory_gb` overrides). Settings the
+user set are kept; when they cannot fit, training stops with an error that names a fix.
+
+The schedule follows the field's practice for small sets:
+- epochs: OpenAI's fine-tuning rule — 3, raised so that at least 100 records are seen in all
+  (at most 25 epochs), lowered so that at most 25,000 are (at least 1);
+- effective batch: sized for about 100 optimizer steps in all (between 1 and 64 sequences a step);
+- warm-up: 3% of the steps, but at least 10 steps or a tenth of the run, whichever is fewer;
+- validation about ten times a run, with a checkpoint at each (early stopping keeps the best).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.estimate.memory import GB, Arch, MemoryEstimate, estimate_memory
+from tunesmith.estimate.plan import DataStats, data_stats, method_of, model_arch, setup_for
+
+TOKENS_PER_MICRO_BATCH = {"cpu": 2048, "mps": 4096, "cuda": 8192}
+TARGET_STEPS = 100
+MIN_STEPS = 30
+MAX_EFFECTIVE_BATCH = 64
+SAFETY = 0.85  # the estimate ran 3-14% under measured peaks (benchmarks/memory_estimate.py)
+
+
+@dataclass
+class Fit:
+    """What the pre-flight check chose, why, and the memory it expects."""
+
+    cfg: ProjectConfig
+    device: str
+    precision: str
+    estimate: MemoryEstimate
+    budget_bytes: float
+    budget_source: str
+    total_steps: int
+    data: DataStats
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.cfg.train
+        return {"device": self.device, "precision": self.precision,
+                "estimate_gb": round(self.estimate.total / GB, 3), "budget_gb": round(self.budget_bytes / GB, 3),
+                "budget_source": self.budget_source, "total_steps": self.total_steps,
+                "max_length": self.cfg.data.max_length, "micro_batch_size": t.micro_batch_size,
+                "gradient_accumulation_steps": t.gradient_accumulation_steps, "num_epochs": t.num_epochs,
+                "attn_implementation": t.attn_implementation, "gradient_checkpointing": t.gradient_checkpointing,
+                "sequences_per_epoch": self.data.sequences, "records": self.data.records,
+                "choices": self.choices, "warnings": self.warnings, "estimate": self.estimate.to_dict()}
+
+
+def openai_epochs(records: int) -> int:
+    """Epochs by OpenAI's fine-tuning rule for `records` training examples."""
+    if records * 3 < 100:
+        return min(25, math.ceil(100 / max(1, records)))
+    if records * 3 > 25_000:
+        return max(1, 25_000 // records)
+    return 3
+
+
+def steps_per_epoch(sequences: int, micro: int, accumulation: int, nproc: int) -> int:
+    """Optimizer steps per epoch as transformers' Trainer counts them (a partial last step counts)."""
+    batches = math.ceil(sequences / (micro * nproc))
+    return max(1, math.ceil(batches / accumulation))
+
+
+def _attention_options(setting: str, device: str) -> list[str]:
+    if setting != "auto":
+        return [setting]
+    if device == "cuda":
+        return ["flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"]
+    return ["eager", "sdpa"]  # eager measured ~20% faster on CPUs with packed masks; sdpa keeps far less
+
+
+def _micro_options(setting: Any, seq_len: int, device: str, cap: int) -> list[int]:
+    if setting != "auto":
+        return [int(setting)]
+    start = max(1, min(TOKENS_PER_MICRO_BATCH.get(device, 2048) // max(1, seq_len), cap))
+    options = [start]
+    while options[-1] > 1:
+        options.append(options[-1] // 2)
+    return options
+
+
+def memory_budget(cfg: ProjectConfig, device: str, nproc: int) -> tuple[float, str]:
+    """Bytes one training process may use, and where the figure comes from."""
+    from tunesmith.hardware import available_memory
+
+    if cfg.train.max_memory_gb:
+        total, source = cfg.train.max_memory_gb * GB, f"train.max_memory_gb = {cfg.train.max_memory_gb:g}"
+    else:
+        total, source = available_memory(device)
+    if nproc > 1 and device == "cpu":  # every process holds its own copy of the model on one machine
+        return total / nproc, f"{source}, shared by {nproc} processes"
+    return total, source
+
+
+def _estimate(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precision: str, micro: int,
+              attention: str, checkpointing: bool) -> MemoryEstimate:
+    probe = cfg.model_copy(deep=True)
+    probe.train.micro_batch_size = micro
+    probe.train.attn_implementation = attention  # type: ignore[assignment]
+    probe.train.gradient_checkpointing = checkpointing
+    setup = setup_for(probe, data, device="cuda" if device == "cuda" else "cpu", bf16=precision != "fp32")
+    return estimate_memory(arch, method_of(cfg.train.adapter), setup)
+
+
+def _fixes(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precision: str, usable: float) -> list[str]:
+    """Settings that would fit, to name in the error."""
+    t, fixes = cfg.train, []
+    lean_attention = "sdpa" if t.attn_implementation in ("auto", "eager") else t.attn_implementation
+
+    def fits(micro: int, attention: str, checkpointing: bool, seq_len: int | None = None) -> bool:
+        stats = data if seq_len is None else DataStats(data.tokens_per_epoch, data.sequences, seq_len,
+                                                       data.keep_share, data.source, data.records)
+        return _estimate(arch, cfg, stats, device, precision, micro, attention, checkpointing).total <= usable
+
+    if t.micro_batch_size not in ("auto", 1) and fits(1, t.attn_implementation if t.attn_implementation != "auto"
+                                                      else lean_attention, t.gradient_checkpointing is True):
+        fixes.append("train.micro_batch_size=1")
+    if t.attn_implementation == "eager" and fits(1, "sdpa", t.gradient_checkpointing is True):
+        fixes.append("train.attn_implementation=sdpa")
+    if t.gradient_checkpointing is False and fits(1, lean_attention, True):
+        fixes.append("train.gradient_checkpointing=true")
+    length = (data.seq_len // 64) * 64
+    while length >= 64 and not fits(1, lean_attention, True, length):
+        length //= 2
+    if length >= 64 and cfg.data.max_length != "auto":
+        fixes.append(f"data.max_length={length} (records longer than that are dropped or cut; see `tunesmith data check`)")
+    if cfg.train.adapter == "none":
+        fixes.append("train.adapter=lora")
+    return fixes or ["a machine (or GPU) with more memory free"]
+
+
+def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None = None, strict: bool = True) -> Fit:
+    """Resolve every `auto` training setting and check that the run fits; raises a `TunesmithError`
+    naming a fix when settings the user chose cannot fit (strict=False: the leanest settings tried,
+    with the error as a warning, for estimates)."""
+    from tunesmith.hardware import pick_device, resolve_precision
+
+    resolved = cfg.model_copy(deep=True)
+    t = resolved.train
+    device = pick_device(cfg.device)
+    precision = resolve_precision(t.precision, device)
+    data = data or data_stats(cfg)
+    arch = model_arch(cfg)
+    choices: list[dict[str, Any]] = []
+
+    def choose(setting: str, value: Any, why: str) -> None:
+        choices.append({"setting": setting, "value": value, "why": why})
+
+    if cfg.data.max_length == "auto":
+        resolved.data.max_length = data.seq_len
+        choose("data.max_length", data.seq_len, data.window_reason or "from the training records' token lengths")
+    if t.precision == "auto":
+        choose("train.precision", precision, f"native on this {device.upper()}" + (
+            "" if precision != "fp32" else " (no native bf16 here; emulated bf16 is slower than fp32)"))
+    t.precision = precision  # type: ignore[assignment]
+
+    epochs = t.num_epochs
+    if epochs == "auto":
+        epochs = openai_epochs(data.records)
+        choose("train.num_epochs", epochs, f"{data.records} training records: OpenAI's rule (3; at least 100 and at "
+                                           "most 25,000 records seen in all)")
+        t.num_epochs = float(epochs)
+    target = max(1, min(MAX_EFFECTIVE_BATCH, round(data.sequences * float(epochs) / TARGET_STEPS)))
+    if t.micro_batch_size != "auto" and t.gradient_accumulation_steps != "auto":
+        target = int(t.micro_batch_size) * int(t.gradient_accumulation_steps) * nproc
+
+    budget, source = memory_budget(cfg, device, nproc)
+    usable = budget * SAFETY
+    chosen: tuple[int, str, bool, MemoryEstimate] | None = None
+    smallest: MemoryEstimate | None = None
+    for checkpointing in ([False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]):
+        for attention in _attention_options(t.attn_implementation, device):
+            for micro in _micro_options(t.micro_batch_size, data.seq_len, device, math.ceil(target / nproc)):
+                est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
+                smallest = est if smallest is None or est.total < smallest.total else smallest
+                if est.total <= usable and chosen is None:
+                    chosen = (micro, attention, checkpointing, est)
+    problem = None
+    if chosen is None:
+        assert smallest is not None
+        what = ", ".join(f"{k}={v}" for k, v in (("data.max_length", data.seq_len),
+                                                  ("train.micro_batch_size", t.micro_batch_size),
+                                                  ("train.adapter", t.adapter)))
+        problem = (
+            f"training would need about {smallest.total / GB:.1f} GB ({what}), more than the "
+            f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for, the estimate runs "
+            f"a little low). It fits with: {'; or '.join(_fixes(arch, resolved, data, device, precision, usable))}. "
+            "Nothing was loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG "
+            "train.micro_batch_size=1`")
+        if strict:
+            raise TunesmithError(problem)
+        chosen = (t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1, "sdpa" if t.attn_implementation == "auto" else str(t.attn_implementation),
+                  t.gradient_checkpointing is not False, smallest)
+    micro, attention, checkpointing, est = chosen
+    if t.micro_batch_size == "auto" and t.gradient_accumulation_steps == "auto":
+        # the fewest accumulation steps that reach the target, then the micro-batch that splits it evenly
+        # (a smaller micro-batch than the largest that fits: it fits too)
+        micro = math.ceil(target / (math.ceil(target / (micro * nproc)) * nproc))
+        est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
+    memory_note = f"{est.total / GB:.1f} GB estimated of {budget / GB:.1f} GB ({source})"
+    if t.micro_batch_size == "auto":
+        choose("train.micro_batch_size", micro, f"{micro} × {data.seq_len} tokens per forward pass; {memory_note}")
+        t.micro_batch_size = micro
+    if t.attn_implementation == "auto":
+        why = "fastest on this CPU" if attention == "eager" else (
+            "eager attention does not fit; sdpa keeps no attention matrix" if device != "cuda" else "GPU kernel")
+        choose("train.attn_implementation", attention, why)
+        t.attn_implementation = attention  # type: ignore[assignment]
+    if t.gradient_checkpointing == "auto":
+        choose("train.gradient_checkpointing", checkpointing,
+               "needed to fit" if checkpointing else "not needed: fits without recomputing activations")
+        t.gradient_checkpointing = checkpointing
+    if t.gradient_accumulation_steps == "auto":
+        accumulation = max(1, math.ceil(target / (micro * nproc)))
+        choose("train.gradient_accumulation_steps", accumulation,
+               f"effective batch {micro * accumulation * nproc} sequences of {data.sequences} per epoch: "
+               f"about {TARGET_STEPS} optimizer steps in all")
+        t.gradient_accumulation_steps = accumulation
+    per_epoch = steps_per_epoch(data.sequences, micro, int(t.gradient_accumulation_steps), nproc)
+    total = t.max_steps or max(1, math.ceil(per_epoch * float(t.num_epochs)))
+    if t.warmup_ratio == "auto":
+        warmup = max(math.ceil(0.03 * total), min(10, math.ceil(0.1 * total)))
+        t.warmup_ratio = round(min(warmup / total, 0.5), 4)
+        choose("train.warmup_ratio", t.warmup_ratio, f"{warmup} warm-up steps of {total}")
+    if t.eval_steps == "auto":
+        t.eval_steps = max(1, round(total / 10))
+        choose("train.eval_steps", t.eval_steps, "validation about ten times a run")
+    if t.save_steps == "auto":
+        t.save_steps = t.eval_steps
+        choose("train.save_steps", t.save_steps, "a checkpoint at every validation (the best one is kept)")
+    warnings = [problem] if problem else []
+    if total < MIN_STEPS:
+        warnings.append(f"only {total} optimizer steps: too few to learn most tasks. Lower the effective batch "
+                        "(train.gradient_accumulation_steps, train.micro_batch_size) or raise train.num_epochs")
+    return Fit(resolved, device, precision, est, budget, source, total, data, choices, warnings)

@@ -1,0 +1,160 @@
+"""What this machine can do, for every stage: device, precision, memory available, matmul peak.
+
+Precision is honest: bf16 only where the hardware runs it natively (CPUs with AVX512-BF16 or
+AMX; CUDA GPUs of compute capability 8.0 or newer), fp16 with loss scaling on older GPUs,
+fp32 otherwise. On a CPU without native bf16, torch emulates it and it is slower than fp32.
+
+Functions that need torch import it themselves, so `--help` and config checks stay light.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from tunesmith.errors import TunesmithError
+
+Device = Literal["cpu", "cuda", "mps"]
+Precision = Literal["bf16", "fp16", "fp32"]
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def has_mps() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def pick_device(setting: str = "auto") -> Device:
+    """`device` resolved: auto is CUDA, else Apple's MPS, else the CPU; an explicit one must exist."""
+    if setting == "cpu":
+        return "cpu"
+    if setting == "cuda" or (setting == "auto" and has_cuda()):
+        if not has_cuda():
+            raise TunesmithError("device=cuda but torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                                 "use device=auto or device=cpu, or install a CUDA build of torch")
+        return "cuda"
+    if setting == "mps" or (setting == "auto" and has_mps()):
+        if not has_mps():
+            raise TunesmithError("device=mps but torch sees no Apple MPS device here; use device=auto or device=cpu")
+        return "mps"
+    if setting not in ("auto", "cpu", "cuda", "mps"):
+        raise TunesmithError(f"device={setting!r}: choose auto, cpu, cuda or mps")
+    return "cpu"
+
+
+def native_precision(device: str) -> Precision:
+    """The fastest precision this device computes in natively."""
+    if device == "cuda":
+        import torch
+
+        major, _minor = torch.cuda.get_device_capability()
+        return "bf16" if major >= 8 else "fp16"
+    if device == "mps":
+        return "fp32"  # autocast on MPS is partial; fp32 is the safe default there
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def resolve_precision(setting: str, device: str) -> Precision:
+    """`train.precision` resolved for `device`: auto is the native one; fp16 only on CUDA."""
+    if setting == "auto":
+        return native_precision(device)
+    if setting == "fp16" and device != "cuda":
+        raise TunesmithError(f"train.precision=fp16 needs a CUDA GPU (loss scaling); this run is on {device}. "
+                             "Use train.precision=auto, bf16 or fp32")
+    return setting  # type: ignore[return-value]
+
+
+def dtype_of(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def inference_dtype(device: str, precision_setting: str = "auto") -> Any:
+    """Weights dtype for generation and serving on `device` (the training precision when it is set)."""
+    return dtype_of(resolve_precision(precision_setting, device))
+
+
+def _cgroup_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`), if any."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            raw = (root / name).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:  # v1 writes a huge number for "no limit"
+            return int(raw)
+    return None
+
+
+def _cgroup_usage(root: Path = CGROUP_ROOT) -> int:
+    for name in ("memory.current", "memory/memory.usage_in_bytes"):
+        try:
+            return int((root / name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def available_memory(device: str = "cpu", *, cgroup_root: Path = CGROUP_ROOT,
+                     meminfo: Path = Path("/proc/meminfo")) -> tuple[int, str]:
+    """(bytes training may use now, where the figure comes from): free GPU memory on CUDA; on a CPU
+    the kernel's MemAvailable, lowered to what the cgroup limit leaves (containers, Slurm jobs)."""
+    if device == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return int(free), f"{torch.cuda.get_device_name()} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+    try:
+        info = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+        source = f"{free / 2**30:.1f} GiB RAM available"
+    except (OSError, KeyError, ValueError):  # no /proc (macOS): half the physical memory, a cautious guess
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        source = f"{free / 2**30:.1f} GiB (half the physical memory; free memory unknown here)"
+    limit = _cgroup_limit(cgroup_root)
+    if limit is not None and limit - _cgroup_usage(cgroup_root) < free:
+        free = max(0, limit - _cgroup_usage(cgroup_root))
+        source = f"{free / 2**30:.1f} GiB left under the cgroup limit of {limit / 2**30:.1f} GiB"
+    return free, source
+
+
+def matmul_peak_flops(precision: str, device: str = "cpu") -> float:
+    """This device's matmul peak at `precision`, measured (about a second)."""
+    import time
+
+    import torch
+
+    n = 1024 if device == "cpu" else 4096
+    dtype = dtype_of(precision)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best

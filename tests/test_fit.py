@@ -1,0 +1,255 @@
+"""The pre-flight check: a new user's config (data paths and a label field only) fits and trains enough;
+explicit settings that cannot fit stop before any model loads; hardware is detected honestly."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tunesmith.cli import app
+from tunesmith.config import load_config
+from tunesmith.errors import TunesmithError
+from tunesmith.estimate.fit import fit_training, openai_epochs, steps_per_epoch
+
+TOPICS = {"billing": ["invoice", "refund", "charge", "payment"], "shipping": ["parcel", "delivery", "courier", "box"],
+          "account": ["password", "login", "email", "profile"], "product": ["size", "colour", "stock", "model"],
+          "returns": ["return", "exchange", "label", "warranty"]}
+
+
+def classification_rows(n: int = 1000, seed: int = 0) -> list[dict]:
+    """Short questions, each labelled with its topic (about 30-70 tokens with the chat template)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topic = rng.choice(sorted(TOPICS))
+        words = rng.sample(TOPICS[topic], 2) + [rng.choice(["please", "today", "again", "now", "soon"])
+                                                 for _ in range(rng.randint(0, 6))]
+        question = f"Question {i}: about my {' and '.join(words[:2])}, {' '.join(words[2:])}?"
+        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": topic}],
+                     "topic": topic})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def new_user_project(tmp_path_factory, tiny_model_dir):
+    """A project whose config names only the data files and the label field (and the tiny model)."""
+    root = tmp_path_factory.mktemp("new-user")
+    rows = classification_rows()
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:900]))
+    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[900:]))
+    config = root / "tunesmith.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(tiny_model_dir), "data": {
+        "datasets": [{"path": "train.jsonl"}, {"path": "test.jsonl"}], "label_field": "topic"}}))
+    runner = CliRunner()
+    for command in (["data", "split", str(config)], ["data", "prepare", str(config)]):
+        result = runner.invoke(app, command, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return config
+
+
+def _train_lengths(cfg, tokenizer) -> np.ndarray:
+    from tunesmith.data.lengths import LengthCounter
+    from tunesmith.data.stage import load_split
+
+    counter = LengthCounter(tokenizer, 4096)
+    for i, record in enumerate(load_split(cfg, "train")):
+        counter.add(i, record)
+    counter.flush()
+    return np.asarray(counter.lengths)
+
+
+def test_defaults_choose_a_window_batch_and_schedule_that_fit(new_user_project, tiny_tok):
+    cfg = load_config(new_user_project)
+    assert cfg.data.max_length == "auto" and cfg.train.micro_batch_size == "auto"
+    prepared = json.loads((cfg.output_path / "data" / "prepare.json").read_text())
+    window = prepared["max_length"]
+    lengths = _train_lengths(cfg, tiny_tok)
+    # the shortest multiple of 64 holding at least 99% of the training records
+    assert window % 64 == 0 and (lengths <= window).mean() >= 0.99
+    assert window == 64 or (lengths <= window - 64).mean() < 0.99
+    assert window < 2048 / 4  # not the old 2048-token default
+
+    fit = fit_training(cfg)
+    t = fit.cfg.train
+    assert fit.cfg.data.max_length == window
+    assert t.auto_fields() == []  # everything resolved
+    assert t.num_epochs == 3  # about 720 training records: OpenAI's rule
+    assert t.micro_batch_size * window <= 2048 and t.micro_batch_size >= 1
+    effective = t.micro_batch_size * t.gradient_accumulation_steps
+    assert fit.total_steps == steps_per_epoch(fit.data.sequences, t.micro_batch_size, t.gradient_accumulation_steps,
+                                              1) * 3
+    assert 60 <= fit.total_steps <= 160, (fit.total_steps, effective, fit.data.sequences)
+    assert fit.estimate.total <= fit.budget_bytes and not fit.warnings
+    assert t.attn_implementation == "eager" and t.gradient_checkpointing is False
+    assert {c["setting"] for c in fit.choices} >= {"data.max_length", "train.micro_batch_size", "train.num_epochs",
+                                                   "train.gradient_accumulation_steps"}
+
+
+def test_a_new_users_config_trains_with_every_default(new_user_project):
+    result = CliRunner().invoke(app, ["train", str(new_user_project), "train.mlflow=false"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cfg = load_config(new_user_project)
+    run = cfg.output_path / "train"
+    fit = json.loads((run / "fit.json").read_text())
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["max_steps"] == fit["total_steps"] >= 30
+    assert meta["fit"]["micro_batch_size"] == fit["micro_batch_size"]
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "auto" not in {str(v) for v in resolved["train"].values()} and resolved["data"]["max_length"] == fit[
+        "max_length"]
+    assert meta["eval_loss_best"] < meta["eval_loss_first"]  # it learned something
+    assert "Pre-flight" in result.output and "train.micro_batch_size" in result.output
+
+
+def test_explicit_settings_that_cannot_fit_stop_before_the_model_loads(new_user_project, monkeypatch):
+    import tunesmith.train.adapters as adapters
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(adapters, "load_for_training", refuse)
+    result = CliRunner().invoke(app, ["train", str(new_user_project), "train.micro_batch_size=512",
+                                      "train.max_memory_gb=0.7", "train.mlflow=false"])
+    assert isinstance(result.exception, TunesmithError), result.output  # `main` prints it, exit status 2
+    assert result.exception.exit_code == 2
+    message = str(result.exception)
+    assert "train.micro_batch_size=1" in message and "0.7 GB available" in message and "Nothing was loaded" in message
+
+
+def test_explicit_settings_are_kept_and_the_rest_follow(new_user_project):
+    cfg = load_config(new_user_project, ["train.micro_batch_size=2", "train.num_epochs=1"])
+    fit = fit_training(cfg)
+    assert fit.cfg.train.micro_batch_size == 2 and fit.cfg.train.num_epochs == 1
+    assert "train.micro_batch_size" not in {c["setting"] for c in fit.choices}
+    accumulation = fit.cfg.train.gradient_accumulation_steps
+    assert accumulation == max(1, -(-round(fit.data.sequences / 100) // 2))
+
+
+def test_few_steps_warn(new_user_project):
+    cfg = load_config(new_user_project, ["train.micro_batch_size=64", "train.gradient_accumulation_steps=8",
+                                         "train.num_epochs=1"])
+    fit = fit_training(cfg)
+    assert fit.total_steps < 30 and "optimizer steps" in fit.warnings[0]
+
+
+def test_two_processes_share_memory_and_batch(new_user_project):
+    one, two = fit_training(load_config(new_user_project)), fit_training(load_config(new_user_project), nproc=2)
+    assert two.budget_bytes == pytest.approx(one.budget_bytes / 2, rel=0.05)
+    t1, t2 = one.cfg.train, two.cfg.train
+    effective = t1.micro_batch_size * t1.gradient_accumulation_steps
+    assert effective <= t2.micro_batch_size * t2.gradient_accumulation_steps * 2 <= effective + 1  # same batch
+
+
+def test_two_processes_train_with_the_defaults(new_user_project, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    project = tmp_path / "p"
+    shutil.copytree(new_user_project.parent, project)
+    config = project / "tunesmith.yaml"
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "train", str(config), "--nproc", "2",
+                           "train.max_steps=4", "train.mlflow=false"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = load_config(config).output_path / "train"
+    fit = json.loads((run / "fit.json").read_text())
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["steps"] == 4 and "shared by 2 processes" in fit["budget_source"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["micro_batch_size"] == fit["micro_batch_size"]
+
+
+def test_a_resumed_run_keeps_what_the_interrupted_one_chose(new_user_project, tmp_path):
+    from tunesmith.train.stage import previous_choices, train_dir
+
+    cfg = load_config(new_user_project, [f"output_dir={tmp_path / 'out'}", "train.num_epochs=2"])
+    train_dir(cfg).mkdir(parents=True)
+    (train_dir(cfg) / "fit.json").write_text(json.dumps({"choices": [
+        {"setting": "train.micro_batch_size", "value": 3, "why": ""},
+        {"setting": "train.gradient_checkpointing", "value": True, "why": ""},
+        {"setting": "train.num_epochs", "value": 7, "why": ""}]}))
+    resumed = previous_choices(cfg)
+    assert resumed.train.micro_batch_size == 3 and resumed.train.gradient_checkpointing is True
+    assert resumed.train.num_epochs == 2  # set by the user this time: kept
+    assert resumed.output_dir == cfg.output_dir and resumed.config_path == cfg.config_path
+
+
+def test_openai_epoch_rule():
+    assert openai_epochs(10) == 10 and openai_epochs(20) == 5 and openai_epochs(34) == 3
+    assert openai_epochs(1000) == 3 and openai_epochs(20_000) == 1 and openai_epochs(1) == 25
+
+
+def test_a_killed_runs_zero_throughput_is_not_used(new_user_project):
+    from tunesmith.estimate.plan import measured_throughput, plan_for_config
+
+    cfg = load_config(new_user_project)
+    cfg_killed = load_config(new_user_project, ["output_dir=killed-out"])
+    folder = cfg_killed.output_path / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.json").write_text(json.dumps({"adapter": "lora", "completed": False}))
+    (folder / "metrics.csv").write_text("step,loss,tokens_per_second\n1,2.0,0\n")
+    assert measured_throughput(cfg_killed, "lora") is None
+    plan = plan_for_config(cfg)
+    assert plan.tokens_per_s and plan.tokens_per_s > 0
+    precision = plan.fit["precision"]
+    assert f"{precision} matmul peak" in plan.throughput_source or "measured by the last" in plan.throughput_source
+
+
+def test_precision_is_honest(monkeypatch):
+    import tunesmith.hardware as hw
+
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: False)
+    assert hw.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)
+    assert hw.resolve_precision("auto", "cpu") == "bf16"
+    assert hw.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(TunesmithError, match="fp16 needs a CUDA GPU"):
+        hw.resolve_precision("fp16", "cpu")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert hw.native_precision("cuda") == "fp16"  # a T4: no bf16, fp16 with loss scaling
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    assert hw.native_precision("cuda") == "bf16"
+
+
+def test_device_selection_on_a_cpu_machine(monkeypatch):
+    import torch
+
+    import tunesmith.hardware as hw
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hw, "has_mps", lambda: False)
+    assert hw.pick_device("auto") == "cpu" and hw.pick_device("cpu") == "cpu"
+    with pytest.raises(TunesmithError, match="no CUDA GPU"):
+        hw.pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert hw.pick_device("auto") == "cuda" and hw.pick_device("cpu") == "cpu"
+
+
+def test_old_bf16_setting_still_reads():
+    from tunesmith.config import TrainConfig
+
+    assert TrainConfig(bf16=False).precision == "fp32" and TrainConfig(bf16=True).precision == "bf16"
+    assert TrainConfig().precision == "auto"
+
+
+def test_memory_available_respects_the_cgroup_limit(tmp_path):
+    from tunesmith.hardware import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 65536000 kB\nMemAvailable: 32768000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    free, source = available_memory("cpu", cgroup_root=cgroup, meminfo=meminfo)
+    assert free == 32768000 * 1024 and "RAM available" in source
+    (cgroup / "memory.max").write_text(f"{8 * 2**30}\n")
+    (cgroup / "memory.current").write_text(f"{2 * 2**30}\n")
+    free, source = available_memory("cpu", cgroup_root=cgroup, meminfo=meminfo)
+    assert free == 6 * 2**30 and "cgroup limit" in source
+    (cgroup / "memory.max").write_text("max\n")
+    assert available_memory("cpu", cgroup_root=cgroup, meminfo=meminfo)[0] == 32768000 * 1024
