@@ -303,12 +303,14 @@ def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: O
     if nproc > 1:
         from tunesmith.train.launch import launch
 
-        raise typer.Exit(launch(config, overrides or [], nproc, resume))
+        from tunesmith.views import print_fit
+
+        raise typer.Exit(launch(config, overrides or [], nproc, resume, on_fit=print_fit))
     from tunesmith.train.stage import run_train
-    from tunesmith.views import print_train
+    from tunesmith.views import print_fit, print_train
 
     cfg = _load(config, overrides)
-    print_train(run_train(cfg, resume=resume))
+    print_train(run_train(cfg, resume=resume, on_fit=print_fit))
 
 
 class _DefaultRun(TyperGroup):
@@ -625,11 +627,11 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
         pipeline.mark(cfg, "data", fps["data"])
     if todo["train"] != "skip":
         from tunesmith.train.stage import run_train
-        from tunesmith.views import print_train
+        from tunesmith.views import print_fit, print_train
 
         out.rule("[bold]train" + (" (resuming)" if todo["train"] == "resume" else ""))
         pipeline.mark(cfg, "train_started", fps["train"])
-        print_train(run_train(cfg, resume=todo["train"] == "resume"))
+        print_train(run_train(cfg, resume=todo["train"] == "resume", on_fit=print_fit))
         pipeline.mark(cfg, "train", fps["train"])
     from tunesmith.evaluate.stage import eval_dir
     from tunesmith.views import print_eval

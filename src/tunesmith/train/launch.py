@@ -13,25 +13,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def launch(config: str, overrides: list[str], nproc: int, resume: bool) -> int:
+def launch(config: str, overrides: list[str], nproc: int, resume: bool,
+           on_fit: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Start `nproc` training processes with torchrun and wait for them."""
     from tunesmith.config import load_config
     from tunesmith.train.stage import preflight, previous_choices, train_dir
-    from tunesmith.views import print_fit
 
     cfg = load_config(config, overrides)
     if resume:
         cfg = previous_choices(cfg)
     # chosen once, for all processes (memory shared by N copies on one machine), and passed down as settings
     fit = preflight(cfg, nproc=nproc)
-    if fit.choices:
-        print_fit(fit.to_dict())
+    if fit.choices and on_fit:
+        on_fit(fit.to_dict())
     chosen = [f"{c['setting']}={c['value']}" for c in fit.choices]
     if not resume:
         shutil.rmtree(train_dir(cfg), ignore_errors=True)  # here, once, not racing in N processes

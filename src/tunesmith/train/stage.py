@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tunesmith import __version__
 from tunesmith.config import ProjectConfig, dump_config
@@ -118,16 +118,16 @@ def previous_choices(cfg: ProjectConfig) -> ProjectConfig:
     return with_overrides(cfg, chosen) if chosen else cfg
 
 
-def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None) -> TrainResult:
-    """Train as `cfg.train` says (auto settings chosen by the pre-flight check first); returns where the
-    result is. Resumable with `resume=True`."""
+def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None,
+              on_fit: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train as `cfg.train` says (auto settings chosen by the pre-flight check first, shown through
+    `on_fit`); returns where the result is. Resumable with `resume=True`."""
     import os
     import warnings
 
     from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import learning_rate, load_for_training
     from tunesmith.train.launch import is_main_process
-    from tunesmith.views import print_fit
 
     # transformers 5 renames gradient checkpointing; its own internals still call the old names
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
@@ -137,8 +137,8 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     # under `--nproc` the launcher already chose and checked the settings for all processes
     launched = "TUNESMITH_PREFLIGHT_DONE" in os.environ
     fit = preflight(cfg, nproc=int(os.environ.get("WORLD_SIZE", "1")), strict=not launched)
-    if main and fit.choices and not launched:
-        print_fit(fit.to_dict())
+    if main and on_fit and fit.choices and not launched:
+        on_fit(fit.to_dict())
     cfg = fit.cfg
     t = cfg.train
     run_dir = train_dir(cfg)
