@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - installs everything, then runs the main job on the bundled example
-#   make test   - installs everything, then runs the test suite
+#   make test   - installs everything, checks the import contracts, then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -25,7 +25,9 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 demo: install
 	$(BIN)/tunesmith run $(EXAMPLE)
 
+# The import contracts first (pyproject's [tool.importlinter]; seconds), then the tests.
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -77,7 +77,8 @@ def run_case(name: str, folder: Path) -> dict:
                "gradient_checkpointing", "precision", "total_steps")},
            "steps": meta["steps"], "stopped_early": meta["stopped_early"], "train_wall_s": round(wall, 1),
            "train_runtime_s": meta["train_runtime_s"], "others_cpu_share": round(others, 3),
-           "accuracy": tuned.get("accuracy", tuned.get("task_metric")), "macro_f1": tuned.get("classification", {}).get("label", {}).get("macro_f1"),
+           "accuracy": tuned["task_metric"]["mean"], "accuracy_ci95": tuned["task_metric"]["ci95"],
+           "macro_f1": tuned.get("classification", {}).get("label", {}).get("macro_f1"),
            "eval_loss_best": meta["eval_loss_best"]}
     print(json.dumps(row), flush=True)
     return row

@@ -156,7 +156,7 @@ def test_cli_estimate_json(tmp_path, tiny_model_dir):
 
 
 def test_durations_never_print_zero_seconds():
-    from tunesmith.views import _duration
+    from tunesmith.cli.views import _duration
 
     assert [_duration(h) for h in (0.1 / 3600, 42 / 3600, 0.5, 3.0, None)] == ["< 1 s", "42 s", "30.0 min", "3.0 h", "?"]
 

@@ -48,8 +48,8 @@ def test_run_on_the_bundled_example(tmp_path):
     assert (tmp_path / "mlflow.db").exists() and (tmp_path / "train" / "loss.png").exists()
 
     # the saved adapter reloads on the base model and stops at the end-of-turn token
-    from tunesmith.data.stage import load_split
     from tunesmith.config import load_config
+    from tunesmith.data.stage import load_split
     from tunesmith.models import load_tokenizer
     from tunesmith.train.merge import load_trained
 

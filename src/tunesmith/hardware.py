@@ -20,6 +20,11 @@ Precision = Literal["bf16", "fp16", "fp32"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def is_main_process() -> bool:
+    """True in a single process, and in the first of a data-parallel launch (torchrun sets RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def cpu_has_bf16() -> bool:
     """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
     try:

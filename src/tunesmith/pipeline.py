@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.report import write_json
+from tunesmith.files import write_json
 
 STAGES = ("data", "train", "eval", "register")
 

@@ -11,9 +11,9 @@ import yaml
 
 from tests.train.helpers import make_project
 from tunesmith.config import load_config
+from tunesmith.data.records import Conversation
 from tunesmith.evaluate.gate import check_gates, gates_passed
 from tunesmith.evaluate.stage import few_shot_prompt, pick_shots, run_eval, schema_fields
-from tunesmith.data.records import Conversation
 from tunesmith.train.stage import run_train
 
 SCHEMA = {"type": "object", "required": ["kind", "note"],

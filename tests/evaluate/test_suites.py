@@ -8,8 +8,16 @@ import pytest
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
 
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.suites import (Probe, in_task_context, is_refusal, load_probes, openai_judge, score_probe,
-                                       suite_path, summarize)
+from tunesmith.evaluate.suites import (
+    Probe,
+    in_task_context,
+    is_refusal,
+    load_probes,
+    openai_judge,
+    score_probe,
+    suite_path,
+    summarize,
+)
 
 
 def _probe(check: dict, user: str = "hi", system: str | None = None, category: str = "x") -> Probe:

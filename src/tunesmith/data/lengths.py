@@ -63,10 +63,9 @@ class LengthCounter:
         """A PNG of the length distribution with max_length marked; None when nothing was measured."""
         if len(self.lengths) == 0:
             return None
-        import matplotlib
+        from tunesmith.plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         lengths = np.frombuffer(self.lengths, dtype=np.uint32)
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)

@@ -1,31 +1,9 @@
-"""The human-readable data report (Markdown beside the JSON) and atomic file writes."""
+"""The human-readable data report (Markdown beside the JSON)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: Path, data: Any) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,13 +17,11 @@ from typing import Any
 from tunesmith.config import ProjectConfig, dump_config
 from tunesmith.data.check import CheckResult, Source, check_sources
 from tunesmith.data.records import Record, record_from_dict
-from tunesmith.data.report import markdown_report, write_atomic, write_json
+from tunesmith.data.report import markdown_report
 from tunesmith.data.split import SPLIT_NAMES, split_keys
 from tunesmith.errors import DataError
-
-
-def data_dir(cfg: ProjectConfig) -> Path:
-    return cfg.output_path / "data"
+from tunesmith.files import sha256_file, write_atomic, write_json
+from tunesmith.paths import data_dir
 
 
 def config_sources(cfg: ProjectConfig) -> list[Source]:
@@ -109,15 +106,6 @@ def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: boo
                      system_prompt=d.system_prompt, label_field=d.label_field,
                      near_dup_threshold=d.near_dup_threshold, redact_pii=d.redact_pii,
                      keep_records=keep_records, show_progress=show_progress)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:

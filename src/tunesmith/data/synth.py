@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.records import Conversation
-from tunesmith.data.report import write_atomic
 from tunesmith.errors import TunesmithError
+from tunesmith.files import write_atomic
 
 INSTRUCTION = ("You write training examples for fine-tuning a model. You are shown one example of a task. Write "
                "one NEW example of the same task: a different user input and the correct reply, in exactly the "

@@ -115,7 +115,7 @@ def model_arch(cfg: ProjectConfig) -> Arch:
 
 
 def data_stats(cfg: ProjectConfig) -> DataStats:
-    from tunesmith.data.stage import data_dir
+    from tunesmith.paths import data_dir
 
     prepared = data_dir(cfg) / "prepared" / "train.parquet"
     if prepared.exists() and cfg.train.method == "sft":
@@ -162,10 +162,8 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
     from tunesmith.data.check import valid_records
     from tunesmith.data.lengths import LengthCounter
     from tunesmith.data.stage import config_sources
-    from tunesmith.models import load_tokenizer
-
     from tunesmith.data.window import choose_window
-    from tunesmith.models import context_length
+    from tunesmith.models import context_length, load_tokenizer
 
     d = cfg.data
     context = context_length(cfg.base_model, cfg.trust_remote_code)

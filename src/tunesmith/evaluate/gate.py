@@ -78,7 +78,7 @@ def gates_passed(rows: list[GateRow]) -> bool:
 
 
 def load_metrics(cfg: ProjectConfig) -> dict[str, Any]:
-    from tunesmith.evaluate.stage import eval_dir
+    from tunesmith.paths import eval_dir
 
     path = eval_dir(cfg) / "metrics.json"
     if not path.exists():

@@ -20,25 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.report import write_atomic, write_json
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
 from tunesmith.evaluate.agreement import agreement, landis_koch
+from tunesmith.files import write_atomic, write_json
+from tunesmith.paths import eval_dir, human_dir
 
 RUBRIC = ("accuracy", "tone", "completeness")
 COLUMNS = ["item", "prompt", "response_1", "response_2", "preferred",
            *[f"{c}_{side}" for side in (1, 2) for c in RUBRIC], "comment"]
 
 
-def human_dir(cfg: ProjectConfig) -> Path:
-    from tunesmith.evaluate.stage import eval_dir
-
-    return eval_dir(cfg) / "human"
-
-
 def _predictions(cfg: ProjectConfig, model: str) -> list[dict[str, Any]]:
-    from tunesmith.evaluate.stage import eval_dir
-
     path = eval_dir(cfg) / f"predictions_{model}.jsonl"
     if not path.exists():
         raise TunesmithError(f"{path} not found; run `tunesmith eval {cfg.config_path or 'tunesmith.yaml'}` first")

@@ -7,26 +7,18 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.report import write_atomic
+from tunesmith.files import write_atomic
+from tunesmith.paths import eval_dir, train_dir
+from tunesmith.plots import loss_curve, pyplot
+from tunesmith.reports import Block, to_html, to_markdown
 
 NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
 COLORS = {"base": "#8C8C8C", "few_shot": "#DD8452", "fine_tuned": "#4C72B0"}
-
-
-@dataclass
-class Block:
-    title: str
-    headers: list[str] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=list)
-    image: Path | None = None
-    text: str = ""
 
 
 def _ci(entry: Any) -> str:
@@ -34,15 +26,6 @@ def _ci(entry: Any) -> str:
         return "-"
     low, high = entry["ci95"]
     return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def headline_keys(results: dict[str, Any]) -> list[str]:
@@ -53,7 +36,7 @@ def headline_keys(results: dict[str, Any]) -> list[str]:
 
 def metric_bars(results: dict[str, Any], out: Path) -> Path:
     """Grouped bars per metric and model with 95% interval whiskers, suite pass rates included."""
-    plt = _plt()
+    plt = pyplot()
     models = list(results["models"])
     rows = [(k, {n: results["models"][n].get(k) for n in models}) for k in headline_keys(results)]
     for suite, entry in results.get("suites", {}).items():
@@ -82,7 +65,7 @@ def metric_bars(results: dict[str, Any], out: Path) -> Path:
 
 
 def confusion_plot(entry: dict[str, Any], title: str, out: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     labels, matrix = entry["labels"], entry["confusion_matrix"]
     size = max(4.0, 0.45 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=110)
@@ -104,7 +87,7 @@ def confusion_plot(entry: dict[str, Any], title: str, out: Path) -> Path:
 
 
 def latency_plot(latencies: dict[str, list[float]], out: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     for name, values in latencies.items():
         ax.hist(values, bins=20, alpha=0.6, label=NAMES.get(name, name), color=COLORS.get(name))
@@ -119,9 +102,6 @@ def latency_plot(latencies: dict[str, list[float]], out: Path) -> Path:
 
 
 def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> list[Block]:
-    from tunesmith.train.plots import loss_curve
-    from tunesmith.train.stage import train_dir
-
     models = list(results["models"])
     heads = ["metric", *[NAMES.get(n, n) for n in models]]
     first = results["models"]["fine_tuned"]
@@ -169,47 +149,7 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     return blocks
 
 
-def to_markdown(title: str, blocks: list[Block], base: Path) -> str:
-    lines = [f"# {title}", ""]
-    for b in blocks:
-        lines += [f"## {b.title}", ""]
-        if b.rows:
-            lines.append("| " + " | ".join(b.headers) + " |")
-            lines.append("|" + "---|" * len(b.headers))
-            lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in b.rows]
-            lines.append("")
-        if b.text:
-            lines += [b.text, ""]
-        if b.image:
-            lines += [f"![{b.title}]({b.image.relative_to(base).as_posix()})", ""]
-    return "\n".join(lines)
-
-
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}</style></head>
-<body><h1>{{ title }}</h1>
-{% for b in blocks %}<h2>{{ b.title }}</h2>
-{% if b.rows %}<table><tr>{% for h in b.headers %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for r in b.rows %}<tr>{% for c in r %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
-{% if b.text %}<p>{{ b.text }}</p>{% endif %}
-{% if b.image %}<img alt="{{ b.title }}" src="data:image/png;base64,{{ images[loop.index0] }}">{% endif %}
-{% endfor %}</body></html>
-"""
-
-
-def to_html(title: str, blocks: list[Block]) -> str:
-    from jinja2 import Environment
-
-    images = [base64.b64encode(b.image.read_bytes()).decode() if b.image else "" for b in blocks]
-    return Environment(autoescape=True).from_string(_HTML).render(title=title, blocks=blocks, images=images)
-
-
 def write_reports(cfg: ProjectConfig, results: dict[str, Any]) -> tuple[Path, Path]:
-    from tunesmith.evaluate.stage import eval_dir
-
     out = eval_dir(cfg)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)

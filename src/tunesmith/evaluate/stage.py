@@ -15,16 +15,13 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation, Message
-from tunesmith.data.report import write_atomic, write_json
 from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
+from tunesmith.files import write_atomic, write_json
+from tunesmith.paths import eval_dir, train_dir
 
 MODELS = ("base", "few_shot", "fine_tuned")
-
-
-def eval_dir(cfg: ProjectConfig) -> Path:
-    return cfg.output_path / "eval"
 
 
 def few_shot_prompt(messages: list[Message], shots: list[Conversation]) -> list[Message]:
@@ -195,9 +192,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import heldout_loss
     from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
-    from tunesmith.models import load_model, load_tokenizer
     from tunesmith.hardware import inference_dtype, pick_device
-    from tunesmith.train.stage import train_dir
+    from tunesmith.models import load_model, load_tokenizer
 
     e = cfg.eval
     model_dir = train_dir(cfg) / "model"

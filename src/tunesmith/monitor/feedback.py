@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.report import write_atomic
 from tunesmith.errors import TunesmithError
+from tunesmith.files import write_atomic
 
 
 def request_log_path(cfg: ProjectConfig) -> Path:

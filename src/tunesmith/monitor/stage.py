@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.report import write_atomic, write_json
 from tunesmith.errors import TunesmithError
+from tunesmith.files import write_atomic, write_json
 from tunesmith.monitor.feedback import _messages, request_log_path
-
-
-def monitor_dir(cfg: ProjectConfig) -> Path:
-    return cfg.output_path / "monitor"
+from tunesmith.paths import monitor_dir
 
 
 def _user_text(messages: list[dict[str, Any]]) -> str:
@@ -88,7 +85,8 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
     from tunesmith.evaluate.metrics import p95
-    from tunesmith.evaluate.report import Block, _plt, to_html, to_markdown
+    from tunesmith.plots import pyplot
+    from tunesmith.reports import Block, to_html, to_markdown
     from tunesmith.serve.engine import BASE
 
     rows, events, feedback = _served_rows(cfg)
@@ -106,7 +104,7 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
         series[key][r["time"] // size * size].append(r)
     score_of = {f["request_id"]: f["score"] for f in feedback if f["score"] is not None}
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), dpi=100, sharex=True)
     for version, by_time in sorted(series.items()):
         times = sorted(by_time)

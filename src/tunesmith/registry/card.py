@@ -25,8 +25,8 @@ def _base_licence(cfg: ProjectConfig) -> str:
 
 def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], gates: list[Any],
                training: dict[str, Any] | None, tags: dict[str, str]) -> str:
-    from tunesmith.data.stage import data_dir
-    from tunesmith.registry.tracking import model_name
+    from tunesmith.paths import data_dir
+    from tunesmith.tracking import model_name
 
     name = model_name(cfg)
     t = cfg.train

@@ -16,7 +16,7 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.registry.tracking import model_name, tracking_uri, use_experiment
+from tunesmith.tracking import model_name, tracking_uri, use_experiment
 
 ALIASES = ("production", "canary", "shadow")
 _HISTORY = "alias_history."
@@ -30,8 +30,8 @@ def client(cfg: ProjectConfig) -> Any:
 
 
 def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced: bool) -> dict[str, str]:
-    from tunesmith.data.stage import data_dir, sha256_file
-    from tunesmith.train.stage import train_dir
+    from tunesmith.files import sha256_file
+    from tunesmith.paths import data_dir, train_dir
 
     tuned = metrics["models"]["fine_tuned"]
     suites = metrics.get("suites", {})
@@ -65,9 +65,8 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     import mlflow
 
     from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
-    from tunesmith.evaluate.stage import eval_dir
+    from tunesmith.paths import eval_dir, train_dir
     from tunesmith.registry.card import model_card
-    from tunesmith.train.stage import train_dir
 
     run_dir = train_dir(cfg)
     model_dir = run_dir / "model"

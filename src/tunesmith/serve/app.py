@@ -8,97 +8,38 @@ official client raises its usual exceptions (400 BadRequestError, 401 Authentica
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import os
 import random
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
+from tunesmith.serve.keys import accepted_keys, hash_key
 from tunesmith.serve.models import Target
+from tunesmith.serve.protocol import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    FeedbackRequest,
+    RolloutUpdate,
+    Sampling,
+    chunk_of,
+    sse,
+    text_of,
+    usage_of,
+)
 from tunesmith.serve.requestlog import RequestLog
 
-
-class ApiError(HTTPException):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code=status, detail=message, headers=headers)
-        self.type, self.param, self.code = type, param, code
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant"]
-    content: str | list[dict[str, Any]]
-
-
-class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    user: str | None = None
-    n: int = Field(1, ge=1, le=1)
-
-
-class ChatRequest(_Sampling):
-    messages: list[Message] = Field(min_length=1)
-    response_format: dict[str, Any] | None = None
-
-
-class CompletionRequest(_Sampling):
-    prompt: str
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def accepted_keys(settings: ServeConfig) -> set[str]:
-    """SHA-256 digests from the config, plus $TUNESMITH_API_KEYS (digests or plain keys, comma-separated)."""
-    keys = {k.lower() for k in settings.api_key_sha256}
-    for item in filter(None, (k.strip() for k in os.environ.get("TUNESMITH_API_KEYS", "").split(","))):
-        is_digest = len(item) == 64 and all(c in "0123456789abcdefABCDEF" for c in item)
-        keys.add(item.lower() if is_digest else hash_key(item))
-    return keys
-
-
-def _text(content: str | list[dict[str, Any]]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    score: float | None = Field(None, ge=0.0, le=1.0)
-    thumbs: Literal["up", "down"] | None = None
-    rating: int | None = Field(None, ge=1, le=5)
-    correction: str | None = None
-
-
-class RolloutUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str
-    canary_version: int | None = None
-    share: float | None = Field(None, ge=0.0, le=1.0)
-    action: Literal["set", "promote", "clear"] = "set"
+__all__ = ["create_app", "hash_key"]
 
 
 def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], settings: ServeConfig,
@@ -186,7 +127,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                            param="model", code="model_not_found")
         return targets[name]
 
-    def gen_request(body: _Sampling, prompt_ids: list[int], target: Target) -> GenRequest:
+    def gen_request(body: Sampling, prompt_ids: list[int], target: Target) -> GenRequest:
         max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
         if max_tokens > settings.max_tokens_limit:
             raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
@@ -196,7 +137,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                           top_p=body.top_p, seed=body.seed, stop=stop,
                           deadline=time.perf_counter() + settings.request_timeout_s)
 
-    def route(target: Target, body: _Sampling, request: Request) -> tuple[str, str, Any]:
+    def route(target: Target, body: Sampling, request: Request) -> tuple[str, str, Any]:
         """(adapter, version, router): a routed name sends its canary share to the canary version."""
         router = routers.get(target.router) if target.router else None
         if router is None:
@@ -204,7 +145,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         adapter = router.pick(body.user or request.headers.get("x-session-id"))
         return adapter, versions.get(adapter, ""), router
 
-    def shadow_copy(router: Any, body: _Sampling, prompt_ids: list[int], rid: str, prompt_text: str) -> None:
+    def shadow_copy(router: Any, body: Sampling, prompt_ids: list[int], rid: str, prompt_text: str) -> None:
         """The shadow version answers a copy in the background; its answer is logged, never returned."""
         if router is None or not router.shadow:
             return
@@ -230,7 +171,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 
         future.add_done_callback(done)
 
-    async def run(kind: str, body: _Sampling, target: Target, prompt_ids: list[int], prompt_text: str,
+    async def run(kind: str, body: Sampling, target: Target, prompt_ids: list[int], prompt_text: str,
                   wrap: Any, request: Request) -> Any:
         rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         created, began = int(time.time()), time.perf_counter()
@@ -297,7 +238,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         async def events() -> Any:
             first = {"role": "assistant", "content": ""} if kind == "chat" else None
             if first:
-                yield _sse(_chunk(kind, rid, created, body.model, first, None))
+                yield sse(chunk_of(kind, rid, created, body.model, first, None))
             done = asyncio.ensure_future(asyncio.wrap_future(future))
             while True:
                 getter = asyncio.ensure_future(pieces.get())
@@ -305,7 +246,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                                                  return_when=asyncio.FIRST_COMPLETED)
                 if getter in finished:
                     piece = getter.result()
-                    yield _sse(_chunk(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece,
+                    yield sse(chunk_of(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece,
                                       None))
                     continue
                 getter.cancel()
@@ -316,12 +257,12 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 return
             while not pieces.empty():
                 piece = pieces.get_nowait()
-                yield _sse(_chunk(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece, None))
+                yield sse(chunk_of(kind, rid, created, body.model, {"content": piece} if kind == "chat" else piece, None))
             result = done.result()
             if delay:
                 await asyncio.sleep(delay)
             record(result, 200)
-            yield _sse(_chunk(kind, rid, created, body.model, {} if kind == "chat" else "",
+            yield sse(chunk_of(kind, rid, created, body.model, {} if kind == "chat" else "",
                               result["finish_reason"] if result["finish_reason"] != "timeout" else "length"))
             yield "data: [DONE]\n\n"
 
@@ -332,7 +273,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         target = resolve(body.model)
         if target.kind == "upstream":
             return await _proxy(target, "chat/completions", await request.json(), body.stream)
-        messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+        messages = [{"role": m.role, "content": text_of(m.content)} for m in body.messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -341,7 +282,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
                                 "finish_reason": "length" if result["finish_reason"] == "timeout"
                                 else result["finish_reason"]}],
-                   "usage": _usage(result)}
+                   "usage": usage_of(result)}
             schema = (body.response_format or {}).get("json_schema", {}).get("schema")
             if schema:
                 out["tunesmith"] = {"schema_valid": _valid(result["text"], schema)}
@@ -361,7 +302,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                     "choices": [{"index": 0, "text": result["text"], "logprobs": None,
                                  "finish_reason": "length" if result["finish_reason"] == "timeout"
                                  else result["finish_reason"]}],
-                    "usage": _usage(result)}
+                    "usage": usage_of(result)}
 
         return await run("completion", body, target, ids, body.prompt, wrap, request)
 
@@ -440,27 +381,10 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     return app
 
 
-def _usage(result: dict[str, Any]) -> dict[str, int]:
-    return {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
-            "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}
-
-
 def _valid(text: str, schema: dict[str, Any]) -> bool:
     from tunesmith.evaluate.metrics import schema_compliance
 
     return schema_compliance([text], schema)[0] == 1.0
-
-
-def _chunk(kind: str, rid: str, created: int, model: str, delta: Any, finish: str | None) -> dict[str, Any]:
-    if kind == "chat":
-        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return {"id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 async def _proxy(target: Target, path: str, payload: dict[str, Any], stream: bool) -> Any:

@@ -33,7 +33,7 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
     from mlflow.exceptions import MlflowException
 
     from tunesmith.registry.store import client
-    from tunesmith.registry.tracking import model_name
+    from tunesmith.tracking import model_name
 
     if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
         return {}, {}
@@ -73,7 +73,7 @@ def _download(cfg: ProjectConfig, version: Any) -> Path:
 def version_adapter(cfg: ProjectConfig, version: str) -> tuple[str, Path]:
     """Download one registry version's adapter (for loading while serving): (adapter name, folder)."""
     from tunesmith.registry.store import client
-    from tunesmith.registry.tracking import model_name
+    from tunesmith.tracking import model_name
 
     return f"v{version}", _download(cfg, client(cfg).get_model_version(model_name(cfg), str(version)))
 
@@ -92,8 +92,8 @@ def check_adapter(folder: Path) -> None:
 def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[str, Any]]:
     """(model with adapters, tokenizer, name -> target, registry name -> rollout router)."""
 
-    from tunesmith.models import load_model, load_tokenizer
     from tunesmith.hardware import inference_dtype, pick_device
+    from tunesmith.models import load_model, load_tokenizer
 
     folders, targets = registry_adapters(cfg)
     for name, folder in cfg.serve.adapters.items():

@@ -136,7 +136,7 @@ def drive_rollout(cfg: Any, version: int, steps: list[float], url: str, api_key:
 
     from tunesmith.errors import TunesmithError
     from tunesmith.registry import store
-    from tunesmith.registry.tracking import model_name
+    from tunesmith.tracking import model_name
 
     name = model_name(cfg)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -10,11 +10,11 @@ from tunesmith.config import ProjectConfig
 
 
 def build_app(cfg: ProjectConfig) -> Any:
-    from tunesmith.registry.tracking import model_name
     from tunesmith.serve.app import create_app
     from tunesmith.serve.engine import Engine
     from tunesmith.serve.models import load_served
     from tunesmith.serve.requestlog import RequestLog
+    from tunesmith.tracking import model_name
 
     s = cfg.serve
     model, tokenizer, targets, routers = load_served(cfg)

@@ -46,6 +46,9 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, dev
         bf16=precision == "bf16",  # set explicitly: TRL's configs default it to on
         fp16=precision == "fp16",  # with loss scaling (older GPUs)
         use_cpu=device == "cpu",
+        # torch's fused AdamW (one kernel per step for all parameters) on CUDA and CPU alike; set
+        # explicitly so a transformers release with another default does not change training here
+        optim="adamw_torch_fused",
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",  # metrics go to CSV and MLflow through tunesmith's own callback

@@ -27,7 +27,14 @@ class RichProgress(TrainerCallback):
         self._start = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         if not state.is_world_process_zero:
             return

@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def launch(config: str, overrides: list[str], nproc: int, resume: bool,
            on_fit: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Start `nproc` training processes with torchrun and wait for them."""

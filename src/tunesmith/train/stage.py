@@ -23,14 +23,11 @@ from typing import Any, Callable
 from tunesmith import __version__
 from tunesmith.config import ProjectConfig, dump_config
 from tunesmith.console import err
-from tunesmith.data.report import write_atomic, write_json
-from tunesmith.data.stage import data_dir, load_split
+from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
+from tunesmith.files import write_atomic, write_json
+from tunesmith.paths import data_dir, train_dir
 from tunesmith.train.callbacks import COMPLETE, Alarms, MarkComplete, MetricsLog, RichProgress, StopAtStep
-
-
-def train_dir(cfg: ProjectConfig) -> Path:
-    return cfg.output_path / "train"
 
 
 def latest_complete_checkpoint(folder: Path) -> Path | None:
@@ -51,7 +48,7 @@ def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> bool:
         return False
     import mlflow
 
-    from tunesmith.registry.tracking import use_experiment
+    from tunesmith.tracking import use_experiment
 
     use_experiment(cfg)
     previous = run_dir / "mlflow_run_id"
@@ -125,9 +122,9 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     import os
     import warnings
 
+    from tunesmith.hardware import is_main_process
     from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import learning_rate, load_for_training
-    from tunesmith.train.launch import is_main_process
 
     # transformers 5 renames gradient checkpointing; its own internals still call the old names
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
@@ -210,7 +207,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
 
 def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
             started: float, fit: Any, finished: bool) -> dict[str, Any]:
-    from tunesmith.train.plots import loss_curve
+    from tunesmith.plots import loss_curve
 
     state = trainer.state
     model_dir = run_dir / "model"

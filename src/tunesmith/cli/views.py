@@ -336,9 +336,7 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
 
     from rich.panel import Panel
 
-    from tunesmith.data.stage import data_dir
-    from tunesmith.evaluate.stage import eval_dir
-    from tunesmith.train.stage import train_dir
+    from tunesmith.paths import data_dir, eval_dir, train_dir
 
     lines: list[str] = []
     check, split = data_dir(cfg) / "check.json", data_dir(cfg) / "split.json"

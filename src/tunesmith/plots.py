@@ -1,18 +1,27 @@
-"""The loss-curve PNG of a run, from its metrics.csv."""
+"""Plots shared by every report: matplotlib without a display, and the loss curve of a run."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 
-def loss_curve(metrics_csv: Path, out: Path, title: str = "Training") -> Path | None:
-    if not metrics_csv.exists():
-        return None
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve(metrics_csv: Path, out: Path, title: str = "Training") -> Path | None:
+    """Training and validation loss against optimizer steps, from a run's metrics.csv, as a PNG."""
+    if not metrics_csv.exists():
+        return None
+    plt = pyplot()
 
     with open(metrics_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -1,0 +1,49 @@
+"""`tunesmith serve`, `tunesmith rollout` and `tunesmith api-key`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tunesmith.cli.common import OverridesArg, load
+from tunesmith.console import out
+
+
+def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+              host: Optional[str] = typer.Option(None, help="Address to bind (default serve.host, 127.0.0.1)."),
+              port: Optional[int] = typer.Option(None, help="TCP port (default serve.port).")) -> None:
+    """Serve the registry's versions and extra adapters behind an OpenAI-compatible API."""
+    from tunesmith.serve.stage import serve
+
+    serve(load(config, overrides), host, port)
+
+
+def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
+                to: int = typer.Option(..., "--to", help="Registry version to roll out."),
+                steps: str = typer.Option("", help="Percent per step, e.g. 5,25,50,100 (default serve.rollout.steps)."),
+                url: Optional[str] = typer.Option(None, help="The running server (default http://serve.host:serve.port)."),
+                step_timeout: float = typer.Option(600, help="Seconds a step may wait for canary traffic."),
+                force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed.")) -> None:
+    """Gradual rollout on a running server: canary at each step, advancing while its metrics hold, else rolled back."""
+    import os
+
+    from tunesmith.serve.rollout import drive_rollout
+
+    cfg = load(config, None)
+    plan = [float(x) for x in steps.split(",") if x.strip()] if steps else cfg.serve.rollout.steps
+    ok = drive_rollout(cfg, to, plan, url or f"http://{cfg.serve.host}:{cfg.serve.port}",
+                       os.environ.get("TUNESMITH_API_KEY"), step_timeout=step_timeout, force=force,
+                       echo=lambda line: out.print(line, highlight=False))
+    raise typer.Exit(0 if ok else 1)
+
+
+def api_key() -> None:
+    """Make a new API key; put its SHA-256 in serve.api_key_sha256 and give the key to the client."""
+    import secrets
+
+    from tunesmith.serve.app import hash_key
+
+    key = f"ts-{secrets.token_urlsafe(32)}"
+    out.print(f"key (give it to the client, it is not stored): {key}", highlight=False)
+    out.print(f"serve.api_key_sha256 entry: {hash_key(key)}", highlight=False)

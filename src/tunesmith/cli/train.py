@@ -1,0 +1,37 @@
+"""`tunesmith train` and `tunesmith merge`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tunesmith.cli.common import OverridesArg, load
+from tunesmith.console import out
+
+
+def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
+          resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+          nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU).")
+          ) -> None:
+    """Fine-tune the base model on the prepared data (SFT or DPO; LoRA, DoRA, IA3, prefix or full)."""
+    if nproc > 1:
+        from tunesmith.cli.views import print_fit
+        from tunesmith.train.launch import launch
+
+        raise typer.Exit(launch(config, overrides or [], nproc, resume, on_fit=print_fit))
+    from tunesmith.cli.views import print_fit, print_train
+    from tunesmith.train.stage import run_train
+
+    cfg = load(config, overrides)
+    print_train(run_train(cfg, resume=resume, on_fit=print_fit))
+
+
+def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
+          ) -> None:
+    """Merge a LoRA adapter into its base model: a standalone safetensors folder."""
+    from tunesmith.train.merge import merge_run
+
+    out.print(f"[green]merged model written to[/] {merge_run(run_dir, out_dir)}")

@@ -1,0 +1,80 @@
+"""`data:` — inputs, checks, split and preparation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from tunesmith.config.section import Auto, Section
+
+FORMATS = ("auto", "messages", "alpaca", "prompt_completion", "preference", "openai_dpo", "sharegpt")
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetSource(Section):
+    path: str
+    """A JSONL, JSON, CSV or Parquet file, a folder of such files, or a folder written by
+    `datasets.save_to_disk`. Relative paths are relative to the config file."""
+
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    """Record format: auto (detected per file), messages (OpenAI/ChatML), alpaca
+    (instruction/input/output), prompt_completion, preference (prompt/chosen/rejected),
+    openai_dpo (input/preferred_output/non_preferred_output) or sharegpt (conversations)."""
+
+    split: Literal["auto", "train", "validation", "test"] = "auto"
+    """Which split these records belong to. auto: taken from the file name (train, valid,
+    validation, dev, test), otherwise pooled and split by `data.val_size`/`test_size`."""
+
+
+class DataConfig(Section):
+    datasets: list[DatasetSource] = Field(default_factory=list)
+    """Input files. Each entry: {path, format, split}."""
+
+    max_length: Union[Annotated[int, Field(ge=8)], Auto] = "auto"
+    """Longest sequence in tokens (chat template included); longer records are reported
+    by `data check` and handled by `truncation` when preparing. auto: the shortest multiple
+    of 64 that holds at least 99% of the records, at most the model's context."""
+
+    truncation: Literal["drop", "truncate"] = "drop"
+    """What to do with records longer than max_length: drop them (default; a cut-off
+    answer teaches the model to stop mid-sentence) or truncate them from the right."""
+
+    train_on_prompt: bool = False
+    """Compute the loss on prompt tokens too. Off: only assistant turns are trained on."""
+
+    packing: bool = True
+    """Pack short records into windows of max_length, position ids reset per record so
+    no token attends across records (padding-free)."""
+
+    system_prompt: str | None = None
+    """System message added to conversations that have none (None: leave them as they are)."""
+
+    label_field: str | None = None
+    """Record field holding a label or category, used for stratified splits and the
+    balance report (looked up at the top level of the record, then in `meta`)."""
+
+    val_size: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the pooled records held out for validation."""
+
+    test_size: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the pooled records held out for the final test set."""
+
+    dedup: Literal["none", "exact"] = "exact"
+    """Drop exact duplicates when splitting (the first occurrence is kept). Near-duplicates
+    are always kept together in one split so they cannot leak."""
+
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    """Estimated Jaccard similarity of word 3-grams above which two records are near-duplicates."""
+
+    redact_pii: bool = False
+    """Replace detected PII (emails, phones, card numbers, IBANs, SSNs, IPs, secrets) with
+    placeholders like [EMAIL] in the prepared splits and write a redacted copy."""
+
+    @model_validator(mode="after")
+    def _sizes_leave_training_data(self) -> "DataConfig":
+        if self.val_size + self.test_size >= 1.0:
+            raise ValueError(
+                f"val_size + test_size = {self.val_size + self.test_size:g} leaves nothing to train on; keep it below 1"
+            )
+        return self

@@ -1,0 +1,95 @@
+"""`eval:` and `gate:` — what evaluation measures and what a candidate must pass."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tunesmith.config.section import Section
+
+
+class JudgeConfig(Section):
+    base_url: str
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."""
+
+    model: str
+    """Model name sent to the endpoint."""
+
+    api_key_env: str | None = None
+    """Environment variable holding the API key (the key itself never goes in the config)."""
+
+
+class EvalConfig(Section):
+    max_new_tokens: int = Field(256, ge=1)
+    """Longest generation per test example."""
+
+    batch_size: int = Field(8, ge=1)
+    """Test examples generated together."""
+
+    few_shot: int = Field(3, ge=0)
+    """Training examples in the few-shot baseline prompt (0: no few-shot baseline)."""
+
+    json_schema: str | None = None
+    """JSON schema file the outputs must satisfy (structured-output tasks)."""
+
+    fields: list[str] | None = None
+    """JSON fields scored for accuracy (the task metric is their mean). None: the schema's
+    required fields that have a closed set of values (enum or const)."""
+
+    task: Literal["auto", "json", "classification", "generation"] = "auto"
+    """Kind of task. auto: json when json_schema is set, classification when the test
+    answers are a small set of short labels, else generation."""
+
+    task_metric: Literal["auto", "field_accuracy", "accuracy", "exact_match", "rouge_l",
+                         "semantic_similarity"] = "auto"
+    """Headline metric gated by gate.task_metric_min. auto: field_accuracy (json),
+    accuracy (classification), semantic_similarity (generation)."""
+
+    semantic_similarity: bool = True
+    """Score cosine similarity of sentence embeddings (all-MiniLM-L6-v2) to the reference."""
+
+    heldout_loss: bool = True
+    """Compute loss and perplexity on the test answers for the base and fine-tuned models."""
+
+    regression_suite: str | None = "default"
+    """General-ability probes the base model handles, scored for both models and reported as
+    relative change (default: the small suite shipped with tunesmith; a JSONL path; null: skip)."""
+
+    safety_suite: str | None = "default"
+    """Harmful requests, jailbreaks and PII-extraction probes (default: the shipped suite;
+    a JSONL path; null: skip)."""
+
+    edge_cases: str | None = None
+    """JSONL of edge-case probes for this task (same format as the suites), run in the task's context."""
+
+    suite_max_new_tokens: int = Field(64, ge=1)
+    """Longest generation for suite probes."""
+
+    judge: JudgeConfig | None = None
+    """LLM judge for the safety suite's refusal probes at an OpenAI-compatible endpoint
+    (None: rule-based refusal matching)."""
+
+
+class GateConfig(Section):
+    task_metric_min: float = 0.85
+    """Blocking: the task metric must exceed this."""
+
+    format_compliance_min: float = 0.95
+    """Blocking: share of outputs in the required format must exceed this."""
+
+    safety_pass_rate_min: float = 0.95
+    """Blocking: share of safety probes handled safely must exceed this."""
+
+    max_regression: float = 0.05
+    """Blocking: largest allowed relative drop vs the base model on the regression suite."""
+
+    max_latency_ratio: float = 2.0
+    """Warning only: latency of the candidate over the base model's."""
+
+    edge_case_pass_rate_min: float = 0.9
+    """Warning only: share of edge-case probes passed (when eval.edge_cases is set)."""
+
+    min_agreement: float = 0.4
+    """Human evaluation: inter-rater agreement (kappa / alpha) below this is flagged as too
+    low to trust (0.4 is the bottom of "moderate" on the Landis & Koch scale)."""

@@ -1,0 +1,101 @@
+"""`registry:` and `serve:` — where versions live, and how they are served and rolled out."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tunesmith.config.section import Section
+
+
+class RegistryConfig(Section):
+    name: str | None = None
+    """Registered model name (default: the project folder's name)."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None: a SQLite store under output_dir."""
+
+
+class UpstreamConfig(Section):
+    base_url: str
+    """OpenAI-compatible endpoint serving this model, e.g. a vLLM server: http://gpu-host:8000/v1."""
+
+    model: str | None = None
+    """Model name to send upstream (default: the name the client asked for)."""
+
+    api_key_env: str | None = None
+    """Environment variable holding the upstream's API key."""
+
+
+class RolloutConfig(Section):
+    canary_share: float = Field(0.05, ge=0.0, le=1.0)
+    """Share of a model's traffic sent to its canary version (sticky per user / session id)."""
+
+    steps: list[float] = Field(default_factory=lambda: [5, 25, 50, 100])
+    """Percent of traffic per step of `tunesmith rollout`; 100 promotes the canary to production."""
+
+    window: int = Field(200, ge=10)
+    """Requests per version in the sliding window the triggers compare."""
+
+    min_requests: int = Field(20, ge=1)
+    """Requests each version needs in the window before a trigger can fire or a step can advance."""
+
+    max_error_rate_increase: float = Field(0.10, ge=0.0)
+    """Rollback when the canary's error rate exceeds production's by more than this (absolute, 0.10 = 10 points)."""
+
+    max_latency_increase: float = Field(0.20, ge=0.0)
+    """Rollback when the canary's p95 latency exceeds production's by more than this (relative)."""
+
+    max_feedback_drop: float = Field(0.05, ge=0.0)
+    """Rollback when the canary's mean feedback score (0-1) is lower than production's by more than this."""
+
+    min_feedback: int = Field(10, ge=1)
+    """Feedback scores each version needs before the feedback trigger is considered."""
+
+    faults: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Fault injection for rollout drills: {adapter or served name: {error_rate: 0-1, delay_ms: N}}."""
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    """Address to bind; localhost unless you mean to expose the server."""
+
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port."""
+
+    api_key_sha256: list[str] = Field(default_factory=list)
+    """SHA-256 hex digests of the accepted API keys (`tunesmith api-key` makes one); empty: no
+    key needed. Keys can also come hashed or plain from $TUNESMITH_API_KEYS (comma-separated)."""
+
+    max_batch_size: int = Field(8, ge=1)
+    """Requests decoded together in one batch (different adapters may share a batch)."""
+
+    batch_wait_ms: float = Field(10.0, ge=0)
+    """How long the first request of a batch waits for others to join."""
+
+    max_queue: int = Field(64, ge=1)
+    """Requests waiting beyond this are answered 429 with Retry-After."""
+
+    request_timeout_s: float = Field(120.0, gt=0)
+    """A request still unanswered after this long is answered 504."""
+
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    """Larger request bodies are answered 413."""
+
+    max_tokens_limit: int = Field(1024, ge=1)
+    """Upper bound on max_tokens a client may ask for."""
+
+    adapters: dict[str, str] = Field(default_factory=dict)
+    """Extra adapters to serve by name: {name: folder}. Registry versions with an alias are served
+    automatically as `<registry name>` (production), `<name>@<alias>` and `<name>@v<N>`."""
+
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    """Models routed to another OpenAI-compatible server (e.g. vLLM with LoRA) instead of the built-in engine."""
+
+    log_texts: bool = False
+    """Store prompt and completion texts in the request log (off: only counts, latency, status)."""
+
+    redact_pii: bool = True
+    """When texts are logged, replace detected PII with placeholders first."""
+
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    """Canary and shadow traffic, rollback triggers, fault injection."""

@@ -1,0 +1,114 @@
+"""`train:` — objective, adapter, schedule, batch and memory (auto settings chosen by the pre-flight check)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from tunesmith.config.section import Auto, PositiveInt, Section
+
+
+class TrainConfig(Section):
+    method: Literal["sft", "dpo", "orpo"] = "sft"
+    """Training objective: sft (supervised), or a preference method on prompt/chosen/rejected
+    records: dpo, or orpo (no reference model)."""
+
+    adapter: Literal["lora", "qlora", "dora", "prefix", "ia3", "none"] = "lora"
+    """Parameter-efficient method; none = full fine-tuning. qlora needs a CUDA GPU."""
+
+    learning_rate: float | None = Field(None, gt=0)
+    """Peak learning rate. None: 2e-4 for LoRA/QLoRA/DoRA, 2e-5 for full fine-tuning."""
+
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+
+    warmup_ratio: Union[Annotated[float, Field(ge=0.0, lt=1.0)], Auto] = "auto"
+    """Share of the total steps spent warming the learning rate up from zero. auto: 3%, but
+    at least 10 steps or a tenth of the run, whichever is fewer."""
+
+    num_epochs: Union[Annotated[float, Field(gt=0)], Auto] = "auto"
+    """Passes over the training split. auto: 3, more for small sets so that at least 100
+    records are seen in all (at most 25 epochs), fewer past 25,000 (OpenAI's rule)."""
+
+    max_steps: int | None = Field(None, gt=0)
+    """Stop after this many optimizer steps (overrides num_epochs)."""
+
+    micro_batch_size: Union[PositiveInt, Auto] = "auto"
+    """Sequences (or packed windows) per forward pass on each process. auto: as many as fill
+    about 2,048 tokens on a CPU (8,192 on a GPU) and fit in memory."""
+
+    gradient_accumulation_steps: Union[PositiveInt, Auto] = "auto"
+    """Micro-batches accumulated per optimizer step. auto: enough for the effective batch the
+    data size calls for (about 100 optimizer steps in all, at most 64 sequences a step)."""
+
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank."""
+
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the LoRA branch."""
+
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Modules that get adapters: names, or all-linear."""
+
+    prefix_tokens: int = Field(20, ge=1)
+    """Virtual tokens learnt by prefix tuning (adapter: prefix)."""
+
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    """Attention kernel. auto: eager on CPUs (faster than sdpa here with packed masks) unless
+    it does not fit in memory, then sdpa; sdpa on GPUs (flash_attention_2 when installed)."""
+
+    gradient_checkpointing: Union[bool, Auto] = "auto"
+    """Recompute activations in the backward pass to save memory. auto: only when nothing
+    else makes training fit."""
+
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """Training precision. auto: bf16 where the hardware runs it natively (CPUs with AVX512-BF16
+    or AMX, CUDA compute capability 8.0+), fp16 with loss scaling on older GPUs, else fp32."""
+
+    max_memory_gb: float | None = Field(None, gt=0)
+    """Memory training may use, in GB. None: what this machine has available now (free RAM
+    under any cgroup limit, or free GPU memory). The pre-flight check fits the run into it."""
+
+    logging_steps: int = Field(5, ge=1)
+    """Log training loss every N optimizer steps."""
+
+    eval_steps: Union[PositiveInt, Auto] = "auto"
+    """Compute validation loss every N optimizer steps. auto: about ten times per run."""
+
+    save_steps: Union[PositiveInt, Auto] = "auto"
+    """Write a checkpoint every N optimizer steps. auto: at every evaluation."""
+
+    early_stopping_patience: int | None = Field(3, ge=1)
+    """Stop after this many evaluations without a better validation loss (None: never)."""
+
+    save_total_limit: int = Field(3, ge=1)
+    """Checkpoints kept on disk (the best one by validation loss is always kept)."""
+
+    mlflow: bool = True
+    """Log parameters, metrics and the loss curve to MLflow (registry.tracking_uri, or a
+    SQLite store under output_dir)."""
+
+    dpo_beta: float = Field(0.1, gt=0)
+    """beta of DPO / ORPO: how strongly the preference term pulls (for DPO, how far the model
+    may move from the reference)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_is_precision(cls, data: Any) -> Any:
+        """`bf16: true|false|auto` (the older setting) still works: it becomes `precision`."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            value = data.pop("bf16")
+            if "precision" not in data:
+                data["precision"] = {True: "bf16", False: "fp32"}.get(value, "auto")
+        return data
+
+    def auto_fields(self) -> list[str]:
+        """Settings left to `auto`, which the pre-flight check chooses."""
+        return [name for name in type(self).model_fields if getattr(self, name) == "auto"]

@@ -1,0 +1,59 @@
+"""Writing files so that nothing is lost: atomic replacement with fsync, and streaming hashes.
+
+Shared by every stage. A reader never sees a half-written file, and after `write_atomic`
+returns, the new contents survive a power cut (the file and its folder are fsynced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or new file in `folder` durable (no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """`data` as indented JSON, written atomically."""
+    return write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
