@@ -7,6 +7,7 @@ record this per step and drop steps where others used more than a threshold.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 
@@ -55,3 +56,14 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def run_peak_rss(cmd: list[str]) -> tuple[float, float, float]:
+    """Run `cmd` in its own process: (its peak RSS in bytes from the kernel's `wait4` rusage, the same
+    figure as `/usr/bin/time -v`; wall seconds; other processes' CPU share meanwhile). Exits on failure."""
+    with OtherLoad() as load:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
+    return usage.ru_maxrss * 1024, load.wall, load.share

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpuload import OtherLoad  # noqa: E402
+from cpuload import run_peak_rss  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "topic-classification"
 GIB = 1024**3
@@ -46,14 +45,10 @@ def tunesmith(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "tunesmith"), *args]
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, float]:
-    """(peak RSS in bytes, wall seconds, other processes' CPU share) of `cmd` in its own process."""
-    with OtherLoad() as load:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
-    return usage.ru_maxrss * 1024, load.wall, load.share
+def gate_summary(cfg, metrics: dict, meta: dict) -> dict:
+    from tunesmith.evaluate.gate import check_gates
+
+    return {row.name: row.passed for row in check_gates(cfg, metrics, meta)}
 
 
 def run_case(name: str, folder: Path) -> dict:
@@ -64,7 +59,7 @@ def run_case(name: str, folder: Path) -> dict:
     for step in (("data", "split"), ("data", "prepare")):
         subprocess.run(tunesmith(*step, str(config)), check=True, stdout=subprocess.DEVNULL)
     fit = fit_training(load_config(config))
-    peak, wall, others = run_measured(tunesmith("train", str(config)))
+    peak, wall, others = run_peak_rss(tunesmith("train", str(config)))
     subprocess.run(tunesmith("eval", str(config)), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cfg = load_config(config)
     metrics = json.loads((cfg.output_path / "eval" / "metrics.json").read_text())
@@ -79,7 +74,9 @@ def run_case(name: str, folder: Path) -> dict:
            "train_runtime_s": meta["train_runtime_s"], "others_cpu_share": round(others, 3),
            "accuracy": tuned["task_metric"]["mean"], "accuracy_ci95": tuned["task_metric"]["ci95"],
            "macro_f1": tuned.get("classification", {}).get("label", {}).get("macro_f1"),
-           "eval_loss_best": meta["eval_loss_best"]}
+           "eval_loss_best": meta["eval_loss_best"],
+           "regression_change": metrics.get("suites", {}).get("regression", {}).get("relative_change"),
+           "gates": gate_summary(cfg, metrics, meta)}
     print(json.dumps(row), flush=True)
     return row
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpuload import OtherLoad  # noqa: E402
+from cpuload import run_peak_rss  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-tickets-json"
 GIB = 1024**3
@@ -54,13 +52,7 @@ def project(root: Path, base_model: str, max_length: int) -> Path:
 
 def measured_peak(config: Path, overrides: list[str]) -> tuple[float, float, float]:
     """Peak RSS (bytes) of `tunesmith train` in its own process, its wall time and others' CPU share."""
-    cmd = [str(Path(sys.executable).parent / "tunesmith"), "train", str(config), *overrides]
-    with OtherLoad() as load:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
-    return usage.ru_maxrss * 1024, load.wall, load.share
+    return run_peak_rss([str(Path(sys.executable).parent / "tunesmith"), "train", str(config), *overrides])
 
 
 def main() -> None:

@@ -253,3 +253,17 @@ def test_memory_available_respects_the_cgroup_limit(tmp_path):
     assert free == 6 * 2**30 and "cgroup limit" in source
     (cgroup / "memory.max").write_text("max\n")
     assert available_memory("cpu", cgroup_root=cgroup, meminfo=meminfo)[0] == 32768000 * 1024
+
+
+def test_the_model_card_shows_what_the_pre_flight_check_chose(new_user_project):
+    from tunesmith.registry.card import model_card
+
+    cfg = load_config(new_user_project)
+    metrics = {"task": "classification", "test_examples": 3,
+               "models": {"fine_tuned": {"accuracy": {"mean": 0.9, "ci95": [0.8, 1.0]}}}}
+    training = {"steps": 96, "fit": {"num_epochs": 3.0, "micro_batch_size": 10, "gradient_accumulation_steps": 2,
+                                     "max_length": 128, "precision": "bf16", "device": "cpu"}}
+    card = model_card(cfg, 1, metrics, [], training, {})
+    assert "| epochs | 3.0 |" in card and "| micro batch × accumulation | 10 × 2 |" in card
+    assert "| max length | 128 |" in card and "| precision, device | bf16, cpu |" in card
+    assert "auto" not in card.split("## Training configuration")[1].split("## Evaluation")[0]

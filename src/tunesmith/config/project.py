@@ -28,7 +28,7 @@ class ProjectConfig(Section):
     """Allow model code from the model's folder or hub repo to run. Off unless you trust it."""
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    """Where every stage runs (training, evaluation, merge, serving, replays). auto: a CUDA GPU,
+    """Where every stage runs (training, evaluation, merge, serving, embeddings). auto: a CUDA GPU,
     else Apple's MPS, else the CPU."""
 
     data: DataConfig = Field(default_factory=DataConfig)

@@ -29,7 +29,7 @@ TOKENS_PER_MICRO_BATCH = {"cpu": 2048, "mps": 4096, "cuda": 8192}
 TARGET_STEPS = 100
 MIN_STEPS = 30
 MAX_EFFECTIVE_BATCH = 64
-SAFETY = 0.85  # the estimate ran 3-14% under measured peaks (benchmarks/memory_estimate.py)
+SAFETY = 0.85  # the estimate is within about ±20% of measured peaks (benchmarks/memory_estimate.py, defaults_fit.py)
 
 
 @dataclass
@@ -116,27 +116,37 @@ def _estimate(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, prec
 
 
 def _fixes(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precision: str, usable: float) -> list[str]:
-    """Settings that would fit, to name in the error."""
-    t, fixes = cfg.train, []
-    lean_attention = "sdpa" if t.attn_implementation in ("auto", "eager") else t.attn_implementation
+    """Changes that would fit, each alone with the other settings as they are (settings left to auto
+    at their leanest); failing that, all of them together."""
+    t = cfg.train
+    now = {"micro": t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1,
+           "attention": "sdpa" if t.attn_implementation == "auto" else t.attn_implementation,
+           "checkpointing": t.gradient_checkpointing is not False, "seq_len": data.seq_len}
 
-    def fits(micro: int, attention: str, checkpointing: bool, seq_len: int | None = None) -> bool:
-        stats = data if seq_len is None else DataStats(data.tokens_per_epoch, data.sequences, seq_len,
-                                                       data.keep_share, data.source, data.records)
-        return _estimate(arch, cfg, stats, device, precision, micro, attention, checkpointing).total <= usable
+    def fits(**change: Any) -> bool:
+        s = {**now, **change}
+        stats = DataStats(data.tokens_per_epoch, data.sequences, s["seq_len"], data.keep_share, data.source,
+                          data.records)
+        return _estimate(arch, cfg, stats, device, precision, s["micro"], s["attention"],
+                         s["checkpointing"]).total <= usable
 
-    if t.micro_batch_size not in ("auto", 1) and fits(1, t.attn_implementation if t.attn_implementation != "auto"
-                                                      else lean_attention, t.gradient_checkpointing is True):
-        fixes.append("train.micro_batch_size=1")
-    if t.attn_implementation == "eager" and fits(1, "sdpa", t.gradient_checkpointing is True):
-        fixes.append("train.attn_implementation=sdpa")
-    if t.gradient_checkpointing is False and fits(1, lean_attention, True):
-        fixes.append("train.gradient_checkpointing=true")
-    length = (data.seq_len // 64) * 64
-    while length >= 64 and not fits(1, lean_attention, True, length):
-        length //= 2
-    if length >= 64 and cfg.data.max_length != "auto":
-        fixes.append(f"data.max_length={length} (records longer than that are dropped or cut; see `tunesmith data check`)")
+    candidates = []
+    if now["micro"] > 1:
+        candidates.append(("train.micro_batch_size=1", {"micro": 1}))
+    if now["attention"] == "eager":
+        candidates.append(("train.attn_implementation=sdpa", {"attention": "sdpa"}))
+    if not now["checkpointing"]:
+        candidates.append(("train.gradient_checkpointing=true", {"checkpointing": True}))
+    fixes = [text for text, change in candidates if fits(**change)]
+    if cfg.data.max_length != "auto":
+        length = (data.seq_len - 1) // 64 * 64
+        while length >= 64 and not fits(seq_len=length):
+            length -= 64
+        if length >= 64:
+            fixes.append(f"data.max_length={length} (records longer than that are dropped or cut; "
+                         "see `tunesmith data check`)")
+    if not fixes and candidates and fits(**{k: v for _, change in candidates for k, v in change.items()}):
+        fixes.append(" and ".join(text for text, _ in candidates))
     if cfg.train.adapter == "none":
         fixes.append("train.adapter=lora")
     return fixes or ["a machine (or GPU) with more memory free"]
@@ -191,19 +201,20 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     problem = None
     if chosen is None:
         assert smallest is not None
+        fixes = _fixes(arch, resolved, data, device, precision, usable)
         what = ", ".join(f"{k}={v}" for k, v in (("data.max_length", data.seq_len),
                                                   ("train.micro_batch_size", t.micro_batch_size),
                                                   ("train.adapter", t.adapter)))
         problem = (
             f"training would need about {smallest.total / GB:.1f} GB ({what}), more than the "
-            f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for, the estimate runs "
-            f"a little low). It fits with: {'; or '.join(_fixes(arch, resolved, data, device, precision, usable))}. "
-            "Nothing was loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG "
-            "train.micro_batch_size=1`")
+            f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for: the estimate is "
+            f"within about ±20%). It fits with: {'; or '.join(fixes)}. Nothing was "
+            f"loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG {fixes[0].split()[0]}`")
         if strict:
             raise TunesmithError(problem)
-        chosen = (t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1, "sdpa" if t.attn_implementation == "auto" else str(t.attn_implementation),
-                  t.gradient_checkpointing is not False, smallest)
+        lean_micro = t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1
+        lean_attention = "sdpa" if t.attn_implementation == "auto" else str(t.attn_implementation)
+        chosen = (lean_micro, lean_attention, t.gradient_checkpointing is not False, smallest)
     micro, attention, checkpointing, est = chosen
     if t.micro_batch_size == "auto" and t.gradient_accumulation_steps == "auto":
         # the fewest accumulation steps that reach the target, then the micro-batch that splits it evenly

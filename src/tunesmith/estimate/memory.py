@@ -25,9 +25,13 @@ and log-softmax, their gradient).
 
 On a CPU the process also holds the Python libraries (~0.5 GB measured here for torch,
 transformers, peft, datasets and MLflow), and glibc's heap keeps freed activation blocks
-for reuse rather than returning them: peak RSS measured 1.2-1.3× the live activation bytes
-(`benchmarks/memory_estimate.py`). `ALLOCATOR_OVERHEAD` carries that; on GPUs PyTorch's
-caching allocator fragments less (1.1 assumed: not measured, no GPU here).
+for reuse rather than returning them, the more so the more the tensor shapes vary: peak RSS
+measured 1.3× the live activation bytes on near-full 512-token windows
+(`benchmarks/memory_estimate.py`), 1.7-2.0× on short classification records packed into
+128- and 256-token windows of varying fill (`benchmarks/defaults_fit.py`). `ALLOCATOR_OVERHEAD`
+takes 1.55 between them (both within ±20%; a fixed glibc mmap threshold brought the second
+to 1.2× but halved throughput, so it is not used); on GPUs PyTorch's caching allocator
+fragments less (1.1 assumed: not measured, no GPU here).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from tunesmith.errors import TunesmithError
 Method = Literal["full", "lora", "qlora"]
 GB = 1024**3
 RUNTIME_BYTES = {"cpu": 0.5 * GB, "cuda": 0.6 * GB}  # CPU: libraries in RSS; CUDA: context + kernels
-ALLOCATOR_OVERHEAD = {"cpu": 1.25, "cuda": 1.1}
+ALLOCATOR_OVERHEAD = {"cpu": 1.55, "cuda": 1.1}
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -57,10 +57,19 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
                   f"{(q.get('labels') or {}).get('counts', '-')}.", ""]
     lines += ["## Training configuration", "", "| setting | value |", "|---|---|"]
     lr = t.learning_rate if t.learning_rate is not None else "default"
+    fit = (training or {}).get("fit") or {}  # what the pre-flight check resolved `auto` settings to
+
+    def used(key: str, configured: Any) -> Any:
+        return fit.get(key, configured)
+
+    micro, steps = used("micro_batch_size", t.micro_batch_size), used("gradient_accumulation_steps",
+                                                                  t.gradient_accumulation_steps)
+    batch = f"{micro} × {steps}"
     for key, value in (("method", t.method), ("adapter", t.adapter), ("learning rate", lr),
-                       ("epochs", t.num_epochs), ("micro batch × accumulation", f"{t.micro_batch_size} × "
-                                                 f"{t.gradient_accumulation_steps}"),
-                       ("max length", cfg.data.max_length), ("seed", cfg.seed),
+                       ("epochs", used("num_epochs", t.num_epochs)), ("micro batch × accumulation", batch),
+                       ("max length", used("max_length", cfg.data.max_length)),
+                       ("precision, device", f"{used('precision', t.precision)}, {fit.get('device', '-')}"),
+                       ("seed", cfg.seed),
                        ("config sha256", tags.get("config_sha256", "-")[:16])):
         lines.append(f"| {key} | {value} |")
     if training:
