@@ -4,9 +4,9 @@ Tokens per epoch, window length and the share of positions the LM head runs at c
 the prepared data when `tunesmith data prepare` has run (exact), else from the records'
 token lengths measured with the model's tokenizer (windows assumed full, LM head at every
 position: an upper bound). Throughput here is the one measured by the last training run of
-this config when there is one, else the FLOPs per token over this CPU's measured bf16 peak
-at the utilisation measured by `benchmarks/train_throughput.py`; on GPUs the table's peak at
-its `mfu`.
+this config when it completed, else the FLOPs per token over this CPU's matmul peak (measured
+at the precision training will use) at the utilisation measured by
+`benchmarks/train_throughput.py`; on GPUs the table's peak at its `mfu`.
 """
 
 from __future__ import annotations
