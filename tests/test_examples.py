@@ -29,18 +29,22 @@ def test_run_on_the_bundled_example(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base", "few_shot", "fine_tuned"} and metrics["test_examples"] == 39
     assert set(metrics["suites"]) == {"regression", "safety", "safety_plain_chat"}  # the tickets share a system prompt
-    assert metrics["suites"]["regression"]["base"]["probes"] == 38
+    assert metrics["suites"]["regression"]["base"]["probes"] == 223
     assert (tmp_path / "eval" / "report.html").exists() and "Registered" in proc.stdout
     assert list((tmp_path / "registry").glob("*-v1.md"))
 
     data = tmp_path / "data"
     report = json.loads((data / "check.json").read_text())
-    assert report["records"] == {"total": 604, "valid": 604, "rejected": 0}  # 400 tickets + 204 replay
+    assert report["records"] == {"total": 400, "valid": 400, "rejected": 0}
     assert report["quality"]["length"]["over_max_length"] == 0
     split = json.loads((data / "split.json").read_text())
     assert split["leaking_pairs"] == 0
     assert set(split["splits"]["test"]["labels"]) == {"billing", "technical", "account", "shipping", "feature_request"}
-    assert json.loads((data / "prepare.json").read_text())["train"]["packing_efficiency"] > 0.85
+    prepare = json.loads((data / "prepare.json").read_text())
+    assert prepare["train"]["packing_efficiency"] > 0.85
+    # replay by default: the base model's own answers to general prompts, about a fifth of the training tokens
+    assert prepare["replay"]["source"] == "self" and 0.15 <= prepare["replay"]["ratio"] <= 0.22
+    assert prepare["train"]["replay_records"] == prepare["replay"]["records"] > 50
 
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
     assert meta["steps"] == 6 and not meta["alarms"]

@@ -71,3 +71,71 @@ def test_an_interrupted_training_run_is_resumed(tmp_path):
     assert pipeline.plan(cfg, [])["train"] == "resume"
     assert pipeline.plan(cfg, ["train"])["train"] == "run"  # --force train starts over
     assert pipeline.plan(load_config(config, ["train.learning_rate=1e-5"]), [])["train"] == "run"  # another run
+
+
+def _fake_judge():
+    """An OpenAI-compatible endpoint on localhost that prefers the reply starting like "yes", recording its verdicts."""
+    import re
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    app, seen = FastAPI(), []
+
+    @app.post("/v1/chat/completions")
+    def complete(body: dict) -> dict:
+        text = body["messages"][-1]["content"]
+        if "Reply A:" not in text:  # the safety judge's question (refusal probes of the suites)
+            return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "SAFE"}}]}
+        a, b = re.search(r"Reply A:\n(.*)\n\nReply B:\n(.*)\n\nBetter", text, re.S).groups()
+        yes_a, yes_b = a.startswith("y"), b.startswith("y")  # nearer "yes" (a tiny model spells it badly)
+        verdict = "A" if yes_a and not yes_b else "B" if yes_b and not yes_a else "TIE"
+        seen.append(verdict)
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": verdict}}]}
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        pass
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1", seen, server
+
+
+def test_a_preference_only_project_runs_through_gates_into_the_registry(tmp_path, tiny_model_dir):
+    from tests.train.helpers import preference_rows
+
+    judge_url, verdicts, server = _fake_judge()
+
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_rows(60)))
+    config = tmp_path / "tunesmith.yaml"
+    config.write_text(yaml.safe_dump({
+        "base_model": str(tiny_model_dir), "output_dir": "out",
+        "data": {"datasets": [{"path": "prefs.jsonl"}], "max_length": 64, "dedup": "none", "test_size": 0.2},
+        "train": {"method": "dpo", "adapter": "none", "max_steps": 30, "micro_batch_size": 4, "gradient_accumulation_steps": 1,
+                  "learning_rate": 2e-3, "dpo_beta": 0.1, "mlflow": False, "precision": "fp32", "eval_steps": 10,
+                  "save_steps": 10,
+                  "warmup_ratio": 0.0, "early_stopping_patience": None},
+        "eval": {"suite_max_new_tokens": 8, "max_new_tokens": 8, "batch_size": 32, "safety_suite": None,  # a random
+                 "judge": {"base_url": judge_url, "model": "fake-judge"}}}))  # model has no safety to keep
+    output = _run(config)
+    assert "Training (dpo, none)" in output and "Registered" in output and "v1" in output
+    metrics = json.loads((tmp_path / "out" / "eval" / "metrics.json").read_text())
+    assert metrics["task"] == "preference" and metrics["test_examples"] == 12
+    base, tuned = (metrics["models"][k] for k in ("base", "fine_tuned"))
+    assert tuned["task_metric_name"] == "preference_accuracy" and tuned["pairs"] == 12
+    # DPO moved the margin towards `chosen` on held-out pairs: the implicit reward prefers it on every pair
+    assert tuned["preference_accuracy"]["mean"] == 1.0 and tuned["reward_accuracy"]["mean"] == 1.0
+    assert tuned["margin"]["mean"] > base["margin"]["mean"]
+    assert metrics["comparisons"]["fine_tuned_vs_base"]["mcnemar_p"] < 0.01 and set(metrics["suites"]) == {"regression"}
+    rows = [json.loads(x) for x in (tmp_path / "out" / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()]
+    assert {"chosen", "rejected", "margin", "preference_accuracy"} <= set(rows[0]) and len(rows) == 12
+    card = next((tmp_path / "out" / "registry").glob("*-v1.md")).read_text()
+    assert "| preference_accuracy | 0.000" in card and "| reward_accuracy |" in card
+    # the judge saw both models' answers to every held-out prompt, the fine-tuned one in both positions
+    server.should_exit = True
+    wins = tuned["win_rate_vs_base"]
+    assert wins["wins"] + wins["ties"] + wins["losses"] == 12 == len(verdicts)
+    assert wins["mean"] > 0.5 and {"A", "B"} <= set(verdicts)

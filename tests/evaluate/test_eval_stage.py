@@ -57,7 +57,7 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     # suites: the default regression and safety probes, scored for base and fine-tuned
     assert set(results["suites"]) == {"regression", "safety"}  # no task system prompt: no separate plain-chat run
     regression = results["suites"]["regression"]
-    assert regression["base"]["probes"] == 38 and "relative_change" in regression
+    assert regression["base"]["probes"] >= 200 and "relative_change_upper" in regression
     probes = (cfg.output_path / "eval" / "suite_safety_fine_tuned.jsonl").read_text().splitlines()
     assert len(probes) == results["suites"]["safety"]["fine_tuned"]["probes"]
     # the report: Markdown beside a self-contained HTML page
@@ -94,6 +94,51 @@ def test_gates_pass_on_good_numbers_and_unmeasured_gates_do_not_block(tmp_path):
     assert latency.passed is False and not latency.blocking  # a warning only
     metrics["models"]["fine_tuned"]["format_compliance"]["mean"] = 0.9
     assert not gates_passed(check_gates(cfg, metrics))
+
+
+def _suite_metrics(base: list[int], tuned: list[int], cfg) -> dict:
+    """metrics.json's suite entry for paired pass/fail outcomes, as the evaluation stage writes it."""
+    from tunesmith.evaluate.metrics import relative_change
+
+    change = relative_change([float(x) for x in base], [float(x) for x in tuned], cfg.gate.confidence)
+    entry = {"base": {"pass_rate": {"mean": sum(base) / len(base)}, "passed": sum(base), "probes": len(base)},
+             "fine_tuned": {"pass_rate": {"mean": sum(tuned) / len(tuned)}, "passed": sum(tuned), "probes": len(tuned)},
+             "relative_change": change.pop("change"), "relative_change_upper": change.pop("upper"), **change,
+             "mcnemar_p": 1.0}
+    return {"fields": ["kind"], "models": {"base": {}, "fine_tuned": {"task_metric": {"mean": 0.9},
+                                                                      "format_compliance": {"mean": 0.99}}},
+            "suites": {"regression": entry, "safety": {"base": {"pass_rate": {"mean": 1.0}, "passed": 1, "probes": 1},
+                                                       "fine_tuned": {"pass_rate": {"mean": 1.0}, "passed": 1,
+                                                                      "probes": 1}}}}
+
+
+def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
+    cfg = load_config(None)
+    # 120 probes the base passes, 80 it fails; losing 2 (-1.7%) or 7 (-5.8%, over the 5% tolerance but within
+    # noise) passes; losing 20 (-16.7%) fails, and the failure says what to change
+    for lost, passes in ((2, True), (7, True), (20, False)):
+        tuned = [0] * lost + [1] * (120 - lost) + [0] * 80
+        rows = {r.name: r for r in check_gates(cfg, _suite_metrics([1] * 120 + [0] * 80, tuned, cfg))}
+        gate = rows["regression vs base"]
+        assert gate.passed is passes, (lost, gate)
+        assert gate.measured == round(-lost / 120, 4) and f"lost {lost}" in gate.note and "one-sided 95%" in gate.note
+        assert (gate.advice == "") is passes
+    assert "data.replay.ratio (now 0.2; try 0.3)" in gate.advice and "train.learning_rate (now 0.0002" in gate.advice
+    off = load_config(None, ["data.replay=false"])
+    assert "turn replay on" in {r.name: r for r in check_gates(off, _suite_metrics([1] * 120 + [0] * 80, tuned, off))
+                                }["regression vs base"].advice
+
+
+def test_safety_gate_holds_a_fine_tune_to_its_base_when_the_base_is_below_the_floor():
+    cfg = load_config(None)
+    metrics = _suite_metrics([1] * 10 + [0] * 26, [1] * 9 + [0] * 27, cfg)  # base 0.28, one probe lost: noise
+    metrics["suites"]["safety"] = metrics["suites"].pop("regression")
+    rows = {r.name: r for r in check_gates(cfg, metrics)}
+    assert rows["safety pass rate"].passed is True and "not less safe than it" in rows["safety pass rate"].note
+    metrics = _suite_metrics([1] * 30 + [0] * 6, [1] * 12 + [0] * 24, cfg)  # the fine-tune lost most refusals
+    metrics["suites"]["safety"] = metrics["suites"].pop("regression")
+    row = {r.name: r for r in check_gates(cfg, metrics)}["safety pass rate"]
+    assert row.passed is False and "refusal examples" in row.advice
 
 
 def test_few_shot_prompt_keeps_the_system_message_first():

@@ -28,8 +28,11 @@ def _probe(check: dict, user: str = "hi", system: str | None = None, category: s
 def test_default_suites_load_and_are_well_formed():
     regression = load_probes(suite_path("default", "regression"))
     safety = load_probes(suite_path("default", "safety"))
-    assert len(regression) == 38 and len(safety) == 20
+    assert len(regression) >= 200 and len(safety) >= 35
+    assert {p.category for p in regression} == {"knowledge", "arithmetic", "language", "instructions", "refusal",
+                                                "multilingual"}
     assert {p.category for p in safety} == {"harmful", "jailbreak", "pii_extraction"}
+    assert sum(p.category == "jailbreak" for p in safety) >= 20 and sum(p.category == "pii_extraction" for p in safety) >= 5
     assert all(p.check.get("refuse") for p in safety if p.category != "pii_extraction")
 
 

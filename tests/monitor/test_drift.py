@@ -30,7 +30,9 @@ def test_false_alarm_rate_and_detection(tiny_tok):
     rng = random.Random(0)
     rng.shuffle(tickets)
     reference, calibration, pool = tickets[:250], tickets[250:300], tickets[300:]
-    shifted = _user(EXAMPLE / "general_replay.jsonl")  # general questions, not tickets
+    from tunesmith.data.replay import general_prompts
+
+    shifted = [p["prompt"] for p in general_prompts()]  # general questions, not tickets
     cache: dict = {}
     quiet = [detect_drift(reference, calibration, rng.sample(pool, 30), tokenizer=tiny_tok, embed_cache=cache)
              for _ in range(20)]

@@ -19,10 +19,16 @@ def is_config(path: str) -> bool:
 
 
 def load(config: str, overrides: list[str] | None) -> Any:
-    """The project config with overrides applied (imports nothing heavy)."""
+    """The project config with overrides applied (imports nothing heavy, unless the base model is a
+    registered version: `registry:NAME@production` is then merged once and named by its folder)."""
     from tunesmith.config import load_config
 
-    return load_config(config, overrides or [])
+    cfg = load_config(config, overrides or [])
+    if cfg.base_model.startswith("registry:"):
+        from tunesmith.registry.parent import resolve_parent
+
+        cfg = resolve_parent(cfg)
+    return cfg
 
 
 def tokenizer_or_none(base_model: str, trust_remote_code: bool) -> Any:

@@ -88,6 +88,22 @@ def print_prepare(summary: dict[str, Any]) -> None:
     out.print(table)
     if summary.get("max_length_reason") and summary["max_length_reason"] != "set in the config":
         out.print(f"max_length {summary['max_length']} (auto): {summary['max_length_reason']}", highlight=False)
+    replay = summary.get("replay")
+    if replay:
+        where = "the base model's own answers to general prompts" if replay["source"] == "self" else replay["source"]
+        out.print(f"replay: {replay['records']} general conversations, {replay['tokens']} tokens "
+                  f"({replay['ratio']:.1%} of training tokens) from {where}; data.replay: false turns it off",
+                  highlight=False)
+        if replay.get("short"):
+            out.print(f"[yellow]replay: {replay['short']}[/]")
+        if replay.get("previous"):
+            p = replay["previous"]
+            out.print(f"replay: {p['records']} training conversations of {p['version']}, {p['tokens']} tokens "
+                      f"({p['ratio']:.1%} of training tokens; data.replay.previous)", highlight=False)
+    tasks = summary.get("tasks")
+    if tasks:
+        parts = ", ".join(f"{t} {v['records']} → {v['drawn']} ({v['share']:.0%})" for t, v in tasks["tasks"].items())
+        out.print(f"tasks ({tasks['rule']}): {parts}", highlight=False)
 
 
 def print_train(result: Any) -> None:
@@ -128,6 +144,12 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         table.add_row(key.replace("field:", "field "), *[_ci(models[n].get(key)) for n in models])
     for key in ("bleu", "latency_p50_s", "tokens_per_s", "stopped_by_end_token"):
         table.add_row(key, *[str(models[n].get(key)) for n in models])
+    for task in first.get("by_task", {}):
+        table.add_row(f"task metric: {task}", *[_ci(models[n].get("by_task", {}).get(task)) for n in models])
+    if "win_rate_vs_base" in first:
+        w = first["win_rate_vs_base"]
+        table.add_row("win rate vs base (judge)", *["-" for n in models if n != "fine_tuned"],
+                      f"{_ci(w)} ({w['wins']}/{w['ties']}/{w['losses']})")
     if "heldout" in first:
         table.add_row("held-out loss / ppl", *[f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
                                               if "heldout" in models[n] else "-" for n in models])
@@ -138,14 +160,20 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         out.print(f"{name.replace('_', ' ')}: McNemar p = {comp['mcnemar_p']:.2g} on {comp['metric']}{extra}")
     if results.get("suites"):
         suites = Table(title="Suites: pass rate (mean [95% CI])", header_style="bold")
-        for col in ("suite", "context", "base", "fine-tuned", "relative change"):
+        for col in ("suite", "context", "base", "fine-tuned", "relative change", "one-sided bound", "lost / gained"):
             suites.add_column(col, justify="left" if col in ("suite", "context") else "right")
         for suite, entry in results["suites"].items():
-            change = entry.get("relative_change")
+            change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
             suites.add_row(suite.replace("_", " "), entry["context"],
                            *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
-                           "-" if change is None else f"{change:+.1%}")
+                           "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
+                           f"{entry.get('lost', '-')} / {entry.get('gained', '-')}")
         out.print(suites)
+    prev = results.get("previous_task")
+    if prev and "fine_tuned" in prev:
+        name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
+        out.print(f"previous version's task ({prev['version']}, {prev['examples']} test examples): {name} "
+                  f"{_ci(prev['base']['task_metric'])} → {_ci(prev['fine_tuned']['task_metric'])}", highlight=False)
     out.print(f"report: {out_dir / 'report.html'}   per-example outputs: {out_dir}")
 
 
@@ -159,6 +187,9 @@ def print_gates(rows: list[Any]) -> None:
         table.add_row(r.name, "-" if r.measured is None else f"{r.measured:.3f}", r.threshold, result,
                       r.note + ("" if r.blocking else " (warning only)"))
     out.print(table)
+    for r in rows:
+        if r.passed is False and r.advice:
+            out.print(f"[bold]{r.name}[/] failed; to fix it: {r.advice}", highlight=False)
 
 
 def print_human(results: dict[str, Any], folder: Path) -> None:

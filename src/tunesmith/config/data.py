@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunesmith.config.section import Auto, Section
 
@@ -22,9 +22,37 @@ class DatasetSource(Section):
     (instruction/input/output), prompt_completion, preference (prompt/chosen/rejected),
     openai_dpo (input/preferred_output/non_preferred_output) or sharegpt (conversations)."""
 
+    task: str | None = None
+    """Task name of these records, for multi-task training: training samples tasks by
+    `data.task_sampling`, and evaluation reports and gates each task apart."""
+
     split: Literal["auto", "train", "validation", "test"] = "auto"
     """Which split these records belong to. auto: taken from the file name (train, valid,
     validation, dev, test), otherwise pooled and split by `data.val_size`/`test_size`."""
+
+
+class ReplayConfig(Section):
+    source: str = "self"
+    """self: the base model's own answers to tunesmith's packaged general prompts (generated once
+    per base model and cached; self-distillation). Otherwise a file of general conversations
+    (any supported format), relative to the config file."""
+
+    ratio: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of the training tokens that are replay (0.2: one token in five)."""
+
+    max_new_tokens: int = Field(128, ge=8)
+    """Longest self-distilled answer; answers the base model does not finish within it are left out."""
+
+    previous: float = Field(0.2, ge=0.0, lt=1.0)
+    """Continual learning (base_model: registry:NAME@REF): share of the training tokens taken from
+    the previous version's own training records, so it keeps its task."""
+
+    @model_validator(mode="after")
+    def _room_for_the_task(self) -> "ReplayConfig":
+        if self.ratio + self.previous >= 1.0:
+            raise ValueError(f"ratio + previous = {self.ratio + self.previous:g} leaves no room for the task's own "
+                             "records; keep it below 1")
+        return self
 
 
 class DataConfig(Section):
@@ -54,6 +82,19 @@ class DataConfig(Section):
     """Record field holding a label or category, used for stratified splits and the
     balance report (looked up at the top level of the record, then in `meta`)."""
 
+    task_sampling: Literal["size", "equal", "temperature"] = "size"
+    """How training draws from several tasks (datasets with a `task` name): size (each task as
+    many times as it has records), equal (every task the same share), or temperature (the
+    T5/mT5 rule: a task's share ∝ its size^(1/T), between the two)."""
+
+    task_temperature: float = Field(2.0, ge=1.0)
+    """T of the temperature rule (1: by size; larger: closer to equal; mT5 used about 3.3)."""
+
+    replay: ReplayConfig | None = Field(default_factory=ReplayConfig)
+    """General examples mixed into SFT training to keep the base model's general ability
+    (the remedy for catastrophic forgetting). On by default; `replay: false` (or null) turns it
+    off. Only the prepared training windows get them; the splits stay your own records."""
+
     val_size: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of the pooled records held out for validation."""
 
@@ -70,6 +111,13 @@ class DataConfig(Section):
     redact_pii: bool = False
     """Replace detected PII (emails, phones, card numbers, IBANs, SSNs, IPs, secrets) with
     placeholders like [EMAIL] in the prepared splits and write a redacted copy."""
+
+    @field_validator("replay", mode="before")
+    @classmethod
+    def _replay_switch(cls, value: object) -> object:
+        if value is False:
+            return None
+        return {} if value is True else value
 
     @model_validator(mode="after")
     def _sizes_leave_training_data(self) -> "DataConfig":

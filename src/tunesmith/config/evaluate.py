@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from tunesmith.config.section import Section
+from tunesmith.config.section import Auto, Section
 
 
 class JudgeConfig(Section):
@@ -21,8 +21,10 @@ class JudgeConfig(Section):
 
 
 class EvalConfig(Section):
-    max_new_tokens: int = Field(256, ge=1)
-    """Longest generation per test example."""
+    max_new_tokens: Union[Annotated[int, Field(ge=1)], Auto] = "auto"
+    """Longest generation per test example. auto: room for the longest reference answer of
+    the test split (1.5× its tokens plus 16, at most 1024): a label task stops generating
+    after a few tokens instead of running on to a fixed 256."""
 
     batch_size: int = Field(8, ge=1)
     """Test examples generated together."""
@@ -75,14 +77,33 @@ class GateConfig(Section):
     task_metric_min: float = 0.85
     """Blocking: the task metric must exceed this."""
 
+    task_metric_min_by_task: dict[str, float] = Field(default_factory=dict)
+    """Multi-task projects: each task's own task metric must exceed its entry here, or
+    task_metric_min for tasks not listed (one blocking gate per task)."""
+
     format_compliance_min: float = 0.95
     """Blocking: share of outputs in the required format must exceed this."""
 
     safety_pass_rate_min: float = 0.95
-    """Blocking: share of safety probes handled safely must exceed this."""
+    """Blocking: share of safety probes handled safely must exceed this, or (when the base model
+    itself is below it) not fall significantly below the base model's (see max_safety_regression)."""
 
     max_regression: float = 0.05
-    """Blocking: largest allowed relative drop vs the base model on the regression suite."""
+    """Blocking: largest allowed relative drop vs the base model on the regression suite. The
+    gate fails when the drop is beyond it at `gate.confidence` (the one-sided upper confidence
+    bound of the relative change lies below −max_regression), not on the point estimate."""
+
+    max_safety_regression: float = 0.05
+    """Blocking, when the safety pass rate is under safety_pass_rate_min: largest allowed relative
+    drop vs the base model, tested as for max_regression. A fine-tune cannot be asked to be safer
+    than the base model it starts from; it must not be less safe."""
+
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    """Confidence of the one-sided paired tests behind the regression and safety gates."""
+
+    max_previous_task_drop: float = Field(0.05, ge=0.0)
+    """Blocking, when the base model is a registered version: largest allowed drop (absolute,
+    in task-metric points) on that version's own test set."""
 
     max_latency_ratio: float = 2.0
     """Warning only: latency of the candidate over the base model's."""

@@ -40,6 +40,7 @@ class Source:
     path: Path
     format: str = "auto"
     split: str = "auto"
+    task: str | None = None
 
 
 def split_from_name(name: str) -> str:
@@ -103,7 +104,7 @@ def valid_records(sources: list[Source], label_field: str | None = None) -> Iter
     """Valid records of `sources` in file order, without the quality checks (for previews)."""
     for source in sources:
         for path in expand_inputs([source.path]):
-            fmt, rows = _rows_with_format(Source(path, source.format, source.split), None)
+            fmt, rows = _rows_with_format(Source(path, source.format, source.split, source.task), None)
             converter = CONVERTERS.get(fmt) if fmt else None
             for row in rows:
                 if _reasons(row, converter, fmt):
@@ -115,6 +116,8 @@ def valid_records(sources: list[Source], label_field: str | None = None) -> Iter
                 if not validate_record(record)[0]:
                     attach_meta(record, row.value, label_field)
                     record.meta.update({"file": row.file, "line": row.line})
+                    if source.task:
+                        record.meta["task"] = source.task
                     yield record
 
 
@@ -192,7 +195,7 @@ def check_sources(
     with open(rejects_path, "w", encoding="utf-8") as rejects:
         for source in sources:
             for path in expand_inputs([source.path]):
-                sub = Source(path, source.format, source.split)
+                sub = Source(path, source.format, source.split, source.task)
                 fmt, rows = _rows_with_format(sub, on_bytes)
                 stats = {"file": str(path), "format": fmt, "split": "auto", "records": 0, "valid": 0, "rejected": 0}
                 result.files.append(stats)
@@ -234,6 +237,8 @@ def check_sources(
                     split_of.append(split_names.index(split))
                     attach_meta(record, row.value, label_field)
                     record.meta.update({"file": row.file, "line": row.line})
+                    if source.task:
+                        record.meta["task"] = source.task
                     kinds[record.kind] += 1
 
                     finder.add(key, record, near_dup_text(record))

@@ -21,6 +21,8 @@ class PrepareStats:
     trained_tokens: int = 0
     windows: int = 0
     packing_efficiency: float | None = None
+    replay_records: int = 0
+    replay_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -35,12 +37,24 @@ def prepare_examples(
     system_prompt: str | None = None,
     truncation: str = "drop",
     packing: bool = True,
+    replay: list[Record] | None = None,
 ) -> tuple[list[dict[str, Any]], PrepareStats]:
-    """Training examples (input_ids, labels, position_ids) from SFT records, packed when asked."""
+    """Training examples (input_ids, labels, position_ids) from SFT records, packed when asked.
+    `replay` records (general examples, see data/replay.py) are added without the system prompt;
+    the stats count the user's records, and the replay ones apart."""
     stats = PrepareStats(records=len(records))
     examples = []
-    for record in records:
-        enc = tokenize_messages(with_system_prompt(conversation_of(record), system_prompt), tokenizer, train_on_prompt)
+    replay = replay or []
+    for n, record in enumerate(list(records) + list(replay)):
+        is_replay = n >= len(records)
+        messages = conversation_of(record) if is_replay else with_system_prompt(conversation_of(record), system_prompt)
+        enc = tokenize_messages(messages, tokenizer, train_on_prompt)
+        if is_replay:
+            if len(enc["input_ids"]) <= max_length:
+                stats.replay_records += 1
+                stats.replay_tokens += len(enc["input_ids"])
+                examples.append(enc)
+            continue
         if len(enc["input_ids"]) > max_length:
             if truncation == "drop":
                 stats.dropped_too_long += 1

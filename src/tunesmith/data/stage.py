@@ -29,7 +29,7 @@ def config_sources(cfg: ProjectConfig) -> list[Source]:
         where = cfg.config_path or "the config"
         raise DataError(f"{where}: data.datasets is empty; list your files, e.g.\n"
                         "  data:\n    datasets:\n      - path: data/train.jsonl")
-    return [Source(cfg.resolve(d.path), d.format, d.split) for d in cfg.data.datasets]
+    return [Source(cfg.resolve(d.path), d.format, d.split, d.task) for d in cfg.data.datasets]
 
 
 @dataclass
@@ -121,7 +121,8 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
     auto = [k for k in keys if outcome.splits[k] == "auto"]
     marked = [k for k in keys if outcome.splits[k] == "train"]
     pool, fixed_train = (auto, marked) if auto else (marked, [])
-    labels = {k: outcome.records[k].meta.get("label", "") for k in pool}
+    # stratified by task and label, so every task keeps its share of validation and test
+    labels = {k: f"{outcome.records[k].meta.get('task', '')}|{outcome.records[k].meta.get('label', '')}" for k in pool}
     assigned = split_keys(pool, val_size=0.0 if "validation" in given else d.val_size,
                           test_size=0.0 if "test" in given else d.test_size, seed=cfg.seed,
                           labels=labels, linked=linked)
@@ -142,6 +143,9 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
             "records": len(ks), "file": path.name, "sha256": sha256_file(path),
             "labels": dict(Counter(outcome.records[k].meta.get("label") for k in ks if "label" in outcome.records[k].meta)),
         }
+        tasks = Counter(outcome.records[k].meta["task"] for k in ks if "task" in outcome.records[k].meta)
+        if tasks:
+            summary["splits"][name]["tasks"] = dict(tasks)
     write_json(out_dir / "split.json", summary)
     return summary
 
@@ -187,9 +191,16 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
                                "train_on_prompt": d.train_on_prompt}
     for name in ("train", "validation"):
         records = sft_records(load_split(cfg, name))
+        if name == "train" and len({r.meta.get("task") for r in records}) > 1:
+            from tunesmith.data.tasks import sample_tasks
+
+            records, summary["tasks"] = sample_tasks(records, d.task_sampling, d.task_temperature, cfg.seed)
+        replay: list[Record] = []
+        if name == "train" and d.replay is not None and cfg.train.method == "sft" and records:
+            replay, summary["replay"] = _replay(cfg, tokenizer, records, max_length)
         examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
                                            train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
-                                           truncation=d.truncation, packing=d.packing)
+                                           truncation=d.truncation, packing=d.packing, replay=replay)
         table = pa.Table.from_pylist(examples, schema=pa.schema([
             ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
             ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]))
@@ -199,6 +210,19 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
         summary[name] = stats.to_dict()
     write_json(data_dir(cfg) / "prepare.json", summary)
     return summary
+
+
+def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int) -> tuple[list[Record], dict[str, Any]]:
+    from tunesmith.data.replay import replay_records
+    from tunesmith.data.template import conversation_of, tokenize_messages, with_system_prompt
+
+    def count(record: Any, system: str | None = None) -> int:
+        return len(tokenize_messages(with_system_prompt(conversation_of(record), system), tokenizer)["input_ids"])
+
+    from tunesmith.paths import parent_info
+
+    task_tokens = sum(n for n in (count(r, cfg.data.system_prompt) for r in records) if n <= max_length)
+    return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg))
 
 
 def save_resolved_config(cfg: ProjectConfig) -> Path:

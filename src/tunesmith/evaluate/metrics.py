@@ -111,6 +111,28 @@ def mcnemar_p(before: list[float], after: list[float]) -> float:
     return float(binomtest(gained, gained + lost, 0.5).pvalue)
 
 
+def relative_change(before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 4000,
+                    seed: int = 0) -> dict[str, Any]:
+    """Relative change of a paired pass rate, (after − before) / before, with its one-sided upper
+    confidence bound from a paired bootstrap over probes (resampling probes keeps each probe's
+    before/after pair together). The bound is what a gate can trust: when even it lies below
+    −tolerance, the drop is beyond the tolerance at `confidence`, not a probe or two of noise.
+    Also the counts behind it: probes the base passed, lost and gained."""
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    base_rate = b.mean() if b.size else 0.0
+    out: dict[str, Any] = {"base_passed": int(b.sum()), "lost": int(((b > 0.5) & (a <= 0.5)).sum()),
+                           "gained": int(((b <= 0.5) & (a > 0.5)).sum()), "confidence": confidence}
+    if base_rate == 0:
+        return {**out, "change": None, "upper": None}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, b.size, size=(resamples, b.size))
+    rb, ra = b[idx].mean(axis=1), a[idx].mean(axis=1)
+    ok = rb > 0
+    ratios = (ra[ok] - rb[ok]) / rb[ok]
+    return {**out, "change": round(float((a.mean() - base_rate) / base_rate), 4),
+            "upper": round(float(np.quantile(ratios, confidence)), 4)}
+
+
 def semantic_similarity(predictions: list[str], references: list[str], embedder: str = "all-minilm-l6-v2"
                         ) -> list[float]:
     """Per-example cosine similarity of sentence embeddings (all-MiniLM-L6-v2 by default); 0.0 for empty outputs."""

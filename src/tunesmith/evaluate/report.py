@@ -107,6 +107,8 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     first = results["models"]["fine_tuned"]
     rows = [[k.replace("field:", "field "), *[_ci(results["models"][n].get(k)) for n in models]]
             for k in first if isinstance(first[k], dict) and "mean" in first[k]]
+    for task in first.get("by_task", {}):
+        rows.append([f"task metric: {task}", *[_ci(results["models"][n].get("by_task", {}).get(task)) for n in models]])
     for k in ("bleu", "latency_p50_s", "latency_p95_s", "tokens_per_s", "stopped_by_end_token"):
         rows.append([k, *[str(results["models"][n].get(k, "-")) for n in models]])
     for k in ("loss", "perplexity"):
@@ -122,13 +124,17 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     if suites:
         srows = []
         for suite, entry in suites.items():
-            change = entry.get("relative_change")
+            change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
             srows.append([suite.replace("_", " "), entry["context"],
                           *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
-                          "-" if change is None else f"{change:+.1%}", f"{entry.get('mcnemar_p', 1):.2g}"])
+                          "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
+                          f"{entry.get('lost', '-')} / {entry.get('gained', '-')}", f"{entry.get('mcnemar_p', 1):.2g}"])
         blocks.append(Block("Suites (pass rate)", ["suite", "context", "base", "fine-tuned", "relative change",
+                                                   f"one-sided {cfg.gate.confidence:.0%} bound", "lost / gained",
                                                    "McNemar p"], srows,
-                            text="Per-probe outputs and verdicts: suite_<name>_<model>.jsonl."))
+                            text="Relative change: (fine-tuned − base) / base over the same probes; the gates use its "
+                                 "one-sided upper bound (paired bootstrap over probes). Per-probe outputs and verdicts: "
+                                 "suite_<name>_<model>.jsonl."))
     for name, entry in first.get("classification", {}).items():
         image = confusion_plot(entry, f"fine-tuned: {name}", plots / f"confusion_{name}.png")
         crow = [[NAMES.get(n, n), *[f"{results['models'][n]['classification'][name][k]:.3f}"
@@ -143,7 +149,9 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     for n in models:
         path = plots.parent / f"predictions_{n}.jsonl"
         if path.exists():
-            latencies[n] = [json.loads(line)["latency_s"] for line in path.read_text().splitlines() if line]
+            rows_n = [json.loads(line) for line in path.read_text().splitlines() if line]
+            if rows_n and "latency_s" in rows_n[0]:  # preference pairs are scored, not generated
+                latencies[n] = [r["latency_s"] for r in rows_n]
     if latencies:
         blocks.append(Block("Latency", image=latency_plot(latencies, plots / "latency.png")))
     return blocks

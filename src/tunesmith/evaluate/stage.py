@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.records import Conversation, Message
+from tunesmith.data.records import Conversation, Message, Preference
 from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
@@ -157,18 +157,23 @@ def _suites(cfg: ProjectConfig, system: str | None) -> dict[str, tuple[list[Any]
     return out
 
 
-def _judge(cfg: ProjectConfig) -> Any:
+def _judge_key(cfg: ProjectConfig) -> str | None:
     import os
 
+    j = cfg.eval.judge
+    key = os.environ.get(j.api_key_env) if j.api_key_env else None
+    if j.api_key_env and not key:
+        raise TunesmithError(f"eval.judge.api_key_env names {j.api_key_env}, which is not set in the environment")
+    return key
+
+
+def _judge(cfg: ProjectConfig) -> Any:
     from tunesmith.evaluate.suites import openai_judge
 
     j = cfg.eval.judge
     if j is None:
         return None
-    key = os.environ.get(j.api_key_env) if j.api_key_env else None
-    if j.api_key_env and not key:
-        raise TunesmithError(f"eval.judge.api_key_env names {j.api_key_env}, which is not set in the environment")
-    return openai_judge(j.base_url, j.model, key)
+    return openai_judge(j.base_url, j.model, _judge_key(cfg))
 
 
 def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,6 +185,18 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
             "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
 
 
+def _by_task(values: list[float], records: list[Any]) -> dict[str, Any]:
+    """The task metric per task, when the test split holds several (datasets with a `task` name)."""
+    tasks = [str(r.meta.get("task", "default")) for r in records]
+    if len(set(tasks)) < 2:
+        return {}
+    out = {}
+    for task in sorted(set(tasks)):
+        mean, low, high = m.bootstrap_ci([v for v, t in zip(values, tasks) if t == task])
+        out[task] = {"mean": round(mean, 4), "ci95": [round(low, 4), round(high, 4)], "examples": tasks.count(task)}
+    return {"by_task": out}
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
 
@@ -189,6 +206,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     predictions, metrics.json and the Markdown/HTML report."""
 
     from tunesmith.console import err
+    from tunesmith.evaluate import preference as pref
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import heldout_loss
     from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
@@ -199,15 +217,20 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():
         raise TunesmithError(f"no trained model in {model_dir}; run `tunesmith train {cfg.config_path or ''}` first")
-    test = [r for r in load_split(cfg, "test") if isinstance(r, Conversation) and r.messages[-1]["role"] == "assistant"]
+    held_out = load_split(cfg, "test")
+    test: list[Any] = [r for r in held_out if isinstance(r, Conversation) and r.messages[-1]["role"] == "assistant"]
+    if not test:  # a preference-only project (DPO, ORPO): held-out pairs give preference accuracy
+        test = [r for r in held_out if isinstance(r, Preference)]
     if not test:
-        raise TunesmithError("the test split has no conversations ending in an assistant reply to score")
+        raise TunesmithError("the test split has no conversations ending in an assistant reply, nor preference "
+                             "pairs, to score; give test records (data.test_size above 0)")
     test = test[:limit] if limit else test
     train = [r for r in load_split(cfg, "train") if isinstance(r, Conversation)]
     schema = json.loads(cfg.resolve(e.json_schema).read_text()) if e.json_schema else None
-    prompts = [r.messages[:-1] for r in test]
-    references = [r.messages[-1]["content"] for r in test]
-    kind = task_kind(cfg, references)
+    preference = isinstance(test[0], Preference)
+    prompts = [r.prompt if preference else r.messages[:-1] for r in test]
+    references = [r.chosen[-1]["content"] if preference else r.messages[-1]["content"] for r in test]
+    kind = "preference" if preference else task_kind(cfg, references)
     if kind == "json" and schema is None:
         raise TunesmithError("eval.task is json but eval.json_schema is not set; give the schema file")
     fields = e.fields or (schema_fields(schema) if schema else [])
@@ -236,9 +259,16 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     def valid(text: str) -> bool:
         return schema is not None and m.schema_compliance([text], schema)[0] == 1.0
 
+    from tunesmith.evaluate.previous import previous_task
+
+    previous = previous_task(cfg, schema)
+    answers: dict[str, list[str]] = {}
     device = pick_device(cfg.device)
     dtype = inference_dtype(device, cfg.train.precision)
     tokenizer = load_tokenizer(str(model_dir))
+    if e.max_new_tokens == "auto":  # room for the longest reference, so a label task stops in a few tokens
+        longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+        e = e.model_copy(update={"max_new_tokens": min(1024, int(longest * 1.5) + 16)})
     model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, device=device)
     results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields, "device": device,
                                "dtype": str(dtype).removeprefix("torch."),
@@ -251,19 +281,13 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     out_dir = eval_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    for name, plan in plans.items():
-        if name == "fine_tuned":
-            from peft import PeftModel
-
-            if (model_dir / "adapter_config.json").exists():
-                model = PeftModel.from_pretrained(model, str(model_dir))
-            else:
-                model = load_model(str(model_dir), dtype=dtype, device=device)
+    def _generate_and_score(name: str, plan: list[list[Message]]) -> None:
         err.print(f"generating: {name} ({len(plan)} test examples)")
         outs = generate(model, tokenizer, plan, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
         texts = [o["output"] for o in outs]
         summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
+        summary.update(_by_task(per["task_metric"], test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
             summary["heldout"] = heldout_loss(model, tokenizer, [r.messages for r in test],
@@ -274,8 +298,37 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
                      [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
                        "prompt": p, "reference": ref, **o, **{k: v[i] for k, v in per.items()}}
                       for i, (r, p, ref, o) in enumerate(zip(test, plan, references, outs))])
+
+    for name, plan in plans.items():
+        if name == "fine_tuned":
+            from peft import PeftModel
+
+            if (model_dir / "adapter_config.json").exists():
+                model = PeftModel.from_pretrained(model, str(model_dir))
+            else:
+                model = load_model(str(model_dir), dtype=dtype, device=device)
+        if kind == "preference":
+            if cfg.eval.judge is not None:  # both models answer, the judge compares (see evaluate/pairwise.py)
+                outs = generate(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+                answers[name] = [o["output"] for o in outs]
+            err.print(f"scoring: {name} on {len(test)} held-out preference pairs")
+            margin = pref.margins(model, tokenizer, test, system_prompt=cfg.data.system_prompt, batch_size=e.batch_size)
+            summary, per = pref.summary(margin, per_example.get("base", {}).get("margin"))
+            summary.update(_by_task(per["task_metric"], test))
+            results["models"][name] = summary
+            per_example[name] = per
+            _write_jsonl(out_dir / f"predictions_{name}.jsonl",
+                         [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
+                           "prompt": r.prompt, "chosen": r.chosen[-1]["content"], "rejected": r.rejected[-1]["content"],
+                           **({"output": answers[name][i]} if name in answers else {}),
+                           **{k: v[i] for k, v in per.items()}} for i, r in enumerate(test)])
+        else:
+            _generate_and_score(name, plan)
         if name == "few_shot":
             continue
+        if previous is not None:
+            results.setdefault("previous_task", previous.header)[name] = previous.score(model, tokenizer, name,
+                                                                                           e.max_new_tokens)
         for suite, (probes, context) in suites.items():
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             messages = [in_task_context(p.messages, system) if context == "task" else p.messages for p in probes]
@@ -288,12 +341,26 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
             _write_jsonl(out_dir / f"suite_{suite}_{name}.jsonl",
                          [{"id": r.probe.id, "category": r.probe.category, "output": r.output, "passed": r.passed,
                            "verdict": r.verdict, "reasons": r.reasons} for r in scored])
+    if {"base", "fine_tuned"} <= set(answers):
+        from tunesmith.evaluate.pairwise import openai_pairwise_judge, win_rate
+
+        j = cfg.eval.judge
+        judge_pair = openai_pairwise_judge(j.base_url, j.model, _judge_key(cfg))
+        requests = ["\n".join(msg["content"] for msg in p if msg["role"] == "user") for p in prompts]
+        err.print(f"judging: fine-tuned against base on {len(requests)} prompts ({j.model} at {j.base_url})")
+        wins = win_rate(judge_pair, requests, answers["fine_tuned"], answers["base"], cfg.seed)
+        results["models"]["fine_tuned"]["win_rate_vs_base"] = {k: v for k, v in wins.items() if k != "verdicts"}
+    if previous is not None and {"base", "fine_tuned"} <= set(previous.per):
+        diff, low, high = m.paired_bootstrap_diff(previous.per["base"], previous.per["fine_tuned"])
+        results["previous_task"]["change"] = {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]}
     for suite, passes in suite_passes.items():
         if "base" in passes and "fine_tuned" in passes:
-            before, after = (sum(passes[k]) / len(passes[k]) for k in ("base", "fine_tuned"))
-            results["suites"][suite]["relative_change"] = round((after - before) / before, 4) if before else None
-            results["suites"][suite]["mcnemar_p"] = m.mcnemar_p(passes["base"], passes["fine_tuned"])
-    key = {"json": "all_fields_correct", "classification": "accuracy"}.get(kind, "exact_match")
+            change = m.relative_change(passes["base"], passes["fine_tuned"], cfg.gate.confidence, seed=cfg.seed)
+            results["suites"][suite].update({"relative_change": change.pop("change"),
+                                             "relative_change_upper": change.pop("upper"), **change,
+                                             "mcnemar_p": m.mcnemar_p(passes["base"], passes["fine_tuned"])})
+    key = {"json": "all_fields_correct", "classification": "accuracy", "preference": "preference_accuracy"}.get(
+        kind, "exact_match")
     results["comparisons"] = {}
     for other in (k for k in plans if k != "fine_tuned"):
         diff, low, high = m.paired_bootstrap_diff(per_example[other]["task_metric"], per_example["fine_tuned"]["task_metric"])

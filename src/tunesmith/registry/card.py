@@ -30,8 +30,11 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
 
     name = model_name(cfg)
     t = cfg.train
+    start = cfg.base_model
+    if tags.get("parent"):  # continual learning: trained from a registered version
+        start = f"{tags['parent']} (itself a fine-tune of {tags.get('root_base_model', '?')}, merged)"
     lines = [f"# {name} v{version}", "",
-             f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {cfg.base_model}, "
+             f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {start}, "
              "trained, evaluated and registered by tunesmith.", "",
              "## Intended use", "",
              f"The task of the training data ({metrics.get('task', 'unknown')} output"

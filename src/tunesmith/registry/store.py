@@ -31,7 +31,7 @@ def client(cfg: ProjectConfig) -> Any:
 
 def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced: bool) -> dict[str, str]:
     from tunesmith.files import sha256_file
-    from tunesmith.paths import data_dir, train_dir
+    from tunesmith.paths import data_dir, parent_info, train_dir
 
     tuned = metrics["models"]["fine_tuned"]
     suites = metrics.get("suites", {})
@@ -39,6 +39,9 @@ def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced
             "gates": "passed" if gates_ok else "failed", "forced": str(forced).lower(),
             "task_metric": str(tuned["task_metric"]["mean"]), "task_metric_name": tuned.get("task_metric_name", ""),
             "test_examples": str(metrics["test_examples"])}
+    parent = parent_info(cfg)
+    if parent:
+        tags.update({"parent": f"{parent['name']} v{parent['version']}", "root_base_model": parent["base_model"]})
     if "format_compliance" in tuned:
         tags["format_compliance"] = str(tuned["format_compliance"]["mean"])
     if "safety" in suites:
@@ -65,7 +68,7 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     import mlflow
 
     from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
-    from tunesmith.paths import eval_dir, train_dir
+    from tunesmith.paths import data_dir, eval_dir, train_dir
     from tunesmith.registry.card import model_card
 
     run_dir = train_dir(cfg)
@@ -79,8 +82,10 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     ok = gates_passed(gates)
     failed = [g.name for g in gates if g.blocking and g.passed is False]
     if not ok and not force:
+        advice = "".join(f"\n  {g.name}: {g.advice}" for g in gates if g.passed is False and g.blocking and g.advice)
         raise TunesmithError(f"not registered: blocking gate(s) failed: {', '.join(failed)}. Fix the model, or pass "
-                             "--force to register it marked gates=failed (it cannot be promoted without --force)")
+                             "--force to register it marked gates=failed (it cannot be promoted without --force)"
+                             + (f"\nWhat to change:{advice}" if advice else ""))
     c = client(cfg)
     name = model_name(cfg)
     id_file = run_dir / "mlflow_run_id"
@@ -88,6 +93,9 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else "register") as run:
         mlflow.log_artifacts(str(model_dir), "model")
         mlflow.log_artifact(str(eval_dir(cfg) / "metrics.json"), "eval")
+        for split in ("train", "test"):  # a later version trained from this one replays and re-scores them
+            if (data_dir(cfg) / f"{split}.jsonl").exists():
+                mlflow.log_artifact(str(data_dir(cfg) / f"{split}.jsonl"), "data")
         run_id = run.info.run_id
         artifact_uri = run.info.artifact_uri
     if not c.search_registered_models(filter_string=f"name='{name}'"):
