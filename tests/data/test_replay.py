@@ -84,6 +84,32 @@ def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(tmp
     assert calls == [] and json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]["generated_now"] == 0
 
 
+def test_replay_carries_its_ratio_of_the_loss_however_long_its_answers(tmp_path, tiny_model_dir, cache, monkeypatch):
+    """One-word labels against long replay answers: unweighted, replay would hold most trained tokens;
+    balanced, the replay tokens' weights sum to the ratio of all trained tokens' weights, mean weight 1."""
+    def answer(model, tokenizer, prompts, max_new_tokens):
+        return [{"id": p["id"], "prompt": p["prompt"], "answer": "A long general answer " * 6, "stopped": True}
+                for p in prompts]
+
+    monkeypatch.setattr(replay_mod, "_answer", answer)
+    config = _project(tmp_path, tiny_model_dir, replay={"ratio": 0.2})
+    assert runner.invoke(app, ["data", "split", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
+    weights = json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]["loss_weights"]
+    assert weights["replay"] < 1 < weights["task"]
+    trained = [(w, label) for window in _train_windows(tmp_path)
+               for w, label in zip(window["loss_weights"], window["labels"]) if label != -100]
+    replay_weight = sum(w for w, _ in trained if w == pytest.approx(weights["replay"]))
+    replay_tokens = sum(1 for w, _ in trained if w == pytest.approx(weights["replay"]))
+    assert replay_tokens / len(trained) > 0.5  # the imbalance balancing corrects
+    assert replay_weight / sum(w for w, _ in trained) == pytest.approx(0.2, abs=0.03)
+    assert sum(w for w, _ in trained) / len(trained) == pytest.approx(1.0, abs=1e-3)
+    # off: no weights at all
+    config.write_text(config.read_text().replace("ratio: 0.2", "ratio: 0.2\n    balance_loss: false"))
+    assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
+    assert "loss_weights" not in _train_windows(tmp_path)[0]
+
+
 def test_a_model_that_ends_no_answer_costs_one_round_and_says_so(tmp_path, tiny_model_dir, cache, monkeypatch):
     calls = []
 

@@ -141,3 +141,32 @@ def test_flat_loss_raises_an_alarm(tmp_path, tiny_model_dir):
     config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), learning_rate=1e-9, max_steps=10,
                                       eval_steps=100, save_steps=100))
     assert "flat" in {a["kind"] for a in run_train(config).metadata["alarms"]}
+
+
+def test_weighted_loss_is_the_weighted_token_mean(tiny_model_dir):
+    """trained_positions_loss with loss_weights: ones give the plain loss; other weights give
+    sum(weight * token loss) / trained tokens, checked against a full-logits computation."""
+    import torch
+    import torch.nn.functional as F
+
+    from tunesmith.models import load_model
+    from tunesmith.train.sft import trained_positions_loss
+
+    model = load_model(str(tiny_model_dir), dtype=torch.float32, device="cpu")
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (2, 12))
+    labels = ids.clone()
+    labels[:, :4] = -100
+    batch = {"input_ids": ids, "labels": labels, "position_ids": torch.arange(12).repeat(2, 1)}
+    plain, _ = trained_positions_loss(model, batch)
+    ones, _ = trained_positions_loss(model, {**batch, "loss_weights": torch.ones(2, 12)})
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+    weights = torch.rand(2, 12) * 3
+    weighted, _ = trained_positions_loss(model, {**batch, "loss_weights": weights})
+    with torch.no_grad():
+        logits = model(input_ids=ids, position_ids=batch["position_ids"]).logits[:, :-1].float()
+    token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                 ignore_index=-100, reduction="none").reshape(2, 11)
+    mask = labels[:, 1:] != -100
+    expected = (token_loss * weights[:, 1:] * mask).sum() / mask.sum()
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -13,10 +13,50 @@ from tunesmith.console import out
 def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
               host: Optional[str] = typer.Option(None, help="Address to bind (default serve.host, 127.0.0.1)."),
               port: Optional[int] = typer.Option(None, help="TCP port (default serve.port).")) -> None:
-    """Serve the registry's versions and extra adapters behind an OpenAI-compatible API."""
+    """Serve the registry's versions and extra adapters behind an OpenAI-compatible API, with
+    OpenAI's files and fine-tuning jobs API (serve.jobs) and a worker process that runs the jobs."""
     from tunesmith.serve.stage import serve
 
-    serve(load(config, overrides), host, port)
+    cfg = load(config, overrides)
+    serve(cfg, host, port, extend=lambda app: with_jobs(app, cfg))
+
+
+def with_jobs(app: Any, cfg: Any) -> Any:
+    """Mount the fine-tuning jobs API on `app` and start its worker; returns the worker's stop."""
+    if not cfg.serve.jobs.enabled:
+        return None
+    from tunesmith.jobs.api import mount_jobs
+
+    store = mount_jobs(app, cfg)
+    if not cfg.serve.jobs.worker:
+        out.print(f"fine-tuning jobs: run `tunesmith jobs worker {cfg.config_path}` to train them")
+        return store.close
+    from tunesmith.jobs.worker import start_worker_process
+
+    proc = start_worker_process(cfg.config_path)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+        store.close()
+
+    return stop
+
+
+jobs_app = typer.Typer(help="The local OpenAI fine-tuning jobs API: its worker.", no_args_is_help=True)
+
+
+@jobs_app.command("worker")
+def jobs_worker(config: str = typer.Argument(..., help="tunesmith.yaml of the server (its output_dir holds the jobs)"),
+                overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Train queued fine-tuning jobs (`tunesmith serve` starts one unless serve.jobs.worker is false).
+    A job whose worker died is taken over and resumed from its last complete checkpoint."""
+    from tunesmith.jobs.worker import Worker
+
+    Worker(load(config, overrides)).run_forever()
 
 
 def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),

@@ -94,6 +94,11 @@ def print_prepare(summary: dict[str, Any]) -> None:
         out.print(f"replay: {replay['records']} general conversations, {replay['tokens']} tokens "
                   f"({replay['ratio']:.1%} of training tokens) from {where}; data.replay: false turns it off",
                   highlight=False)
+        if replay.get("loss_weights"):
+            w = replay["loss_weights"]
+            out.print(f"replay: balanced to carry {replay['ratio_asked']:.0%} of the loss (weight per trained token: "
+                      f"task {w.get('task', 1):.2f}, replay {w.get('replay', 1):.2f}); "
+                      "data.replay.balance_loss: false trains on raw tokens", highlight=False)
         if replay.get("short"):
             out.print(f"[yellow]replay: {replay['short']}[/]")
         if replay.get("previous"):

@@ -38,7 +38,13 @@ class ReplayConfig(Section):
     (any supported format), relative to the config file."""
 
     ratio: float = Field(0.2, ge=0.0, lt=1.0)
-    """Share of the training tokens that are replay (0.2: one token in five)."""
+    """Share of the training tokens that are replay (0.2: one token in five), and, with
+    balance_loss, the share of the training loss they carry."""
+
+    balance_loss: bool = True
+    """Weight the loss so replay carries `ratio` of it (and the previous version's records
+    `previous`), whatever the answer lengths. Without it a task with one-word answers (a label)
+    trains mostly on replay: its long answers hold most of the trained tokens."""
 
     max_new_tokens: int = Field(128, ge=8)
     """Longest self-distilled answer; answers the base model does not finish within it are left out."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from tunesmith.config.section import Section
@@ -55,6 +57,27 @@ class RolloutConfig(Section):
     """Fault injection for rollout drills: {adapter or served name: {error_rate: 0-1, delay_ms: N}}."""
 
 
+class JobsConfig(Section):
+    enabled: bool = True
+    """Serve OpenAI's fine-tuning API (/v1/files, /v1/fine_tuning/jobs): each job runs `tunesmith run`
+    on the uploaded files, with this server's base model, and its model is served as `ft:...`."""
+
+    worker: bool = True
+    """Start a worker process with the server. Off: run `tunesmith jobs worker CONFIG` yourself
+    (another terminal, another machine sharing output_dir)."""
+
+    max_parallel: int = Field(1, ge=1)
+    """Jobs one worker trains at once; a further job starts only when its pre-flight memory
+    estimate fits beside those running."""
+
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    """Largest uploaded file."""
+
+    project: dict[str, Any] = Field(default_factory=dict)
+    """Settings every job's config starts from (any of the train, eval, gate, data sections);
+    the job's own hyperparameters override them."""
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     """Address to bind; localhost unless you mean to expose the server."""
@@ -99,3 +122,10 @@ class ServeConfig(Section):
 
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     """Canary and shadow traffic, rollback triggers, fault injection."""
+
+    organizations: dict[str, list[str]] = Field(default_factory=dict)
+    """Organisation name -> SHA-256 digests of its API keys. A key sees only its organisation's
+    files and fine-tuning jobs; a key not listed is an organisation of its own."""
+
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    """The local OpenAI fine-tuning API (files and fine_tuning.jobs)."""

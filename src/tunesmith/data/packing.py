@@ -48,6 +48,8 @@ def pack_sequences(examples: list[dict[str, list[int]]], max_length: int) -> lis
             window["labels"] += labels
             window["position_ids"] += list(range(len(ids)))
             window["seq_lengths"].append(len(ids))
+            if "loss_weights" in examples[i]:
+                window.setdefault("loss_weights", []).extend(examples[i]["loss_weights"])
         windows.append(window)
     return windows
 

@@ -23,6 +23,7 @@ class PrepareStats:
     packing_efficiency: float | None = None
     replay_records: int = 0
     replay_tokens: int = 0
+    loss_weights: dict[str, float] | None = None  # per trained token, by source (balance_loss)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -38,10 +39,12 @@ def prepare_examples(
     truncation: str = "drop",
     packing: bool = True,
     replay: list[Record] | None = None,
+    loss_shares: dict[str, float] | None = None,
 ) -> tuple[list[dict[str, Any]], PrepareStats]:
     """Training examples (input_ids, labels, position_ids) from SFT records, packed when asked.
     `replay` records (general examples, see data/replay.py) are added without the system prompt;
-    the stats count the user's records, and the replay ones apart."""
+    the stats count the user's records, and the replay ones apart. With `loss_shares` (the share of
+    the loss each replay source carries, by its `meta["source"]`) every example gets `loss_weights`."""
     stats = PrepareStats(records=len(records))
     examples = []
     replay = replay or []
@@ -53,6 +56,7 @@ def prepare_examples(
             if len(enc["input_ids"]) <= max_length:
                 stats.replay_records += 1
                 stats.replay_tokens += len(enc["input_ids"])
+                enc["source"] = record.meta.get("source", "replay")
                 examples.append(enc)
             continue
         if len(enc["input_ids"]) > max_length:
@@ -68,6 +72,12 @@ def prepare_examples(
     stats.sequences = len(examples)
     stats.tokens = sum(len(e["input_ids"]) for e in examples)
     stats.trained_tokens = sum(sum(1 for x in e["labels"][1:] if x != IGNORE_INDEX) for e in examples)
+    if loss_shares and replay:
+        stats.loss_weights = balance_weights(examples, loss_shares)
+        for e in examples:
+            e["loss_weights"] = [stats.loss_weights[e.get("source", "task")]] * len(e["input_ids"])
+    for e in examples:
+        e.pop("source", None)
     if packing:
         windows = pack_sequences(examples, max_length)
         stats.windows = len(windows)
@@ -77,6 +87,27 @@ def prepare_examples(
            for e in examples]
     stats.windows = len(out)
     return out, stats
+
+
+def balance_weights(examples: list[dict[str, Any]], shares: dict[str, float]) -> dict[str, float]:
+    """A loss weight per trained token of each source ("task" and the replay sources) such that each
+    replay source carries its share of the summed loss, the task the rest, and the mean weight over
+    all trained tokens is 1 (so the loss keeps its scale and the Trainer's per-token averaging holds).
+
+    Weighted per token, not per batch: a batch's loss is sum(weight * token loss) / trained tokens,
+    whose expectation over batches is the balanced mixture."""
+    trained: dict[str, int] = {}
+    for e in examples:
+        source = e.get("source", "task")
+        trained[source] = trained.get(source, 0) + sum(1 for x in e["labels"][1:] if x != IGNORE_INDEX)
+    total = sum(trained.values())
+    present = {s: shares.get(s, 0.0) for s in trained if s != "task" and trained[s]}
+    task_share = 1.0 - sum(present.values())
+    if not total or not trained.get("task") or task_share <= 0:
+        return {s: 1.0 for s in trained} | {"task": 1.0}
+    weights = {s: round(share * total / trained[s], 6) for s, share in present.items()}
+    weights["task"] = round(task_share * total / trained["task"], 6)
+    return weights
 
 
 def sft_records(records: list[Record]) -> list[Conversation]:

@@ -196,20 +196,35 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
 
             records, summary["tasks"] = sample_tasks(records, d.task_sampling, d.task_temperature, cfg.seed)
         replay: list[Record] = []
+        shares = None
         if name == "train" and d.replay is not None and cfg.train.method == "sft" and records:
             replay, summary["replay"] = _replay(cfg, tokenizer, records, max_length)
+            shares = _loss_shares(summary["replay"]) if d.replay.balance_loss else None
         examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
                                            train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
-                                           truncation=d.truncation, packing=d.packing, replay=replay)
-        table = pa.Table.from_pylist(examples, schema=pa.schema([
-            ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-            ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]))
+                                           truncation=d.truncation, packing=d.packing, replay=replay,
+                                           loss_shares=shares)
+        columns = [("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
+                   ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]
+        if stats.loss_weights:
+            columns.append(("loss_weights", pa.list_(pa.float32())))
+            summary["replay"]["loss_weights"] = stats.loss_weights
+        table = pa.Table.from_pylist(examples, schema=pa.schema(columns))
         tmp = out / f".{name}.parquet.tmp"
         pq.write_table(table, tmp)
         tmp.replace(out / f"{name}.parquet")
         summary[name] = stats.to_dict()
     write_json(data_dir(cfg) / "prepare.json", summary)
     return summary
+
+
+def _loss_shares(info: dict[str, Any]) -> dict[str, float]:
+    """The share of the loss each replay source carries: the share of tokens it was asked for, or
+    the smaller share it reached when fewer replay records were available."""
+    shares = {"replay": min(info.get("ratio", 0.0), info.get("ratio_asked", 0.0))}
+    if info.get("previous"):
+        shares["previous"] = min(info["previous"]["ratio"], info["previous"]["ratio_asked"])
+    return shares
 
 
 def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int) -> tuple[list[Record], dict[str, Any]]:

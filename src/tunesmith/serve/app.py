@@ -64,6 +64,11 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     versions = {t.adapter: t.version for t in targets.values() if t.version}
     app.state.engine, app.state.log, app.state.targets, app.state.metrics_registry = engine, log, targets, registry
     app.state.routers = routers
+    # Other parts of the server (the fine-tuning jobs API) serve models of their own: a finder maps a
+    # name not in `targets` to a Target (it may load an adapter: it runs in a thread), a lister adds
+    # names to /v1/models; both get the caller's key digest (None without keys).
+    app.state.model_finders, app.state.model_listers = [], []
+    app.state.upload_paths, app.state.max_upload_bytes = ("/v1/files",), settings.jobs.max_file_bytes
 
     def roll_back_if_needed(router: Any) -> None:
         reason = router.trigger()
@@ -110,22 +115,31 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
         size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > settings.max_request_bytes:
-            return JSONResponse(error_body(f"request body over {settings.max_request_bytes} bytes",
-                                           "invalid_request_error"), status_code=413)
+        upload = request.url.path in app.state.upload_paths
+        limit = app.state.max_upload_bytes if upload else settings.max_request_bytes
+        if size and size.isdigit() and int(size) > limit:
+            return JSONResponse(error_body(f"request body over {limit} bytes", "invalid_request_error"),
+                                status_code=413)
+        request.state.key_digest = None
         if keys and request.url.path != "/health":
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             digest = hash_key(given) if given else ""
             if not any(hmac.compare_digest(digest, k) for k in keys):
                 return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
                                                "invalid_request_error", code="invalid_api_key"), status_code=401)
+            request.state.key_digest = digest
         return await call_next(request)
 
-    def resolve(name: str) -> Target:
-        if name not in targets:
-            raise ApiError(404, f"model {name!r} not found; GET /v1/models lists the served names",
-                           param="model", code="model_not_found")
-        return targets[name]
+    async def resolve(name: str, request: Request) -> Target:
+        if name in targets:
+            return targets[name]
+        loop = asyncio.get_running_loop()
+        for find in app.state.model_finders:
+            found = await loop.run_in_executor(None, find, name, request.state.key_digest)
+            if found is not None:
+                return found
+        raise ApiError(404, f"model {name!r} not found; GET /v1/models lists the served names",
+                       param="model", code="model_not_found")
 
     def gen_request(body: Sampling, prompt_ids: list[int], target: Target) -> GenRequest:
         max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
@@ -270,7 +284,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request) -> Any:
-        target = resolve(body.model)
+        target = await resolve(body.model, request)
         if target.kind == "upstream":
             return await _proxy(target, "chat/completions", await request.json(), body.stream)
         messages = [{"role": m.role, "content": text_of(m.content)} for m in body.messages]
@@ -292,7 +306,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        target = resolve(body.model)
+        target = await resolve(body.model, request)
         if target.kind == "upstream":
             return await _proxy(target, "completions", await request.json(), body.stream)
         ids = tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
@@ -366,9 +380,12 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         return router.state()
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
+        names = set(targets)
+        for more in app.state.model_listers:
+            names.update(more(request.state.key_digest))
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunesmith"}
-                                           for name in sorted(targets)]}
+                                           for name in sorted(names)]}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

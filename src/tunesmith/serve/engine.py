@@ -93,7 +93,13 @@ class Engine:
         from tunesmith.serve.multilora import install
 
         with self.lock:
-            if name not in self.adapters:
+            if not self.peft:  # the first adapter of a server that started with the base model alone
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
+                self.peft = True
+                install(self.model)
+            elif name not in self.adapters:
                 self.model.load_adapter(folder, adapter_name=name)
                 self.model.eval()
                 install(self.model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tunesmith.config import ProjectConfig
 
@@ -59,12 +59,16 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Running
     return Running(server, thread, app)
 
 
-def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None) -> None:
+def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
+          extend: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+    """Serve until interrupted. `extend(app)` adds endpoints (the fine-tuning jobs API) and may
+    return a function to call when the server stops."""
     import uvicorn
 
     from tunesmith.console import out
 
     app = build_app(cfg)
+    cleanup = extend(app) if extend else None
     host, port = host or cfg.serve.host, port or cfg.serve.port
     names = ", ".join(sorted(app.state.targets))
     out.print(f"serving [bold]{names}[/] on http://{host}:{port}/v1"
@@ -74,5 +78,7 @@ def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None) 
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        if cleanup:
+            cleanup()
         app.state.engine.close()
         app.state.log.close()

@@ -80,7 +80,8 @@ class RichProgress(TrainerCallback):
 class MetricsLog(TrainerCallback):
     """Every logged value to metrics.csv, and to MLflow when a run is active."""
 
-    FIELDS = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "time"]
+    FIELDS = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "time",
+              "mean_token_accuracy", "eval_mean_token_accuracy"]
 
     def __init__(self, path: Path, progress: RichProgress | None = None, mlflow_run: bool = False):
         self.path = path
@@ -95,7 +96,7 @@ class MetricsLog(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), "time": round(time.time(), 3)}
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy"):
             if key in logs:
                 row[key] = logs[key]
         if self.progress and "loss" in logs and (tps := self.progress.tokens_per_second()):
@@ -192,6 +193,31 @@ class MarkComplete(TrainerCallback):
             tmp = folder / (COMPLETE + ".tmp")
             tmp.write_text(json.dumps({"step": state.global_step, "best": state.best_model_checkpoint}))
             tmp.replace(folder / COMPLETE)
+
+
+class ProgressFile(TrainerCallback):
+    """`progress.json` after every optimizer step: step, max_steps, when this process started
+    training and at which step, so another process (the fine-tuning jobs worker) can follow the
+    run and estimate its end without parsing its output."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.began: tuple[float, int] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.began = (time.time(), state.global_step)
+        self._write(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._write(state)
+
+    def _write(self, state) -> None:
+        if not state.is_world_process_zero or self.began is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"step": state.global_step, "max_steps": state.max_steps, "started": self.began[0],
+                                   "started_step": self.began[1], "updated": time.time()}))
+        tmp.replace(self.path)
 
 
 class StopAtStep(TrainerCallback):

@@ -24,13 +24,17 @@ def load_prepared(path: Path) -> Any:
     return Dataset(pq.read_table(path))
 
 
-def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
+def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None,
+                           accuracy: dict[str, int] | None = None) -> tuple[Any, Any]:
     """Causal-LM loss computing logits only where a trained token is predicted.
 
     Typically under a third of the tokens of a chat record are trained (assistant turns);
     the LM head and the softmax over the vocabulary (49k entries for SmolLM2) are skipped
     for the rest through transformers' `logits_to_keep`, which takes the positions to keep.
-    Summed and divided by `num_items_in_batch` exactly as transformers' own loss does.
+    Summed and divided by `num_items_in_batch` exactly as transformers' own loss does; with
+    `loss_weights` in the batch (replay balanced against the task) each token's loss is weighted
+    first (the weights average 1 over the training set, so the scale is kept). With `accuracy`,
+    adds the trained tokens predicted right (argmax) and counted to its "correct" and "total".
     """
     import torch
     import torch.nn.functional as F
@@ -39,13 +43,24 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
 
     inputs = dict(inputs)
     labels = inputs.pop("labels")
+    weights = inputs.pop("loss_weights", None)
     targets = labels[:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)  # positions t predicting label t+1
     outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
     logits = outputs.logits.float()
     picked = targets[:, keep]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=IGNORE_INDEX,
-                           reduction="sum")
+    if weights is None:
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=IGNORE_INDEX,
+                               reduction="sum")
+    else:  # replay balanced against the task: each trained token's loss times its source's weight
+        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1),
+                                     ignore_index=IGNORE_INDEX, reduction="none")
+        loss = (token_loss * weights[:, 1:][:, keep].reshape(-1).to(token_loss.dtype)).sum()
+    if accuracy is not None:
+        with torch.no_grad():
+            mask = picked != IGNORE_INDEX
+            accuracy["correct"] += int(((logits.argmax(-1) == picked) & mask).sum())
+            accuracy["total"] += int(mask.sum())
     if num_items_in_batch is None:
         num_items_in_batch = (picked != IGNORE_INDEX).sum()
     if torch.is_tensor(num_items_in_batch):
@@ -57,13 +72,27 @@ def sft_trainer_class() -> type:
     from transformers import Trainer
 
     class TrainedTokensTrainer(Trainer):
-        """transformers' Trainer with `trained_positions_loss`; everything else as it is."""
+        """transformers' Trainer with `trained_positions_loss`, logging the mean token accuracy of
+        training and validation (as TRL's SFTTrainer does) beside the losses."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._accuracy = {"train": {"correct": 0, "total": 0}, "eval": {"correct": 0, "total": 0}}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch)
+            counts = self._accuracy["train" if model.training else "eval"]
+            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch, counts)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
             return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            for mode, key in (("train", "mean_token_accuracy"), ("eval", "eval_mean_token_accuracy")):
+                counts = self._accuracy[mode]
+                if ("loss" if mode == "train" else "eval_loss") in logs and counts["total"]:
+                    logs[key] = round(counts["correct"] / counts["total"], 4)
+                    counts["correct"] = counts["total"] = 0
+            return super().log(logs, *args, **kwargs)
 
     return TrainedTokensTrainer
 

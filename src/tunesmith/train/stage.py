@@ -3,7 +3,8 @@
     model/            the result (best checkpoint by validation loss): adapter or full model in
                       safetensors, tokenizer, chat template, generation config (its stop token)
     checkpoints/      checkpoint-N folders; only those marked complete are resumed from
-    metrics.csv       training and validation loss, learning rate, tokens/s per logged step
+    metrics.csv       training and validation loss and token accuracy, learning rate, tokens/s per logged step
+    progress.json     step, max_steps and timing, rewritten every step (for other processes)
     alarms.jsonl      what the alarms said
     loss.png          the loss curves
     config.yaml       the resolved config
@@ -27,7 +28,15 @@ from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
 from tunesmith.files import write_atomic, write_json
 from tunesmith.paths import data_dir, train_dir
-from tunesmith.train.callbacks import COMPLETE, Alarms, MarkComplete, MetricsLog, RichProgress, StopAtStep
+from tunesmith.train.callbacks import (
+    COMPLETE,
+    Alarms,
+    MarkComplete,
+    MetricsLog,
+    ProgressFile,
+    RichProgress,
+    StopAtStep,
+)
 
 
 def latest_complete_checkpoint(folder: Path) -> Path | None:
@@ -170,7 +179,8 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     started = time.time()
     try:
         progress = RichProgress()
-        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete()]
+        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete(),
+                     ProgressFile(run_dir / "progress.json")]
         if t.method == "sft":
             from tunesmith.train.sft import build_sft_trainer
 

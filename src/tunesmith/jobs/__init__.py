@@ -1,0 +1,1 @@
+"""The local OpenAI fine-tuning API: files, jobs, their worker (see api.py, worker.py)."""

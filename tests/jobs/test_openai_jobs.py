@@ -1,0 +1,235 @@
+"""The local OpenAI fine-tuning API, driven only by the official `openai` client against a server on
+localhost (tiny model): upload, create, poll, events, checkpoints, cancel, pause and resume, chat
+with the `ft:` model; a malformed file fails validation naming its line; organisations are apart;
+a worker killed with SIGKILL mid-job is replaced and the job completes, its checkpoints listed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import chat
+
+openai = pytest.importorskip("openai")
+
+KEY_A, KEY_B = "ts-test-key-acme", "ts-test-key-other"
+
+
+def _rows(n: int = 40) -> list[dict]:
+    return [{"messages": chat(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.")} for i in range(n)]
+
+
+def _project(tmp_path: Path, model_dir: Path, max_steps: int, save_steps: int) -> Path:
+    from tunesmith.serve.keys import hash_key
+
+    config = tmp_path / "server" / "tunesmith.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump({
+        "base_model": str(model_dir), "output_dir": "out",
+        "serve": {"api_key_sha256": [hash_key(KEY_A), hash_key(KEY_B)],
+                  "organizations": {"acme": [hash_key(KEY_A)]},
+                  "jobs": {"worker": False, "project": {  # what every job starts from: small and quick
+                      "data": {"max_length": 64, "dedup": "none", "replay": False},
+                      "train": {"max_steps": max_steps, "micro_batch_size": 2, "logging_steps": 1, "learning_rate": 1e-2, "mlflow": False,
+                                "eval_steps": save_steps, "save_steps": save_steps, "early_stopping_patience": None},
+                      "eval": {"max_new_tokens": 8, "few_shot": 0, "semantic_similarity": False,
+                               "regression_suite": None, "safety_suite": None},
+                      "gate": {"task_metric_min": -1}}}}}))
+    return config
+
+
+class Server:
+    def __init__(self, config: Path):
+        from tunesmith.cli.serve import with_jobs
+        from tunesmith.config import load_config
+        from tunesmith.serve.stage import build_app, start_in_thread
+
+        self.config = config
+        cfg = load_config(config)
+        app = build_app(cfg)
+        self.stop_jobs = with_jobs(app, cfg)
+        self.running = start_in_thread(app)
+        self.worker: subprocess.Popen | None = None
+
+    def client(self, key: str = KEY_A) -> "openai.OpenAI":
+        return openai.OpenAI(base_url=f"{self.running.url}/v1", api_key=key, max_retries=0, timeout=60)
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(self.config)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            self.worker.terminate()
+            self.worker.wait(timeout=60)
+        self.stop_jobs()
+        self.running.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path, tiny_model_dir):
+    made = []
+
+    def make(max_steps: int = 6, save_steps: int = 2) -> Server:
+        server = Server(_project(tmp_path, tiny_model_dir, max_steps, save_steps))
+        made.append(server)
+        return server
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _wait(client, job_id: str, states: tuple[str, ...], timeout: float = 240) -> object:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in states:
+            return job
+        time.sleep(0.3)
+    events = [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=50).data]
+    raise AssertionError(f"job {job_id} is {job.status}, not {states}; events: {events}")
+
+
+def _upload(client, tmp_path: Path, rows: list, name: str = "train.jsonl") -> object:
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    with open(path, "rb") as fh:
+        return client.files.create(file=fh, purpose="fine-tune")
+
+
+def test_the_openai_client_runs_the_whole_job_lifecycle(server_factory, tmp_path):
+    server = server_factory()
+    client = server.client()
+    server.start_worker()
+    upload = _upload(client, tmp_path, _rows())
+    assert upload.status == "processed" and upload.purpose == "fine-tune" and upload.bytes > 0
+    assert [f.id for f in client.files.list().data] == [upload.id]
+    assert client.files.content(upload.id).content == (tmp_path / "train.jsonl").read_bytes()
+
+    job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
+                                         suffix="adder", seed=7, metadata={"team": "maths"},
+                                         method={"type": "supervised",
+                                                 "supervised": {"hyperparameters": {"n_epochs": 1}}})
+    assert job.status in ("validating_files", "queued") and job.seed == 7 and job.metadata == {"team": "maths"}
+    done = _wait(client, job.id, ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith(f"ft:{_base(server)}:acme:adder:") and done.trained_tokens > 0
+    assert done.finished_at >= done.created_at and done.result_files
+
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    for expected in ("Created fine-tuning job", "Validated training_file", "Fine-tuning job started",
+                     "Step 2/6: training loss=", "Checkpoint saved at step 6", "Evaluated on",
+                     "New fine-tuned model created", "The job has successfully completed"):
+        assert any(expected in m for m in messages), (expected, messages)
+    page = client.fine_tuning.jobs.list_events(job.id, limit=3)
+    assert len(page.data) == 3 and page.has_more
+    later = client.fine_tuning.jobs.list_events(job.id, limit=3, after=page.data[-1].id)
+    assert not {e.id for e in later.data} & {e.id for e in page.data}
+
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    steps = [c.step_number for c in checkpoints]
+    assert steps == sorted(set(steps), reverse=True) and steps[0] == 6
+    assert checkpoints[0].metrics.train_loss is not None and checkpoints[0].metrics.valid_loss is not None
+    assert checkpoints[0].metrics.train_mean_token_accuracy is not None
+    results = client.files.content(done.result_files[0]).text
+    assert results.startswith("step,train_loss,train_accuracy,valid_loss") and "\n6," in results
+
+    assert done.fine_tuned_model in [m.id for m in client.models.list().data]
+    answer = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=5,
+                                            messages=[{"role": "user", "content": "What is 2 plus 2?"}])
+    assert answer.choices[0].message.content is not None and answer.model == done.fine_tuned_model
+
+    # another organisation sees none of it
+    other = server.client(KEY_B)
+    assert other.files.list().data == [] and other.fine_tuning.jobs.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        other.fine_tuning.jobs.retrieve(job.id)
+    with pytest.raises(openai.NotFoundError):
+        other.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+    assert done.fine_tuned_model not in [m.id for m in other.models.list().data]
+
+    # cancel one; pause and resume another
+    cancelled = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id)
+    assert client.fine_tuning.jobs.cancel(cancelled.id).status == "cancelled"
+    paused_job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id, suffix="paused")
+    _wait(client, paused_job.id, ("running",))
+    assert client.fine_tuning.jobs.pause(paused_job.id).status == "paused"
+    time.sleep(2)
+    assert client.fine_tuning.jobs.retrieve(paused_job.id).status == "paused"
+    assert client.fine_tuning.jobs.resume(paused_job.id).status == "queued"
+    assert _wait(client, paused_job.id, ("succeeded", "failed")).status == "succeeded"
+    assert _wait(client, cancelled.id, ("cancelled",)).status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.cancel(cancelled.id)
+
+    listed = client.fine_tuning.jobs.list(limit=2)
+    assert [j.id for j in listed.data] == [paused_job.id, cancelled.id] and listed.has_more
+    assert [j.id for j in client.fine_tuning.jobs.list(after=cancelled.id).data] == [job.id]
+
+
+def test_a_malformed_file_fails_validation_naming_the_line(server_factory, tmp_path):
+    server = server_factory()
+    client = server.client()
+    rows = [json.dumps({"messages": chat("a?", "b.")}), '{"messages": [{"role": "user", "content": "no answer"', 
+            json.dumps({"messages": [{"role": "wizard", "content": "x"}]})]
+    upload = _upload(client, tmp_path, rows, "broken.jsonl")
+    assert upload.status == "error" and "line 2" in upload.status_details
+    job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id)
+    assert job.status == "failed" and job.error.code == "invalid_training_file" and job.error.param == "training_file"
+    assert "line 2" in job.error.message and "line 3" in job.error.message
+    with pytest.raises(openai.BadRequestError, match="not available for fine-tuning"):
+        client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=upload.id)
+    with pytest.raises(openai.BadRequestError, match="n_epochs"):
+        client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
+                                       method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}})
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.create(model=_base(server), training_file="file-missing")
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(server_factory, tmp_path):
+    server = server_factory(max_steps=120, save_steps=10)
+    client = server.client()
+    upload = _upload(client, tmp_path, _rows(80))
+    job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id)
+    server.start_worker()
+    deadline = time.time() + 180
+    while time.time() < deadline and not client.fine_tuning.jobs.checkpoints.list(job.id).data:
+        time.sleep(0.1)
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "running", "the job finished before the kill"
+    os.kill(server.worker.pid, signal.SIGKILL)  # its `tunesmith run` child dies with it
+    server.worker.wait()
+    killed_at = max(c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data)
+    assert killed_at < 120
+    server.start_worker()  # takes the job over once its heartbeat is stale
+    done = _wait(client, job.id, ("succeeded", "failed"), timeout=300)
+    assert done.status == "succeeded", done.error
+    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data]
+    assert len(steps) == len(set(steps)) and steps[0] == 120 and all(s % 10 == 0 for s in steps)
+    meta = json.loads((Path(_job_folder(server, job.id)) / "outputs" / "train" / "metadata.json").read_text())
+    assert meta["steps"] == 120 and meta["max_steps"] == 120
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))  # the client pages through all
+    messages = [e.message for e in events]
+    assert len({e.id for e in events}) == len(events)
+    trained = [m.split(":")[0] for m in messages if "training loss" in m]  # one per step, resumed or not
+    assert sorted(trained) == sorted(f"Step {s}/120" for s in range(1, 121))
+    assert any("continued from its last complete checkpoint" in m for m in messages)
+    assert sum("The job has successfully completed" in m for m in messages) == 1
+    log = (Path(_job_folder(server, job.id)) / "run.log").read_text()
+    assert "resuming" in log
+
+
+def _base(server: Server) -> str:
+    return Path(yaml.safe_load(server.config.read_text())["base_model"]).name
+
+
+def _job_folder(server: Server, job_id: str) -> str:
+    return str(server.config.parent / "out" / "jobs" / "runs" / job_id)
