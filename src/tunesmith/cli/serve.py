@@ -65,7 +65,8 @@ def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
                 url: Optional[str] = typer.Option(None, help="The running server (default http://serve.host:serve.port)."),
                 step_timeout: float = typer.Option(600, help="Seconds a step may wait for canary traffic."),
                 force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed.")) -> None:
-    """Gradual rollout on a running server: canary at each step, advancing while its metrics hold, else rolled back."""
+    """Gradual rollout on a running server: canary at each step, advancing while its metrics hold, else rolled back.
+    Authenticates with $TUNESMITH_ADMIN_KEY (an admin key: serve.admin_key_sha256)."""
     import os
 
     from tunesmith.serve.rollout import drive_rollout
@@ -73,7 +74,7 @@ def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
     cfg = load(config, None)
     plan = [float(x) for x in steps.split(",") if x.strip()] if steps else cfg.serve.rollout.steps
     ok = drive_rollout(cfg, to, plan, url or f"http://{cfg.serve.host}:{cfg.serve.port}",
-                       os.environ.get("TUNESMITH_API_KEY"), step_timeout=step_timeout, force=force,
+                       os.environ.get("TUNESMITH_ADMIN_KEY") or os.environ.get("TUNESMITH_API_KEY"), step_timeout=step_timeout, force=force,
                        echo=lambda line: out.print(line, highlight=False))
     raise typer.Exit(0 if ok else 1)
 

@@ -107,6 +107,22 @@ class ServeConfig(Section):
     max_tokens_limit: int = Field(1024, ge=1)
     """Upper bound on max_tokens a client may ask for."""
 
+    max_prompt_tokens: int = Field(4096, ge=1)
+    """Longest prompt accepted, in tokens; a prompt plus its max_tokens must also fit the model's
+    context. Longer ones are answered 400 (context_length_exceeded) before they reach a batch."""
+
+    max_json_depth: int = Field(32, ge=4)
+    """Deepest nesting accepted in a JSON body (400 beyond it)."""
+
+    admin_key_sha256: list[str] = Field(default_factory=list)
+    """SHA-256 digests of the keys allowed on /admin/* (rollout, promote): separate from the
+    inference keys. Empty: /admin/* is refused when inference keys are set, and open to
+    localhost only when no key is set at all. Also from $TUNESMITH_ADMIN_KEYS."""
+
+    alias_poll_s: float = Field(5.0, ge=0)
+    """How often a running server re-reads the registry's aliases, so `registry promote` and
+    `registry rollback` reach it without a restart (0: never)."""
+
     adapters: dict[str, str] = Field(default_factory=dict)
     """Extra adapters to serve by name: {name: folder}. Registry versions with an alias are served
     automatically as `<registry name>` (production), `<name>@<alias>` and `<name>@v<N>`."""

@@ -23,7 +23,8 @@ from starlette.exceptions import HTTPException
 
 from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
-from tunesmith.serve.keys import accepted_keys, hash_key
+from tunesmith.serve.guard import BodyGuard, error_body
+from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key
 from tunesmith.serve.models import Target
 from tunesmith.serve.protocol import (
     ApiError,
@@ -92,9 +93,6 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 
             threading.Thread(target=move, daemon=True).start()
 
-    def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
-        return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.detail, exc.type, exc.param, exc.code),
@@ -112,18 +110,33 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         return JSONResponse(error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param),
                             status_code=400)
 
+    def body_limit(path: str) -> int:
+        return app.state.max_upload_bytes if path in app.state.upload_paths else settings.max_request_bytes
+
+    app.add_middleware(BodyGuard, limit_for=body_limit, max_depth=settings.max_json_depth)  # streamed bodies too
+    admins = admin_keys(settings)
+
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
         size = request.headers.get("content-length")
-        upload = request.url.path in app.state.upload_paths
-        limit = app.state.max_upload_bytes if upload else settings.max_request_bytes
-        if size and size.isdigit() and int(size) > limit:
+        limit = body_limit(request.url.path)
+        if size and size.isdigit() and int(size) > limit:  # refused before a byte of it is read
             return JSONResponse(error_body(f"request body over {limit} bytes", "invalid_request_error"),
                                 status_code=413)
         request.state.key_digest = None
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        digest = hash_key(given) if given else ""
+        if request.url.path.startswith("/admin"):
+            if admins:
+                allowed = any(hmac.compare_digest(digest, k) for k in admins)
+            else:  # no admin key: nobody when inference keys exist, else this machine only
+                allowed = not keys and request.client is not None and request.client.host in ("127.0.0.1", "::1")
+            if not allowed:
+                return JSONResponse(error_body("/admin needs an admin key (serve.admin_key_sha256), not an inference "
+                                               "key", "invalid_request_error", code="admin_key_required"),
+                                    status_code=403)
+            return await call_next(request)
         if keys and request.url.path != "/health":
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            digest = hash_key(given) if given else ""
             if not any(hmac.compare_digest(digest, k) for k in keys):
                 return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
                                                "invalid_request_error", code="invalid_api_key"), status_code=401)
@@ -141,11 +154,21 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         raise ApiError(404, f"model {name!r} not found; GET /v1/models lists the served names",
                        param="model", code="model_not_found")
 
+    context = getattr(getattr(engine.model, "config", None), "max_position_embeddings", None)
+
     def gen_request(body: Sampling, prompt_ids: list[int], target: Target) -> GenRequest:
         max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
         if max_tokens > settings.max_tokens_limit:
             raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
                            param="max_tokens")
+        if len(prompt_ids) > settings.max_prompt_tokens:
+            raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens; this server takes at most "
+                           f"{settings.max_prompt_tokens} (serve.max_prompt_tokens)", param="messages",
+                           code="context_length_exceeded")
+        if isinstance(context, int) and len(prompt_ids) + max_tokens > context:
+            raise ApiError(400, f"the prompt ({len(prompt_ids)} tokens) plus max_tokens ({max_tokens}) is more than "
+                           f"the model's context of {context} tokens; shorten the prompt or lower max_tokens",
+                           param="max_tokens", code="context_length_exceeded")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         return GenRequest(prompt_ids, adapter=target.adapter, max_tokens=max_tokens, temperature=body.temperature,
                           top_p=body.top_p, seed=body.seed, stop=stop,
@@ -250,6 +273,17 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             return JSONResponse(wrap(rid, created, result))
 
         async def events() -> Any:
+            finished = False
+            try:
+                async for piece in stream():
+                    yield piece
+                finished = True
+            finally:
+                if not finished and not future.done():  # the client went away: stop generating for it
+                    req.deadline = 0.0
+                    record(None, 499, "client disconnected")
+
+        async def stream() -> Any:
             first = {"role": "assistant", "content": ""} if kind == "chat" else None
             if first:
                 yield sse(chunk_of(kind, rid, created, body.model, first, None))
@@ -321,7 +355,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         return await run("completion", body, target, ids, body.prompt, wrap, request)
 
     @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+    async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
         row = log.get(body.id)
         if row is None:
             raise ApiError(404, f"no request with id {body.id!r} in the request log", param="id",
@@ -335,7 +369,9 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             raise ApiError(400, "give a score (0-1), thumbs (up/down), a rating (1-5) or a correction")
         if score is None:
             score = 0.0  # a correction says the answer was wrong
-        log.add_feedback(body.id, score, body.correction)
+        first = log.add_feedback(body.id, score, body.correction, request.state.key_digest or "")
+        if not first:  # counted once per request and key: a repeat replaces the score, never adds weight
+            return {"id": body.id, "recorded": True, "score": score, "replaced": True}
         feedback_total.labels(row["model"], row["version"] or "-").inc()
         router = routers.get(row["model"])
         if router is not None:
@@ -355,10 +391,15 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         if body.canary_version is not None:
             if project is None:
                 raise ApiError(400, "this server has no registry to load versions from")
-            from tunesmith.serve.models import version_adapter
+            from tunesmith.errors import TunesmithError
+            from tunesmith.serve.models import check_adapter, version_adapter
 
             loop = asyncio.get_running_loop()
             name, folder = await loop.run_in_executor(None, version_adapter, project, str(body.canary_version))
+            try:
+                check_adapter(folder)  # a DoRA or prefix adapter cannot share batches: refuse it, as at start-up
+            except TunesmithError as exc:
+                raise ApiError(400, str(exc), param="canary_version") from None
             await loop.run_in_executor(None, engine.add_adapter, name, str(folder))
             versions[name] = str(body.canary_version)
             router.set_canary(name, body.share)

@@ -15,8 +15,17 @@ def hash_key(key: str) -> str:
 
 def accepted_keys(settings: ServeConfig) -> set[str]:
     """SHA-256 digests from the config, plus $TUNESMITH_API_KEYS (digests or plain keys, comma-separated)."""
-    keys = {k.lower() for k in settings.api_key_sha256}
-    for item in filter(None, (k.strip() for k in os.environ.get("TUNESMITH_API_KEYS", "").split(","))):
+    return _keys(settings.api_key_sha256, "TUNESMITH_API_KEYS")
+
+
+def admin_keys(settings: ServeConfig) -> set[str]:
+    """The keys allowed on /admin/*: serve.admin_key_sha256 plus $TUNESMITH_ADMIN_KEYS."""
+    return _keys(settings.admin_key_sha256, "TUNESMITH_ADMIN_KEYS")
+
+
+def _keys(configured: list[str], env: str) -> set[str]:
+    keys = {k.lower() for k in configured}
+    for item in filter(None, (k.strip() for k in os.environ.get(env, "").split(","))):
         is_digest = len(item) == 64 and all(c in "0123456789abcdefABCDEF" for c in item)
         keys.add(item.lower() if is_digest else hash_key(item))
     return keys

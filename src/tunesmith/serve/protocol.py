@@ -36,7 +36,7 @@ class Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)  # torch generators take 64-bit seeds
     stream: bool = False
     user: str | None = None
     n: int = Field(1, ge=1, le=1)
@@ -52,10 +52,17 @@ class CompletionRequest(Sampling):
 
 
 def text_of(content: str | list[dict[str, Any]]) -> str:
-    """The text of a message's content (a string, or OpenAI's list of parts)."""
+    """The text of a message's content (a string, or OpenAI's list of parts); a malformed part is a 400."""
     if isinstance(content, str):
         return content
-    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    texts = []
+    for i, part in enumerate(content):
+        if part.get("type") != "text":
+            continue
+        if not isinstance(part.get("text"), str):
+            raise ApiError(400, f"messages[].content[{i}].text must be a string", param="messages")
+        texts.append(part["text"])
+    return "".join(texts)
 
 
 class FeedbackRequest(BaseModel):

@@ -19,7 +19,8 @@ SCHEMA = ["""CREATE TABLE IF NOT EXISTS requests (
   prompt_tokens INTEGER, completion_tokens INTEGER, latency_ms REAL, status INTEGER,
   finish_reason TEXT, error TEXT, prompt TEXT, completion TEXT, shadow INTEGER DEFAULT 0)""",
           """CREATE TABLE IF NOT EXISTS feedback (
-  request_id TEXT, time REAL, score REAL, correction TEXT)""",
+  request_id TEXT, time REAL, score REAL, correction TEXT, key TEXT DEFAULT '')""",
+          """CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback (request_id, key)""",
           """CREATE TABLE IF NOT EXISTS events (time REAL, model TEXT, kind TEXT, detail TEXT)"""]
 
 
@@ -31,6 +32,12 @@ class RequestLog:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         for statement in SCHEMA:
+            if "feedback_once" in statement:  # request logs written before feedback had a key
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
+                if "key" not in columns:
+                    self._db.execute("ALTER TABLE feedback ADD COLUMN key TEXT DEFAULT ''")
+                    self._db.execute("DELETE FROM feedback WHERE rowid NOT IN (SELECT MAX(rowid) FROM feedback "
+                                     "GROUP BY request_id, key)")  # the last word of each, as counted from now on
             self._db.execute(statement)
 
     def _text(self, text: str | None) -> str | None:
@@ -42,6 +49,7 @@ class RequestLog:
               prompt_tokens: int = 0, completion_tokens: int = 0, latency_ms: float = 0.0, status: int = 200,
               finish_reason: str = "", error: str = "", prompt: str | None = None, completion: str | None = None,
               shadow: bool = False) -> None:
+        user = redact(user) if self.redact_pii and user else user  # user ids are often e-mail addresses
         row = (id, time.time(), model, target, version, user, prompt_tokens, completion_tokens, latency_ms, status,
                finish_reason, error, self._text(prompt), self._text(completion), int(shadow))
         with self._lock:
@@ -54,10 +62,15 @@ class RequestLog:
             row = cur.fetchone()
         return dict(zip(names, row)) if row else None
 
-    def add_feedback(self, request_id: str, score: float | None, correction: str | None) -> None:
+    def add_feedback(self, request_id: str, score: float | None, correction: str | None, key: str = "") -> bool:
+        """Store feedback, once per request and key: a repeat replaces the earlier one. True when first."""
+        row = (request_id, time.time(), score, self._text(correction) if correction else None, key)
         with self._lock:
-            self._db.execute("INSERT INTO feedback VALUES (?,?,?,?)", (request_id, time.time(), score,
-                                                                      self._text(correction) if correction else None))
+            first = self._db.execute("SELECT 1 FROM feedback WHERE request_id=? AND key=?",
+                                     (request_id, key)).fetchone() is None
+            self._db.execute("INSERT OR REPLACE INTO feedback (request_id, time, score, correction, key) "
+                             "VALUES (?,?,?,?,?)", row)
+        return first
 
     def feedback(self) -> list[dict[str, Any]]:
         with self._lock:
