@@ -45,6 +45,25 @@ def write_atomic(path: Path, text: str | bytes) -> Path:
     return path
 
 
+def replace_dir(new: Path, target: Path) -> Path:
+    """Put the folder `new` in place of `target` without a moment when neither is complete: the old
+    one is renamed aside first, the new one renamed in, then the old one deleted (a rename is
+    atomic; deleting a model folder first, as a plain rmtree-then-rename does, leaves nothing
+    usable if the process dies in between)."""
+    import shutil
+
+    aside = target.with_name(f".{target.name}.old")
+    if aside.exists() and not target.exists():  # a previous swap died between its two renames
+        os.replace(aside, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(new, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+    return target
+
+
 def write_json(path: Path, data: Any) -> Path:
     """`data` as indented JSON, written atomically."""
     return write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -88,7 +88,8 @@ class TrainConfig(Section):
     """Stop after this many evaluations without a better validation loss (None: never)."""
 
     save_total_limit: int = Field(3, ge=1)
-    """Checkpoints kept on disk (the best one by validation loss is always kept)."""
+    """Checkpoints kept on disk (the best one by validation loss is always kept); at least 2 are
+    kept whatever is set, so a kill while the newest is being written still leaves a complete one."""
 
     mlflow: bool = True
     """Log parameters, metrics and the loss curve to MLflow (registry.tracking_uri, or a

@@ -88,9 +88,9 @@ def _convert(gguf_path: Path, target: Path, source: dict) -> None:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             (tmp / _MARKER).write_text(json.dumps(source))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        from tunesmith.files import replace_dir
+
+        replace_dir(tmp, target)
     except ModelLoadError:
         raise
     except Exception as exc:

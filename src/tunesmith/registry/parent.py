@@ -66,8 +66,9 @@ def resolve_parent(cfg: ProjectConfig) -> ProjectConfig:
 
             merge_adapter(model, root, merged, trust_remote_code=cfg.trust_remote_code, device=cfg.device)
         else:
-            shutil.rmtree(merged, ignore_errors=True)
-            model.replace(merged)
+            from tunesmith.files import replace_dir
+
+            replace_dir(model, merged)
         shutil.rmtree(tmp, ignore_errors=True)
     out = parent_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)

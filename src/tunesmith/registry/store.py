@@ -2,7 +2,7 @@
 rollout by aliases (production, canary, shadow) with a kept history of every move.
 
 MLflow keeps only where an alias points now, not where it pointed before, so each move is
-also written as a registered-model tag `alias_history.<seq>` (JSON). The history lives in
+also written as a registered-model tag `alias_history.<time_ns>-<random>` (JSON). The history lives in
 the same store as the models, so a shared MLflow server shares it too.
 """
 
@@ -133,14 +133,21 @@ def history(cfg: ProjectConfig) -> list[dict[str, Any]]:
         model = client(cfg).get_registered_model(model_name(cfg))
     except MlflowException:
         return []
-    return [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(_HISTORY)]
+    events = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(_HISTORY)]
+    for seq, event in enumerate(events, 1):
+        event["seq"] = seq  # numbered on reading: writers never compete for a number
+    return events
 
 
 def _record(c: Any, cfg: ProjectConfig, event: dict[str, Any]) -> dict[str, Any]:
-    seq = len(history(cfg)) + 1
-    event = {"seq": seq, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), **event}
-    c.set_registered_model_tag(model_name(cfg), f"{_HISTORY}{seq:06d}", json.dumps(event))
-    return event
+    """One history entry under its own key (nanosecond time and a random tail), so two writers at
+    once — the command line and a server's automatic rollback — never overwrite each other."""
+    import secrets
+
+    key = f"{_HISTORY}{time.time_ns():020d}-{secrets.token_hex(4)}"
+    event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), **event}
+    c.set_registered_model_tag(model_name(cfg), key, json.dumps(event))
+    return {"seq": len(history(cfg)), **event}
 
 
 def promote(cfg: ProjectConfig, ref: str, alias: str, *, force: bool = False, reason: str = "") -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
 import random
 import time
 import uuid
@@ -31,7 +30,6 @@ from tunesmith.serve.protocol import (
     ChatRequest,
     CompletionRequest,
     FeedbackRequest,
-    RolloutUpdate,
     Sampling,
     chunk_of,
     sse,
@@ -39,6 +37,7 @@ from tunesmith.serve.protocol import (
     usage_of,
 )
 from tunesmith.serve.requestlog import RequestLog
+from tunesmith.serve.upstream import proxy as _proxy
 
 __all__ = ["create_app", "hash_key"]
 
@@ -64,7 +63,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     routers = routers or {}
     versions = {t.adapter: t.version for t in targets.values() if t.version}
     app.state.engine, app.state.log, app.state.targets, app.state.metrics_registry = engine, log, targets, registry
-    app.state.routers = routers
+    app.state.routers, app.state.versions = routers, versions
     # Other parts of the server (the fine-tuning jobs API) serve models of their own: a finder maps a
     # name not in `targets` to a Target (it may load an adapter: it runs in a thread), a lister adds
     # names to /v1/models; both get the caller's key digest (None without keys).
@@ -80,18 +79,29 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         router.rollbacks.append(f"canary {bad} rolled back: {reason}")
         rollbacks.labels(router.name).inc()
         log.event(router.name, "rollback", f"canary {bad} rolled back: {reason}")
-        if project is not None and bad in versions:
-            import threading
-
+        if project is not None and bad in versions:  # the registry follows; retried until it does
             from tunesmith.registry.store import clear_alias
+            from tunesmith.serve.admin import without_canary
 
-            def move() -> None:
-                try:
-                    clear_alias(project, "canary", reason=f"automatic rollback: {reason}")
-                except Exception as exc:  # the router already moved; the registry catches up by hand
-                    log.event(router.name, "registry_error", f"{type(exc).__name__}: {exc}")
+            owe_registry(f"clear canary v{versions[bad]}",
+                         lambda: without_canary(project, clear_alias, f"automatic rollback: {reason}"))
 
-            threading.Thread(target=move, daemon=True).start()
+    def owe_registry(what: str, action: Any) -> None:
+        watcher = getattr(app.state, "aliases", None)
+        if watcher is not None:
+            watcher.write(what, action)
+            return
+        import threading
+
+        def once() -> None:  # no watcher (alias_poll_s: 0): one try, logged when it fails
+            try:
+                action()
+            except Exception as exc:
+                log.event("registry", "registry_error", f"{what}: {type(exc).__name__}: {exc}")
+
+        threading.Thread(target=once, daemon=True).start()
+
+    app.state.owe_registry = owe_registry
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -379,46 +389,9 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             roll_back_if_needed(router)
         return {"id": body.id, "recorded": True, "score": score}
 
-    @app.get("/admin/rollout")
-    async def rollout_state() -> dict[str, Any]:
-        return {name: r.state() for name, r in routers.items()}
+    from tunesmith.serve.admin import add_admin_routes
 
-    @app.post("/admin/rollout")
-    async def rollout_update(body: RolloutUpdate) -> dict[str, Any]:
-        router = routers.get(body.model)
-        if router is None:
-            raise ApiError(404, f"{body.model!r} is not a routed registry model", param="model")
-        if body.canary_version is not None:
-            if project is None:
-                raise ApiError(400, "this server has no registry to load versions from")
-            from tunesmith.errors import TunesmithError
-            from tunesmith.serve.models import check_adapter, version_adapter
-
-            loop = asyncio.get_running_loop()
-            name, folder = await loop.run_in_executor(None, version_adapter, project, str(body.canary_version))
-            try:
-                check_adapter(folder)  # a DoRA or prefix adapter cannot share batches: refuse it, as at start-up
-            except TunesmithError as exc:
-                raise ApiError(400, str(exc), param="canary_version") from None
-            await loop.run_in_executor(None, engine.add_adapter, name, str(folder))
-            versions[name] = str(body.canary_version)
-            router.set_canary(name, body.share)
-            log.event(router.name, "canary", f"{name} at {router.share:.0%}")
-        elif body.share is not None:
-            router.set_canary(router.canary, body.share)
-            log.event(router.name, "share", f"{router.canary} at {router.share:.0%}")
-        if body.action == "promote":
-            if not router.canary:
-                raise ApiError(400, "no canary to promote")
-            with router.lock:
-                router.production, router.canary = router.canary, None
-            targets[router.name].adapter = router.production
-            targets[router.name].version = versions.get(router.production, "")
-            log.event(router.name, "promote", f"{router.production} is production")
-        elif body.action == "clear":
-            router.set_canary(None)
-            log.event(router.name, "clear", "canary cleared")
-        return router.state()
+    add_admin_routes(app, project)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -444,36 +417,3 @@ def _valid(text: str, schema: dict[str, Any]) -> bool:
 
     return schema_compliance([text], schema)[0] == 1.0
 
-
-async def _proxy(target: Target, path: str, payload: dict[str, Any], stream: bool) -> Any:
-    """Send the request to the upstream OpenAI-compatible server (e.g. vLLM) and pass its answer through."""
-    import httpx
-
-    up = target.upstream
-    assert up is not None
-    payload = {**payload, "model": up.model or target.name}
-    headers = {}
-    if up.api_key_env and os.environ.get(up.api_key_env):
-        headers["Authorization"] = f"Bearer {os.environ[up.api_key_env]}"
-    url = f"{up.base_url.rstrip('/')}/{path}"
-    client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
-    try:
-        if not stream:
-            answer = await client.post(url, json=payload, headers=headers)
-            await client.aclose()
-            return JSONResponse(answer.json(), status_code=answer.status_code)
-        upstream = await client.send(client.build_request("POST", url, json=payload, headers=headers), stream=True)
-    except httpx.HTTPError as exc:
-        await client.aclose()
-        raise ApiError(502, f"upstream for {target.name!r} at {up.base_url} failed: {type(exc).__name__}",
-                       "upstream_error") from None
-
-    async def relay() -> Any:
-        try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        finally:
-            await upstream.aclose()
-            await client.aclose()
-
-    return StreamingResponse(relay(), status_code=upstream.status_code, media_type="text/event-stream")

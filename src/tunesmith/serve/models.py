@@ -63,10 +63,22 @@ def _download(cfg: ProjectConfig, version: Any) -> Path:
     if version.tags.get("base_model") not in (None, cfg.base_model):
         raise TunesmithError(f"{version.name} v{version.version} was trained on {version.tags['base_model']}, but this "
                              f"server's base_model is {cfg.base_model}; serve it from a project with that base model")
+    import shutil
+
+    from tunesmith.files import replace_dir
+
     dest = cfg.output_path / "serve" / "adapters" / f"v{version.version}"
     if not (dest / "model" / "adapter_config.json").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
+        # downloaded beside it and renamed in whole: a crash mid-download never leaves a folder
+        # that looks complete and is reused forever
+        tmp = dest.with_name(f".{dest.name}.download")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp))
+        if not (tmp / "model" / "adapter_config.json").exists():
+            raise TunesmithError(f"{version.name} v{version.version}: the download from {version.source} has no "
+                                 "model/adapter_config.json")
+        replace_dir(tmp, dest)
     return dest / "model"
 
 

@@ -21,8 +21,21 @@ def build_app(cfg: ProjectConfig) -> Any:
     engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
                     batch_wait_s=s.batch_wait_ms / 1000).start()
     log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
-    return create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers,
-                      project=cfg)
+    app = create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers,
+                     project=cfg)
+    if cfg.registry.tracking_uri or (cfg.output_path / "mlflow.db").exists():
+        from tunesmith.serve.live import watch
+
+        watch(cfg, app)  # registry alias moves reach this server without a restart
+    return app
+
+
+def close_app(app: Any) -> None:
+    watcher = getattr(app.state, "aliases", None)
+    if watcher is not None:
+        watcher.close()
+    app.state.engine.close()
+    app.state.log.close()
 
 
 @dataclass
@@ -41,8 +54,7 @@ class Running:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-        self.app.state.engine.close()
-        self.app.state.log.close()
+        close_app(self.app)
 
 
 def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Running:
@@ -80,5 +92,4 @@ def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
     finally:
         if cleanup:
             cleanup()
-        app.state.engine.close()
-        app.state.log.close()
+        close_app(app)

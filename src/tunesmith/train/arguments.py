@@ -35,7 +35,9 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, dev
         logging_nan_inf_filter=False,
         save_strategy="steps",
         save_steps=save_steps,
-        save_total_limit=t.save_total_limit,
+        # at least 2: the Trainer deletes old checkpoints before tunesmith marks the new one complete,
+        # so with 1 a kill at that moment would leave no complete checkpoint to resume from
+        save_total_limit=max(2, t.save_total_limit),
         eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps if has_eval else None,
         eval_on_start=has_eval,  # the base model's validation loss: the point every curve starts from

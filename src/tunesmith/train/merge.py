@@ -57,6 +57,7 @@ def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remo
     merged.save_pretrained(str(tmp), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
     GenerationConfig.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
+    from tunesmith.files import replace_dir
+
+    replace_dir(tmp, out_dir)
     return out_dir

@@ -26,7 +26,7 @@ from tunesmith.config import ProjectConfig, dump_config
 from tunesmith.console import err
 from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
-from tunesmith.files import write_atomic, write_json
+from tunesmith.files import replace_dir, write_atomic, write_json
 from tunesmith.paths import data_dir, train_dir
 from tunesmith.train.callbacks import (
     COMPLETE,
@@ -236,8 +236,7 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         generation.eos_token_id = tokenizer.eos_token_id  # stop at the end-of-turn token when served
         generation.pad_token_id = tokenizer.pad_token_id
         generation.save_pretrained(str(tmp))
-        shutil.rmtree(model_dir, ignore_errors=True)
-        tmp.replace(model_dir)
+        replace_dir(tmp, model_dir)
     png = loss_curve(run_dir / "metrics.csv", run_dir / "loss.png",
                      f"{cfg.train.method.upper()} {cfg.train.adapter} on {cfg.base_model}")
     split = json.loads((data_dir(cfg) / "split.json").read_text()) if (data_dir(cfg) / "split.json").exists() else {}
