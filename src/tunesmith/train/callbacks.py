@@ -182,6 +182,17 @@ class Alarms(TrainerCallback):
                                                       "fewer epochs or more data")
 
 
+def fault_point(name: str, step: int) -> None:
+    """Fault injection for the reliability suite: $TUNESMITH_FAULT=<name>:<step> kills this process
+    with SIGKILL there (as a power cut or the OOM killer would). Never set outside tests."""
+    import os
+
+    if os.environ.get("TUNESMITH_FAULT") == f"{name}:{step}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class MarkComplete(TrainerCallback):
     """Mark a checkpoint complete once everything in it is written; resume trusts only marked ones."""
 
@@ -189,6 +200,7 @@ class MarkComplete(TrainerCallback):
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        fault_point("before_mark", state.global_step)
         if folder.is_dir():
             tmp = folder / (COMPLETE + ".tmp")
             tmp.write_text(json.dumps({"step": state.global_step, "best": state.best_model_checkpoint}))
