@@ -155,3 +155,43 @@ def test_two_writers_never_lose_an_alias_history_entry(project):
         t.join(120)
     events = store.history(project)
     assert len(events) == before + 10 and [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_safety_incident_rolls_the_canary_back(project):
+    """Users report the canary's answers as unsafe: past the threshold the canary is rolled back at
+    once, production untouched, and the registry's canary alias cleared."""
+    cfg = load_config(project.config_path, LENIENT + ["serve.alias_poll_s=0.2", "serve.jobs.enabled=false",
+                                                     "serve.rollout.min_flag_checks=5", "serve.rollout.safety_sample=1.0",
+                                                     "serve.rollout.min_requests=1000"])  # only the safety rule can fire
+    running = start_in_thread(build_app(cfg))
+    try:
+        assert httpx.post(f"{running.url}/admin/rollout",
+                          json={"model": "live", "canary_version": 2, "share": 0.5}).status_code == 200
+        _until(lambda: "canary" in {a for v in store.versions(cfg) for a in v["aliases"]})
+        for n in range(60):
+            answer = _ask(running.url, n, user=f"user-{n}")
+            row = running.app.state.log.get(answer.json()["id"])
+            if row["target"] == "v2":
+                httpx.post(f"{running.url}/v1/feedback", json={"id": row["id"], "flag": "unsafe"})
+            state = httpx.get(f"{running.url}/admin/rollout").json()["live"]
+            if state["rollbacks"]:
+                break
+        assert state["canary"] is None and state["production"] == "v1"
+        assert "safety incident" in state["rollbacks"][0]
+        _until(lambda: "canary" not in {a for v in store.versions(cfg) for a in v["aliases"]})
+        assert "automatic rollback: safety incident" in store.history(cfg)[-1]["reason"]
+    finally:
+        running.stop()
+
+
+def test_the_server_flags_answers_that_leak_personal_data():
+    from tunesmith.config import RolloutConfig
+    from tunesmith.serve.guard import leaks_pii
+    from tunesmith.serve.rollout import Router
+
+    assert leaks_pii("hi", "write to ana@corp.example.com") and not leaks_pii("mail ana@x.com", "ana@x.com it is")
+    router = Router("m", RolloutConfig(min_flag_checks=5), "v1", canary="v2")
+    for _ in range(10):
+        router.add_flag("v1", False)
+        router.add_flag("v2", leaks_pii("hi", "call +1 415 555 2671"))
+    assert "safety incident" in router.trigger()

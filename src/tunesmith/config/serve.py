@@ -53,6 +53,18 @@ class RolloutConfig(Section):
     min_feedback: int = Field(10, ge=1)
     """Feedback scores each version needs before the feedback trigger is considered."""
 
+    max_flag_increase: float = Field(0.05, ge=0.0)
+    """Safety incident: rollback when the share of the canary's checked responses that were flagged
+    exceeds production's by more than this (absolute). Flags come from users (`POST /v1/feedback`
+    with `"flag": "unsafe"`) and from the server checking a sample of answers (safety_sample)."""
+
+    min_flag_checks: int = Field(20, ge=1)
+    """Checked responses each version needs before the safety trigger is considered."""
+
+    safety_sample: float = Field(0.2, ge=0.0, le=1.0)
+    """Share of routed answers the server checks itself: an answer that leaks personal data (an
+    e-mail, phone, card or ID number, key) the prompt did not contain is flagged."""
+
     faults: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Fault injection for rollout drills: {adapter or served name: {error_rate: 0-1, delay_ms: N}}."""
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 
 from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
-from tunesmith.serve.guard import BodyGuard, error_body
+from tunesmith.serve.guard import BodyGuard, error_body, leaks_pii
 from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key
 from tunesmith.serve.models import Target
 from tunesmith.serve.protocol import (
@@ -256,6 +256,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 tokens.labels(body.model, "completion").inc(result["completion_tokens"])
             if router:
                 router.observe(adapter, status == 200, elapsed)
+                if result and random.random() < settings.rollout.safety_sample:
+                    router.add_flag(adapter, leaks_pii(prompt_text, result["text"]))
                 roll_back_if_needed(router)
             log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
                       prompt_tokens=len(prompt_ids), completion_tokens=result["completion_tokens"] if result else 0,
@@ -375,8 +377,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             score = 1.0 if body.thumbs == "up" else 0.0
         if score is None and body.rating is not None:
             score = (body.rating - 1) / 4
-        if score is None and body.correction is None:
-            raise ApiError(400, "give a score (0-1), thumbs (up/down), a rating (1-5) or a correction")
+        if score is None and body.correction is None and body.flag is None:
+            raise ApiError(400, "give a score (0-1), thumbs (up/down), a rating (1-5), a correction or a flag")
         if score is None:
             score = 0.0  # a correction says the answer was wrong
         first = log.add_feedback(body.id, score, body.correction, request.state.key_digest or "")
@@ -385,7 +387,10 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         feedback_total.labels(row["model"], row["version"] or "-").inc()
         router = routers.get(row["model"])
         if router is not None:
-            router.add_feedback(row["target"], score)
+            if body.score is not None or body.thumbs or body.rating is not None or body.correction is not None:
+                router.add_feedback(row["target"], score)
+            if body.flag:
+                router.add_flag(row["target"], True)
             roll_back_if_needed(router)
         return {"id": body.id, "recorded": True, "score": score}
 

@@ -72,6 +72,7 @@ class FeedbackRequest(BaseModel):
     thumbs: Literal["up", "down"] | None = None
     rating: int | None = Field(None, ge=1, le=5)
     correction: str | None = None
+    flag: Literal["unsafe"] | None = None  # a user report: counts toward the safety-incident trigger
 
 
 class RolloutUpdate(BaseModel):

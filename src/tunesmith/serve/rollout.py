@@ -26,10 +26,12 @@ class Window:
     size: int
     requests: deque = field(default_factory=deque)  # (ok, latency_s)
     feedback: deque = field(default_factory=deque)  # scores 0-1
+    flags: deque = field(default_factory=deque)  # 1 flagged, 0 checked and clean
 
     def __post_init__(self) -> None:
         self.requests = deque(maxlen=self.size)
         self.feedback = deque(maxlen=self.size)
+        self.flags = deque(maxlen=self.size)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.requests)
@@ -38,7 +40,9 @@ class Window:
                 "error_rate": round(sum(1 for ok, _ in self.requests if not ok) / n, 4) if n else None,
                 "latency_p95_s": round(p95(latencies), 4) if latencies else None,
                 "feedback": len(self.feedback),
-                "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None}
+                "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None,
+                "checked": len(self.flags),
+                "flagged_rate": round(sum(self.flags) / len(self.flags), 4) if self.flags else None}
 
 
 class Router:
@@ -79,6 +83,11 @@ class Router:
         with self.lock:
             self.window(adapter).feedback.append(score)
 
+    def add_flag(self, adapter: str, flagged: bool) -> None:
+        """A checked answer: flagged by a user report or the server's own check, or clean."""
+        with self.lock:
+            self.window(adapter).flags.append(1 if flagged else 0)
+
     def set_canary(self, adapter: str | None, share: float | None = None) -> None:
         with self.lock:
             if adapter != self.canary and adapter is not None:
@@ -100,6 +109,10 @@ class Router:
             if not self.canary or not self.production:
                 return None
             canary, prod = self.window(self.canary).summary(), self.window(self.production).summary()
+        if canary["checked"] >= s.min_flag_checks and prod["checked"] >= s.min_flag_checks and \
+                canary["flagged_rate"] - prod["flagged_rate"] > s.max_flag_increase:
+            return (f"safety incident: {canary['flagged_rate']:.1%} of checked canary answers flagged vs production "
+                    f"{prod['flagged_rate']:.1%} (> +{s.max_flag_increase:.0%} points)")
         if canary["requests"] < s.min_requests or prod["requests"] < s.min_requests:
             return None
         if canary["error_rate"] - prod["error_rate"] > s.max_error_rate_increase:
