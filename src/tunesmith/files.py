@@ -34,6 +34,8 @@ def write_atomic(path: Path, text: str | bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if os.environ.get("TUNESMITH_FAULT") == "enospc":  # the reliability suite's full disk
+                raise OSError(28, "No space left on device", str(tmp))
             fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())

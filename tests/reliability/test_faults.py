@@ -80,3 +80,14 @@ def test_killed_at_a_random_moment(tmp_path, tiny_model_dir, whole):
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     _resume_and_compare(config, whole)
+
+
+def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_state(tmp_path, tiny_model_dir):
+    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows())
+    split = config.parent / "out" / "data" / "split.json"
+    before = split.read_bytes()
+    run = subprocess.run([sys.executable, "-m", "tunesmith.cli", "data", "split", str(config)], capture_output=True,
+                         text=True, env={**os.environ, "TUNESMITH_FAULT": "enospc", "COLUMNS": "200"})
+    assert run.returncode == 1 and "the disk is full" in run.stderr and "Traceback" not in run.stderr
+    assert split.read_bytes() == before  # the previous split is intact
+    assert not [p for p in split.parent.rglob(".*") if p.is_file()]  # no half-written temporary files left

@@ -62,3 +62,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        err.print(f"[bold red]error:[/] the disk is full (writing {exc.filename or 'a file'}); nothing already "
+                  "written was replaced. Free some space (or point output_dir / TUNESMITH_CACHE elsewhere) and run "
+                  "the command again: finished stages are kept.", highlight=False, soft_wrap=True)
+        sys.exit(1)
