@@ -18,7 +18,16 @@ def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), override
     from tunesmith.serve.stage import serve
 
     cfg = load(config, overrides)
-    serve(cfg, host, port, extend=lambda app: with_jobs(app, cfg))
+    serve(cfg, host, port, extend=lambda app: with_extras(app, cfg))
+
+
+def with_extras(app: Any, cfg: Any) -> Any:
+    """The web pages (serve.pages) and the fine-tuning jobs API with its worker (serve.jobs)."""
+    if cfg.serve.pages:
+        from tunesmith.web.pages import mount_pages
+
+        mount_pages(app, cfg)
+    return with_jobs(app, cfg)
 
 
 def with_jobs(app: Any, cfg: Any) -> Any:

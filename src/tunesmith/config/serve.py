@@ -155,5 +155,8 @@ class ServeConfig(Section):
     """Organisation name -> SHA-256 digests of its API keys. A key sees only its organisation's
     files and fine-tuning jobs; a key not listed is an organisation of its own."""
 
+    pages: bool = True
+    """Web pages at /ui/ (runs, evaluation, registry, rollout, human evaluation, playground)."""
+
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     """The local OpenAI fine-tuning API (files and fine_tuning.jobs)."""

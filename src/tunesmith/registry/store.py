@@ -93,6 +93,9 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else "register") as run:
         mlflow.log_artifacts(str(model_dir), "model")
         mlflow.log_artifact(str(eval_dir(cfg) / "metrics.json"), "eval")
+        predictions = eval_dir(cfg) / "predictions_fine_tuned.jsonl"
+        if predictions.exists():  # so two versions can be compared on the same examples later (web pages)
+            mlflow.log_artifact(str(predictions), "eval")
         for split in ("train", "test"):  # a later version trained from this one replays and re-scores them
             if (data_dir(cfg) / f"{split}.jsonl").exists():
                 mlflow.log_artifact(str(data_dir(cfg) / f"{split}.jsonl"), "data")
@@ -208,7 +211,8 @@ def versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
         rows.append({"version": int(v.version), "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(
             v.creation_timestamp / 1000)), "aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
             "gates": v.tags.get("gates", "?"), "task_metric": v.tags.get("task_metric"),
-            "adapter": v.tags.get("adapter"), "run_id": v.run_id, "source": v.source})
+            "adapter": v.tags.get("adapter"), "run_id": v.run_id, "source": v.source,
+            "base_model": v.tags.get("base_model"), "parent": v.tags.get("parent")})
     return sorted(rows, key=lambda r: -r["version"])
 
 

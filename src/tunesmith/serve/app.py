@@ -63,7 +63,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     routers = routers or {}
     versions = {t.adapter: t.version for t in targets.values() if t.version}
     app.state.engine, app.state.log, app.state.targets, app.state.metrics_registry = engine, log, targets, registry
-    app.state.routers, app.state.versions = routers, versions
+    app.state.routers, app.state.versions, app.state.tokenizer = routers, versions, tokenizer
     # Other parts of the server (the fine-tuning jobs API) serve models of their own: a finder maps a
     # name not in `targets` to a Target (it may load an adapter: it runs in a thread), a lister adds
     # names to /v1/models; both get the caller's key digest (None without keys).
@@ -135,6 +135,9 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                                 status_code=413)
         request.state.key_digest = None
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        page = request.url.path.startswith("/ui")
+        if page and not given:
+            given = request.cookies.get("tunesmith_key", "")  # the web pages: set by /ui/login
         digest = hash_key(given) if given else ""
         if request.url.path.startswith("/admin"):
             if admins:
@@ -146,8 +149,12 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                                                "key", "invalid_request_error", code="admin_key_required"),
                                     status_code=403)
             return await call_next(request)
-        if keys and request.url.path != "/health":
-            if not any(hmac.compare_digest(digest, k) for k in keys):
+        if keys and request.url.path != "/health" and request.url.path != "/ui/login":
+            if not any(hmac.compare_digest(digest, k) for k in keys | admins):
+                if page:
+                    from fastapi.responses import RedirectResponse
+
+                    return RedirectResponse(f"/ui/login?next={request.url.path}", status_code=303)
                 return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
                                                "invalid_request_error", code="invalid_api_key"), status_code=401)
             request.state.key_digest = digest

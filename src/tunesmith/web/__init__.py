@@ -1,0 +1,1 @@
+"""Web pages served at /ui/ by `tunesmith serve` (pages.py, templates/)."""

@@ -1,0 +1,375 @@
+"""Web pages on the server (`/ui/...`): runs, evaluation, registry, rollout, blind human evaluation, playground.
+
+Server-rendered with Jinja2 (FastAPI's templating), no JavaScript build step; everything works
+without JavaScript except the rating page's keyboard shortcuts. Loss curves are inline SVG and a
+running run's page refreshes itself. Behind the API key when keys are set: the browser sends it
+as a cookie set by `/ui/login`; promote and rollback also need an admin key when admin keys are set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from tunesmith.config import ProjectConfig
+from tunesmith.web import data
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+COOKIE = "tunesmith_key"
+
+
+def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
+    from tunesmith.paths import eval_dir, human_dir, monitor_dir, train_dir
+
+    state = app.state
+
+    def page(request: Request, template: str, section: str, title: str, **context: Any) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(request, template, {"section": section, "title": title, **context})
+
+    def store() -> Any:
+        return getattr(state, "jobs", None)
+
+    def output_of(run_id: str) -> Path | None:
+        if run_id == "project":
+            return cfg.output_path
+        job = store().job(run_id) if store() is not None else None
+        return Path(job["folder"]) / "outputs" if job else None
+
+    @app.get("/ui", include_in_schema=False)
+    @app.get("/ui/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/ui/runs", status_code=303)
+
+    @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request, next: str = "/ui/runs") -> HTMLResponse:
+        return page(request, "login.html", "", "Sign in", next=next if next.startswith("/ui") else "/ui/runs")
+
+    @app.post("/ui/login", include_in_schema=False)
+    async def login(key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
+        answer = RedirectResponse(next if next.startswith("/ui") else "/ui/runs", status_code=303)
+        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        return answer
+
+    @app.get("/ui/runs", response_class=HTMLResponse, include_in_schema=False)
+    async def runs(request: Request) -> HTMLResponse:
+        return page(request, "runs.html", "Runs", "Runs", runs=data.runs(cfg, store()))
+
+    @app.get("/ui/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def run(request: Request, run_id: str) -> HTMLResponse:
+        output = output_of(run_id)
+        if output is None:
+            return page(request, "runs.html", "Runs", f"No run {run_id}", runs=[])
+        job = store().job(run_id) if run_id != "project" and store() is not None else None
+        summary = data.run_summary(run_id, output, "", job["status"] if job else None)
+        rows = data.metrics_rows(output / "train" / "metrics.csv")
+        alarms = data.read_jsonl(output / "train" / "alarms.jsonl")
+        config = _read(output / "train" / "config.yaml") or _read(output / "data" / "config.yaml")
+        running = summary["status"] in ("running", "queued", "validating_files")
+        return page(request, "run.html", "Runs", f"Run {run_id}", run=summary, rows=rows, svg=data.loss_svg(rows),
+                    alarms=alarms, config=config, report=_read(output / "data" / "report.md"),
+                    refresh=5 if running else None)
+
+    @app.get("/ui/eval", response_class=HTMLResponse, include_in_schema=False)
+    async def evaluation(request: Request, model: str = "fine_tuned", filter: str = "") -> HTMLResponse:
+        from tunesmith.evaluate.gate import check_gates
+
+        metrics = data.read_json(eval_dir(cfg) / "metrics.json")
+        training = data.read_json(train_dir(cfg) / "metadata.json")
+        gates = check_gates(cfg, metrics, training) if metrics else []
+        keys = sorted({k for m in (metrics or {}).get("models", {}).values() for k, v in m.items()
+                       if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")})
+        flt = filter if filter in data.FILTERS else None
+        rows = data.examples(cfg.output_path, model if model in ("fine_tuned", "base", "few_shot") else "fine_tuned", flt)
+        for r in rows:
+            r["prompt_text"] = data.prompt_text(r)
+        return page(request, "eval.html", "Evaluation", "Evaluation: before and after", metrics=metrics, keys=keys,
+                    gates=gates, rows=rows, filters=data.FILTERS, flt=flt, model=model)
+
+    @app.get("/ui/eval/diff", response_class=HTMLResponse, include_in_schema=False)
+    async def diff(request: Request, a: str = "base", b: str = "fine_tuned", changed: str = "") -> HTMLResponse:
+        loop = asyncio.get_running_loop()
+        versions = await loop.run_in_executor(None, _versions, cfg)
+        choices = ["base", "few_shot", "fine_tuned"] + [f"v{v['version']}" for v in versions]
+        left = await loop.run_in_executor(None, _predictions, cfg, a)
+        right = await loop.run_in_executor(None, _predictions, cfg, b)
+        by_id = {r.get("id"): r for r in right}
+        rows = []
+        for r in left:
+            other = by_id.get(r.get("id"))
+            if other is None:
+                continue
+            rows.append({"id": r.get("id"), "prompt": data.prompt_text(r), "reference": r.get("reference", ""),
+                         "a": r.get("output", ""), "b": other.get("output", ""), "score_a": r.get("task_metric"),
+                         "score_b": other.get("task_metric")})
+        differ = sum(1 for r in rows if r["a"] != r["b"])
+        shown = [r for r in rows if r["a"] != r["b"]] if changed else rows
+        mean = (lambda key: statistics.fmean([r[key] for r in rows if isinstance(r[key], (int, float))] or [0.0]))
+        return page(request, "diff.html", "Evaluation", f"{a} vs {b} on the same examples", choices=choices, a=a, b=b,
+                    rows=shown, differ=differ, total=len(rows), changed=bool(changed), score_a=mean("score_a"),
+                    score_b=mean("score_b"))
+
+    @app.get("/ui/registry", response_class=HTMLResponse, include_in_schema=False)
+    async def registry(request: Request, message: str = "") -> HTMLResponse:
+        loop = asyncio.get_running_loop()
+        versions = await loop.run_in_executor(None, _versions, cfg)
+        history = await loop.run_in_executor(None, _history, cfg)
+        return page(request, "registry.html", "Registry", "Registry", versions=versions, history=history,
+                    message=message)
+
+    @app.get("/ui/registry/confirm", response_class=HTMLResponse, include_in_schema=False)
+    async def confirm(request: Request, action: str, alias: str = "production", version: str = "") -> HTMLResponse:
+        question = (f"Point {alias} at v{version}? A running server follows within seconds." if action == "promote"
+                    else f"Roll {alias} back to the version before? A running server follows within seconds.")
+        return page(request, "confirm.html", "Registry", "Confirm", question=question,
+                    action="promote" if action == "promote" else "rollback", alias=alias, version=version)
+
+    @app.post("/ui/registry/{action}", include_in_schema=False)
+    async def registry_action(request: Request, action: str, alias: str = Form("production"),
+                              version: str = Form(""), reason: str = Form("")) -> Any:
+        from tunesmith.errors import TunesmithError
+        from tunesmith.registry import store as registry
+
+        if not _admin_ok(request):
+            return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256)", status_code=403)
+        why = reason or "from the web page"
+        try:
+            if action == "promote":
+                done = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: registry.promote(cfg, version, alias, reason=why))
+            elif action == "rollback":
+                done = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: registry.rollback(cfg, alias, reason=why))
+            else:
+                return HTMLResponse("unknown action", status_code=404)
+        except TunesmithError as exc:
+            return RedirectResponse(f"/ui/registry?message={_q(str(exc))}", status_code=303)
+        watcher = getattr(state, "aliases", None)
+        if watcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, watcher.poll)  # this server follows at once
+        now = f"{alias} is now v{done['version']}"
+        return RedirectResponse(f"/ui/registry?message={_q(now)}", status_code=303)
+
+    @app.get("/ui/registry/{version}", response_class=HTMLResponse, include_in_schema=False)
+    async def card(request: Request, version: int) -> HTMLResponse:
+        from tunesmith.tracking import model_name
+
+        path = cfg.output_path / "registry" / f"{model_name(cfg)}-v{version}.md"
+        return page(request, "card.html", "Registry", f"Model card v{version}", card=_read(path) or "no card")
+
+    @app.get("/ui/rollout", response_class=HTMLResponse, include_in_schema=False)
+    async def rollout(request: Request) -> HTMLResponse:
+        routers = {name: r.state() for name, r in state.routers.items()}
+        return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
+                    buckets=_buckets(state.log), events=state.log.events(),
+                    drift=_read(monitor_dir(cfg) / "drift.json"), refresh=10)
+
+    @app.get("/ui/human", response_class=HTMLResponse, include_in_schema=False)
+    async def human(request: Request) -> HTMLResponse:
+        sheet = human_dir(cfg) / "sheet.csv"
+        return page(request, "human.html", "Human evaluation", "Blind human evaluation",
+                    sheet=sheet.exists(), rater=None, summary=_human_summary(cfg) if sheet.exists() else None)
+
+    @app.post("/ui/human/export", include_in_schema=False)
+    async def human_export() -> RedirectResponse:
+        from tunesmith.evaluate.human import export_sheets
+
+        await asyncio.get_running_loop().run_in_executor(None, lambda: export_sheets(cfg))
+        return RedirectResponse("/ui/human", status_code=303)
+
+    @app.get("/ui/human/rate", response_class=HTMLResponse, include_in_schema=False)
+    async def rate_page(request: Request, rater: str) -> HTMLResponse:
+        from tunesmith.evaluate.human import RUBRIC
+
+        rater = _rater(rater)
+        rows = data.sheet_rows(human_dir(cfg) / "sheet.csv")
+        mine = human_dir(cfg) / "ratings" / f"{rater}.csv"
+        done = {int(r["item"]) for r in data.sheet_rows(mine)} if mine.exists() else set()
+        item = next((r for r in rows if int(r["item"]) not in done), None)
+        return page(request, "rate.html", "Human evaluation", "Which answer is better?", rater=rater, item=item,
+                    done=len(done), total=len(rows), rubric=RUBRIC)
+
+    @app.post("/ui/human/rate", include_in_schema=False)
+    async def rate(request: Request) -> RedirectResponse:
+        from tunesmith.evaluate.human import RUBRIC
+
+        form = await request.form()
+        rater = _rater(str(form.get("rater", "")))
+        answer = {"preferred": str(form.get("preferred", "")), "comment": str(form.get("comment", ""))[:2000]}
+        for c in RUBRIC:
+            for side in ("1", "2"):
+                value = str(form.get(f"{c}_{side}", ""))
+                answer[f"{c}_{side}"] = value if value in {"1", "2", "3", "4", "5"} else ""
+        if answer["preferred"] not in ("1", "2", "tie"):
+            answer["preferred"] = ""
+        with _lock(rater):
+            data.save_rating(human_dir(cfg) / "ratings", rater, data.sheet_rows(human_dir(cfg) / "sheet.csv"),
+                             int(str(form.get("item", "0"))), answer)
+        return RedirectResponse(f"/ui/human/rate?rater={rater}", status_code=303)
+
+    @app.get("/ui/playground", response_class=HTMLResponse, include_in_schema=False)
+    async def playground(request: Request) -> HTMLResponse:
+        return page(request, "playground.html", "Playground", "Playground", models=_served(state), a="base", b="",
+                    prompt="", max_tokens=128, answers=None)
+
+    @app.post("/ui/playground", response_class=HTMLResponse, include_in_schema=False)
+    async def play(request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""),
+                   max_tokens: int = Form(128)) -> HTMLResponse:
+        names = [n for n in (a, b) if n]
+        texts = await asyncio.gather(*(_answer(state, n, prompt, max(1, min(max_tokens, 1024))) for n in names))
+        return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
+                    prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
+
+    def _admin_ok(request: Request) -> bool:
+        from tunesmith.serve.keys import admin_keys, hash_key
+
+        admins = admin_keys(cfg.serve)
+        if not admins:
+            return True  # the pages are already behind the API key (or this machine only)
+        given = request.cookies.get(COOKIE) or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return bool(given) and any(hmac.compare_digest(hash_key(given), k) for k in admins)
+
+
+_LOCKS: dict[str, Any] = {}
+
+
+def _lock(rater: str) -> Any:
+    import threading
+
+    return _LOCKS.setdefault(rater, threading.Lock())
+
+
+def _rater(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "", name)[:40] or "anonymous"
+
+
+def _q(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text[:300])
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    from tunesmith.registry.store import versions
+
+    if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
+        return []
+    rows = versions(cfg)
+    for r in rows:
+        r["lineage"] = f"from {r['parent']}" if r.get("parent") else (r.get("base_model") or "")
+    return rows
+
+
+def _history(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    from tunesmith.registry.store import history
+
+    if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
+        return []
+    return history(cfg)
+
+
+def _predictions(cfg: ProjectConfig, which: str) -> list[dict[str, Any]]:
+    """A model's per-example outputs on the test split: this project's, or a registry version's
+    (logged with it at registration; downloaded once into <output_dir>/web/)."""
+    from tunesmith.paths import eval_dir
+
+    if which in ("base", "few_shot", "fine_tuned"):
+        return data.read_jsonl(eval_dir(cfg) / f"predictions_{which}.jsonl")
+    if not re.fullmatch(r"v\d+", which):
+        return []
+    cached = cfg.output_path / "web" / f"predictions_{which}.jsonl"
+    if not cached.exists():
+        import mlflow
+
+        from tunesmith.registry.store import client
+        from tunesmith.tracking import model_name
+
+        try:
+            version = client(cfg).get_model_version(model_name(cfg), which[1:])
+            path = mlflow.artifacts.download_artifacts(run_id=version.run_id,
+                                                       artifact_path="eval/predictions_fine_tuned.jsonl",
+                                                       dst_path=str(cached.parent / f".{which}"))
+        except Exception:
+            return []
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        Path(path).replace(cached)
+    return data.read_jsonl(cached)
+
+
+def _buckets(log: Any) -> list[dict[str, Any]]:
+    """Requests per minute and version: count, errors, p50 latency, mean feedback."""
+    feedback: dict[str, list[float]] = {}
+    for f in log.feedback():
+        if f["score"] is not None:
+            feedback.setdefault(f["request_id"], []).append(f["score"])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in log.rows(5000):
+        minute = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"]))
+        groups.setdefault((minute, r["version"] or r["target"] or r["model"]), []).append(r)
+    out = []
+    for (minute, version), rows in sorted(groups.items(), reverse=True)[:60]:
+        latencies = [r["latency_ms"] for r in rows if r["status"] == 200]
+        scores = [s for r in rows for s in feedback.get(r["id"], [])]
+        out.append({"minute": minute, "version": version, "requests": len(rows),
+                    "errors": sum(1 for r in rows if r["status"] >= 500),
+                    "p50": round(statistics.median(latencies)) if latencies else "-",
+                    "feedback": round(statistics.fmean(scores), 2) if scores else "-"})
+    return out
+
+
+def _human_summary(cfg: ProjectConfig) -> dict[str, Any]:
+    """Ratings so far, and the evaluation stage's statistics over them (win rate, agreement)."""
+    from tunesmith.evaluate.human import import_sheets
+    from tunesmith.paths import human_dir
+
+    sheets = sorted((human_dir(cfg) / "ratings").glob("*.csv"))
+    judged = sum(1 for s in sheets for r in data.sheet_rows(s) if r.get("preferred"))
+    summary: dict[str, Any] = {"raters": [s.stem for s in sheets], "judged": judged, "results": None}
+    if sheets:
+        try:
+            summary["results"] = json.loads(json.dumps(import_sheets(cfg, sheets), default=str))
+        except Exception as exc:  # e.g. too few judgments for agreement yet
+            summary["error"] = f"{type(exc).__name__}: {exc}"
+    return summary
+
+
+def _served(state: Any) -> list[str]:
+    return sorted(n for n, t in state.targets.items() if t.kind == "local")
+
+
+async def _answer(state: Any, name: str, prompt: str, max_tokens: int) -> str:
+    from tunesmith.serve.engine import GenRequest, QueueFull
+
+    target = state.targets.get(name)
+    if target is None:
+        return f"(no model {name})"
+    tokenizer = state.tokenizer
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                         tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    adapter = target.adapter
+    router = state.routers.get(target.router) if target.router else None
+    if router is not None:
+        adapter = router.production or adapter
+    try:
+        future = state.engine.submit(GenRequest(ids, adapter=adapter, max_tokens=max_tokens, temperature=0.0))
+    except QueueFull:
+        return "(the server is at capacity; try again)"
+    result = await asyncio.wrap_future(future)
+    return result["text"]
