@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TUNESMITH_EVAL_CACHE", "0")  # each test generates; tests/evaluate/test_eval_cache.py turns it on
 
 
 @pytest.fixture(scope="session")

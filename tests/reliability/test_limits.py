@@ -9,7 +9,6 @@ import json
 import time
 
 import httpx
-import openai
 import pytest
 import yaml
 

@@ -51,6 +51,11 @@ class EvalConfig(Section):
     semantic_similarity: bool = True
     """Score cosine similarity of sentence embeddings (all-MiniLM-L6-v2) to the reference."""
 
+    cache_base_outputs: bool = True
+    """Reuse the base model's outputs (base and few-shot passes, its suite answers) from an earlier
+    run with the same base weights, prompts and decoding (`$TUNESMITH_CACHE/eval/`); only the
+    fine-tuned model generates again. Their latencies are those of the run that made them."""
+
     heldout_loss: bool = True
     """Compute loss and perplexity on the test answers for the base and fine-tuned models."""
 

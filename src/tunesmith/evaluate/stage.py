@@ -207,6 +207,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
 
     from tunesmith.console import err
     from tunesmith.evaluate import preference as pref
+    from tunesmith.evaluate.cache import base_outputs
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import heldout_loss
     from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
@@ -281,9 +282,12 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     out_dir = eval_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    reused: list[str] = []  # the base model's passes taken from the cache (evaluate/cache.py)
+
     def _generate_and_score(name: str, plan: list[list[Message]]) -> None:
         err.print(f"generating: {name} ({len(plan)} test examples)")
-        outs = generate(model, tokenizer, plan, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+        outs = base_outputs(cfg, name, generate, model, tokenizer, plan, max_new_tokens=e.max_new_tokens,
+                            batch_size=e.batch_size, dtype=dtype, device=device, reused=reused)
         texts = [o["output"] for o in outs]
         summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
@@ -332,7 +336,9 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         for suite, (probes, context) in suites.items():
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             messages = [in_task_context(p.messages, system) if context == "task" else p.messages for p in probes]
-            outs = generate(model, tokenizer, messages, max_new_tokens=e.suite_max_new_tokens, batch_size=e.batch_size)
+            outs = base_outputs(cfg, name, generate, model, tokenizer, messages, max_new_tokens=e.suite_max_new_tokens,
+                                batch_size=e.batch_size, dtype=dtype, device=device, reused=reused,
+                                label=f"{name} on {suite}")
             task = context == "task" and (schema is not None or kind == "classification")
             scored = [score_probe(p, o["output"], on_task=on_task if task else None, valid=valid if schema else None,
                                   judge=judge) for p, o in zip(probes, outs)]
@@ -367,6 +373,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         results["comparisons"][f"fine_tuned_vs_{other}"] = {
             "metric": key, "mcnemar_p": m.mcnemar_p(per_example[other][key], per_example["fine_tuned"][key]),
             "task_metric_diff": {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]}}
+    results["reused_base_outputs"] = reused  # passes whose outputs (and latencies) came from the cache
     write_json(out_dir / "metrics.json", results)
     from tunesmith.evaluate.report import write_reports
 

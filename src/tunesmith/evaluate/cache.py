@@ -1,0 +1,63 @@
+"""The base model's evaluation outputs, generated once per base model and reused by every later run.
+
+The base and few-shot passes and the base model's suite answers do not depend on what was trained:
+the same base weights, prompts and greedy decoding give the same text. They are kept under
+`$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint,
+the exact prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16
+result), dtype, device, and the torch / transformers / tunesmith versions. A project iterating
+on its data or training settings then generates only with the fine-tuned model. Latencies are
+those measured when the outputs were generated; metrics.json says which passes were reused.
+`eval.cache_base_outputs: false` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable
+
+from tunesmith.config import ProjectConfig
+
+CACHED_PASSES = ("base", "few_shot")
+
+
+def base_outputs(cfg: ProjectConfig, name: str, generate: Callable[..., list[dict[str, Any]]], model: Any,
+                 tokenizer: Any, messages: list[Any], *, max_new_tokens: int, batch_size: int, dtype: Any,
+                 device: str, reused: list[str] | None = None, label: str = "") -> list[dict[str, Any]]:
+    """`generate(model, tokenizer, messages, ...)`, or its cached result for the base model's passes."""
+    import os
+
+    off = os.environ.get("TUNESMITH_EVAL_CACHE") == "0"  # the test suite's default: each test generates
+    if name not in CACHED_PASSES or not cfg.eval.cache_base_outputs or off:
+        return generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    from tunesmith.files import write_json
+    from tunesmith.models.packaged import cache_root
+
+    path = cache_root() / "eval" / f"{_key(cfg, tokenizer, messages, max_new_tokens, batch_size, dtype, device)}.json"
+    try:
+        rows = json.loads(path.read_text())
+        if isinstance(rows, list) and len(rows) == len(messages):
+            if reused is not None:
+                reused.append(label or name)
+            return rows
+    except (OSError, ValueError):
+        pass
+    rows = generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    write_json(path, rows)
+    return rows
+
+
+def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int, dtype: Any,
+         device: str) -> str:
+    import torch
+    import transformers
+
+    from tunesmith import __version__
+    from tunesmith.data.replay import model_fingerprint
+    from tunesmith.models import resolve_model
+
+    parts = {"weights": model_fingerprint(resolve_model(cfg.base_model)), "messages": messages,
+             "template": getattr(tokenizer, "chat_template", None), "max_new_tokens": max_new_tokens,
+             "batch_size": batch_size, "dtype": str(dtype), "device": device,
+             "versions": [__version__, torch.__version__, transformers.__version__]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
