@@ -4,6 +4,9 @@ Requests wait in a bounded queue; a worker thread takes up to `max_batch` of the
 `batch_wait_s` for company after the first) and decodes them as one batch, each row with
 its own adapter (peft's mixed-adapter batches: `adapter_names`, "__base__" for none), its
 own sampling settings, stop strings and token budget, and streams text deltas as they come.
+The batching is continuous: at every decoding step, requests that arrived are prefilled and
+join the running batch (their KV cache left-padded to its length and stacked onto it), and
+finished rows leave it, as vLLM and TGI do; nobody waits for a whole batch to end.
 
 The decode loop is written here rather than calling `model.generate`: generate applies one
 set of sampling settings to the whole batch and its streamers handle one sequence, while a
@@ -75,6 +78,7 @@ class Engine:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-engine", daemon=True)
         self.busy = 0
+        self._admitted: list[GenRequest] = []  # joined the running batch after it started
 
     @property
     def adapters(self) -> list[str]:
@@ -129,16 +133,15 @@ class Engine:
             batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
             if not batch:
                 continue
-            self.busy = len(batch)
             try:
-                with self.lock:
-                    self._run(batch)
+                self._serve(batch)
             except Exception as exc:  # one bad batch must not kill the server
-                for r in batch:
+                for r in batch + self._admitted:
                     if not r.future.done():
                         r.future.set_exception(exc)
             finally:
                 self.busy = 0
+                self._admitted = []
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         torch = self._torch
@@ -170,13 +173,77 @@ class Engine:
             row.req.on_text(text[row.sent:])
         row.sent = max(row.sent, len(text))
 
-    def _run(self, batch: list[GenRequest]) -> None:
+    def _serve(self, batch: list[GenRequest]) -> None:
+        """Continuous batching: the running batch decodes one token per step; requests that arrive
+        meanwhile are prefilled and join it at the next step, and finished ones leave at once, so a
+        new request never waits for a whole batch to end. The lock is taken per step: adapters are
+        added between steps."""
         torch = self._torch
         self.stats["batches"] += 1
+        rows: list[_Row] = []
+        past = mask = pos = last = None
+        waiting = batch
+        while True:
+            if rows:
+                with torch.no_grad(), self.lock:
+                    extra, context = self._adapter_setup([r.req for r in rows])
+                    step_mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=mask.device)], 1)
+                    with context:
+                        out = self.model(input_ids=last, attention_mask=step_mask, position_ids=pos,
+                                         past_key_values=past, use_cache=True, logits_to_keep=1, **extra)
+                    past, mask, pos = out.past_key_values, step_mask, pos + 1
+                    picks = self._pick(out.logits[:, -1, :], rows)
+                self._count(rows)
+                self._take(rows, picks)
+                last = torch.tensor([[t] for t in picks], device=mask.device)
+                keep = [i for i, r in enumerate(rows) if not r.done]
+                if len(keep) < len(rows):
+                    rows = [rows[i] for i in keep]
+                    if rows:
+                        index = torch.tensor(keep, device=mask.device)
+                        past.batch_select_indices(index)
+                        mask, pos, last = mask[index], pos[index], last[index]
+                        past, mask = _trim(past, mask)
+            room = self.max_batch - len(rows)
+            if not waiting and room > 0:
+                waiting = self._arrivals(room)
+            if waiting:
+                new_rows, new_past, new_mask, new_pos, new_last = self._prefill(waiting)
+                waiting = []
+                keep = [i for i, r in enumerate(new_rows) if not r.done]
+                if keep:
+                    index = torch.tensor(keep, device=new_mask.device)
+                    if len(keep) < len(new_rows):
+                        new_past.batch_select_indices(index)
+                    new_rows = [new_rows[i] for i in keep]
+                    new_mask, new_pos, new_last = new_mask[index], new_pos[index], new_last[index]
+                    if rows:
+                        past, mask = _merge(past, mask, new_past, new_mask)
+                        pos, last = torch.cat([pos, new_pos]), torch.cat([last, new_last])
+                    else:
+                        past, mask, pos, last = new_past, new_mask, new_pos, new_last
+                    rows = rows + new_rows
+            self.busy = len(rows)
+            if not rows:
+                return
+
+    def _arrivals(self, room: int) -> list[GenRequest]:
+        """Requests that came in while the batch ran (no waiting: the batch is busy already)."""
+        out = []
+        while len(out) < room:
+            try:
+                r = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if r.future.set_running_or_notify_cancel():
+                out.append(r)
+        self._admitted.extend(out)
+        return out
+
+    def _prefill(self, batch: list[GenRequest]) -> tuple[list[_Row], Any, Any, Any, Any]:
+        """The prompts of newly admitted requests, left-padded together; their first tokens taken."""
+        torch = self._torch
         self.stats["requests"] += len(batch)
-        self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch))
-        if len({r.adapter for r in batch}) > 1:
-            self.stats["mixed_batches"] += 1
         rows = []
         for r in batch:
             gen = None
@@ -190,39 +257,39 @@ class Engine:
         mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch],
                             device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        extra, context = self._adapter_setup(batch)
-        past = None
-        steps = max(r.max_tokens for r in batch)
-        with torch.no_grad(), context:
-            for step in range(steps):
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past,
-                                 use_cache=True, logits_to_keep=1, **extra)
-                past = out.past_key_values
-                picks = self._pick(out.logits[:, -1, :], rows)
-                now = time.perf_counter()
-                for row, token in zip(rows, picks):
-                    if row.done:
-                        continue
-                    if token in self.stop_ids:
-                        row.done = "stop"
-                    else:
-                        row.ids.append(token)
-                        if row.req.on_text or row.req.stop:  # otherwise the text is decoded once, at the end
-                            self._emit(row)
-                        if row.done is None and len(row.ids) >= row.req.max_tokens:
-                            row.done = "length"
-                    if row.done is None and now > row.req.deadline:
-                        row.done = "timeout"
-                    if row.done:
-                        self._finish(row)
-                if all(r.done for r in rows):
-                    break
-                ids = torch.tensor([[t] for t in picks], device=device)
-                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], dim=1)
-                positions = positions[:, -1:] + 1
-        for row in rows:
-            if not row.done:
-                row.done = "length"
+        with torch.no_grad(), self.lock:
+            extra, context = self._adapter_setup(batch)
+            with context:
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                 logits_to_keep=1, **extra)
+            picks = self._pick(out.logits[:, -1, :], rows)
+        self._count(rows)
+        self._take(rows, picks)
+        return (rows, out.past_key_values, mask, mask.sum(-1, keepdim=True),
+                torch.tensor([[t] for t in picks], device=device))
+
+    def _count(self, rows: list[_Row]) -> None:
+        self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(rows))
+        if len({r.req.adapter for r in rows}) > 1:
+            self.stats["mixed_batches"] += 1
+
+    def _take(self, rows: list[_Row], picks: list[int]) -> None:
+        """Each row's new token: kept, or the end of the row (stop token, stop string, length, deadline)."""
+        now = time.perf_counter()
+        for row, token in zip(rows, picks):
+            if row.done:
+                continue
+            if token in self.stop_ids:
+                row.done = "stop"
+            else:
+                row.ids.append(token)
+                if row.req.on_text or row.req.stop:  # otherwise the text is decoded once, at the end
+                    self._emit(row)
+                if row.done is None and len(row.ids) >= row.req.max_tokens:
+                    row.done = "length"
+            if row.done is None and now > row.req.deadline:
+                row.done = "timeout"
+            if row.done:
                 self._finish(row)
 
     def _adapter_setup(self, batch: list[GenRequest]) -> tuple[dict[str, Any], Any]:
@@ -245,3 +312,42 @@ class Engine:
         if not row.req.future.done():
             row.req.future.set_result({"text": row.text, "completion_tokens": len(row.ids),
                                        "finish_reason": row.done, "prompt_tokens": len(row.req.prompt_ids)})
+
+
+def _merge(past: Any, mask: Any, new_past: Any, new_mask: Any) -> tuple[Any, Any]:
+    """Join newly prefilled rows to the running batch: both caches left-padded to the same length
+    (masked out), then stacked along the batch dimension."""
+    import torch
+
+    length, new_length = mask.shape[1], new_mask.shape[1]
+    if new_length < length:
+        new_past, new_mask = _pad_left(new_past, new_mask, length - new_length)
+    elif length < new_length:
+        past, mask = _pad_left(past, mask, new_length - length)
+    for layer, new in zip(past.layers, new_past.layers):
+        layer.keys = torch.cat([layer.keys, new.keys], dim=0)
+        layer.values = torch.cat([layer.values, new.values], dim=0)
+    return past, torch.cat([mask, new_mask], dim=0)
+
+
+def _pad_left(past: Any, mask: Any, n: int) -> tuple[Any, Any]:
+    import torch
+
+    for layer in past.layers:
+        shape = list(layer.keys.shape)
+        shape[-2] = n
+        layer.keys = torch.cat([layer.keys.new_zeros(shape), layer.keys], dim=-2)
+        layer.values = torch.cat([layer.values.new_zeros(shape[:-1] + [layer.values.shape[-1]]), layer.values], dim=-2)
+    return past, torch.cat([mask.new_zeros(mask.shape[0], n), mask], dim=1)
+
+
+def _trim(past: Any, mask: Any) -> tuple[Any, Any]:
+    """Drop leading columns that are padding in every remaining row (left by rows that finished)."""
+    used = mask.any(dim=0).nonzero()
+    first = int(used[0]) if len(used) else 0
+    if first == 0:
+        return past, mask
+    for layer in past.layers:
+        layer.keys = layer.keys[..., first:, :]
+        layer.values = layer.values[..., first:, :]
+    return past, mask[:, first:]
