@@ -1,0 +1,76 @@
+"""Evaluation generation: one example at a time vs tunesmith's batched generation (left padding, KV
+cache, greedy), on the same prompts with the packaged SmolLM2, and whether the outputs are identical.
+
+Rounds alternate (one-at-a-time, batched), each recording the CPU share other processes took
+(/proc/stat); rounds where others took more than --max-other-load are dropped and medians of the
+rest are reported. Throughput is generated tokens per second; the issue's target is >= 4x.
+
+    .venv/bin/python benchmarks/eval_throughput.py [--examples 32] [--batch-size 16] [--rounds 3] [--precision bf16|fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpuload import OtherLoad  # noqa: E402
+
+PROMPTS = ["What is the capital of {}?", "Write one sentence about {}.", "Give a synonym for '{}'.",
+           "Translate '{}' into French.", "Is {} a country? Answer yes or no.", "Describe {} in five words."]
+WORDS = ["France", "rain", "happy", "Japan", "music", "bread", "Peru", "winter", "quick", "Kenya", "river", "light"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--max-other-load", type=float, default=0.25)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    import torch
+
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.models.generate import generate
+
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    model = load_model("smollm2-135m-instruct", dtype=dtype)
+    tok = load_tokenizer("smollm2-135m-instruct")
+    prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
+               for i in range(args.examples)]
+    generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
+    kept: dict[str, list[float]] = {"one": [], "batched": []}
+    outputs: dict[str, list[str]] = {}
+    dropped = 0
+    for _ in range(args.rounds):
+        for name, size in (("one", 1), ("batched", args.batch_size)):
+            with OtherLoad() as load:
+                began = time.perf_counter()
+                outs = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=size)
+                seconds = time.perf_counter() - began
+            outputs[name] = [o["output"] for o in outs]
+            if load.share > args.max_other_load:
+                dropped += 1
+                continue
+            kept[name].append(sum(o["new_tokens"] for o in outs) / seconds)
+    same = sum(a == b for a, b in zip(outputs["one"], outputs["batched"]))
+    result = {"precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
+              "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
+              "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
+              "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
+    if kept["one"] and kept["batched"]:
+        result["ratio"] = round(result["batched_tok_s"] / result["one_at_a_time_tok_s"], 2)
+    print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
