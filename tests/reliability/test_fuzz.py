@@ -5,6 +5,7 @@ clear DataError, and never lose a line (every line is either a record or a repor
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -44,7 +45,9 @@ def test_no_request_the_schema_allows_gets_a_5xx(app):
            | schema["/v1/feedback"]["POST"].as_strategy() | schema["/v1/files"]["POST"].as_strategy()
            | schema["/v1/fine_tuning/jobs/{job_id}"]["GET"].as_strategy()
            | schema["/v1/fine_tuning/jobs/{job_id}/events"]["GET"].as_strategy())
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "150")), deadline=None,
+              derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ,  # CI: the same cases every run
+              suppress_health_check=list(HealthCheck))
     def fuzz(case):
         if isinstance(case.body, dict) and case.path.endswith("completions"):
             case.body["model"] = "base"  # a served name, so the request reaches generation

@@ -85,6 +85,16 @@ def test_bad_values_get_a_400_and_never_fail_a_neighbour_in_the_batch(server):
     assert all(f.result().status_code == 200 for f in good)
 
 
+def test_what_the_fuzzer_found_an_empty_prompt_and_a_vanishing_top_p(server):
+    """schemathesis found both (tests/reliability/test_fuzz.py): an empty prompt reached the model as an
+    empty float tensor, and a top_p that underflows float32 left nothing to sample; each was a 500."""
+    empty = _post(server, "/v1/completions", json={"model": "base", "prompt": "", "max_tokens": 4})
+    assert empty.status_code == 400 and _error(empty)["param"] == "prompt"
+    tiny = _post(server, "/v1/completions", json={"model": "base", "prompt": "0", "max_tokens": 4, "temperature": 0.1,
+                                                   "top_p": 5.654164380964539e-161})
+    assert tiny.status_code == 200, tiny.text
+
+
 def test_json_nested_without_end_is_a_400_not_a_500(server):
     deep = '{"model": "base", "messages": [{"role": "user", "content": "hi"}], "extra": ' + "[" * 1900 + "]" * 1900 + "}"  # under the 4096-byte limit
     answer = _post(server, "/v1/chat/completions", content=deep.encode(),

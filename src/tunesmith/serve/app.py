@@ -178,6 +178,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         if max_tokens > settings.max_tokens_limit:
             raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
                            param="max_tokens")
+        if not prompt_ids:
+            raise ApiError(400, "the prompt is empty", param="prompt")
         if len(prompt_ids) > settings.max_prompt_tokens:
             raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens; this server takes at most "
                            f"{settings.max_prompt_tokens} (serve.max_prompt_tokens)", param="messages",

@@ -156,7 +156,10 @@ class Engine:
             if r.top_p < 1.0:
                 sorted_p, order = probs.sort(descending=True)
                 keep = sorted_p.cumsum(0) - sorted_p < r.top_p
+                keep[0] = True  # the most likely token always stays (a top_p that underflows float32 keeps only it)
                 probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+            if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+                continue  # nothing to sample from (non-finite logits): this row stays greedy, its neighbours unharmed
             picks[i] = int(torch.multinomial(probs, 1, generator=row.generator))
         return picks
 
