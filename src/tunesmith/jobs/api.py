@@ -120,7 +120,7 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
 
             valid, problems = await asyncio.get_running_loop().run_in_executor(None, check_file, Path(row["path"]))
             status, details = ("processed", None) if not problems else ("error", "; ".join(problems))
-            store._write("UPDATE files SET status=?, status_details=? WHERE id=?", (status, details, row["id"]))
+            store.set_file_status(row["id"], status, details)
             row = store.file(org_of(request), row["id"])
         return file_object(row)  # type: ignore[arg-type]
 
@@ -215,7 +215,7 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
         if not store.move(job_id, ("queued", "running"), "paused"):
             raise ApiError(400, f"job {job_id} is {row['status']}; only a queued or running job can be paused",
                            param="fine_tuning_job_id", code="job_not_pausable")
-        store.event(job_id, f"paused-{_count(store, job_id, 'paused')}", "Fine-tuning job paused; resume continues "
+        store.event(job_id, f"paused-{store.count_events(job_id, 'paused-')}", "Fine-tuning job paused; resume continues "
                     "from its last checkpoint")
         return job_object(own_job(request, job_id))
 
@@ -225,7 +225,7 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
         if not store.move(job_id, ("paused",), "queued", worker=None, heartbeat=None):
             raise ApiError(400, f"job {job_id} is {row['status']}; only a paused job can be resumed",
                            param="fine_tuning_job_id", code="job_not_resumable")
-        store.event(job_id, f"resumed-{_count(store, job_id, 'resumed')}", "Fine-tuning job resumed")
+        store.event(job_id, f"resumed-{store.count_events(job_id, 'resumed-')}", "Fine-tuning job resumed")
         return job_object(own_job(request, job_id))
 
     @router.get("/v1/fine_tuning/jobs/{job_id}/events")
@@ -244,11 +244,6 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
     _serve_models(app, cfg, store)
     app.state.jobs = store
     return store
-
-
-def _count(store: JobStore, job_id: str, prefix: str) -> int:
-    rows, _ = store.events(job_id, None, 100)
-    return sum(1 for r in rows if r["message"].lower().startswith(f"fine-tuning job {prefix}"))
 
 
 async def _validate(store: JobStore, job: dict[str, Any], files: dict[str, dict[str, Any]], kind: str) -> None:

@@ -91,6 +91,9 @@ class JobStore:
                     (file_id, org, Path(filename).name, purpose, len(data), int(time.time()), str(path), status, details))
         return self.file(org, file_id)  # type: ignore[return-value]
 
+    def set_file_status(self, file_id: str, status: str, details: str | None) -> None:
+        self._write("UPDATE files SET status=?, status_details=? WHERE id=?", (status, details, file_id))
+
     def file(self, org: str, file_id: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM files WHERE id=? AND org=? AND deleted=0", (file_id, org))
 
@@ -205,16 +208,11 @@ class JobStore:
 
     def events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Newest first, as OpenAI lists them."""
-        start = None
-        if after:
-            row = self._one("SELECT seq FROM events WHERE job_id=? AND id=?", (job_id, after))
-            start = row["seq"] if row else None
-        if start is None:
-            rows = self._all("SELECT * FROM events WHERE job_id=? ORDER BY seq DESC LIMIT ?", (job_id, limit + 1))
-        else:
-            rows = self._all("SELECT * FROM events WHERE job_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
-                             (job_id, start, limit + 1))
-        return rows[:limit], len(rows) > limit
+        return self._page("events", "seq", job_id, after, limit)
+
+    def count_events(self, job_id: str, key_prefix: str) -> int:
+        row = self._one("SELECT COUNT(*) AS n FROM events WHERE job_id=? AND key LIKE ?", (job_id, f"{key_prefix}%"))
+        return row["n"] if row else 0
 
     def checkpoint(self, job_id: str, step: int, metrics: dict[str, Any]) -> bool:
         """Record a checkpoint once (True when it is new)."""
@@ -222,14 +220,21 @@ class JobStore:
                            (job_id, step, f"ftckpt-{job_id[6:]}-{step}", int(time.time()), json.dumps(metrics))) == 1
 
     def checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Newest step first."""
+        return self._page("checkpoints", "step", job_id, after, limit)
+
+    def _page(self, table: str, order: str, job_id: str, after: str | None, limit: int
+              ) -> tuple[list[dict[str, Any]], bool]:
+        """A job's rows of `table`, descending by `order`, starting after the row with id `after` (OpenAI's
+        cursor pagination); and whether more follow. `table` and `order` are this module's own names."""
         start = None
         if after:
-            row = self._one("SELECT step FROM checkpoints WHERE job_id=? AND id=?", (job_id, after))
-            start = row["step"] if row else None
+            row = self._one(f"SELECT {order} FROM {table} WHERE job_id=? AND id=?", (job_id, after))
+            start = row[order] if row else None
         if start is None:
-            rows = self._all("SELECT * FROM checkpoints WHERE job_id=? ORDER BY step DESC LIMIT ?", (job_id, limit + 1))
+            rows = self._all(f"SELECT * FROM {table} WHERE job_id=? ORDER BY {order} DESC LIMIT ?", (job_id, limit + 1))
         else:
-            rows = self._all("SELECT * FROM checkpoints WHERE job_id=? AND step<? ORDER BY step DESC LIMIT ?",
+            rows = self._all(f"SELECT * FROM {table} WHERE job_id=? AND {order}<? ORDER BY {order} DESC LIMIT ?",
                              (job_id, start, limit + 1))
         return rows[:limit], len(rows) > limit
 
