@@ -5,6 +5,10 @@ the server owes are retried until they succeed; two writers never lose an alias-
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -155,6 +159,22 @@ def test_two_writers_never_lose_an_alias_history_entry(project):
         t.join(120)
     events = store.history(project)
     assert len(events) == before + 10 and [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("point", ["before", "between"])
+def test_a_promote_killed_between_its_writes_is_finished_by_the_next_registry_read(project, point):
+    """SIGKILL of `registry promote` before its alias write, or between the alias write and its
+    history entry: the journalled move is finished by the next registry operation, exactly once."""
+    before = store.history(project)
+    killed = subprocess.run([sys.executable, "-m", "tunesmith.cli", "registry", "promote", str(project.config_path),
+                             "3", "--to", "shadow", "--reason", f"killed {point}"], capture_output=True, text=True,
+                            env={**os.environ, "TUNESMITH_FAULT": f"alias_move:{point}"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    events = store.history(project)
+    assert len(events) == len(before) + 1
+    assert (events[-1]["reason"], events[-1]["version"]) == (f"killed {point}", 3)
+    assert "shadow" in next(v for v in store.versions(project) if v["version"] == 3)["aliases"]
+    assert len(store.history(project)) == len(events)  # finished once, not again
 
 
 def test_a_safety_incident_rolls_the_canary_back(project):

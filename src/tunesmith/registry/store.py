@@ -8,18 +8,25 @@ the same store as the models, so a shared MLflow server shares it too.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.faults import fault_point
+from tunesmith.files import write_json
 from tunesmith.tracking import model_name, tracking_uri, use_experiment
 
 ALIASES = ("production", "canary", "shadow")
 _HISTORY = "alias_history."
+_held = threading.local()  # the project whose alias lock this thread holds
 
 
 def client(cfg: ProjectConfig) -> Any:
@@ -132,6 +139,9 @@ def history(cfg: ProjectConfig) -> list[dict[str, Any]]:
     """Every alias move, oldest first."""
     from mlflow.exceptions import MlflowException
 
+    if _journal(cfg).exists():
+        with _moving(cfg):  # a move a crash interrupted is finished before anyone reads the history
+            pass
     try:
         model = client(cfg).get_registered_model(model_name(cfg))
     except MlflowException:
@@ -142,14 +152,68 @@ def history(cfg: ProjectConfig) -> list[dict[str, Any]]:
     return events
 
 
-def _record(c: Any, cfg: ProjectConfig, event: dict[str, Any]) -> dict[str, Any]:
-    """One history entry under its own key (nanosecond time and a random tail), so two writers at
-    once — the command line and a server's automatic rollback — never overwrite each other."""
+@contextmanager
+def _moving(cfg: ProjectConfig) -> Iterator[None]:
+    """Alias moves one at a time on this machine (the command line, a server's automatic rollback,
+    the web pages), each one finished first if a crash interrupted it. A file lock, because MLflow's
+    own alias write is check-then-insert and two writers at once fail with an integrity error."""
+    if getattr(_held, "cfg", None) is not None:
+        yield
+        return
+    folder = cfg.output_path / "registry"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".aliases.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        _held.cfg = cfg
+        try:
+            _redo(cfg)
+            yield
+        finally:
+            _held.cfg = None
+
+
+def _journal(cfg: ProjectConfig) -> Path:
+    return cfg.output_path / "registry" / "alias-move.json"
+
+
+def _apply(c: Any, move: dict[str, Any]) -> None:
+    """The two store writes of a move; both idempotent, so a redo after a crash is safe."""
+    from mlflow.exceptions import MlflowException
+
+    fault_point("alias_move", "before")
+    if move["version"] is None:
+        try:
+            c.delete_registered_model_alias(move["name"], move["alias"])
+        except MlflowException:
+            pass  # already gone: the first try got this far
+    else:
+        c.set_registered_model_alias(move["name"], move["alias"], str(move["version"]))
+    fault_point("alias_move", "between")
+    c.set_registered_model_tag(move["name"], move["key"], json.dumps(move["event"]))
+
+
+def _redo(cfg: ProjectConfig) -> None:
+    journal = _journal(cfg)
+    if journal.exists():
+        _apply(client(cfg), json.loads(journal.read_text()))
+        journal.unlink()
+
+
+def _move(c: Any, cfg: ProjectConfig, alias: str, version: int | None, event: dict[str, Any]) -> dict[str, Any]:
+    """Move (version) or clear (None) an alias and add its history entry. MLflow cannot do both in
+    one transaction, so the move is journalled first (a write-ahead log of one entry): a crash
+    between the writes leaves the journal, and the next registry operation finishes the move. The
+    history entry has its own key (nanosecond time and a random tail), so writers on other machines
+    sharing one MLflow server never overwrite each other's entries."""
     import secrets
 
     key = f"{_HISTORY}{time.time_ns():020d}-{secrets.token_hex(4)}"
-    event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), **event}
-    c.set_registered_model_tag(model_name(cfg), key, json.dumps(event))
+    event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), "alias": alias,
+             "version": version, **event}
+    move = {"name": model_name(cfg), "alias": alias, "version": version, "key": key, "event": event}
+    write_json(_journal(cfg), move)
+    _apply(c, move)
+    _journal(cfg).unlink()
     return {"seq": len(history(cfg)), **event}
 
 
@@ -159,44 +223,43 @@ def promote(cfg: ProjectConfig, ref: str, alias: str, *, force: bool = False, re
         raise TunesmithError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
     c = client(cfg)
     name = model_name(cfg)
-    version = _version(c, name, ref)
-    if version.tags.get("gates") == "failed" and not force:
-        raise TunesmithError(f"{name} v{version.version} failed its quality gates; promote it only with --force")
-    aliases = c.get_registered_model(name).aliases
-    previous = aliases.get(alias)
-    c.set_registered_model_alias(name, alias, version.version)
-    return _record(c, cfg, {"action": "promote", "alias": alias, "version": int(version.version),
-                            "previous": int(previous) if previous else None, "forced": force, "reason": reason})
+    with _moving(cfg):
+        version = _version(c, name, ref)
+        if version.tags.get("gates") == "failed" and not force:
+            raise TunesmithError(f"{name} v{version.version} failed its quality gates; promote it only with --force")
+        previous = c.get_registered_model(name).aliases.get(alias)
+        return _move(c, cfg, alias, int(version.version), {
+            "action": "promote", "previous": int(previous) if previous else None, "forced": force, "reason": reason})
 
 
 def rollback(cfg: ProjectConfig, alias: str = "production", reason: str = "") -> dict[str, Any]:
     """Move `alias` back to the last version that held it before and was not itself rolled back."""
     c = client(cfg)
     name = model_name(cfg)
-    current = c.get_registered_model(name).aliases.get(alias)
-    if current is None:
-        raise TunesmithError(f"{name} has no {alias} version to roll back")
-    events = [e for e in history(cfg) if e["alias"] == alias]
-    bad = {e["previous"] for e in events if e["action"] == "rollback"} | {int(current)}
-    target = next((e["version"] for e in reversed(events) if e.get("version") and e["version"] not in bad), None)
-    if target is None:
-        raise TunesmithError(f"no earlier {alias} version of {name} to go back to (history: "
-                             f"{[e['version'] for e in events]})")
-    c.set_registered_model_alias(name, alias, str(target))
-    return _record(c, cfg, {"action": "rollback", "alias": alias, "version": target, "previous": int(current),
-                            "forced": False, "reason": reason})
+    with _moving(cfg):
+        current = c.get_registered_model(name).aliases.get(alias)
+        if current is None:
+            raise TunesmithError(f"{name} has no {alias} version to roll back")
+        events = [e for e in history(cfg) if e["alias"] == alias]
+        bad = {e["previous"] for e in events if e["action"] == "rollback"} | {int(current)}
+        target = next((e["version"] for e in reversed(events) if e.get("version") and e["version"] not in bad), None)
+        if target is None:
+            raise TunesmithError(f"no earlier {alias} version of {name} to go back to (history: "
+                                 f"{[e['version'] for e in events]})")
+        return _move(c, cfg, alias, int(target), {"action": "rollback", "previous": int(current), "forced": False,
+                                                  "reason": reason})
 
 
 def clear_alias(cfg: ProjectConfig, alias: str, reason: str = "") -> dict[str, Any]:
     """Remove an alias (end a canary or shadow)."""
     c = client(cfg)
     name = model_name(cfg)
-    current = c.get_registered_model(name).aliases.get(alias)
-    if current is None:
-        raise TunesmithError(f"{name} has no {alias} alias")
-    c.delete_registered_model_alias(name, alias)
-    return _record(c, cfg, {"action": "clear", "alias": alias, "version": None, "previous": int(current),
-                            "forced": False, "reason": reason})
+    with _moving(cfg):
+        current = c.get_registered_model(name).aliases.get(alias)
+        if current is None:
+            raise TunesmithError(f"{name} has no {alias} alias")
+        return _move(c, cfg, alias, None, {"action": "clear", "previous": int(current), "forced": False,
+                                           "reason": reason})
 
 
 def versions(cfg: ProjectConfig) -> list[dict[str, Any]]:

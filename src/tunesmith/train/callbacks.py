@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from tunesmith.faults import fault_point
 from tunesmith.console import err
 
 COMPLETE = "tunesmith-complete.json"
@@ -180,17 +181,6 @@ class Alarms(TrainerCallback):
                     self._alarm(state, "overfitting", f"validation loss rose twice ({v1:.4f} → {v3:.4f}) while training "
                                                       f"loss fell ({t1:.4f} → {t3:.4f}): the model is overfitting; "
                                                       "fewer epochs or more data")
-
-
-def fault_point(name: str, step: int) -> None:
-    """Fault injection for the reliability suite: $TUNESMITH_FAULT=<name>:<step> kills this process
-    with SIGKILL there (as a power cut or the OOM killer would). Never set outside tests."""
-    import os
-
-    if os.environ.get("TUNESMITH_FAULT") == f"{name}:{step}":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class MarkComplete(TrainerCallback):
