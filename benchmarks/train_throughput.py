@@ -1,19 +1,24 @@
-"""Training throughput: a plain fp32 padded transformers Trainer + peft LoRA vs tunesmith's defaults.
+"""Training throughput: a plain fp32 padded transformers Trainer + peft LoRA vs tunesmith, lever by lever.
 
-Both train the same LoRA (r=16, alpha=32, dropout 0.05, attention and MLP projections) on
-the same records of the bundled support-tickets example, one optimizer step each in turn
-in one process, so machine noise hits both alike. Per step it records the CPU share
-other processes took (/proc/stat) and drops contaminated steps. It prints real
-(non-padding) tokens/s for both, their ratio, peak memory, tunesmith's model-FLOPs
-utilisation against a bf16 matmul peak measured in the same run, and the validation
-loss each reaches after one pass over the same records.
+All configurations train the same LoRA (r=16, alpha=32, attention and MLP projections) on the
+same records of the bundled support-tickets example. Each round runs one optimizer step of every
+configuration in turn, in one process, so machine noise hits them alike; per step it records the
+CPU share other processes took (/proc/stat) and drops contaminated steps. It prints real
+(non-padding) tokens/s for each, each one's ratio to the baseline, peak memory, model-FLOPs
+utilisation against a matmul peak in the trained precision measured in the same run, and the validation loss each
+reaches after one pass over the same records.
 
-    (a) baseline: transformers Trainer steps, fp32 weights, sdpa, records padded to the longest in each batch
-    (b) tunesmith: frozen base in bf16 + autocast, packed windows (padding-free), eager attention on CPU,
-        LM head and softmax only at positions that predict a trained token
+    baseline         transformers Trainer steps, fp32 weights, sdpa, LoRA dropout 0.05, records padded to
+                     the longest in each batch, logits and softmax at every position
+    +packing         tunesmith's collator and loss: packed windows (padding-free), eager attention on CPU,
+                     LM head and softmax only at positions that predict a trained token; still dropout 0.05
+    +precision       frozen base in bf16 with bf16 autocast (only with --precision bf16)
+    +no dropout      LoRA dropout 0 (tunesmith's default): no copy of each adapted layer's input
+    +compile         torch.compile of the model (only with --compile)
 
 Run:  python benchmarks/train_throughput.py --model tiny
-      python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96
+      python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96   # this CPU's precision
+      python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96 --precision fp32
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-tickets-js
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def bf16_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best matmul rate in `dtype` (only in the precision trained: bf16 on a CPU without native bf16 is
+    emulated and takes minutes)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -112,12 +119,19 @@ def main() -> None:
     ap.add_argument("--model", default="tiny", help="tiny, smollm2-135m-instruct, or a model folder")
     ap.add_argument("--records", type=int, default=96, help="training records (one pass)")
     ap.add_argument("--batch", type=int, default=4, help="records per baseline step")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="tunesmith's precision: auto is what training would choose here (bf16 where the CPU has "
+                         "it natively); fp32 on a bf16 CPU stands in for one without")
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the model")
     ap.add_argument("--max-length", type=int, default=None,
-                    help="tunesmith window size (default: room for --batch records of mean length, so both "
+                    help="tunesmith window size (default: room for --batch records of mean length, so all "
                          "configurations see about the same records per step)")
     ap.add_argument("--max-other-load", type=float, default=0.25, help="drop steps where others used more CPU")
     ap.add_argument("--lr", type=float, default=2e-4)
     args = ap.parse_args()
+    from tunesmith.hardware import resolve_precision
+
+    args.precision = resolve_precision(args.precision, "cpu")
 
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -137,14 +151,6 @@ def main() -> None:
     examples = [tokenize_messages(r.messages, tok) for r in train_recs]
     val = [tokenize_messages(r.messages, tok) for r in val_recs]
 
-    torch.manual_seed(0)
-    plain = load_model(base, dtype=torch.float32)
-    plain.config.use_cache = False
-    plain = get_peft_model(plain, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS,
-                                             task_type="CAUSAL_LM"))
-    torch.manual_seed(0)
-    ours = load_for_training(base, TrainConfig(), bf16=True)
-
     base_batches = []
     pad_collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=IGNORE_INDEX)
     for i in range(0, len(examples), args.batch):
@@ -156,21 +162,41 @@ def main() -> None:
     windows = pack_sequences(examples, max_length)
     packed = PackedCollator(tok.pad_token_id)
     our_batches = [packed([w]) for w in windows]
+    dummy = Dataset.from_list([{"x": 0}])
 
-    baseline = make_trainer(plain, Dataset.from_list([{"x": 0}]), pad_collator, bf16=False, lr=args.lr, out=tmp + "/a")
-    candidate = make_trainer(ours, Dataset.from_list([{"x": 0}]), packed, bf16=True, lr=args.lr, out=tmp + "/b",
-                             trainer_class=sft_trainer_class())
+    torch.manual_seed(0)
+    plain = load_model(base, dtype=torch.float32)
+    plain.config.use_cache = False
+    plain = get_peft_model(plain, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS,
+                                             task_type="CAUSAL_LM"))
+    configs = {"baseline": (make_trainer(plain, dummy, pad_collator, bf16=False, lr=args.lr, out=tmp + "/base"),
+                            base_batches, plain)}
+    ladder = [("+packing", "fp32", 0.05, False)]
+    if args.precision == "bf16":
+        ladder.append(("+precision", "bf16", 0.05, False))
+    ladder.append(("+no dropout (default)", args.precision, 0.0, False))
+    if args.compile:
+        ladder.append(("+compile", args.precision, 0.0, True))
+    for name, precision, dropout, compiled in ladder:
+        torch.manual_seed(0)
+        model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation="auto"),
+                                  precision=precision)
+        if compiled:
+            model = torch.compile(model, dynamic=False)
+        trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr, out=f"{tmp}/{len(configs)}",
+                               trainer_class=sft_trainer_class())
+        configs[name] = (trainer, our_batches, model)
 
-    timings = {"baseline": [], "tunesmith": []}
-    dropped = {"baseline": 0, "tunesmith": 0}
-    peaks = {"baseline": 0.0, "tunesmith": 0.0}  # process peak RSS during each configuration's steps
-    peak_gflops = bf16_peak_gflops()
+    timings = {name: [] for name in configs}
+    dropped = {name: 0 for name in configs}
+    peaks = {name: 0.0 for name in configs}  # process peak RSS during each configuration's steps
+    peak = peak_gflops(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     rounds = max(len(base_batches), len(our_batches))
     print(f"model {args.model}: {len(examples)} records, baseline {len(base_batches)} steps of {args.batch} padded records, "
-          f"tunesmith {len(our_batches)} packed windows of <= {max_length} tokens; bf16 matmul peak "
-          f"{peak_gflops:.0f} GFLOP/s", flush=True)
+          f"tunesmith {len(our_batches)} packed windows of <= {max_length} tokens, precision {args.precision}; "
+          f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}", flush=True)
     for i in range(rounds):
-        for name, trainer, batches in (("baseline", baseline, base_batches), ("tunesmith", candidate, our_batches)):
+        for name, (trainer, batches, _) in configs.items():
             if i >= len(batches):
                 continue
             b = batches[i]
@@ -179,31 +205,33 @@ def main() -> None:
             with OtherLoad() as load:
                 step(trainer, b)
             peaks[name] = max(peaks[name], peak_rss_mb())
-            if i == 0:  # warm-up step: allocator and kernel caches
+            if i == 0:  # warm-up step: allocator and kernel caches (and compilation)
                 continue
             if load.share > args.max_other_load:
                 dropped[name] += 1
                 continue
             timings[name].append(tokens / load.wall)
-    result = {"model": args.model, "records": len(examples), "peak_bf16_gflops": round(peak_gflops)}
-    for name in timings:
-        result[name] = {"median_real_tokens_per_s": round(statistics.median(timings[name]), 1),
-                        "steps_measured": len(timings[name]), "steps_dropped_for_load": dropped[name],
-                        "peak_rss_mb_during_steps": round(peaks[name])}
-    result["ratio"] = round(result["tunesmith"]["median_real_tokens_per_s"] / result["baseline"]["median_real_tokens_per_s"], 2)
-    fpt = flops_per_token(ours)
-    result["tunesmith"]["mfu_vs_bf16_peak"] = round(result["tunesmith"]["median_real_tokens_per_s"] * fpt / (peak_gflops * 1e9), 3)
-    result["validation_loss"] = {"baseline": round(validation_loss(plain, val), 4),
-                                 "tunesmith": round(validation_loss(ours, val), 4)}
-    result["validation_loss"]["relative_difference"] = round(
-        abs(result["validation_loss"]["tunesmith"] - result["validation_loss"]["baseline"]) / result["validation_loss"]["baseline"], 4)
-    result["note"] = "peak RSS is the whole process (both models resident); the difference is activation memory"
+    result = {"model": args.model, "records": len(examples), "precision": args.precision,
+              f"peak_{args.precision}_gflops": round(peak), "configurations": {}}
+    base_rate = statistics.median(timings["baseline"])
+    base_loss = validation_loss(plain, val)
+    for name, (_, _, model) in configs.items():
+        rate = statistics.median(timings[name])
+        loss = base_loss if name == "baseline" else validation_loss(model, val)
+        result["configurations"][name] = {
+            "median_real_tokens_per_s": round(rate, 1), "ratio_to_baseline": round(rate / base_rate, 2),
+            "steps_measured": len(timings[name]), "steps_dropped_for_load": dropped[name],
+            "peak_rss_mb_during_steps": round(peaks[name]), "validation_loss": round(loss, 4),
+            "validation_loss_vs_baseline": round((loss - base_loss) / base_loss, 4)}
+    last = list(configs)[-1]
+    fpt = flops_per_token(configs[last][2])
+    result["configurations"][last][f"mfu_vs_{args.precision}_peak"] = round(statistics.median(timings[last]) * fpt / (peak * 1e9), 3)
+    result["note"] = "peak RSS is the whole process (all models resident); the differences are activation memory"
     print(json.dumps(result, indent=2))
-    print(f"\nreal tokens/s: baseline {result['baseline']['median_real_tokens_per_s']}, tunesmith "
-          f"{result['tunesmith']['median_real_tokens_per_s']}  ->  ratio {result['ratio']}x (target >= 2.0); "
-          f"MFU {result['tunesmith']['mfu_vs_bf16_peak']:.1%}; validation loss {result['validation_loss']['baseline']} vs "
-          f"{result['validation_loss']['tunesmith']} ({result['validation_loss']['relative_difference']:.1%} apart); peak RSS "
-          f"during steps {result['baseline']['peak_rss_mb_during_steps']} vs {result['tunesmith']['peak_rss_mb_during_steps']} MB")
+    print(f"\n{'configuration':<24}{'real tok/s':>12}{'ratio':>8}{'val loss':>10}{'vs base':>9}")
+    for name, row in result["configurations"].items():
+        print(f"{name:<24}{row['median_real_tokens_per_s']:>12}{row['ratio_to_baseline']:>7}x{row['validation_loss']:>10}"
+              f"{row['validation_loss_vs_baseline']:>+9.1%}")
 
 
 if __name__ == "__main__":

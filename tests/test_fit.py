@@ -130,6 +130,20 @@ def test_explicit_settings_are_kept_and_the_rest_follow(new_user_project):
     assert accumulation == max(1, -(-round(fit.data.sequences / 100) // 2))
 
 
+def test_the_learning_rate_follows_the_model_size_unless_set(new_user_project):
+    from tunesmith.config import TrainConfig
+    from tunesmith.estimate.fit import default_learning_rate
+
+    chosen = {c["setting"]: c for c in fit_training(load_config(new_user_project)).choices}
+    assert chosen["train.learning_rate"]["value"] == 1e-3 and "parameters" in chosen["train.learning_rate"]["why"]
+    kept = fit_training(load_config(new_user_project, ["train.learning_rate=3e-4"]))
+    assert kept.cfg.train.learning_rate == 3e-4 and "train.learning_rate" not in {c["setting"] for c in kept.choices}
+    lora = TrainConfig()
+    assert [default_learning_rate(lora, n)[0] for n in (135e6, 7e9, 70e9)] == [1e-3, 2e-4, 1e-4]
+    assert default_learning_rate(TrainConfig(method="dpo"), 135e6)[0] == 2e-4  # preference methods keep theirs
+    assert default_learning_rate(TrainConfig(adapter="none"), 135e6)[0] == 2e-5
+
+
 def test_few_steps_warn(new_user_project):
     cfg = load_config(new_user_project, ["train.micro_batch_size=64", "train.gradient_accumulation_steps=8",
                                          "train.num_epochs=1"])

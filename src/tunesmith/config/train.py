@@ -18,7 +18,9 @@ class TrainConfig(Section):
     """Parameter-efficient method; none = full fine-tuning. qlora needs a CUDA GPU."""
 
     learning_rate: float | None = Field(None, gt=0)
-    """Peak learning rate. None: 2e-4 for LoRA/QLoRA/DoRA, 2e-5 for full fine-tuning."""
+    """Peak learning rate. None: chosen by the pre-flight check from the model's size: for SFT with
+    LoRA/QLoRA/DoRA 1e-3 under 1B parameters, 2e-4 up to 30B, 1e-4 above; 2e-4 for DPO/ORPO with
+    those adapters; 3e-3 for IA3 and prefix tuning; 2e-5 for full fine-tuning."""
 
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     """Learning-rate schedule after warm-up."""
@@ -48,8 +50,10 @@ class TrainConfig(Section):
     lora_alpha: int = Field(32, ge=1)
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
 
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    """Dropout on the LoRA branch."""
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA branch's input. 0 by default: with dropout, peft copies every adapted
+    layer's input, which cost about 25% of a training step on a CPU (docs/benchmarks.md), and
+    replay and early stopping already guard against overfitting; 0.05-0.1 is the LoRA paper's."""
 
     lora_target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -28,7 +28,10 @@ from tunesmith.data.records import Conversation
 from tunesmith.errors import DataError
 from tunesmith.files import write_atomic, write_json
 
-ROUND = 32  # prompts answered per generation round; a model that ends none of the first round gets no more
+ROUND = 32  # prompts answered in the first round; a model that ends none of them gets no more
+LATER_ROUNDS = 64  # and in each later one, in one batch: on a CPU a decoding step costs about the same for 16
+# rows as for 64 (it reads every weight once), so 64 at a time answered 64 prompts 1.9x faster than 16
+# at a time (fp32, 2 cores, identical answers); the answers beyond the need stay cached for later runs
 
 
 def general_prompts() -> list[dict[str, str]]:
@@ -69,7 +72,7 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
 def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_tokens: Any, max_length: int
                  ) -> tuple[list[Conversation], dict[str, Any]]:
     """The base model's own answers to general prompts, enough to hold `needed_tokens`, from the cache
-    first; the prompts not cached yet are answered in rounds of ROUND until enough are kept."""
+    first; the prompts not cached yet are answered in rounds (ROUND, then LATER_ROUNDS) until enough are kept."""
     from tunesmith.models import resolve_model
 
     r = cfg.data.replay
@@ -81,8 +84,9 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
     tokens = 0
     model = None
     generated = 0
-    for start in range(0, len(prompts), ROUND):
-        batch = prompts[start:start + ROUND]
+    start = 0
+    while start < len(prompts):
+        batch = prompts[start:start + (ROUND if start == 0 else LATER_ROUNDS)]
         missing = [p for p in batch if p["id"] not in cached]
         if missing:
             if model is None:
@@ -103,6 +107,7 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
                 tokens += n
         if tokens >= needed_tokens or (start == 0 and not chosen):
             break
+        start += len(batch)
     ended = sum(1 for row in cached.values() if row["stopped"] and row["answer"])
     info = {"source": "self", "cache": str(path), "answers_cached": len(cached), "answers_ended": ended,
             "generated_now": generated, "base_model": cfg.base_model, "max_new_tokens": r.max_new_tokens}
@@ -124,7 +129,7 @@ def _answer(model: Any, tokenizer: Any, prompts: list[dict[str, str]], max_new_t
 
     err.print(f"replay: the base model answers {len(prompts)} general prompts (once; cached)")
     outs = generate(model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in prompts],
-                    max_new_tokens=max_new_tokens, batch_size=16)
+                    max_new_tokens=max_new_tokens, batch_size=LATER_ROUNDS)
     return [{"id": p["id"], "prompt": p["prompt"], "answer": o["output"], "stopped": o["stopped"]}
             for p, o in zip(prompts, outs)]
 

@@ -113,7 +113,7 @@ class Setup:
     """Share of positions where some row predicts a trained token (the LM head runs only there)."""
     lora_r: int = 16
     lora_targets: tuple[str, ...] = LLAMA_LINEARS
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     bf16: bool = True
     device: Literal["cpu", "cuda"] = "cpu"
     attention: Literal["eager", "sdpa"] = "eager"

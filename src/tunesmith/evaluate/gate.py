@@ -108,12 +108,17 @@ def _learning_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str
 
     t = cfg.train
     epochs = (training or {}).get("epochs") or t.num_epochs
-    lr = learning_rate(t)
+    lr = _chosen(training).get("train.learning_rate") or learning_rate(t)
     return (f"train longer (train.num_epochs, now {epochs:g})" if isinstance(epochs, (int, float))
             else "train longer (train.num_epochs)") + (
-        f"; raise train.learning_rate (now {lr:g}; small models often need more, the examples use 1e-3 for "
-        f"SmolLM2-135M with LoRA); add training records where the per-label or per-field report is weakest; "
-        "compare with the few-shot baseline: if it is close, the data may not define the task")
+        f"; raise train.learning_rate (now {lr:g}; try {lr * 2:g}); add training records where the per-label or "
+        "per-field report is weakest; compare with the few-shot baseline: if it is close, the data may not "
+        "define the task")
+
+
+def _chosen(training: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings the pre-flight check chose for this run."""
+    return {c["setting"]: c["value"] for c in ((training or {}).get("fit") or {}).get("choices", [])}
 
 
 def _forgetting_advice(cfg: ProjectConfig, training: dict[str, Any] | None, safety: bool = False) -> str:
@@ -121,9 +126,9 @@ def _forgetting_advice(cfg: ProjectConfig, training: dict[str, Any] | None, safe
     from tunesmith.train.adapters import learning_rate
 
     t, replay = cfg.train, cfg.data.replay
-    chosen = {c["setting"]: c["value"] for c in ((training or {}).get("fit") or {}).get("choices", [])}
+    chosen = _chosen(training)
     epochs = training.get("epochs") if training and training.get("epochs") else chosen.get("train.num_epochs", t.num_epochs)
-    lr = learning_rate(t)
+    lr = chosen.get("train.learning_rate") or learning_rate(t)
     steps = []
     if t.method != "sft":  # replay mixes SFT data; a preference method is held near its base by beta
         steps.append(f"raise train.dpo_beta (now {t.dpo_beta:g}; try {t.dpo_beta * 2:g}) to stay closer to the base model")

@@ -23,6 +23,8 @@ from tunesmith.paths import eval_dir, train_dir
 
 MODELS = ("base", "few_shot", "fine_tuned")
 
+SCORING_BATCH = 8  # log-probability passes keep the full logits (batch x length x vocabulary), unlike generation
+
 
 def few_shot_prompt(messages: list[Message], shots: list[Conversation]) -> list[Message]:
     """The prompt with solved training examples as earlier turns, after any system message."""
@@ -295,7 +297,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
             summary["heldout"] = heldout_loss(model, tokenizer, [r.messages for r in test],
-                                              system_prompt=cfg.data.system_prompt, batch_size=e.batch_size)
+                                              system_prompt=cfg.data.system_prompt, batch_size=SCORING_BATCH)
         results["models"][name] = summary
         per_example[name] = per
         _write_jsonl(out_dir / f"predictions_{name}.jsonl",
@@ -316,7 +318,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
                 outs = generate(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
                 answers[name] = [o["output"] for o in outs]
             err.print(f"scoring: {name} on {len(test)} held-out preference pairs")
-            margin = pref.margins(model, tokenizer, test, system_prompt=cfg.data.system_prompt, batch_size=e.batch_size)
+            margin = pref.margins(model, tokenizer, test, system_prompt=cfg.data.system_prompt, batch_size=SCORING_BATCH)
             summary, per = pref.summary(margin, per_example.get("base", {}).get("margin"))
             summary.update(_by_task(per["task_metric"], test))
             results["models"][name] = summary

@@ -9,6 +9,7 @@ value to tunesmith's pre-flight check, as OpenAI leaves it to its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def fine_tuned_name(model: str, org: str, suffix: str | None, job_id: str) -> st
 
 
 def job_config(base: dict[str, Any], job: dict[str, Any], training: Path, validation: Path | None,
-               base_model: str, default_lr: float) -> dict[str, Any]:
+               base_model: str, default_lr: Callable[[str], float]) -> dict[str, Any]:
     """The job's tunesmith.yaml: the server's `serve.jobs.project` settings, then the job's own."""
     import copy
     import json
@@ -111,7 +112,8 @@ def job_config(base: dict[str, Any], job: dict[str, Any], training: Path, valida
         train["micro_batch_size"] = hyper["batch_size"]
         train["gradient_accumulation_steps"] = 1
     if hyper.get("learning_rate_multiplier", "auto") != "auto":
-        train["learning_rate"] = float(train.get("learning_rate") or default_lr) * hyper["learning_rate_multiplier"]
+        train["learning_rate"] = float(train.get("learning_rate") or default_lr(train["method"])) * hyper[
+            "learning_rate_multiplier"]
     if kind == "dpo" and hyper.get("beta", "auto") != "auto":
         train["dpo_beta"] = hyper["beta"]
     cfg["base_model"] = base_model

@@ -142,7 +142,9 @@ class Worker:
         self.running[job["id"]] = Running(job, proc, folder, log)
 
     def _write_project(self, job: dict[str, Any], folder: Path) -> None:
-        from tunesmith.train.adapters import DEFAULT_LR
+        from tunesmith.config import TrainConfig
+        from tunesmith.estimate.fit import default_learning_rate
+        from tunesmith.estimate.plan import model_arch
 
         folder.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -157,8 +159,12 @@ class Worker:
                 files[key] = dest.relative_to(folder)
         job = {**job, "fine_tuned_name": fine_tuned_name(job["model"], job["org"], job["suffix"], job["id"])}
         adapter = self.cfg.serve.jobs.project.get("train", {}).get("adapter", "lora")
+
+        def default_lr(method: str) -> float:  # what `auto` would be: the multiplier scales it
+            return default_learning_rate(TrainConfig(adapter=adapter, method=method), model_arch(self.cfg).params)[0]
+
         cfg = job_config(self.cfg.serve.jobs.project, job, files["training_file"], files.get("validation_file"),
-                         self.cfg.base_model, DEFAULT_LR[adapter])
+                         self.cfg.base_model, default_lr)
         from tunesmith.files import write_atomic
 
         write_atomic(folder / "tunesmith.yaml", yaml.safe_dump(cfg, sort_keys=False))

@@ -6,12 +6,12 @@ from typing import Any
 
 from tunesmith.config import TrainConfig
 from tunesmith.errors import TunesmithError
-
-DEFAULT_LR = {"lora": 2e-4, "qlora": 2e-4, "dora": 2e-4, "ia3": 3e-3, "prefix": 3e-3, "none": 2e-5}
+from tunesmith.estimate.fit import DEFAULT_LR
 
 
 def learning_rate(cfg: TrainConfig) -> float:
-    """The configured learning rate, or the practitioners' default for the adapter."""
+    """The configured learning rate, or the practitioners' default for the adapter (the pre-flight
+    check resolves it by model size first: `estimate.fit.default_learning_rate`)."""
     return cfg.learning_rate if cfg.learning_rate is not None else DEFAULT_LR[cfg.adapter]
 
 
