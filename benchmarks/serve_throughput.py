@@ -1,17 +1,27 @@
-"""Serving throughput: a naive one-at-a-time generate loop vs tunesmith's batching server, and
-the cost of mixing 4 adapters in one batch vs 1 adapter.
+"""Serving throughput and time to first token: a naive one-at-a-time generate loop vs tunesmith's
+continuously batching server, and the cost of mixing 4 adapters in one batch vs 1 adapter.
 
 All in one process, rounds alternating (naive, server with 1 adapter, server with 4 adapters),
 each round recording the CPU share other processes took (/proc/stat); rounds where others
 took more than --max-other-load are dropped, and medians are reported. Every request asks for
-exactly --tokens new tokens (end-of-turn ignored, as vLLM's benchmarks do with ignore_eos), so
-throughput compares equal work.
+an exact number of new tokens (end-of-turn ignored, as vLLM's benchmarks do with ignore_eos),
+so throughput compares equal work: --tokens each, or with --mixed a cycle of 16/32/64/128 new
+tokens over prompts of different lengths, so that requests leave the running batch at different
+steps and new ones join it.
 
   (a) naive:  `model.generate` for one request at a time, the clients' requests in turn
-  (b) server: N concurrent clients (the official openai client) against the real server
+  (b) server: N concurrent streaming clients (the official openai client) against the real server,
+      their first requests --stagger seconds apart; time to first token (TTFT) and the gaps between
+      tokens are read from the stream
 
-Run: python benchmarks/serve_throughput.py [--model smollm2-135m-instruct|tiny] [--clients 8]
-Targets (issue 5): (b)/(a) >= 3x at 8 clients; 4 mixed adapters within 1.3x of 1 adapter.
+The TTFT bound (issue 21): a request that arrives while a batch runs waits at most one decoding
+step, then its own prefill. Measured in the same round: one decoding step = the median gap between
+streamed tokens at that concurrency; the prefill = the TTFT of a request sent alone to the idle
+server. The p50 TTFT under load is reported against their sum.
+
+Run: python benchmarks/serve_throughput.py [--model smollm2-135m-instruct|tiny] [--clients 8,32] [--mixed]
+Targets: (b)/(a) >= 4x at 8 and 32 clients; 4 mixed adapters within 1.3x of 1 adapter; p50 TTFT
+under the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ from cpuload import OtherLoad  # noqa: E402
 PROMPTS = ["Write a short note about the weather.", "Explain what a router does.", "Describe a cat in a sentence.",
            "Give advice for a job interview.", "What makes a good password?", "Summarise why sleep matters.",
            "Describe the sea.", "Tell me about trains."]
+LONG = (" Please answer in plain words, for a reader who is new to the subject, and keep to the point"
+        " without lists or headings.")
+MIXED_TOKENS = (16, 32, 64, 128)
 
 
 def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
@@ -53,18 +66,20 @@ def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="base model, or 'tiny'")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", default="8", help="concurrent clients, or a list: 8,32")
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--mixed", action="store_true", help="mixed prompt and answer lengths (16-128 new tokens)")
+    parser.add_argument("--stagger", type=float, default=0.05,
+                        help="seconds between the clients' first requests, so that they arrive while a batch runs")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-other-load", type=float, default=0.15)
     args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
 
     import openai
-    import torch
     import yaml
 
     from tunesmith.config import load_config
-    from tunesmith.evaluate.metrics import p95
     from tunesmith.serve.stage import build_app, start_in_thread
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
@@ -77,73 +92,107 @@ def main() -> None:
     config = work / "tunesmith.yaml"
     config.write_text(yaml.safe_dump({"base_model": base, "output_dir": "out",
                                       "data": {"datasets": [{"path": "d.jsonl"}]},
-                                      "serve": {"adapters": adapters, "max_batch_size": args.clients,
-                                                "batch_wait_ms": 20, "max_queue": 256}}))
-    cfg = load_config(config)
-    running = start_in_thread(build_app(cfg))
+                                      "serve": {"adapters": adapters, "max_batch_size": max(counts),
+                                                "max_queue": 256}}))
+    running = start_in_thread(build_app(load_config(config)))
     engine = running.app.state.engine
-    engine.stop_ids = set()  # every request generates exactly --tokens tokens
+    engine.stop_ids = set()  # every request generates exactly its max_tokens
+    client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="none", max_retries=0, timeout=1200)
+    for clients in counts:
+        work_list = [(PROMPTS[i % len(PROMPTS)] + (LONG * (i % 3) if args.mixed else ""),
+                      MIXED_TOKENS[i % len(MIXED_TOKENS)] if args.mixed else args.tokens) for i in range(clients)]
+        _measure(args, clients, work_list, engine, client)
+    running.stop()
+
+
+def _naive(engine, work_list) -> dict:
+    import torch
+
     model, tokenizer = engine.model, engine.tokenizer
-    client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="none", max_retries=0, timeout=600)
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.clients)]
+    model.set_adapter("a0")
+    latencies = []
+    for prompt, n in work_list:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        began = time.perf_counter()
+        with torch.no_grad():
+            model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id)
+        latencies.append(time.perf_counter() - began)
+    return {"latency": latencies}
 
-    def naive() -> list[float]:
-        latencies = []
-        model.set_adapter("a0")
-        for p in prompts:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True)
-            began = time.perf_counter()
-            with torch.no_grad():
-                model.generate(**ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                               pad_token_id=tokenizer.pad_token_id)
-            latencies.append(time.perf_counter() - began)
-        return latencies
 
-    def server(names: list[str]) -> list[float]:
-        def one(i: int) -> float:
-            began = time.perf_counter()
-            answer = client.chat.completions.create(model=names[i % len(names)], max_tokens=args.tokens,
-                                                    temperature=0,
-                                                    messages=[{"role": "user", "content": prompts[i]}])
-            assert answer.usage.completion_tokens == args.tokens, answer.usage
-            return time.perf_counter() - began
-        with ThreadPoolExecutor(args.clients) as pool:
-            return list(pool.map(one, range(args.clients)))
+def _streamed(client, model: str, prompt: str, n: int) -> dict:
+    """One streaming request: its TTFT, the gaps between tokens, its latency, its token count."""
+    began = time.perf_counter()
+    times, usage = [], None
+    for chunk in client.chat.completions.create(model=model, max_tokens=n, temperature=0, stream=True,
+                                                stream_options={"include_usage": True},
+                                                messages=[{"role": "user", "content": prompt}]):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        elif chunk.choices and chunk.choices[0].delta.content:
+            times.append(time.perf_counter())
+    assert usage is not None and usage.completion_tokens == n, usage
+    return {"ttft": times[0] - began, "gaps": [b - a for a, b in zip(times, times[1:])],
+            "latency": time.perf_counter() - began}
 
-    modes = {"naive": naive, "server_1_adapter": lambda: server(["a0"]),
-             "server_4_adapters": lambda: server(["a0", "a1", "a2", "a3"])}
-    server(["a0"])  # warm-up
+
+def _server(client, names: list[str], work_list, stagger: float = 0.0) -> dict:
+    def one(i: int) -> dict:
+        prompt, n = work_list[i]
+        time.sleep(i * stagger)
+        return _streamed(client, names[i % len(names)], prompt, n)
+
+    with ThreadPoolExecutor(len(work_list)) as pool:
+        rows = list(pool.map(one, range(len(work_list))))
+    return {"latency": [r["latency"] for r in rows], "ttft": [r["ttft"] for r in rows],
+            "gap": statistics.median(g for r in rows for g in r["gaps"])}
+
+
+def _measure(args, clients: int, work_list, engine, client) -> None:
+    from tunesmith.evaluate.metrics import p95
+
+    total = sum(n for _, n in work_list)
+    modes = {"naive": lambda: _naive(engine, work_list),
+             "server_1_adapter": lambda: _server(client, ["a0"], work_list, args.stagger),
+             "server_4_adapters": lambda: _server(client, ["a0", "a1", "a2", "a3"], work_list, args.stagger)}
+    _server(client, ["a0"], work_list[:2])  # warm-up
     results: dict[str, list[dict]] = {m: [] for m in modes}
     dropped = 0
     for r in range(args.rounds):
+        alone = statistics.median(_streamed(client, "a0", *work_list[0])["ttft"] for _ in range(3))
         for name, fn in modes.items():
             with OtherLoad() as load:
                 began = time.perf_counter()
-                latencies = fn()
+                out = fn()
                 wall = time.perf_counter() - began
-            row = {"tok_s": args.clients * args.tokens / wall, "p50": statistics.median(latencies),
-                   "p95": p95(latencies),
-                   "other_load": load.share}
-            print(f"round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  p95 {row['p95']:.2f}s"
-                  f"  others {load.share:.0%}" + ("  (dropped)" if load.share > args.max_other_load else ""), flush=True)
+            row = {"tok_s": total / wall, "p50": statistics.median(out["latency"]), "p95": p95(out["latency"])}
+            if "ttft" in out:
+                row.update(ttft_p50=statistics.median(out["ttft"]), ttft_p95=p95(out["ttft"]),
+                           bound=out["gap"] + alone)
+            extra = f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s)" if "ttft" in out else ""
+            print(f"{clients} clients round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  "
+                  f"p95 {row['p95']:.2f}s{extra}  others {load.share:.0%}"
+                  + ("  (dropped)" if load.share > args.max_other_load else ""), flush=True)
             if load.share > args.max_other_load:
                 dropped += 1
                 continue
             results[name].append(row)
-    running.stop()
-    med = {m: {k: statistics.median(r[k] for r in rows) for k in ("tok_s", "p50", "p95")} if rows else None
+    med = {m: {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else None
            for m, rows in results.items()}
-    print(f"\nmodel {args.model}, {args.clients} clients, {args.tokens} tokens each, {args.rounds} rounds, "
-          f"{dropped} dropped (other load > {args.max_other_load:.0%}); medians:")
+    print(f"\nmodel {args.model}, {clients} clients, {'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
+          f", {args.rounds} rounds, {dropped} dropped (other load > {args.max_other_load:.0%}); medians:")
     for m, v in med.items():
+        ttft = f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s)" \
+            if v and "ttft_p50" in v else ""
         print(f"  {m:18s} " + ("no clean rounds" if v is None else
-                               f"{v['tok_s']:8.1f} output tok/s   p50 {v['p50']:.2f} s   p95 {v['p95']:.2f} s"))
+                               f"{v['tok_s']:8.1f} output tok/s   p50 {v['p50']:.2f} s   p95 {v['p95']:.2f} s{ttft}"))
     if all(med.values()):
         print(f"server batching / naive loop: {med['server_1_adapter']['tok_s'] / med['naive']['tok_s']:.2f}x "
-              "(target >= 3x)")
-        print(f"1 adapter / 4 mixed adapters:  {med['server_1_adapter']['tok_s'] / med['server_4_adapters']['tok_s']:.2f}x "
-              "slower when mixed (target <= 1.3x)")
+              "(target >= 4x)")
+        print(f"1 adapter / 4 mixed adapters:  {med['server_1_adapter']['tok_s'] / med['server_4_adapters']['tok_s']:.2f}x"
+              " slower when mixed (target <= 1.3x)\n")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ def test_models_chat_stream_and_completions(server):
     assert answer.choices[0].finish_reason in ("stop", "length")
     pieces = [c.choices[0].delta.content or "" for c in _ask(client, "alpha", stream=True)]
     assert len(pieces) > 2 and "".join(pieces) == answer.choices[0].message.content  # same text, streamed
+    *_, last = _ask(client, "alpha", stream=True, stream_options={"include_usage": True})
+    assert last.choices == [] and last.usage.completion_tokens == answer.usage.completion_tokens
     text = client.completions.create(model="beta", prompt="one two three", max_tokens=5, temperature=0)
     assert text.object == "text_completion" and text.usage.completion_tokens > 0
     sampled = [_ask(client, "alpha", temperature=1.0, seed=7).choices[0].message.content for _ in range(2)]

@@ -62,12 +62,26 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         sys.exit(130)
-    except OSError as exc:
-        import errno
-
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as exc:
+        if not _disk_full(exc):
             raise
-        err.print(f"[bold red]error:[/] the disk is full (writing {exc.filename or 'a file'}); nothing already "
+        where = getattr(exc, "filename", None) or "a file"
+        err.print(f"[bold red]error:[/] the disk is full (writing {where}); nothing already "
                   "written was replaced. Free some space (or point output_dir / TUNESMITH_CACHE elsewhere) and run "
-                  "the command again: finished stages are kept.", highlight=False, soft_wrap=True)
+                  "the command again: finished stages and complete checkpoints are kept (`--resume`).",
+                  highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether an error, or one it came from, is a full disk. safetensors (Rust) and torch.save (C++)
+    do not raise OSError: they put the OS message in their own exception's text, so that is read too."""
+    import errno
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "os error 28" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

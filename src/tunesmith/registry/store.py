@@ -21,7 +21,7 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.faults import fault_point
-from tunesmith.files import write_json
+from tunesmith.files import write_atomic, write_json
 from tunesmith.tracking import model_name, tracking_uri, use_experiment
 
 ALIASES = ("production", "canary", "shadow")
@@ -95,32 +95,73 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
                              + (f"\nWhat to change:{advice}" if advice else ""))
     c = client(cfg)
     name = model_name(cfg)
-    id_file = run_dir / "mlflow_run_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else "register") as run:
-        mlflow.log_artifacts(str(model_dir), "model")
-        mlflow.log_artifact(str(eval_dir(cfg) / "metrics.json"), "eval")
-        predictions = eval_dir(cfg) / "predictions_fine_tuned.jsonl"
-        if predictions.exists():  # so two versions can be compared on the same examples later (web pages)
-            mlflow.log_artifact(str(predictions), "eval")
-        for split in ("train", "test"):  # a later version trained from this one replays and re-scores them
-            if (data_dir(cfg) / f"{split}.jsonl").exists():
-                mlflow.log_artifact(str(data_dir(cfg) / f"{split}.jsonl"), "data")
-        run_id = run.info.run_id
-        artifact_uri = run.info.artifact_uri
-    if not c.search_registered_models(filter_string=f"name='{name}'"):
-        c.create_registered_model(name, description=f"Fine-tunes of {cfg.base_model} registered by tunesmith.")
-    tags = _lineage(cfg, metrics, ok, force)
-    version = c.create_model_version(name, source=f"{artifact_uri}/model", run_id=run_id, tags=tags)
-    card = model_card(cfg, version.version, metrics, gates, training, tags)
-    c.update_model_version(name, version.version, description=card)
-    out = cfg.output_path / "registry" / f"{name}-v{version.version}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(card, encoding="utf-8")
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_text(card, f"model_card_v{version.version}.md")
+    with _locked(cfg, ".add.lock"):
+        pending = _pending_add(c, cfg, name)
+        id_file = run_dir / "mlflow_run_id"
+        run_id = pending.get("run_id") or (id_file.read_text().strip() if id_file.exists() else None)
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else "register") as run:
+            mlflow.log_artifacts(str(model_dir), "model")  # overwrites the same files on a redo
+            mlflow.log_artifact(str(eval_dir(cfg) / "metrics.json"), "eval")
+            predictions = eval_dir(cfg) / "predictions_fine_tuned.jsonl"
+            if predictions.exists():  # so two versions can be compared on the same examples later (web pages)
+                mlflow.log_artifact(str(predictions), "eval")
+            for split in ("train", "test"):  # a later version trained from this one replays and re-scores them
+                if (data_dir(cfg) / f"{split}.jsonl").exists():
+                    mlflow.log_artifact(str(data_dir(cfg) / f"{split}.jsonl"), "data")
+            run_id = run.info.run_id
+            artifact_uri = run.info.artifact_uri
+        write_json(_add_journal(cfg), {**pending, "run_id": run_id})
+        fault_point("registry_add", "artifacts")
+        if not c.search_registered_models(filter_string=f"name='{name}'"):
+            c.create_registered_model(name, description=f"Fine-tunes of {cfg.base_model} registered by tunesmith.")
+        tags = _lineage(cfg, metrics, ok, force)
+        version = _registered(c, name, run_id, pending["token"]) or c.create_model_version(
+            name, source=f"{artifact_uri}/model", run_id=run_id, tags={**tags, "registration": pending["token"]})
+        fault_point("registry_add", "version")
+        card = model_card(cfg, version.version, metrics, gates, training, tags)
+        c.update_model_version(name, version.version, description=card)
+        fault_point("registry_add", "card")
+        out = write_atomic(cfg.output_path / "registry" / f"{name}-v{version.version}.md", card)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_text(card, f"model_card_v{version.version}.md")
+        _add_journal(cfg).unlink()
     return {"name": name, "version": int(version.version), "gates_passed": ok, "failed_gates": failed,
             "card": out, "run_id": run_id, "source": version.source}
+
+
+def _add_journal(cfg: ProjectConfig) -> Path:
+    return cfg.output_path / "registry" / "add.json"
+
+
+def _pending_add(c: Any, cfg: ProjectConfig, name: str) -> dict[str, Any]:
+    """The registration to carry out: one a crash interrupted for this same evaluation is finished
+    under its own token (so a rerun never makes a second version of one model), otherwise a new one.
+    MLflow cannot log artifacts, create a version and write its card in one transaction, hence the
+    journal. An interrupted registration of an earlier evaluation is left as it is, marked."""
+    import secrets
+
+    from tunesmith.files import sha256_file
+    from tunesmith.paths import eval_dir
+
+    journal = _add_journal(cfg)
+    digest = sha256_file(eval_dir(cfg) / "metrics.json")
+    pending = json.loads(journal.read_text()) if journal.exists() else {}
+    if pending and pending["metrics_sha256"] != digest:
+        stale = _registered(c, name, pending.get("run_id"), pending["token"])
+        if stale is not None and not stale.description:
+            c.set_model_version_tag(name, stale.version, "registration", "interrupted")
+        pending = {}
+    pending = pending or {"token": secrets.token_hex(8), "metrics_sha256": digest}
+    write_json(journal, pending)
+    return pending
+
+
+def _registered(c: Any, name: str, run_id: str | None, token: str) -> Any:
+    """The version a registration already created, if it got that far."""
+    if run_id is None or not c.search_registered_models(filter_string=f"name='{name}'"):
+        return None
+    return next((v for v in c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+                 if v.tags.get("registration") == token), None)
 
 
 def _version(c: Any, name: str, ref: str) -> Any:
@@ -160,16 +201,24 @@ def _moving(cfg: ProjectConfig) -> Iterator[None]:
     if getattr(_held, "cfg", None) is not None:
         yield
         return
-    folder = cfg.output_path / "registry"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".aliases.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+    with _locked(cfg, ".aliases.lock"):
         _held.cfg = cfg
         try:
             _redo(cfg)
             yield
         finally:
             _held.cfg = None
+
+
+@contextmanager
+def _locked(cfg: ProjectConfig, name: str) -> Iterator[None]:
+    """An exclusive file lock in the project's registry folder, released when the file closes, also
+    when the process dies."""
+    folder = cfg.output_path / "registry"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _journal(cfg: ProjectConfig) -> Path:

@@ -333,6 +333,9 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             record(result, 200)
             yield sse(chunk_of(kind, rid, created, body.model, {} if kind == "chat" else "",
                               result["finish_reason"] if result["finish_reason"] != "timeout" else "length"))
+            if body.stream_options and body.stream_options.include_usage:
+                yield sse({**chunk_of(kind, rid, created, body.model, None, None), "choices": [],
+                           "usage": usage_of(result)})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -28,6 +28,11 @@ class Message(BaseModel):
     content: str | list[dict[str, Any]]
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False  # a last chunk with `usage` and no choices, before [DONE]
+
+
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
@@ -38,6 +43,7 @@ class Sampling(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=0, lt=2**63)  # torch generators take 64-bit seeds
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = None
     n: int = Field(1, ge=1, le=1)
 
