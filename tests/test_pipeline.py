@@ -34,11 +34,14 @@ def test_run_skips_unchanged_stages(tmp_path, tiny_model_dir):
     first = _run(config)
     assert "Training (sft, lora)" in first and "Registered" in first
     summary = first[first.index("tunesmith run: summary"):]  # one panel at the end, read back from the artefacts
-    for line in ("data", "training", "chosen", "field accuracy", "gates", "registered", "serve it"):
+    for line in ("data", "training", "chosen", "field accuracy", "gates", "time", "registered", "serve it"):
         assert f"│ {line}" in summary, line
     assert "validation loss" in summary and "v1" in summary
     flat = " ".join(line.strip("│ ") for line in summary.splitlines())  # the panel wraps long lines
     assert f"tunesmith registry promote {config} 1 --to production && tunesmith serve {config}" in flat
+    state = json.loads((tmp_path / "out" / "run_state.json").read_text())
+    assert all(state[stage]["seconds"] > 0 for stage in ("data", "train", "eval", "register"))
+    assert sum(state[stage]["seconds"] for stage in ("data", "train", "eval", "register")) < 600
     again = _run(config)
     assert "skipped: data, train, eval, register" in again and "Training (sft" not in again
     assert "Already registered as v1" in again and "Quality gates" in again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import typer
@@ -30,6 +31,14 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
         raise TunesmithError(f"--force {bad[0]}: not a stage; choose from {', '.join(pipeline.STAGES)}")
     check_hardware(cfg.train, cfg.device)  # a QLoRA config on a machine without a GPU fails here, not after the data stage
     fps, todo = pipeline.fingerprints(cfg), pipeline.plan(cfg, force or [])
+    last = [time.perf_counter()]
+
+    def took() -> float:
+        """Seconds since the previous stage ended: kept with each stage, shown in the summary."""
+        now = time.perf_counter()
+        seconds, last[0] = now - last[0], now
+        return round(seconds, 1)
+
     out.rule(f"[bold]tunesmith run[/] {cfg.config_path}")
     skipped = [s for s, what in todo.items() if what == "skip"]
     if skipped:
@@ -49,15 +58,16 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
         print_split(summary, outcome.out_dir)
         if cfg.train.method == "sft":
             print_prepare(prepare_splits(cfg, tokenizer))
-        pipeline.mark(cfg, "data", fps["data"])
+        pipeline.mark(cfg, "data", fps["data"], seconds=took())
     if todo["train"] != "skip":
         from tunesmith.cli.views import print_fit, print_train
         from tunesmith.train.stage import run_train
 
         out.rule("[bold]train" + (" (resuming)" if todo["train"] == "resume" else ""))
         pipeline.mark(cfg, "train_started", fps["train"])
+        took()  # the data stage was skipped or is marked: training's clock starts here
         print_train(run_train(cfg, resume=todo["train"] == "resume", on_fit=print_fit))
-        pipeline.mark(cfg, "train", fps["train"])
+        pipeline.mark(cfg, "train", fps["train"], seconds=took())
     from tunesmith.cli.views import print_eval
     from tunesmith.paths import eval_dir
 
@@ -66,7 +76,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
 
         out.rule("[bold]evaluate")
         print_eval(run_eval(cfg), eval_dir(cfg))
-        pipeline.mark(cfg, "eval", fps["eval"])
+        pipeline.mark(cfg, "eval", fps["eval"], seconds=took())
     else:
         from tunesmith.evaluate.gate import load_metrics
 
@@ -92,7 +102,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     from tunesmith.registry.store import add_version
 
     result = add_version(cfg)
-    pipeline.mark(cfg, "register", fps["register"], version=result["version"])
+    pipeline.mark(cfg, "register", fps["register"], version=result["version"], seconds=took())
     out.print(f"[bold green]Gates passed.[/] Registered [bold]{result['name']} v{result['version']}[/]; "
               f"model card: {result['card']}")
     print_run_summary(cfg, rows, (result["name"], result["version"], result["card"]))

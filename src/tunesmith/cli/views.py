@@ -419,6 +419,12 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
     gate_line = f"{passed} passed" + (f", [red]failed: {', '.join(failed)}[/]" if failed else "")
     gate_line += f", [yellow]warnings: {', '.join(warned)}[/]" if warned else ""
     lines.append(f"[bold]gates[/]       {gate_line}  ({eval_dir(cfg) / 'report.html'})")
+    from tunesmith.pipeline import STAGES, load_state
+
+    state = load_state(cfg)
+    times = [f"{stage} {_minutes(state[stage]['seconds'])}" for stage in STAGES if "seconds" in state.get(stage, {})]
+    if times:
+        lines.append("[bold]time[/]        " + " · ".join(times) + "  (the last run of each stage)")
     config = cfg.config_path or "tunesmith.yaml"
     if registered:
         name, version, card = registered
