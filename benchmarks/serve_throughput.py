@@ -20,6 +20,7 @@ streamed tokens at that concurrency; the prefill = the TTFT of a request sent al
 server. The p50 TTFT under load is reported against their sum.
 
 Run: python benchmarks/serve_throughput.py [--model smollm2-135m-instruct|tiny] [--clients 8,32] [--mixed]
+     [--requests 2]
 Targets: (b)/(a) >= 4x at 8 and 32 clients; 4 mixed adapters within 1.3x of 1 adapter; p50 TTFT
 under the bound.
 """
@@ -71,6 +72,9 @@ def main() -> None:
     parser.add_argument("--mixed", action="store_true", help="mixed prompt and answer lengths (16-128 new tokens)")
     parser.add_argument("--stagger", type=float, default=0.05,
                         help="seconds between the clients' first requests, so that they arrive while a batch runs")
+    parser.add_argument("--requests", type=int, default=1,
+                        help="requests each client sends in turn (closed loop): a finished one is replaced at once, so "
+                             "the batch stays full instead of draining to its longest request")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-other-load", type=float, default=0.15)
     args = parser.parse_args()
@@ -100,7 +104,8 @@ def main() -> None:
     client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="none", max_retries=0, timeout=1200)
     for clients in counts:
         work_list = [(PROMPTS[i % len(PROMPTS)] + (LONG * (i % 3) if args.mixed else ""),
-                      MIXED_TOKENS[i % len(MIXED_TOKENS)] if args.mixed else args.tokens) for i in range(clients)]
+                      MIXED_TOKENS[(i + i // clients) % len(MIXED_TOKENS)] if args.mixed else args.tokens)
+                     for i in range(clients * args.requests)]
         _measure(args, clients, work_list, engine, client)
     running.stop()
 
@@ -138,14 +143,13 @@ def _streamed(client, model: str, prompt: str, n: int) -> dict:
             "latency": time.perf_counter() - began}
 
 
-def _server(client, names: list[str], work_list, stagger: float = 0.0) -> dict:
-    def one(i: int) -> dict:
-        prompt, n = work_list[i]
-        time.sleep(i * stagger)
-        return _streamed(client, names[i % len(names)], prompt, n)
+def _server(client, names: list[str], work_list, clients: int, stagger: float = 0.0) -> dict:
+    def one(c: int) -> list[dict]:  # client c sends its requests one after another
+        time.sleep(c * stagger)
+        return [_streamed(client, names[i % len(names)], *work_list[i]) for i in range(c, len(work_list), clients)]
 
-    with ThreadPoolExecutor(len(work_list)) as pool:
-        rows = list(pool.map(one, range(len(work_list))))
+    with ThreadPoolExecutor(clients) as pool:
+        rows = [r for rs in pool.map(one, range(clients)) for r in rs]
     return {"latency": [r["latency"] for r in rows], "ttft": [r["ttft"] for r in rows],
             "gap": statistics.median(g for r in rows for g in r["gaps"])}
 
@@ -155,9 +159,9 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
 
     total = sum(n for _, n in work_list)
     modes = {"naive": lambda: _naive(engine, work_list),
-             "server_1_adapter": lambda: _server(client, ["a0"], work_list, args.stagger),
-             "server_4_adapters": lambda: _server(client, ["a0", "a1", "a2", "a3"], work_list, args.stagger)}
-    _server(client, ["a0"], work_list[:2])  # warm-up
+             "server_1_adapter": lambda: _server(client, ["a0"], work_list, clients, args.stagger),
+             "server_4_adapters": lambda: _server(client, ["a0", "a1", "a2", "a3"], work_list, clients, args.stagger)}
+    _server(client, ["a0"], work_list[:2], 2)  # warm-up
     results: dict[str, list[dict]] = {m: [] for m in modes}
     dropped = 0
     for r in range(args.rounds):
@@ -181,7 +185,8 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
             results[name].append(row)
     med = {m: {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else None
            for m, rows in results.items()}
-    print(f"\nmodel {args.model}, {clients} clients, {'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
+    print(f"\nmodel {args.model}, {clients} clients x {args.requests} requests, "
+          f"{'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
           f", {args.rounds} rounds, {dropped} dropped (other load > {args.max_other_load:.0%}); medians:")
     for m, v in med.items():
         ttft = f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s)" \
