@@ -160,7 +160,8 @@ def default_learning_rate(cfg: TrainConfig, params: int) -> tuple[float, str]:
     Low-rank adapters for SFT scale with the model: 2e-4 is the guides' value for 7B-13B models
     (the QLoRA paper's), 1e-4 past 30B (its 33B and 65B runs); under 1B parameters 2e-4 underfits:
     on SmolLM2-135M (docs/forgetting.md) a new user's 96 steps at 2e-4 reached 0.76 accuracy on the
-    topic data, and the topic example's recipe at 1e-3 reached 0.88. Preference methods and other adapters keep the adapter's value."""
+    topic data, the topic example's recipe at 1e-3 reached 0.88, and the new user's defaults at 1e-3
+    0.915. Preference methods and other adapters keep the adapter's value."""
     base = DEFAULT_LR[cfg.adapter]
     if cfg.adapter not in LOW_RANK or cfg.method != "sft":
         return base, f"the usual value for {cfg.adapter} with {cfg.method}"
