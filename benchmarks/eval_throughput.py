@@ -28,7 +28,8 @@ WORDS = ["France", "rain", "happy", "Japan", "music", "bread", "Peru", "winter",
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", default="auto",
+                        help="rows per batch, or auto (eval.batch_size's default: as many as fit, up to 128)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
@@ -50,7 +51,7 @@ def main() -> None:
     outputs: dict[str, list[str]] = {}
     dropped = 0
     for _ in range(args.rounds):
-        for name, size in (("one", 1), ("batched", args.batch_size)):
+        for name, size in (("one", 1), ("batched", None if args.batch_size == "auto" else int(args.batch_size))):
             with OtherLoad() as load:
                 began = time.perf_counter()
                 outs = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=size)

@@ -6,7 +6,7 @@ configuration in turn, in one process, so machine noise hits them alike; per ste
 CPU share other processes took (/proc/stat) and drops contaminated steps. It prints real
 (non-padding) tokens/s for each, each one's ratio to the baseline, peak memory, model-FLOPs
 utilisation against a matmul peak in the trained precision measured in the same run, and the validation loss each
-reaches after one pass over the same records.
+reaches after one pass over the same records (scored in fp32).
 
     baseline         transformers Trainer steps, fp32 weights, sdpa, LoRA dropout 0.05, records padded to
                      the longest in each batch, logits and softmax at every position
@@ -14,8 +14,10 @@ reaches after one pass over the same records.
                      LM head and softmax only at positions that predict a trained token; still dropout 0.05
     +precision       frozen base in bf16 with bf16 autocast (only with --precision bf16)
     +no dropout      LoRA dropout 0 (tunesmith's default): no copy of each adapted layer's input
-    +sdpa            sdpa attention instead of eager (both with the packed block-diagonal mask)
-    +compile         torch.compile of the model (only with --compile)
+    +varlen          eager_varlen attention (tunesmith's CPU default, models/attention.py): eager maths
+                     within each packed record instead of over the whole window's block-diagonal mask
+    +sdpa            instead of +varlen: sdpa attention with the packed block-diagonal mask
+    +compile         torch.compile of the model, on +varlen (only with --compile)
 
 Run:  python benchmarks/train_throughput.py --model tiny
       python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96   # this CPU's precision
@@ -90,13 +92,15 @@ def step(trainer, batch) -> None:
 
 @torch.no_grad()
 def validation_loss(model, examples) -> float:
-    model.eval()
+    """Mean loss per trained token, in fp32 for every configuration: a bf16-trained adapter is scored on
+    the fp32 base (its bf16 weights converted exactly), so the figure is the training's, not bf16 inference's
+    rounding. Called after all steps: it leaves the model in fp32."""
+    model.float().eval()
     total, count = 0.0, 0
     for ex in examples:
         ids = torch.tensor([ex["input_ids"]])
         labels = torch.tensor([ex["labels"]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=next(model.parameters()).dtype == torch.bfloat16):
-            logits = model(input_ids=ids, use_cache=False).logits.float()
+        logits = model(input_ids=ids, use_cache=False).logits.float()
         logp = torch.log_softmax(logits[0, :-1], -1)
         target = labels[0, 1:]
         keep = target != IGNORE_INDEX
@@ -176,9 +180,10 @@ def main() -> None:
     if args.precision == "bf16":
         ladder.append(("+precision", "bf16", 0.05, False, "eager"))
     ladder.append(("+no dropout", args.precision, 0.0, False, "eager"))
-    ladder.append(("+sdpa", args.precision, 0.0, False, "sdpa"))
+    ladder.append(("+varlen", args.precision, 0.0, False, "eager_varlen"))
+    ladder.append(("+sdpa", args.precision, 0.0, False, "sdpa"))  # instead of +varlen
     if args.compile:
-        ladder.append(("+compile", args.precision, 0.0, True, "eager"))  # on the default, not on +sdpa
+        ladder.append(("+compile", args.precision, 0.0, True, "eager_varlen"))  # on the default, not on +sdpa
     for name, precision, dropout, compiled, attention in ladder:
         torch.manual_seed(0)
         model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention),

@@ -85,7 +85,7 @@ def test_defaults_choose_a_window_batch_and_schedule_that_fit(new_user_project, 
                                               1) * 3
     assert 60 <= fit.total_steps <= 160, (fit.total_steps, effective, fit.data.sequences)
     assert fit.estimate.total <= fit.budget_bytes and not fit.warnings
-    assert t.attn_implementation == "eager" and t.gradient_checkpointing is False
+    assert t.attn_implementation == "eager_varlen" and t.gradient_checkpointing is False
     assert {c["setting"] for c in fit.choices} >= {"data.max_length", "train.micro_batch_size", "train.num_epochs",
                                                    "train.gradient_accumulation_steps"}
 

@@ -191,11 +191,12 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
 def setup_for(cfg: ProjectConfig, data: DataStats, *, device: str, bf16: bool) -> Setup:
     t = cfg.train
     targets = t.lora_target_modules
-    attention = t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager")
+    attention = t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager_varlen")
     return Setup(micro_batch=t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1, seq_len=data.seq_len, keep_share=data.keep_share, lora_r=t.lora_r,
                  lora_targets=LLAMA_LINEARS if targets == "all-linear" else tuple(targets),
                  lora_dropout=t.lora_dropout, bf16=bf16, device=device,  # type: ignore[arg-type]
-                 attention="eager" if attention == "eager" else "sdpa",
+                 # eager_varlen keeps one record's scores at a time: at most a whole window's, as eager does
+                 attention="eager" if attention in ("eager", "eager_varlen") else "sdpa",
                  gradient_checkpointing=t.gradient_checkpointing is True,
                  gradient_accumulation=t.gradient_accumulation_steps if isinstance(t.gradient_accumulation_steps, int)
                  else 1)

@@ -22,7 +22,7 @@ CACHED_PASSES = ("base", "few_shot")
 
 
 def base_outputs(cfg: ProjectConfig, name: str, generate: Callable[..., list[dict[str, Any]]], model: Any,
-                 tokenizer: Any, messages: list[Any], *, max_new_tokens: int, batch_size: int, dtype: Any,
+                 tokenizer: Any, messages: list[Any], *, max_new_tokens: int, batch_size: int | None, dtype: Any,
                  device: str, reused: list[str] | None = None, label: str = "") -> list[dict[str, Any]]:
     """`generate(model, tokenizer, messages, ...)`, or its cached result for the base model's passes."""
     import os
@@ -47,7 +47,7 @@ def base_outputs(cfg: ProjectConfig, name: str, generate: Callable[..., list[dic
     return rows
 
 
-def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int, dtype: Any,
+def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int | None, dtype: Any,
          device: str) -> str:
     import torch
     import transformers

@@ -272,6 +272,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     if e.max_new_tokens == "auto":  # room for the longest reference, so a label task stops in a few tokens
         longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
         e = e.model_copy(update={"max_new_tokens": min(1024, int(longest * 1.5) + 16)})
+    rows = None if e.batch_size == "auto" else int(e.batch_size)  # None: as many as fit (models/generate.py)
     model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, device=device)
     results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields, "device": device,
                                "dtype": str(dtype).removeprefix("torch."),
@@ -289,7 +290,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     def _generate_and_score(name: str, plan: list[list[Message]]) -> None:
         err.print(f"generating: {name} ({len(plan)} test examples)")
         outs = base_outputs(cfg, name, generate, model, tokenizer, plan, max_new_tokens=e.max_new_tokens,
-                            batch_size=e.batch_size, dtype=dtype, device=device, reused=reused)
+                            batch_size=rows, dtype=dtype, device=device, reused=reused)
         texts = [o["output"] for o in outs]
         summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
@@ -315,7 +316,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
                 model = load_model(str(model_dir), dtype=dtype, device=device)
         if kind == "preference":
             if cfg.eval.judge is not None:  # both models answer, the judge compares (see evaluate/pairwise.py)
-                outs = generate(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+                outs = generate(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens, batch_size=rows)
                 answers[name] = [o["output"] for o in outs]
             err.print(f"scoring: {name} on {len(test)} held-out preference pairs")
             margin = pref.margins(model, tokenizer, test, system_prompt=cfg.data.system_prompt, batch_size=SCORING_BATCH)
@@ -339,7 +340,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             messages = [in_task_context(p.messages, system) if context == "task" else p.messages for p in probes]
             outs = base_outputs(cfg, name, generate, model, tokenizer, messages, max_new_tokens=e.suite_max_new_tokens,
-                                batch_size=e.batch_size, dtype=dtype, device=device, reused=reused,
+                                batch_size=rows, dtype=dtype, device=device, reused=reused,
                                 label=f"{name} on {suite}")
             task = context == "task" and (schema is not None or kind == "classification")
             scored = [score_probe(p, o["output"], on_task=on_task if task else None, valid=valid if schema else None,
