@@ -167,6 +167,7 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
     for r in range(args.rounds):
         alone = statistics.median(_streamed(client, "a0", *work_list[0])["ttft"] for _ in range(3))
         for name, fn in modes.items():
+            engine.timings.clear()
             with OtherLoad() as load:
                 began = time.perf_counter()
                 out = fn()
@@ -174,8 +175,11 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
             row = {"tok_s": total / wall, "p50": statistics.median(out["latency"]), "p95": p95(out["latency"])}
             if "ttft" in out:
                 row.update(ttft_p50=statistics.median(out["ttft"]), ttft_p95=p95(out["ttft"]),
-                           bound=out["gap"] + alone)
-            extra = f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s)" if "ttft" in out else ""
+                           bound=out["gap"] + alone,  # and the engine's own view: queue wait, first token
+                           engine_queued_p50=statistics.median(q for q, _ in engine.timings),
+                           engine_ttft_p50=statistics.median(t for _, t in engine.timings))
+            extra = (f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s; in the engine "
+                     f"{row['engine_ttft_p50']:.2f}s, queued {row['engine_queued_p50']:.2f}s)") if "ttft" in out else ""
             print(f"{clients} clients round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  "
                   f"p95 {row['p95']:.2f}s{extra}  others {load.share:.0%}"
                   + ("  (dropped)" if load.share > args.max_other_load else ""), flush=True)
@@ -189,7 +193,8 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
           f"{'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
           f", {args.rounds} rounds, {dropped} dropped (other load > {args.max_other_load:.0%}); medians:")
     for m, v in med.items():
-        ttft = f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s)" \
+        ttft = f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s; " \
+               f"engine {v['engine_ttft_p50']:.2f} s, queued {v['engine_queued_p50']:.2f} s)" \
             if v and "ttft_p50" in v else ""
         print(f"  {m:18s} " + ("no clean rounds" if v is None else
                                f"{v['tok_s']:8.1f} output tok/s   p50 {v['p50']:.2f} s   p95 {v['p95']:.2f} s{ttft}"))

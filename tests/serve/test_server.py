@@ -148,6 +148,9 @@ def test_keys_errors_and_a_full_queue(server):
     assert all(r["completion_tokens"] > 0 and r["latency_ms"] > 0 for r in served)
     metrics = httpx.get(f"{server.url}/metrics", headers=headers).text
     assert 'tunesmith_requests_total{model="alpha",status="429"}' in metrics
+    served_count = float(metrics.split('tunesmith_time_to_first_token_seconds_count{model="alpha"} ')[1].split()[0])
+    assert served_count == sum(r["model"] == "alpha" for r in served)  # every answered request's engine-side time to first token
+    assert 'tunesmith_queue_wait_seconds_count{model="alpha"}' in metrics
 
 
 def test_upstream_routing(server, upstream):

@@ -55,6 +55,10 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
     latency = Histogram("tunesmith_request_latency_seconds", "Request latency", ["model"], registry=registry,
                         buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
     tokens = Counter("tunesmith_tokens", "Tokens by model and kind", ["model", "kind"], registry=registry)
+    first_token = Histogram("tunesmith_time_to_first_token_seconds", "Queue to first token, in the engine", ["model"],
+                            registry=registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+    queued = Histogram("tunesmith_queue_wait_seconds", "Queue to prefill, in the engine", ["model"],
+                       registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
     Gauge("tunesmith_queue_depth", "Requests waiting", registry=registry).set_function(lambda: engine.queue.qsize())
     Gauge("tunesmith_batch_in_flight", "Requests in the running batch", registry=registry).set_function(
         lambda: engine.busy)
@@ -263,6 +267,9 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
             if result:
                 tokens.labels(body.model, "prompt").inc(result["prompt_tokens"])
                 tokens.labels(body.model, "completion").inc(result["completion_tokens"])
+                if "first_token_s" in result:  # the built-in engine's (an upstream server times its own)
+                    first_token.labels(body.model).observe(result["first_token_s"])
+                    queued.labels(body.model).observe(result["queued_s"])
             if router:
                 router.observe(adapter, status == 200, elapsed)
                 if result and random.random() < settings.rollout.safety_sample:

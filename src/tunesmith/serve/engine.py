@@ -17,6 +17,7 @@ forward; sampling uses torch (temperature, top-p, a per-request seeded generator
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from concurrent.futures import Future
@@ -43,6 +44,8 @@ class GenRequest:
     deadline: float = float("inf")
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
+    admitted: float | None = None  # when its prefill began
+    first_token: float | None = None  # when its first token was taken
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Engine:
         self.stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stats = {"batches": 0, "requests": 0, "mixed_batches": 0, "max_batch_seen": 0}
+        self.timings: deque[tuple[float, float]] = deque(maxlen=4096)  # recent (queued_s, first_token_s)
         self._torch = torch
         if self.peft:
             from tunesmith.serve.multilora import install
@@ -248,7 +252,9 @@ class Engine:
         torch = self._torch
         self.stats["requests"] += len(batch)
         rows = []
+        now = time.perf_counter()
         for r in batch:
+            r.admitted = now
             gen = None
             if r.temperature > 0:
                 gen = torch.Generator()
@@ -282,6 +288,8 @@ class Engine:
         for row, token in zip(rows, picks):
             if row.done:
                 continue
+            if row.req.first_token is None:
+                row.req.first_token = now
             if token in self.stop_ids:
                 row.done = "stop"
             else:
@@ -313,8 +321,13 @@ class Engine:
     def _finish(self, row: _Row) -> None:
         self._emit(row)
         if not row.req.future.done():
-            row.req.future.set_result({"text": row.text, "completion_tokens": len(row.ids),
-                                       "finish_reason": row.done, "prompt_tokens": len(row.req.prompt_ids)})
+            r = row.req
+            r.future.set_result({"text": row.text, "completion_tokens": len(row.ids), "finish_reason": row.done,
+                                 "prompt_tokens": len(r.prompt_ids),
+                                 # seconds from the queue to the prefill and to the first token, in the engine
+                                 "queued_s": (r.admitted or r.enqueued) - r.enqueued,
+                                 "first_token_s": (r.first_token or time.perf_counter()) - r.enqueued})
+            self.timings.append(((r.admitted or r.enqueued) - r.enqueued, (r.first_token or time.perf_counter()) - r.enqueued))
 
 
 def _merge(past: Any, mask: Any, new_past: Any, new_mask: Any) -> tuple[Any, Any]:
