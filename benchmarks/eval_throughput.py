@@ -5,7 +5,7 @@ Rounds alternate (one-at-a-time, batched), each recording the CPU share other pr
 (/proc/stat); rounds where others took more than --max-other-load are dropped and medians of the
 rest are reported. Throughput is generated tokens per second; the issue's target is >= 4x.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--examples 32] [--batch-size 16] [--rounds 3] [--precision bf16|fp32]
+    .venv/bin/python benchmarks/eval_throughput.py [--examples 32] [--batch-size auto|N] [--rounds 3] [--precision bf16|fp32]
 """
 
 from __future__ import annotations
