@@ -32,6 +32,11 @@ class EvalConfig(Section):
     decoding step reads every weight once, so on a CPU 128 rows cost little more per step than 32
     (SmolLM2-135M, 2 cores: 3.0x the throughput of 32 in bf16, 1.8x in fp32)."""
 
+    @property
+    def rows_per_batch(self) -> int | None:
+        """`batch_size` for generation: None for auto (as many as fit, models/generate.py)."""
+        return None if self.batch_size == "auto" else int(self.batch_size)
+
     few_shot: int = Field(3, ge=0)
     """Training examples in the few-shot baseline prompt (0: no few-shot baseline)."""
 

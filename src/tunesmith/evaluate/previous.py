@@ -44,7 +44,7 @@ class PreviousTask:
         e = self.cfg.eval
         err.print(f"generating: {name} on the previous version's test set ({len(self.test)} examples)")
         outs = generate(model, tokenizer, [r.messages[:-1] for r in self.test], max_new_tokens=max_new_tokens,
-                        batch_size=None if e.batch_size == "auto" else int(e.batch_size))
+                        batch_size=e.rows_per_batch)
         labels = {x.strip().lower() for x in self.references} if self.kind == "classification" else None
         summary, per = score([o["output"] for o in outs], self.references, self.schema, self.fields, self.kind,
                              "auto", e.semantic_similarity, labels)

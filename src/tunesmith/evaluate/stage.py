@@ -272,7 +272,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     if e.max_new_tokens == "auto":  # room for the longest reference, so a label task stops in a few tokens
         longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
         e = e.model_copy(update={"max_new_tokens": min(1024, int(longest * 1.5) + 16)})
-    rows = None if e.batch_size == "auto" else int(e.batch_size)  # None: as many as fit (models/generate.py)
+    rows = e.rows_per_batch
     model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, device=device)
     results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields, "device": device,
                                "dtype": str(dtype).removeprefix("torch."),

@@ -17,9 +17,9 @@ forward; sampling uses torch (temperature, top-p, a per-request seeded generator
 from __future__ import annotations
 
 import queue
-from collections import deque
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -322,12 +322,11 @@ class Engine:
         self._emit(row)
         if not row.req.future.done():
             r = row.req
+            # seconds from the queue to the prefill and to the first token, in the engine
+            queued, first = (r.admitted or r.enqueued) - r.enqueued, (r.first_token or time.perf_counter()) - r.enqueued
+            self.timings.append((queued, first))
             r.future.set_result({"text": row.text, "completion_tokens": len(row.ids), "finish_reason": row.done,
-                                 "prompt_tokens": len(r.prompt_ids),
-                                 # seconds from the queue to the prefill and to the first token, in the engine
-                                 "queued_s": (r.admitted or r.enqueued) - r.enqueued,
-                                 "first_token_s": (r.first_token or time.perf_counter()) - r.enqueued})
-            self.timings.append(((r.admitted or r.enqueued) - r.enqueued, (r.first_token or time.perf_counter()) - r.enqueued))
+                                 "prompt_tokens": len(r.prompt_ids), "queued_s": queued, "first_token_s": first})
 
 
 def _merge(past: Any, mask: Any, new_past: Any, new_mask: Any) -> tuple[Any, Any]:
