@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tunesmith.errors import ModelLoadError
 from tunesmith.models import load_model, load_tokenizer, resolve_model
@@ -32,3 +33,27 @@ def test_hub_ids_pass_through():
 def test_unreachable_hub_model_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="could not load"):
         load_tokenizer("no-such-org/no-such-model-xyz")
+
+
+def _bmm_shapes(model, **inputs) -> list:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        logits = model(**inputs).logits
+    return logits, [e.input_shapes for e in prof.events() if e.name == "aten::bmm"]
+
+
+def test_frozen_lm_head_on_the_last_position_is_one_matrix_product(tiny_model_dir):
+    """logits_to_keep=1 hands the head a non-contiguous slice; with frozen weights (every peft model) torch.matmul
+    then ran a bmm over the weight copied once per row. load_model's hook makes it one mm, same logits."""
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(0, 100, (4, 8))
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).requires_grad_(False).eval()
+    hooked = load_model(str(tiny_model_dir)).requires_grad_(False).eval()
+    vocab = plain.config.vocab_size
+    before, shapes = _bmm_shapes(plain, input_ids=ids, logits_to_keep=1)
+    assert any(vocab in shape for s in shapes for shape in s), "torch folds this case now: the hook may go"
+    after, shapes = _bmm_shapes(hooked, input_ids=ids, logits_to_keep=1)
+    assert not any(vocab in shape for s in shapes for shape in s)
+    assert torch.allclose(before, after, atol=1e-6)

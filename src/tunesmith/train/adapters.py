@@ -78,7 +78,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
     if cfg.adapter == "qlora":
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-        from tunesmith.models import resolve_model
+        from tunesmith.models import contiguous_lm_head, resolve_model
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16)
@@ -87,6 +87,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
         model = AutoModelForCausalLM.from_pretrained(resolve_model(base_model), quantization_config=quant,
                                                      trust_remote_code=trust_remote_code, use_safetensors=True,
                                                      **quant_kwargs)
+        contiguous_lm_head(model)
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing is True)
