@@ -35,7 +35,7 @@ def test_unreachable_hub_model_is_a_clear_error():
         load_tokenizer("no-such-org/no-such-model-xyz")
 
 
-def _bmm_shapes(model, **inputs) -> list:
+def _bmm_shapes(model, **inputs) -> tuple:
     from torch.profiler import ProfilerActivity, profile
 
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
