@@ -18,23 +18,30 @@ def _total_busy() -> float:
     return sum(fields[:8]) - idle
 
 
-def _self_busy() -> float:
-    with open("/proc/self/stat") as fh:
+def _busy(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/stat") as fh:
         parts = fh.read().rsplit(")", 1)[1].split()
     return float(parts[11]) + float(parts[12]) + float(parts[13]) + float(parts[14])  # utime stime cutime cstime
 
 
 class OtherLoad:
-    """Context manager: `.share` is the fraction of all cores used by other processes during the block."""
+    """Context manager: `.share` is the fraction of all cores used by other processes during the block.
+    `ours` are the pids of helper processes of the benchmark (clients), counted as its own."""
+
+    def __init__(self, ours: tuple[int, ...] = ()) -> None:
+        self.ours = ours
+
+    def _self_busy(self) -> float:
+        return _busy() + sum(_busy(pid) for pid in self.ours)
 
     def __enter__(self) -> "OtherLoad":
-        self._t, self._all, self._me = time.perf_counter(), _total_busy(), _self_busy()
+        self._t, self._all, self._me = time.perf_counter(), _total_busy(), self._self_busy()
         return self
 
     def __exit__(self, *exc) -> None:
         wall = time.perf_counter() - self._t
         ticks = os.sysconf("SC_CLK_TCK")
-        others = (_total_busy() - self._all) - (_self_busy() - self._me)
+        others = (_total_busy() - self._all) - (self._self_busy() - self._me)
         self.wall = wall
         self.share = max(0.0, others / ticks / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
 
