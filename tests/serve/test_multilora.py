@@ -1,15 +1,22 @@
-"""The batched-matmul mixed-adapter path equals peft's own mixed-batch forward."""
+"""Both mixed-adapter paths (all adapters at once with a row mask; the gathered batched matmul)
+equal peft's own mixed-batch forward."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import Linear
 
 from tunesmith.models import load_model
+from tunesmith.serve import multilora
 from tunesmith.serve.multilora import install
 
 
-def test_bgmv_matches_peft_mixed_batches(tiny_model_dir):
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "gathered"])
+def test_bgmv_matches_peft_mixed_batches(tiny_model_dir, monkeypatch, dense):
+    if not dense:
+        monkeypatch.setattr(multilora, "DENSE_MAX_RANK", 0)
     torch.manual_seed(0)
     model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name="small")
@@ -21,7 +28,13 @@ def test_bgmv_matches_peft_mixed_batches(tiny_model_dir):
     with torch.no_grad():
         reference = model(input_ids=ids, adapter_names=names).logits
         assert install(model) > 0
+        layers = [m for m in model.modules() if isinstance(m, Linear) and m.lora_A]
+        assert all((m._ts_dense_a is not None) == dense for m in layers)
         ours = model(input_ids=ids, adapter_names=names).logits
+        with multilora.rows(model, names):  # the engine's way: no peft hooks
+            assert torch.equal(model(input_ids=ids).logits, ours)
+        model.set_adapter("big")  # outside `rows`, peft's own forward with the active adapter
+        assert torch.allclose(model(input_ids=ids[:1]).logits, ours[1:2], atol=1e-5)
         with model.disable_adapter():
             base = model(input_ids=ids[:1]).logits
     assert torch.allclose(ours, reference, atol=1e-5)

@@ -2,7 +2,7 @@
 
 Requests wait in a bounded queue; a worker thread takes up to `max_batch` of them (waiting
 `batch_wait_s` for company after the first) and decodes them as one batch, each row with
-its own adapter (peft's mixed-adapter batches: `adapter_names`, "__base__" for none), its
+its own adapter (`multilora.rows`, "__base__" for none), its
 own sampling settings, stop strings and token budget, and streams text deltas as they come.
 The batching is continuous: at every decoding step, requests that arrived are prefilled and
 join the running batch (their KV cache left-padded to its length and stacked onto it), and
@@ -305,7 +305,7 @@ class Engine:
 
     def _adapter_setup(self, batch: list[GenRequest]) -> tuple[dict[str, Any], Any]:
         """Forward kwargs and a context: one adapter for the whole batch runs peft's plain path (measured
-        faster than its mixed-batch path); several go through `adapter_names`, one per row."""
+        faster than its mixed-batch path); several get one adapter per row (`multilora.rows`)."""
         import contextlib
 
         if not self.peft:
@@ -316,7 +316,9 @@ class Engine:
         if len(names) == 1:
             self.model.set_adapter(names.pop())
             return {}, contextlib.nullcontext()
-        return {"adapter_names": [r.adapter for r in batch]}, contextlib.nullcontext()
+        from tunesmith.serve.multilora import rows
+
+        return {}, rows(self.model, [r.adapter for r in batch])
 
     def _finish(self, row: _Row) -> None:
         self._emit(row)

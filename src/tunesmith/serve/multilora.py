@@ -9,12 +9,22 @@ batch gathers each row's matrices and runs two `torch.bmm`s, whatever the number
 adapters. No library offers this for peft models on CPU (LoRAX and vLLM ship CUDA
 kernels), so it is written here: it replaces `_mixed_batch_forward` on each peft
 `lora.Linear`, and is only used for plain LoRA (the server refuses DoRA and others).
+
+With few adapters loaded (their ranks summing to at most DENSE_MAX_RANK) there is no gather
+at all: every row goes through all adapters' A matrices at once (one matmul to sum-of-ranks
+columns), a 0/1 mask keeps each row's own adapter's columns, and one matmul by the stacked,
+pre-scaled B matrices finishes it. That is the single-adapter path's op count (two matmuls
+per layer), with a few more columns; on a CPU per-op overhead, not FLOPs, dominates a decoding
+step, and this measured faster than the gathered bmm (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import types
-from typing import Any
+from typing import Any, Iterator
+
+DENSE_MAX_RANK = 256  # all adapters' ranks summed: up to this, the dense path; beyond it, the gathered bmm
 
 
 def _stack(layer: Any) -> None:
@@ -36,7 +46,19 @@ def _stack(layer: Any) -> None:
     layer._ts_base = len(names)
     layer._ts_a, layer._ts_b, layer._ts_scale = a, b.transpose(1, 2).contiguous(), scale
     layer._ts_a_t = a.transpose(1, 2).contiguous()
-    layer._ts_last = (None, None)
+    layer._ts_last = (None, None, None)
+    ranks = [layer.lora_A[n].weight.shape[0] for n in names]
+    if sum(ranks) <= DENSE_MAX_RANK:  # all A matrices side by side, all B matrices (scaled) stacked
+        layer._ts_dense_a = torch.cat([layer.lora_A[n].weight.detach() for n in names]).t().contiguous()
+        layer._ts_dense_b = torch.cat([layer.lora_B[n].weight.detach().t() * layer.scaling[n] for n in names])
+        onehot = torch.zeros(len(names) + 1, sum(ranks), dtype=first.dtype, device=first.device)
+        start = 0
+        for i, r in enumerate(ranks):
+            onehot[i, start:start + r] = 1
+            start += r
+        layer._ts_onehot = onehot  # the last row ("__base__") is all zeros
+    else:
+        layer._ts_dense_a = None
 
 
 def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwargs: Any) -> Any:
@@ -45,15 +67,41 @@ def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwa
     for key in ("alora_offsets",):
         kwargs.pop(key, None)
     result = self.base_layer(x, *args, **kwargs)
-    names_id, idx = self._ts_last
-    if names_id is not id(adapter_names):
+    names_id, idx, mask = self._ts_last
+    if names_id is not id(adapter_names):  # once per forward pass: every step passes a new list
         idx = torch.tensor([self._ts_index.get(n, self._ts_base) for n in adapter_names], device=self._ts_a_t.device)
-        self._ts_last = (id(adapter_names), idx)
+        mask = self._ts_onehot[idx].unsqueeze(1) if self._ts_dense_a is not None else None
+        self._ts_last = (id(adapter_names), idx, mask)
     squeeze = x.dim() == 2
     h = x.unsqueeze(1) if squeeze else x
+    if mask is not None:
+        h = torch.matmul(h.to(self._ts_dense_a.dtype), self._ts_dense_a) * mask
+        h = torch.matmul(h, self._ts_dense_b)
+        return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
     h = torch.bmm(h.to(self._ts_a_t.dtype), self._ts_a_t[idx])        # [batch, tokens, rank]
     h = torch.bmm(h, self._ts_b[idx]) * self._ts_scale[idx].view(-1, 1, 1)  # [batch, tokens, out]
     return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
+
+
+def _forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """peft's forward, unless `rows` set each row's adapter for this pass."""
+    names = self._ts_rows[0]
+    if names is None or "adapter_names" in kwargs:
+        return type(self).forward(self, x, *args, **kwargs)
+    return _bgmv_forward(self, x, *args, adapter_names=names, **kwargs)
+
+
+@contextlib.contextmanager
+def rows(model: Any, adapter_names: list[str]) -> Iterator[None]:
+    """Run the model's forward passes with one adapter per batch row ("__base__" for none), as peft's
+    `adapter_names=` does, but without peft's way there: it registers and removes a forward hook on
+    every LoRA layer at each call, which measured a large share of a CPU decoding step."""
+    holder = model._ts_rows
+    holder[0] = adapter_names
+    try:
+        yield
+    finally:
+        holder[0] = None
 
 
 def install(model: Any) -> int:
@@ -61,10 +109,13 @@ def install(model: Any) -> int:
     Call again after loading or removing an adapter."""
     from peft.tuners.lora import Linear
 
+    holder = model.__dict__.setdefault("_ts_rows", [None])  # the rows' adapters, shared by every layer
     count = 0
     for module in model.modules():
         if isinstance(module, Linear) and module.lora_A:
             _stack(module)
             module._mixed_batch_forward = types.MethodType(_bgmv_forward, module)
+            module._ts_rows = holder
+            module.forward = types.MethodType(_forward, module)
             count += 1
     return count
