@@ -41,3 +41,19 @@ def test_bgmv_matches_peft_mixed_batches(tiny_model_dir, monkeypatch, dense):
     assert torch.allclose(ours[2:3], base, atol=1e-5)  # "__base__" rows get no adapter
     assert not torch.allclose(ours[0], ours[1], atol=1e-3) and not torch.allclose(ours[0], ours[2], atol=1e-3)
     assert torch.allclose(ours[1], ours[3], atol=1e-5)
+
+
+def test_each_pass_uses_its_own_rows(tiny_model_dir):
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name="small")
+    model.add_adapter("big", LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj"], init_lora_weights=False))
+    model.eval()
+    ids = torch.randint(5, 200, (1, 7)).repeat(3, 1)
+    plans = [("small", "big", "__base__"), ("big", "__base__", "small"), ("__base__", "small", "big")]
+    with torch.no_grad():
+        expected = {plan: model(input_ids=ids, adapter_names=list(plan)).logits for plan in plans}  # peft's own
+        install(model)
+        for plan in plans * 3:
+            with multilora.rows(model, list(plan)):  # a fresh list each pass, freed after it, as the engine's
+                assert torch.allclose(model(input_ids=ids).logits, expected[plan], atol=1e-5), plan

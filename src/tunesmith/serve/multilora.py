@@ -67,11 +67,12 @@ def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwa
     for key in ("alora_offsets",):
         kwargs.pop(key, None)
     result = self.base_layer(x, *args, **kwargs)
-    names_id, idx, mask = self._ts_last
-    if names_id is not id(adapter_names):  # once per forward pass: every step passes a new list
+    cached, idx, mask = self._ts_last
+    if cached is not adapter_names:  # once per forward pass: every step passes a new list
+        # (the list itself is kept, not its id: a freed list's id is soon another list's)
         idx = torch.tensor([self._ts_index.get(n, self._ts_base) for n in adapter_names], device=self._ts_a_t.device)
         mask = self._ts_onehot[idx].unsqueeze(1) if self._ts_dense_a is not None else None
-        self._ts_last = (id(adapter_names), idx, mask)
+        self._ts_last = (adapter_names, idx, mask)
     squeeze = x.dim() == 2
     h = x.unsqueeze(1) if squeeze else x
     if mask is not None:
