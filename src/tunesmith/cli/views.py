@@ -120,7 +120,10 @@ def print_train(result: Any) -> None:
     if m["train_loss_first"] is not None:
         table.add_row("training loss", f"{m['train_loss_first']:.4f} → {m['train_loss_last']:.4f}")
     if m["eval_loss_first"] is not None:
-        table.add_row("validation loss (before → best)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
+        table.add_row("validation loss (before → kept)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
+    if m.get("eval_task_metric_best") is not None:
+        table.add_row("validation task metric (before → kept)",
+                      f"{m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}")
     table.add_row("time", f"{m['train_runtime_s']:.0f} s")
     table.add_row("alarms", str(len(m["alarms"])))
     out.print(table)
@@ -395,6 +398,8 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
         curve = f"  {sparkline(losses)}" if len(losses) > 1 else ""
         val = (f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
                if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
+        if m.get("eval_task_metric_best") is not None:
+            val += f"; validation task metric {m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}"
         lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
                      f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
         fit = m.get("fit") or {}

@@ -90,10 +90,17 @@ class TrainConfig(Section):
     """Write a checkpoint every N optimizer steps. auto: at every evaluation."""
 
     early_stopping_patience: int | None = Field(3, ge=1)
-    """Stop after this many evaluations without a better validation loss (None: never)."""
+    """Stop after this many evaluations without a better `early_stopping_metric` (None: never)."""
+
+    early_stopping_metric: Literal["loss", "task"] = "loss"
+    """What early stopping and the best checkpoint (the model kept) follow: the validation loss, or the
+    validation task metric, `eval_task_metric` (SFT only): the accuracy of eval.fields (or of the
+    JSON schema's required closed-set fields) in each validation answer, else the share of answers
+    right as a whole, read off the validation-loss pass by teacher forcing (train/task_metric.py). It
+    is logged at every evaluation either way. Ties keep the earlier checkpoint, as transformers does."""
 
     save_total_limit: int = Field(3, ge=1)
-    """Checkpoints kept on disk (the best one by validation loss is always kept); at least 2 are
+    """Checkpoints kept on disk (the best one, by early_stopping_metric, is always kept); at least 2 are
     kept whatever is set, so a kill while the newest is being written still leaves a complete one."""
 
     mlflow: bool = True
@@ -114,6 +121,13 @@ class TrainConfig(Section):
             if "precision" not in data:
                 data["precision"] = {True: "bf16", False: "fp32"}.get(value, "auto")
         return data
+
+    @model_validator(mode="after")
+    def _task_metric_needs_sft(self) -> TrainConfig:
+        if self.early_stopping_metric == "task" and self.method != "sft":
+            raise ValueError(f"early_stopping_metric: task is measured for sft only, not {self.method}; "
+                             "use loss (the default)")
+        return self
 
     def auto_fields(self) -> list[str]:
         """Settings left to `auto`, which the pre-flight check chooses."""

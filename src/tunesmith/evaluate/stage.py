@@ -20,6 +20,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
 from tunesmith.files import write_atomic, write_json
 from tunesmith.paths import eval_dir, train_dir
+from tunesmith.train.task_metric import schema_fields
 
 MODELS = ("base", "few_shot", "fine_tuned")
 
@@ -53,12 +54,6 @@ def pick_shots(train: list[Conversation], k: int, seed: int) -> list[Conversatio
         if r not in chosen:
             chosen.append(r)
     return chosen
-
-
-def schema_fields(schema: dict[str, Any]) -> list[str]:
-    """Fields scored for accuracy by default: required fields with a closed set of values."""
-    props = schema.get("properties", {})
-    return [f for f in schema.get("required", []) if "enum" in props.get(f, {}) or "const" in props.get(f, {})]
 
 
 def task_kind(cfg: ProjectConfig, references: list[str]) -> str:
@@ -312,6 +307,9 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
 
             if (model_dir / "adapter_config.json").exists():
                 model = PeftModel.from_pretrained(model, str(model_dir))
+                if e.merge_adapter and not model.active_peft_config.is_prompt_learning:
+                    model = model.merge_and_unload()  # into the base weights, which no later pass needs
+                results["adapter_merged"] = not isinstance(model, PeftModel)
             else:
                 model = load_model(str(model_dir), dtype=dtype, device=device)
         if kind == "preference":

@@ -42,8 +42,9 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, dev
         eval_steps=t.eval_steps if has_eval else None,
         eval_on_start=has_eval,  # the base model's validation loss: the point every curve starts from
         load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
+        metric_for_best_model={"loss": "eval_loss", "task": "eval_task_metric"}[t.early_stopping_metric]
+        if has_eval else None,
+        greater_is_better=t.early_stopping_metric == "task" if has_eval else None,
         prediction_loss_only=True,
         bf16=precision == "bf16",  # set explicitly: TRL's configs default it to on
         fp16=precision == "fp16",  # with loss scaling (older GPUs)

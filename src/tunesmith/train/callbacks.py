@@ -65,6 +65,8 @@ class RichProgress(TrainerCallback):
             parts.append(f"loss {logs['loss']:.4f}")
         if "eval_loss" in logs:
             parts.append(f"val {logs['eval_loss']:.4f}")
+        if logs.get("eval_task_metric") is not None:
+            parts.append(f"val task {logs['eval_task_metric']:.3f}")
         if "learning_rate" in logs:
             parts.append(f"lr {logs['learning_rate']:.2e}")
         tps = self.tokens_per_second()
@@ -82,7 +84,7 @@ class MetricsLog(TrainerCallback):
     """Every logged value to metrics.csv, and to MLflow when a run is active."""
 
     FIELDS = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "time",
-              "mean_token_accuracy", "eval_mean_token_accuracy"]
+              "mean_token_accuracy", "eval_mean_token_accuracy", "eval_task_metric"]
 
     def __init__(self, path: Path, progress: RichProgress | None = None, mlflow_run: bool = False):
         self.path = path
@@ -97,7 +99,8 @@ class MetricsLog(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), "time": round(time.time(), 3)}
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy"):
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
+                    "eval_task_metric"):
             if key in logs:
                 row[key] = logs[key]
         if self.progress and "loss" in logs and (tps := self.progress.tokens_per_second()):
@@ -233,3 +236,19 @@ class StopAtStep(TrainerCallback):
         if state.global_step >= self.step:
             control.should_training_stop = True
             self.fired = True
+
+
+def task_early_stopping(patience: int) -> Any:
+    """transformers' early stopping on `eval_task_metric`, counting evaluations only once the metric has
+    risen above its value before training: a task metric often stays at the untrained model's 0.0 for the
+    first evaluations while the loss falls, and patience spent there would stop a run that is learning."""
+    from transformers import EarlyStoppingCallback
+
+    class TaskEarlyStopping(EarlyStoppingCallback):
+        def on_evaluate(self, args, state, control, metrics, **kwargs):
+            seen = [h["eval_task_metric"] for h in state.log_history if h.get("eval_task_metric") is not None]
+            if seen and max(seen) <= seen[0]:  # read from the log, so a resumed run counts the same
+                return
+            super().on_evaluate(args, state, control, metrics, **kwargs)
+
+    return TaskEarlyStopping(early_stopping_patience=patience)

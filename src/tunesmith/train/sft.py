@@ -14,6 +14,7 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.train.arguments import training_kwargs
 from tunesmith.train.collate import PackedCollator
+from tunesmith.train.task_metric import TeacherForcedScore, schema_fields
 
 
 def load_prepared(path: Path) -> Any:
@@ -25,7 +26,7 @@ def load_prepared(path: Path) -> Any:
 
 
 def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None,
-                           accuracy: dict[str, int] | None = None) -> tuple[Any, Any]:
+                           accuracy: dict[str, int] | None = None, answers: Any = None) -> tuple[Any, Any]:
     """Causal-LM loss computing logits only where a trained token is predicted.
 
     Typically under a third of the tokens of a chat record are trained (assistant turns);
@@ -34,7 +35,8 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
     Summed and divided by `num_items_in_batch` exactly as transformers' own loss does; with
     `loss_weights` in the batch (replay balanced against the task) each token's loss is weighted
     first (the weights average 1 over the training set, so the scale is kept). With `accuracy`,
-    adds the trained tokens predicted right (argmax) and counted to its "correct" and "total".
+    adds the trained tokens predicted right (argmax) and counted to its "correct" and "total"; with
+    `answers` (a `TeacherForcedScore`), scores each answer the batch holds.
     """
     import torch
     import torch.nn.functional as F
@@ -56,11 +58,15 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
         token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1),
                                      ignore_index=IGNORE_INDEX, reduction="none")
         loss = (token_loss * weights[:, 1:][:, keep].reshape(-1).to(token_loss.dtype)).sum()
-    if accuracy is not None:
+    if accuracy is not None or answers is not None:
         with torch.no_grad():
-            mask = picked != IGNORE_INDEX
-            accuracy["correct"] += int(((logits.argmax(-1) == picked) & mask).sum())
-            accuracy["total"] += int(mask.sum())
+            predicted = logits.argmax(-1)
+            if accuracy is not None:
+                mask = picked != IGNORE_INDEX
+                accuracy["correct"] += int(((predicted == picked) & mask).sum())
+                accuracy["total"] += int(mask.sum())
+            if answers is not None:
+                answers.add(keep, picked, predicted, IGNORE_INDEX)
     if num_items_in_batch is None:
         num_items_in_batch = (picked != IGNORE_INDEX).sum()
     if torch.is_tensor(num_items_in_batch):
@@ -73,15 +79,18 @@ def sft_trainer_class() -> type:
 
     class TrainedTokensTrainer(Trainer):
         """transformers' Trainer with `trained_positions_loss`, logging the mean token accuracy of
-        training and validation (as TRL's SFTTrainer does) beside the losses."""
+        training and validation (as TRL's SFTTrainer does) beside the losses, and with `task_score`
+        (a `TeacherForcedScore`) the validation task metric as `eval_task_metric`."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, task_score: Any = None, **kwargs):
             super().__init__(*args, **kwargs)
             self._accuracy = {"train": {"correct": 0, "total": 0}, "eval": {"correct": 0, "total": 0}}
+            self._task_score = task_score
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             counts = self._accuracy["train" if model.training else "eval"]
-            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch, counts)
+            answers = None if model.training else self._task_score
+            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch, counts, answers)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
             return (loss, outputs) if return_outputs else loss
@@ -92,6 +101,8 @@ def sft_trainer_class() -> type:
                 if ("loss" if mode == "train" else "eval_loss") in logs and counts["total"]:
                     logs[key] = round(counts["correct"] / counts["total"], 4)
                     counts["correct"] = counts["total"] = 0
+            if "eval_loss" in logs and self._task_score is not None:
+                logs["eval_task_metric"] = self._task_score.pop()
             return super().log(logs, *args, **kwargs)
 
     return TrainedTokensTrainer
@@ -107,6 +118,19 @@ def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path
         eval_ds = None
     collator = PackedCollator(tokenizer.pad_token_id)
     args = TrainingArguments(**training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=eval_ds is not None))
+    task_score = TeacherForcedScore(tokenizer, scored_fields(cfg)) if eval_ds is not None else None
     trainer = sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                      processing_class=tokenizer, callbacks=callbacks)
+                                  processing_class=tokenizer, callbacks=callbacks, task_score=task_score)
     return trainer, collator
+
+
+def scored_fields(cfg: ProjectConfig) -> list[str]:
+    """The JSON fields the validation task metric scores: eval.fields, or the schema's required
+    closed-set fields, as evaluation scores them; none (answers scored whole) without either."""
+    import json
+
+    if cfg.eval.fields:
+        return list(cfg.eval.fields)
+    if cfg.eval.json_schema:
+        return schema_fields(json.loads(cfg.resolve(cfg.eval.json_schema).read_text()))
+    return []

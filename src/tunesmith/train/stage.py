@@ -36,6 +36,7 @@ from tunesmith.train.callbacks import (
     ProgressFile,
     RichProgress,
     StopAtStep,
+    task_early_stopping,
 )
 
 
@@ -196,7 +197,9 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         if t.early_stopping_patience and trainer.args.load_best_model_at_end:
             from transformers import EarlyStoppingCallback
 
-            trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+            patience = t.early_stopping_patience
+            trainer.add_callback(task_early_stopping(patience) if t.early_stopping_metric == "task"
+                                 else EarlyStoppingCallback(early_stopping_patience=patience))
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
@@ -240,7 +243,9 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
     png = loss_curve(run_dir / "metrics.csv", run_dir / "loss.png",
                      f"{cfg.train.method.upper()} {cfg.train.adapter} on {cfg.base_model}")
     split = json.loads((data_dir(cfg) / "split.json").read_text()) if (data_dir(cfg) / "split.json").exists() else {}
-    evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+    evals = [h for h in state.log_history if "eval_loss" in h]
+    best_step = int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None
+    kept = next((h for h in evals if h["step"] == best_step), {})  # the evaluation of the checkpoint kept
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     metadata = {
         "tunesmith_version": __version__,
@@ -256,8 +261,11 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         "epochs": round(state.epoch or 0, 3),
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
-        "eval_loss_first": evals[0] if evals else None,
-        "eval_loss_best": state.best_metric,
+        "eval_loss_first": evals[0]["eval_loss"] if evals else None,
+        "eval_loss_best": kept.get("eval_loss"),
+        "eval_task_metric_first": evals[0].get("eval_task_metric") if evals else None,
+        "eval_task_metric_best": kept.get("eval_task_metric"),
+        "best_metric": cfg.train.early_stopping_metric if evals else None,
         "best_checkpoint": state.best_model_checkpoint,
         "runtime_s": round(time.time() - started, 1),
         "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
