@@ -65,7 +65,7 @@ class EvalConfig(Section):
     fine-tuned model generates again. Their latencies are those of the run that made them."""
 
     merge_adapter: bool = True
-    """Merge a LoRA adapter into a copy of the base weights before the fine-tuned passes. Unmerged,
+    """Merge a LoRA adapter into the base weights loaded for evaluation before the fine-tuned passes. Unmerged,
     every LoRA layer adds its two small matmuls to each decoding step: 1.5x (fp32) to 1.7x (bf16) the
     time of a test pass on a 2-core CPU. Outputs are identical in fp32; in bf16 each merged weight is
     rounded once (38 of 39 demo answers identical). false: generate through the unmerged adapter, as the

@@ -102,7 +102,9 @@ def sft_trainer_class() -> type:
                     logs[key] = round(counts["correct"] / counts["total"], 4)
                     counts["correct"] = counts["total"] = 0
             if "eval_loss" in logs and self._task_score is not None:
-                logs["eval_task_metric"] = self._task_score.pop()
+                value = self._task_score.pop()
+                if value is not None:
+                    logs["eval_task_metric"] = value
             return super().log(logs, *args, **kwargs)
 
     return TrainedTokensTrainer
