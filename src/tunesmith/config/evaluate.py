@@ -64,12 +64,14 @@ class EvalConfig(Section):
     run with the same base weights, prompts and decoding (`$TUNESMITH_CACHE/eval/`); only the
     fine-tuned model generates again. Their latencies are those of the run that made them."""
 
-    merge_adapter: bool = True
-    """Merge a LoRA adapter into the base weights loaded for evaluation before the fine-tuned passes. Unmerged,
-    every LoRA layer adds its two small matmuls to each decoding step: 1.5x (fp32) to 1.7x (bf16) the
-    time of a test pass on a 2-core CPU. Outputs are identical in fp32; in bf16 each merged weight is
-    rounded once (38 of 39 demo answers identical). false: generate through the unmerged adapter, as the
-    server does. Prefix tuning is never merged."""
+    merge_adapter: Union[bool, Auto] = "auto"
+    """Merge a LoRA adapter into the base weights loaded for evaluation before the fine-tuned passes.
+    Unmerged, every LoRA layer adds two small matmuls to each decoding step: a test pass of the demo
+    took 1.5x (fp32) to 1.7x (bf16) as long on a 2-core CPU. auto: merge when evaluation runs in
+    fp32, where the answers were identical; not in bf16 or fp16, where each merged weight is rounded
+    once and the answers move (the demo: 77 of 223 regression-suite answers differed, 12 passes
+    flipped). true: merge in any precision; false: never (as the server generates). Prefix tuning
+    is never merged."""
 
     heldout_loss: bool = True
     """Compute loss and perplexity on the test answers for the base and fine-tuned models."""

@@ -303,11 +303,13 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
 
     for name, plan in plans.items():
         if name == "fine_tuned":
+            import torch
             from peft import PeftModel
 
             if (model_dir / "adapter_config.json").exists():
                 model = PeftModel.from_pretrained(model, str(model_dir))
-                if e.merge_adapter and not model.active_peft_config.is_prompt_learning:
+                merge = e.merge_adapter is True or (e.merge_adapter == "auto" and dtype == torch.float32)
+                if merge and not model.active_peft_config.is_prompt_learning:
                     model = model.merge_and_unload()  # into the base weights, which no later pass needs
                 results["adapter_merged"] = not isinstance(model, PeftModel)
             else:
