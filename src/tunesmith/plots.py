@@ -18,7 +18,8 @@ def pyplot() -> Any:
 
 
 def loss_curve(metrics_csv: Path, out: Path, title: str = "Training") -> Path | None:
-    """Training and validation loss against optimizer steps, from a run's metrics.csv, as a PNG."""
+    """Training and validation loss against optimizer steps, from a run's metrics.csv, as a PNG, with the
+    validation task metric on a second axis when it was logged."""
     if not metrics_csv.exists():
         return None
     plt = pyplot()
@@ -38,7 +39,16 @@ def loss_curve(metrics_csv: Path, out: Path, title: str = "Training") -> Path | 
     ax.set_ylabel("loss (assistant tokens)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    task = [(int(r["step"]), float(r["eval_task_metric"])) for r in rows if r.get("eval_task_metric")]
+    if task:
+        right = ax.twinx()
+        right.plot(*zip(*task), "s--", label="validation task metric", color="#55A868")
+        right.set_ylim(0, 1.02)
+        right.set_ylabel("task metric (teacher-forced)")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="center right")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

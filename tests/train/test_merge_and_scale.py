@@ -45,6 +45,11 @@ def _curve(path):
         return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]}
 
 
+def _first_eval(path):
+    with open(path, newline="") as fh:
+        return next(r for r in csv.DictReader(fh) if r["eval_loss"])["eval_task_metric"]
+
+
 def test_two_processes_agree_with_one(tmp_path, tiny_model_dir):
     common = dict(max_steps=4, lora_dropout=0.0, eval_steps=100, save_steps=100, micro_batch_size=1)
     one = load_config(make_project(tmp_path / "one", tiny_model_dir, arithmetic_rows(), gradient_accumulation_steps=4,
@@ -59,6 +64,10 @@ def test_two_processes_agree_with_one(tmp_path, tiny_model_dir):
     assert a.keys() == b.keys() == {1, 2, 3, 4}
     for step in a:
         assert a[step] == pytest.approx(b[step], rel=1e-4), (step, a[step], b[step])
+    # the validation task metric before training, summed over both processes' shards (the untrained tiny
+    # model gets no answer right, so this checks that the sum runs and agrees, not much more)
+    first = [_first_eval(p / "metrics.csv") for p in (single.run_dir, run_two)]
+    assert first[0] == first[1] != ""
     wa = load_file(single.model_dir / "adapter_model.safetensors")
     wb = load_file(run_two / "model" / "adapter_model.safetensors")
     for name in wa:

@@ -102,7 +102,9 @@ def sft_trainer_class() -> type:
                     logs[key] = round(counts["correct"] / counts["total"], 4)
                     counts["correct"] = counts["total"] = 0
             if "eval_loss" in logs and self._task_score is not None:
-                value = self._task_score.pop()
+                acc = self.accelerator  # every process scores its shard of the validation split
+                value = self._task_score.pop(
+                    (lambda t: acc.reduce(t.to(acc.device), reduction="sum").cpu()) if acc.num_processes > 1 else None)
                 if value is not None:
                     logs["eval_task_metric"] = value
             return super().log(logs, *args, **kwargs)

@@ -123,7 +123,13 @@ class TeacherForcedScore:
         reference = self.tokenizer.decode(tokens) if self.fields else ""
         self.scores.append(answer_score(reference, [t == g for t, g in run], offsets, self.fields))
 
-    def pop(self) -> float | None:
-        """The mean score since the last call (None if no answer was seen), and start afresh."""
+    def pop(self, reduce: Any = None) -> float | None:
+        """The mean score since the last call (None if no answer was seen), and start afresh. `reduce`
+        sums (total, count) over processes when validation is sharded (accelerate's `reduce`)."""
         scores, self.scores = self.scores, []
-        return round(sum(scores) / len(scores), 4) if scores else None
+        total, count = sum(scores), len(scores)
+        if reduce is not None:
+            import torch
+
+            total, count = reduce(torch.tensor([total, count], dtype=torch.float64)).tolist()
+        return round(total / count, 4) if count else None
