@@ -167,8 +167,8 @@ def main() -> None:
     max_length = args.max_length or max(max(len(e["input_ids"]) for e in examples), int(args.batch * mean_len / 64 + 1) * 64)
     windows = pack_sequences(examples, max_length)
     # in packing order (best-fit decreasing) the first windows open with the longest records; the Trainer
-    # shuffles them (its RandomSampler), and so does this benchmark. Unshuffled, one pass ended 5.0% above
-    # the baseline's validation loss in fp32; the same windows shuffled, 0.2% (docs/benchmarks.md)
+    # shuffles them (its RandomSampler), and so does this benchmark. After one short pass the validation loss
+    # depends on the batches' order by 5-12% either way (docs/benchmarks.md), so read it as a rough check
     random.Random(0).shuffle(windows)
     packed = PackedCollator(tok.pad_token_id)
     our_batches = [packed([w]) for w in windows]
