@@ -55,11 +55,34 @@ def main() -> None:
     prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
                for i in range(args.examples)]
     generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
-    kept: dict[str, list[float]] = {"one": [], "batched": []}
+    size = None if args.batch_size == "auto" else int(args.batch_size)
+    kept, outputs, dropped = alternate({"one": (model, 1), "batched": (model, size)}, tok, prompts, args)
+    same = sum(a == b for a, b in zip(outputs["one"], outputs["batched"]))
+    result = {"precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
+              "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
+              "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
+              "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
+    if kept["one"] and kept["batched"]:
+        result["ratio"] = round(result["batched_tok_s"] / result["one_at_a_time_tok_s"], 2)
+    report(result, args)
+
+
+def report(result: dict, args) -> None:
+    print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+def alternate(runs: dict, tok, prompts, args) -> tuple[dict[str, list[float]], dict[str, list[str]], int]:
+    """`runs` (name -> (model, batch size)) in turn, `args.rounds` times: each one's generated tokens/s in
+    the rounds other processes left alone, its last outputs, and how many runs were dropped for load."""
+    from tunesmith.models.generate import generate
+
+    kept: dict[str, list[float]] = {name: [] for name in runs}
     outputs: dict[str, list[str]] = {}
     dropped = 0
     for _ in range(args.rounds):
-        for name, size in (("one", 1), ("batched", None if args.batch_size == "auto" else int(args.batch_size))):
+        for name, (model, size) in runs.items():
             with OtherLoad() as load:
                 began = time.perf_counter()
                 outs = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=size)
@@ -69,16 +92,7 @@ def main() -> None:
                 dropped += 1
                 continue
             kept[name].append(sum(o["new_tokens"] for o in outs) / seconds)
-    same = sum(a == b for a, b in zip(outputs["one"], outputs["batched"]))
-    result = {"precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
-              "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
-              "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
-              "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
-    if kept["one"] and kept["batched"]:
-        result["ratio"] = round(result["batched_tok_s"] / result["one_at_a_time_tok_s"], 2)
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    return kept, outputs, dropped
 
 
 def _adapted(model, adapter: str):
@@ -115,31 +129,16 @@ def compare_merged(args) -> None:
     prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
                for i in range(args.examples)]
     size = None if args.batch_size == "auto" else int(args.batch_size)
-    kept: dict[str, list[float]] = {name: [] for name in models}
-    outputs: dict[str, list[str]] = {}
-    dropped = 0
     for model in models.values():
         generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            with OtherLoad() as load:
-                began = time.perf_counter()
-                outs = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=size)
-                seconds = time.perf_counter() - began
-            outputs[name] = [o["output"] for o in outs]
-            if load.share > args.max_other_load:
-                dropped += 1
-                continue
-            kept[name].append(sum(o["new_tokens"] for o in outs) / seconds)
+    kept, outputs, dropped = alternate({name: (model, size) for name, model in models.items()}, tok, prompts, args)
     same = sum(a == b for a, b in zip(outputs["unmerged"], outputs["merged"]))
     result = {"precision": args.precision, "examples": args.examples, "adapter": args.adapter,
               **{f"{name}_tok_s": round(statistics.median(v), 1) if v else None for name, v in kept.items()},
               "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
     if kept["unmerged"] and kept["merged"]:
         result["ratio"] = round(result["merged_tok_s"] / result["unmerged_tok_s"], 2)
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    report(result, args)
 
 
 if __name__ == "__main__":

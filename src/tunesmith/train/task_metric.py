@@ -30,23 +30,23 @@ def field_spans(text: str) -> dict[str, tuple[int, int]] | None:
     i = _SPACE.match(text).end()
     if not text.startswith("{", i):
         return None
-    ends: dict[str, tuple[int, int]] = {}
+    spans: dict[str, tuple[int, int]] = {}
     i += 1
     try:
         while True:
             i = _SPACE.match(text, i).end()
-            if text[i] == "}" and not ends:
-                return ends
+            if text[i] == "}" and not spans:
+                return spans
             key, i = decoder.raw_decode(text, i)
             i = _SPACE.match(text, i).end()
             if text[i] != ":":
                 return None
             start = _SPACE.match(text, i + 1).end()
             _, i = decoder.raw_decode(text, start)
-            ends[str(key)] = (start, i)
+            spans[str(key)] = (start, i)
             i = _SPACE.match(text, i).end()
             if text[i] == "}":
-                return ends
+                return spans
             if text[i] != ",":
                 return None
             i += 1
