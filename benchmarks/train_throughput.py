@@ -6,27 +6,34 @@ configuration in turn, in one process, so machine noise hits them alike; per ste
 CPU share other processes took (/proc/stat) and drops contaminated steps. It prints real
 (non-padding) tokens/s for each, each one's ratio to the baseline, peak memory, model-FLOPs
 utilisation against a matmul peak in the trained precision measured in the same run, and the validation loss each
-reaches after one pass over the same records (scored in fp32).
+reaches after one pass over the same records (scored in fp32). Every configuration takes the same records
+in the same steps in the same order (the records of tunesmith's shuffled packed windows; the baseline pads
+them), so the losses compare the levers at equal tokens, not batch orders.
 
-    baseline         transformers Trainer steps, fp32 weights, sdpa, LoRA dropout 0.05, records padded to
-                     the longest in each batch, logits and softmax at every position
+    baseline         transformers Trainer steps, fp32 weights, sdpa, LoRA dropout 0.05, each step's records
+                     padded to the longest, logits and softmax at every position
     +packing         tunesmith's collator and loss: packed windows (padding-free), eager attention on CPU,
                      LM head and softmax only at positions that predict a trained token; still dropout 0.05
     +precision       frozen base in bf16 with bf16 autocast (only with --precision bf16)
     +no dropout      LoRA dropout 0 (tunesmith's default): no copy of each adapted layer's input
     +varlen          eager_varlen attention (tunesmith's CPU default, models/attention.py): eager maths
                      within each packed record instead of over the whole window's block-diagonal mask
-    +sdpa            instead of +varlen: sdpa attention with the packed block-diagonal mask
-    +compile         torch.compile of the model, on +varlen (only with --compile)
+    +compile         train.compile: each decoder layer compiled in place (regional, dynamic shapes; the
+                     per-record attention stays eager), on +varlen: tunesmith's default in bf16 on CPUs
+    +sdpa            instead of +varlen: sdpa attention with the packed block-diagonal mask, not compiled
 
 Run:  python benchmarks/train_throughput.py --model tiny
       python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96   # this CPU's precision
       python benchmarks/train_throughput.py --model smollm2-135m-instruct --records 96 --precision fp32
+
+The first step of each configuration is a warm-up and not measured; for +compile it holds the compile
+(its time is printed: it is paid once per training run).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -124,11 +131,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="tiny, smollm2-135m-instruct, or a model folder")
     ap.add_argument("--records", type=int, default=96, help="training records (one pass)")
-    ap.add_argument("--batch", type=int, default=4, help="records per baseline step")
+    ap.add_argument("--batch", type=int, default=4,
+                    help="records per step, about: sizes the windows, whose records the baseline pads into its steps")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                     help="tunesmith's precision: auto is what training would choose here (bf16 where the CPU has "
                          "it natively); fp32 on a bf16 CPU stands in for one without")
-    ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the model")
+    ap.add_argument("--no-compile", action="store_true", help="leave out +compile (inductor needs a C++ compiler)")
     ap.add_argument("--max-length", type=int, default=None,
                     help="tunesmith window size (default: room for --batch records of mean length, so all "
                          "configurations see about the same records per step)")
@@ -157,21 +165,22 @@ def main() -> None:
     examples = [tokenize_messages(r.messages, tok) for r in train_recs]
     val = [tokenize_messages(r.messages, tok) for r in val_recs]
 
-    base_batches = []
-    pad_collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=IGNORE_INDEX)
-    for i in range(0, len(examples), args.batch):
-        chunk = [{"input_ids": e["input_ids"], "labels": e["labels"], "attention_mask": [1] * len(e["input_ids"])}
-                 for e in examples[i:i + args.batch]]
-        base_batches.append(pad_collator(chunk))
     mean_len = statistics.mean(len(e["input_ids"]) for e in examples)
     max_length = args.max_length or max(max(len(e["input_ids"]) for e in examples), int(args.batch * mean_len / 64 + 1) * 64)
     windows = pack_sequences(examples, max_length)
-    # in packing order (best-fit decreasing) the first windows open with the longest records; the Trainer
-    # shuffles them (its RandomSampler), and so does this benchmark. After one short pass the validation loss
-    # depends on the batches' order by 5-12% either way (docs/benchmarks.md), so read it as a rough check
-    random.Random(0).shuffle(windows)
+    random.Random(0).shuffle(windows)  # as the Trainer's sampler does
     packed = PackedCollator(tok.pad_token_id)
     our_batches = [packed([w]) for w in windows]
+    # The baseline takes the same records in the same steps, in the same order, padded: after one short pass
+    # the validation loss moves 5-12% with which records share a step and their order alone (docs/benchmarks.md),
+    # more than any lever; with the same batches, packing's loss is the padded one to the last digit, and what
+    # the loss column shows is what the other levers (precision, dropout, kernels) do at equal tokens
+    pad_collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=IGNORE_INDEX)
+    base_batches = []
+    for w in windows:
+        bounds = [0] + list(itertools.accumulate(w["seq_lengths"]))
+        base_batches.append(pad_collator([{"input_ids": w["input_ids"][a:b], "labels": w["labels"][a:b],
+                                           "attention_mask": [1] * (b - a)} for a, b in zip(bounds, bounds[1:])]))
     dummy = Dataset.from_list([{"x": 0}])
 
     torch.manual_seed(0)
@@ -186,15 +195,13 @@ def main() -> None:
         ladder.append(("+precision", "bf16", 0.05, False, "eager"))
     ladder.append(("+no dropout", args.precision, 0.0, False, "eager"))
     ladder.append(("+varlen", args.precision, 0.0, False, "eager_varlen"))
-    ladder.append(("+sdpa", args.precision, 0.0, False, "sdpa"))  # instead of +varlen
-    if args.compile:
-        ladder.append(("+compile", args.precision, 0.0, True, "eager_varlen"))  # on the default, not on +sdpa
+    if not args.no_compile:
+        ladder.append(("+compile", args.precision, 0.0, True, "eager_varlen"))
+    ladder.append(("+sdpa", args.precision, 0.0, False, "sdpa"))  # instead of +varlen, not compiled
     for name, precision, dropout, compiled, attention in ladder:
         torch.manual_seed(0)
-        model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention),
-                                  precision=precision)
-        if compiled:
-            model = torch.compile(model, dynamic=False)
+        model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention,
+                                                    compile=compiled), precision=precision)
         trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr, out=f"{tmp}/{len(configs)}",
                                trainer_class=sft_trainer_class())
         configs[name] = (trainer, our_batches, model)
@@ -202,10 +209,11 @@ def main() -> None:
     timings = {name: [] for name in configs}
     dropped = {name: 0 for name in configs}
     peaks = {name: 0.0 for name in configs}  # process peak RSS during each configuration's steps
+    first_step: dict[str, float] = {}
     peak = peak_gflops(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     rounds = max(len(base_batches), len(our_batches))
-    print(f"model {args.model}: {len(examples)} records, baseline {len(base_batches)} steps of {args.batch} padded records, "
-          f"tunesmith {len(our_batches)} packed windows of <= {max_length} tokens, precision {args.precision}; "
+    print(f"model {args.model}: {len(examples)} records in {len(windows)} steps (the same records per step for all: "
+          f"padded for the baseline, packed for tunesmith) in windows of <= {max_length} tokens, precision {args.precision}; "
           f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}", flush=True)
     for i in range(rounds):
         for name, (trainer, batches, _) in configs.items():
@@ -218,6 +226,7 @@ def main() -> None:
                 step(trainer, b)
             peaks[name] = max(peaks[name], peak_rss_mb())
             if i == 0:  # warm-up step: allocator and kernel caches (and compilation)
+                first_step[name] = round(load.wall, 1)
                 continue
             if load.share > args.max_other_load:
                 dropped[name] += 1
@@ -234,7 +243,8 @@ def main() -> None:
             "median_real_tokens_per_s": round(rate, 1), "ratio_to_baseline": round(rate / base_rate, 2),
             "steps_measured": len(timings[name]), "steps_dropped_for_load": dropped[name],
             "peak_rss_mb_during_steps": round(peaks[name]), "validation_loss": round(loss, 4),
-            "validation_loss_vs_baseline": round((loss - base_loss) / base_loss, 4)}
+            "validation_loss_vs_baseline": round((loss - base_loss) / base_loss, 4),
+            "first_step_s": first_step.get(name)}
     fpt = flops_per_token(configs[list(configs)[-1]][2])  # the same LoRA on the same base in every configuration
     for name, row in result["configurations"].items():
         row[f"mfu_vs_{args.precision}_peak"] = round(row["median_real_tokens_per_s"] * fpt / (peak * 1e9), 3)

@@ -86,6 +86,7 @@ def test_defaults_choose_a_window_batch_and_schedule_that_fit(new_user_project, 
     assert 60 <= fit.total_steps <= 160, (fit.total_steps, effective, fit.data.sequences)
     assert fit.estimate.total <= fit.budget_bytes and not fit.warnings
     assert t.attn_implementation == "eager_varlen" and t.gradient_checkpointing is False
+    assert t.compile is False  # a tiny model: too little work to pay a compile back
     assert {c["setting"] for c in fit.choices} >= {"data.max_length", "train.micro_batch_size", "train.num_epochs",
                                                    "train.gradient_accumulation_steps"}
 
@@ -281,3 +282,26 @@ def test_the_model_card_shows_what_the_pre_flight_check_chose(new_user_project):
     assert "| epochs | 3.0 |" in card and "| micro batch × accumulation | 10 × 2 |" in card
     assert "| max length | 128 |" in card and "| precision, device | bf16, cpu |" in card
     assert "auto" not in card.split("## Training configuration")[1].split("## Evaluation")[0]
+
+
+def test_compile_is_chosen_where_it_pays(monkeypatch):
+    """train.compile: auto is on only for SFT on a CPU with a C++ compiler, without gradient checkpointing,
+    for runs long enough to pay the one-off compile back."""
+    from tunesmith.config import TrainConfig
+    from tunesmith.estimate.fit import compile_choice
+
+    monkeypatch.delenv("TORCHDYNAMO_DISABLE", raising=False)
+    monkeypatch.setenv("CXX", "sh")  # any program on PATH stands in for g++
+    demo = dict(device="cpu", tokens=178_000, params=135_000_000)  # the demo: 3 epochs of 59k tokens
+    assert compile_choice(TrainConfig(), **demo)[0] is True
+    assert compile_choice(TrainConfig(), device="cpu", tokens=178_000, params=2_000_000)[0] is False  # a tiny model
+    assert compile_choice(TrainConfig(), device="cpu", tokens=20_000, params=135_000_000)[0] is False  # a short run
+    assert compile_choice(TrainConfig(), **{**demo, "device": "cuda"})[0] is False
+    assert compile_choice(TrainConfig(method="dpo"), **demo)[0] is False
+    assert compile_choice(TrainConfig(gradient_checkpointing=True), **demo)[0] is False
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    on, why = compile_choice(TrainConfig(), **demo)
+    assert on is False and "no-such-compiler-here" in why
+    monkeypatch.setenv("CXX", "sh")
+    monkeypatch.setenv("TORCHDYNAMO_DISABLE", "1")
+    assert compile_choice(TrainConfig(), **demo)[0] is False

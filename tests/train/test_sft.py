@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 from tests.train.helpers import arithmetic_rows, make_project
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.train.adapters import compiled_in_training
 from tunesmith.train.callbacks import StopAtStep
 from tunesmith.train.stage import run_train
 
@@ -170,3 +171,33 @@ def test_weighted_loss_is_the_weighted_token_mean(tiny_model_dir):
     mask = labels[:, 1:] != -100
     expected = (token_loss * weights[:, 1:] * mask).sum() / mask.sum()
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_compiled_layers_train_as_eager_ones(tmp_path, tiny_model_dir, monkeypatch):
+    """train.compile: the decoder layers' training steps run compiled (shapes dynamic, the per-record
+    attention left eager), validation runs eager, and the losses are eager's. In fp32 (the helper's), so
+    any CPU runs it."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "disable", False)  # should TORCHDYNAMO_DISABLE be set here
+    wrapped = []
+
+    class Layers(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            wrapped.extend(m for m in model.modules() if getattr(getattr(m, "forward", None), "func", None)
+                           is compiled_in_training)
+
+    common = dict(max_steps=4, lora_dropout=0.0, eval_steps=2, save_steps=2, attn_implementation="eager_varlen")
+    eager = run_train(load_config(make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), compile=False,
+                                               **common)))
+    counters.clear()
+    compiled = run_train(load_config(make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), compile=True,
+                                                  **common)), extra_callbacks=[Layers()])
+    assert len(wrapped) == 2  # the tiny model's two decoder layers, nothing else
+    assert counters["stats"]["unique_graphs"] >= 1  # graphs were compiled (and run: the losses below)
+    for column in ("loss", "eval_loss"):
+        a, b = _curve(eager.run_dir, column), _curve(compiled.run_dir, column)
+        assert a.keys() == b.keys() and a
+        for step in a:
+            assert a[step] == pytest.approx(b[step], rel=1e-3), (column, step)

@@ -87,9 +87,12 @@ def varlen_mask(**kwargs: Any) -> Any:
 
 def register() -> str:
     """Make VARLEN selectable with `attn_implementation` (idempotent); returns its name."""
+    import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    AttentionInterface.register(VARLEN, varlen_attention)
+    # left out of torch.compile's graphs (train.compile): its loop over each window's records would
+    # recompile for every new set of record lengths; the layer around it is compiled
+    AttentionInterface.register(VARLEN, torch.compiler.disable(varlen_attention))
     AttentionMaskInterface.register(VARLEN, varlen_mask)
     return VARLEN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from tunesmith.config import TrainConfig
@@ -104,7 +105,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
             model.enable_input_require_grads()
     config = peft_config(cfg, model)
     if config is None:
-        return model
+        return compile_layers(model) if cfg.compile is True else model
     from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -116,4 +117,27 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
         for module in model.modules():
             if isinstance(module, BaseTunerLayer):
                 module.cast_input_dtype_enabled = False
+    return compile_layers(model) if cfg.compile is True else model  # auto is resolved by the pre-flight check
+
+
+def compile_layers(model: Any) -> Any:
+    """Regional compilation (pytorch.org/tutorials/recipes/regional_compilation.html): each block of the
+    model's repeated decoder layers compiled in place, with dynamic shapes (packed windows vary in length).
+    The layers share one compiled graph, so the compile costs one layer's, not the model's; in place,
+    parameter names, peft's adapter saving and the Trainer see the model unchanged. tunesmith's
+    per-record attention is excluded from the graph (models/attention.py) and runs as it is. Training steps
+    only: the validation pass (no gradients, eval mode) would need a graph of its own, which cost more to
+    compile on a cold cache (~80 s) than the few validation passes of a run gain from it."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1:
+            for layer in module:
+                eager, compiled = layer.forward, torch.compile(layer.forward, dynamic=True)
+                layer.forward = partial(compiled_in_training, layer, compiled, eager)
+            return model
     return model
+
+
+def compiled_in_training(layer: Any, compiled: Any, eager: Any, *args: Any, **kwargs: Any) -> Any:
+    return compiled(*args, **kwargs) if layer.training else eager(*args, **kwargs)

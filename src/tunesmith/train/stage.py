@@ -173,7 +173,8 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     total = sum(p.numel() for p in model.parameters())
     if main:
         err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
-                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}")
+                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}"
+                  + (" · layers compiled (the first step waits for it)" if t.compile is True else ""))
 
     mlflow_on = main and _mlflow_start(cfg, run_dir)
     alarms = Alarms(run_dir / "alarms.jsonl")
