@@ -179,8 +179,9 @@ def default_learning_rate(cfg: TrainConfig, params: int) -> tuple[float, str]:
 def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tuple[bool, str]:
     """`train.compile: auto` resolved for a run training `tokens` tokens through a model of `params`
     parameters, and why. On 2 CPU cores SmolLM2-135M's compile took ~90 s at the first step with a cold
-    inductor cache (~15 s warm), then saved ~0.9 ms per trained token in bf16 (1.29x a demo step) and
-    ~0.5 ms in fp32 (1.11x a benchmark step): paid back after about 100k tokens. The saving grows with
+    inductor cache (~15 s warm; ~2 min cold in fp32), then saved ~0.9 ms per trained token in bf16 (1.29x
+    a demo step) and ~0.7 ms in fp32 (1.13x a 4-window step): paid back after about 100k tokens in bf16,
+    ~160k in fp32 on a cold cache, ~20k once cached (docs/benchmarks.md). The saving grows with
     the model's compute per token, the compile time hardly does, so the rule is on tokens x parameters."""
     import os
     import shutil
