@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from datetime import datetime, timezone
 from importlib import resources
@@ -29,9 +30,21 @@ from tunesmith.errors import DataError
 from tunesmith.files import write_atomic, write_json
 
 ROUND = 32  # prompts answered in the first round; a model that ends none of them gets no more
-LATER_ROUNDS = 64  # and in each later one, in one batch: on a CPU a decoding step costs about the same for 16
-# rows as for 64 (it reads every weight once), so 64 at a time answered 64 prompts 1.9x faster than 16
-# at a time (fp32, 2 cores, identical answers); the answers beyond the need stay cached for later runs
+MARGIN = 1.2  # each later round answers the prompts the yield so far says are still needed, and a fifth more
+MAX_ROUND = 128  # prompts in one later round, generated together (models.generate.MAX_ROWS): on a CPU a
+# decoding step costs about the same for 32 rows as for 128 (it reads every weight once); SmolLM2-135M, 2 cores,
+# bf16: 209 / 387 / 629 generated tokens/s at 32 / 64 / 128 rows (docs/benchmarks.md). The demo's replay
+# took rounds of 32, 64 and 64 prompts with fixed rounds; now 32 and one of 128. Answers beyond the need
+# stay cached for later runs.
+
+
+def _round_size(needed_tokens: int, tokens: int, seen: int) -> int:
+    """Prompts for the next round: enough, at the yield so far (`tokens` kept from `seen` prompts), to
+    reach `needed_tokens` with MARGIN to spare, between ROUND and MAX_ROUND."""
+    per_prompt = tokens / seen if seen and tokens else 0.0
+    if not per_prompt:
+        return ROUND
+    return max(ROUND, min(MAX_ROUND, math.ceil((needed_tokens - tokens) / per_prompt * MARGIN)))
 
 
 def general_prompts() -> list[dict[str, str]]:
@@ -72,7 +85,8 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
 def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_tokens: Any, max_length: int
                  ) -> tuple[list[Conversation], dict[str, Any]]:
     """The base model's own answers to general prompts, enough to hold `needed_tokens`, from the cache
-    first; the prompts not cached yet are answered in rounds (ROUND, then LATER_ROUNDS) until enough are kept."""
+    first; the prompts not cached yet are answered in rounds (ROUND, then as many as the yield so far says
+    are needed, up to MAX_ROUND) until enough are kept."""
     from tunesmith.models import resolve_model
 
     r = cfg.data.replay
@@ -86,7 +100,7 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
     generated = 0
     start = 0
     while start < len(prompts):
-        batch = prompts[start:start + (ROUND if start == 0 else LATER_ROUNDS)]
+        batch = prompts[start:start + (ROUND if start == 0 else _round_size(needed_tokens, tokens, start))]
         missing = [p for p in batch if p["id"] not in cached]
         if missing:
             if model is None:
@@ -129,7 +143,7 @@ def _answer(model: Any, tokenizer: Any, prompts: list[dict[str, str]], max_new_t
 
     err.print(f"replay: the base model answers {len(prompts)} general prompts (once; cached)")
     outs = generate(model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in prompts],
-                    max_new_tokens=max_new_tokens, batch_size=LATER_ROUNDS)
+                    max_new_tokens=max_new_tokens)  # rows a batch: as many as fit, up to MAX_ROUND
     return [{"id": p["id"], "prompt": p["prompt"], "answer": o["output"], "stopped": o["stopped"]}
             for p, o in zip(prompts, outs)]
 
