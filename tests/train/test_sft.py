@@ -173,6 +173,27 @@ def test_weighted_loss_is_the_weighted_token_mean(tiny_model_dir):
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_decoder_layers_are_found_by_the_class_transformers_names(tiny_model_dir):
+    """A model holding another ModuleList of like modules before its decoder layers (a vision tower, a
+    stack of heads) still gets its decoder layers compiled: the class in `_no_split_modules` decides."""
+    import torch
+
+    from tunesmith.models import load_model
+    from tunesmith.train.adapters import decoder_layers
+
+    lm = load_model(str(tiny_model_dir), dtype=torch.float32)
+    assert decoder_layers(lm) is lm.model.layers
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tower = torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])  # registered first
+            self.lm = lm
+
+    assert decoder_layers(Wrapped()) is lm.model.layers
+    assert decoder_layers(Wrapped().tower[0]) is None
+
+
 def test_compiled_layers_train_as_eager_ones(tmp_path, tiny_model_dir, monkeypatch):
     """train.compile: the decoder layers' training steps run compiled (shapes dynamic, the per-record
     attention left eager), validation runs eager, and the losses are eager's. In fp32 (the helper's), so

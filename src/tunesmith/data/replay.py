@@ -29,19 +29,20 @@ from tunesmith.data.records import Conversation
 from tunesmith.errors import DataError
 from tunesmith.files import write_atomic, write_json
 
-ROUND = 32  # prompts answered in the first round; a model that ends none of them gets no more
-MARGIN = 1.2  # each later round answers the prompts the yield so far says are still needed, and a fifth more
-MAX_ROUND = 128  # prompts in one later round, generated together (models.generate.MAX_ROWS): on a CPU a
-# decoding step costs about the same for 32 rows as for 128 (it reads every weight once); SmolLM2-135M, 2 cores,
-# bf16: 209 / 387 / 629 generated tokens/s at 32 / 64 / 128 rows (docs/benchmarks.md). The demo's replay
-# took rounds of 32, 64 and 64 prompts with fixed rounds; now 32 and one of 128. Answers beyond the need
-# stay cached for later runs.
+ROUND = 32  # prompts answered in the first round at least; a model that ends none of them gets no more
+MARGIN = 1.2  # a round answers the prompts its estimate of the yield says are still needed, and a fifth more
+MAX_ROUND = 128  # prompts in one round, generated together (models.generate.MAX_ROWS): on a CPU a decoding
+# step costs about the same for 32 rows as for 128 (it reads every weight once); SmolLM2-135M, 2 cores, bf16:
+# 209 / 387 / 629 generated tokens/s at 32 / 64 / 128 rows (docs/benchmarks.md). So the number of rounds
+# is what costs: the demo's replay took rounds of 32, 64 and 64 prompts when they were fixed. Answers
+# beyond the need stay cached for later runs.
 
 
-def _round_size(needed_tokens: int, tokens: int, seen: int) -> int:
-    """Prompts for the next round: enough, at the yield so far (`tokens` kept from `seen` prompts), to
-    reach `needed_tokens` with MARGIN to spare, between ROUND and MAX_ROUND."""
-    per_prompt = tokens / seen if seen and tokens else 0.0
+def _round_size(needed_tokens: int, tokens: int, seen: int, max_new_tokens: int) -> int:
+    """Prompts for the next round: enough to reach `needed_tokens` with MARGIN to spare, at the yield so
+    far (`tokens` kept from `seen` prompts) or, before any, at half of `max_new_tokens` a prompt;
+    between ROUND and MAX_ROUND."""
+    per_prompt = tokens / seen if seen else max_new_tokens / 2
     if not per_prompt:
         return ROUND
     return max(ROUND, min(MAX_ROUND, math.ceil((needed_tokens - tokens) / per_prompt * MARGIN)))
@@ -85,8 +86,8 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
 def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_tokens: Any, max_length: int
                  ) -> tuple[list[Conversation], dict[str, Any]]:
     """The base model's own answers to general prompts, enough to hold `needed_tokens`, from the cache
-    first; the prompts not cached yet are answered in rounds (ROUND, then as many as the yield so far says
-    are needed, up to MAX_ROUND) until enough are kept."""
+    first; the prompts not cached yet are answered in rounds, each as large as the need and the yield so
+    far say (_round_size), until enough are kept."""
     from tunesmith.models import resolve_model
 
     r = cfg.data.replay
@@ -100,7 +101,7 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
     generated = 0
     start = 0
     while start < len(prompts):
-        batch = prompts[start:start + (ROUND if start == 0 else _round_size(needed_tokens, tokens, start))]
+        batch = prompts[start:start + _round_size(needed_tokens, tokens, start, r.max_new_tokens)]
         missing = [p for p in batch if p["id"] not in cached]
         if missing:
             if model is None:
@@ -119,7 +120,7 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
             if n <= max_length:
                 chosen.append(record)
                 tokens += n
-        if tokens >= needed_tokens or (start == 0 and not chosen):
+        if tokens >= needed_tokens or (start == 0 and not chosen):  # a model that ends no answer: one round
             break
         start += len(batch)
     ended = sum(1 for row in cached.values() if row["stopped"] and row["answer"])

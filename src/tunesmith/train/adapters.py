@@ -130,13 +130,23 @@ def compile_layers(model: Any) -> Any:
     compile on a cold cache (~80 s) than the few validation passes of a run gain from it."""
     import torch
 
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1:
-            for layer in module:
-                eager, compiled = layer.forward, torch.compile(layer.forward, dynamic=True)
-                layer.forward = partial(compiled_in_training, layer, compiled, eager)
-            return model
+    layers = decoder_layers(model)
+    for layer in layers or []:
+        eager, compiled = layer.forward, torch.compile(layer.forward, dynamic=True)
+        layer.forward = partial(compiled_in_training, layer, compiled, eager)
     return model
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's repeated decoder layers: the ModuleList of the class transformers names in
+    `_no_split_modules` (LlamaDecoderLayer, ...), else the first ModuleList of two or more modules of
+    one class; None when there is neither."""
+    import torch
+
+    named = {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or [])}
+    lists = [m for m in model.modules()
+             if isinstance(m, torch.nn.ModuleList) and len(m) > 1 and len({type(x) for x in m}) == 1]
+    return next((m for m in lists if type(m[0]).__name__ in named), lists[0] if lists else None)
 
 
 def compiled_in_training(layer: Any, compiled: Any, eager: Any, *args: Any, **kwargs: Any) -> Any:
