@@ -28,10 +28,11 @@ from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation
 from tunesmith.errors import DataError
 from tunesmith.files import write_atomic, write_json
+from tunesmith.models.generate import MAX_ROWS
 
 ROUND = 32  # prompts answered in the first round at least; a model that ends none of them gets no more
 MARGIN = 1.2  # a round answers the prompts its estimate of the yield says are still needed, and a fifth more
-MAX_ROUND = 128  # prompts in one round, generated together (models.generate.MAX_ROWS): on a CPU a decoding
+MAX_ROUND = MAX_ROWS  # prompts in one round, generated together in one batch (128): on a CPU a decoding
 # step costs about the same for 32 rows as for 128 (it reads every weight once); SmolLM2-135M, 2 cores, bf16:
 # 209 / 387 / 629 generated tokens/s at 32 / 64 / 128 rows (docs/benchmarks.md). So the number of rounds
 # is what costs: the demo's replay took rounds of 32, 64 and 64 prompts when they were fixed. Answers
