@@ -46,3 +46,23 @@ def test_generation_stops_at_the_end_of_turn_token(converted):
     new = out[0, inputs["input_ids"].shape[1]:].tolist()
     assert new[-1] == tok.eos_token_id and len(new) < 60
     assert "Paris" in tok.decode(new)
+
+
+def test_the_conversion_parses_the_gguf_file_once(monkeypatch):
+    """transformers builds a GGUFReader for the tokenizer, the config and the weights: one is shared."""
+    import gguf
+
+    from tunesmith.models.packaged import _one_reader
+
+    built = []
+
+    class Counting:
+        def __init__(self, path, mode="r"):
+            built.append((path, mode))
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
+    with _one_reader():
+        first, again, other = gguf.GGUFReader("m.gguf"), gguf.GGUFReader("m.gguf"), gguf.GGUFReader("n.gguf")
+        assert first is again and other is not first
+    assert built == [("m.gguf", "r"), ("n.gguf", "r")]
+    assert gguf.GGUFReader is Counting  # restored after the conversion
