@@ -298,6 +298,12 @@ def test_compile_is_chosen_where_it_pays(monkeypatch):
     assert compile_choice(TrainConfig(), device="cpu", tokens=20_000, params=135_000_000)[0] is False  # a short run
     assert compile_choice(TrainConfig(), **{**demo, "device": "cuda"})[0] is False
     assert compile_choice(TrainConfig(method="dpo"), **demo)[0] is False
+    # fp32 gains little a step, so it needs more work: the two-epoch demo (119k tokens) is compiled in bf16 only
+    two_epochs = dict(device="cpu", tokens=118_606, params=135_000_000)
+    assert compile_choice(TrainConfig(precision="bf16"), **two_epochs)[0] is True
+    on, why = compile_choice(TrainConfig(precision="fp32"), **two_epochs)
+    assert on is False and "fp32" in why
+    assert compile_choice(TrainConfig(precision="fp32"), device="cpu", tokens=400_000, params=135_000_000)[0] is True
     assert compile_choice(TrainConfig(gradient_checkpointing=True), **demo)[0] is False
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     on, why = compile_choice(TrainConfig(), **demo)

@@ -78,7 +78,8 @@ class TrainConfig(Section):
     work between the matmuls: 1.1-1.3x a step on a CPU, after a compile at the first step (~90 s on
     2 cores with a cold cache, ~15 s once inductor has cached it). auto: on for SFT on a CPU with a C++
     compiler (inductor builds its CPU kernels with one), without gradient checkpointing, when the run is
-    long enough to pay the compile back (tokens x parameters at least 100k tokens of a 135M model);
+    long enough to pay the compile back (tokens x parameters at least 100k tokens of a 135M model in bf16,
+    160k in fp32, where it saves little a step);
     off on GPUs (not measured here).
     TORCHDYNAMO_DISABLE=1 turns it off everywhere."""
 

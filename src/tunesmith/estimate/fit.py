@@ -32,6 +32,9 @@ TARGET_STEPS = 100
 MIN_STEPS = 30
 MAX_EFFECTIVE_BATCH = 64
 COMPILE_PAYS_AFTER = 100_000 * 135e6  # trained tokens x parameters: 100k tokens of SmolLM2-135M
+# In fp32 the matmuls already run near the CPU's fp32 peak and compile saves little: 1.11x a step on a 2-core AMX
+# CPU, 1.00x on AVX512-BF16 without AMX (benchmarks/train_throughput.py, 2026-12-04), against ~35-75 s of compile
+COMPILE_PAYS_AFTER_FP32 = 160_000 * 135e6
 SAFETY = 0.85  # the estimate is within about ±20% of measured peaks (benchmarks/memory_estimate.py, defaults_fit.py)
 
 
@@ -181,8 +184,10 @@ def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tup
     parameters, and why. On 2 CPU cores SmolLM2-135M's compile took ~90 s at the first step with a cold
     inductor cache (~15 s warm; ~2 min cold in fp32), then saved ~0.9 ms per trained token in bf16 (1.29x
     a demo step) and ~0.7 ms in fp32 (1.13x a 4-window step): paid back after about 100k tokens in bf16,
-    ~160k in fp32 on a cold cache, ~20k once cached (docs/benchmarks.md). The saving grows with
-    the model's compute per token, the compile time hardly does, so the rule is on tokens x parameters."""
+    ~160k in fp32 on a cold cache, ~20k once cached (docs/benchmarks.md); on a CPU with AVX512-BF16 and
+    no AMX it saved nothing in fp32. The saving grows with the model's compute per token, the compile time
+    hardly does, so the rule is on tokens x parameters, with its own threshold in fp32 (`t.precision`
+    resolved)."""
     import os
     import shutil
 
@@ -195,9 +200,10 @@ def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tup
     compiler = os.environ.get("CXX") or "g++"
     if not shutil.which(compiler):
         return False, f"no C++ compiler ({compiler}) for inductor's CPU kernels; install g++ to enable"
-    if tokens * params < COMPILE_PAYS_AFTER:
+    if tokens * params < (COMPILE_PAYS_AFTER_FP32 if t.precision == "fp32" else COMPILE_PAYS_AFTER):
         return False, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: too little work to pay back "
-                       "the one-off compile")
+                       "the one-off compile" + (" in fp32, where it saves little a step" if t.precision == "fp32"
+                                                else ""))
     return True, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: fusing each layer's elementwise "
                   "work (1.1-1.3x a step) pays back the one-off compile at the first step")
 
