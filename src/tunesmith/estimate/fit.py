@@ -200,10 +200,10 @@ def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tup
     compiler = os.environ.get("CXX") or "g++"
     if not shutil.which(compiler):
         return False, f"no C++ compiler ({compiler}) for inductor's CPU kernels; install g++ to enable"
-    if tokens * params < (COMPILE_PAYS_AFTER_FP32 if t.precision == "fp32" else COMPILE_PAYS_AFTER):
+    fp32 = t.precision == "fp32"
+    if tokens * params < (COMPILE_PAYS_AFTER_FP32 if fp32 else COMPILE_PAYS_AFTER):
         return False, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: too little work to pay back "
-                       "the one-off compile" + (" in fp32, where it saves little a step" if t.precision == "fp32"
-                                                else ""))
+                       "the one-off compile" + (" in fp32, where it saves little a step" if fp32 else ""))
     return True, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: fusing each layer's elementwise "
                   "work (1.1-1.3x a step) pays back the one-off compile at the first step")
 
