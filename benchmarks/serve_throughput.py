@@ -148,7 +148,7 @@ def _naive(engine, work_list) -> dict:
     latencies = []
     for prompt, n in work_list:
         ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+                                            return_tensors="pt", return_dict=True).to(model.device)
         began = time.perf_counter()
         with torch.no_grad():
             model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,

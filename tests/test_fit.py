@@ -242,8 +242,13 @@ def test_device_selection_on_a_cpu_machine(monkeypatch):
     assert hw.pick_device("auto") == "cpu" and hw.pick_device("cpu") == "cpu"
     with pytest.raises(TunesmithError, match="no CUDA GPU"):
         hw.pick_device("cuda")
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # a CPU run leaves torch's attention backends alone
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert hw.pick_device("auto") == "cuda" and hw.pick_device("cpu") == "cpu"
+    try:
+        assert hw.pick_device("auto") == "cuda" and hw.pick_device("cpu") == "cpu"
+        assert not torch.backends.cuda.cudnn_sdp_enabled()  # on a GPU: no cuDNN graph per new sequence length
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
 
 
 def test_old_bf16_setting_still_reads():

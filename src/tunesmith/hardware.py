@@ -55,6 +55,7 @@ def pick_device(setting: str = "auto") -> Device:
         if not has_cuda():
             raise TunesmithError("device=cuda but torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
                                  "use device=auto or device=cpu, or install a CUDA build of torch")
+        no_cudnn_attention()
         return "cuda"
     if setting == "mps" or (setting == "auto" and has_mps()):
         if not has_mps():
@@ -63,6 +64,20 @@ def pick_device(setting: str = "auto") -> Device:
     if setting not in ("auto", "cpu", "cuda", "mps"):
         raise TunesmithError(f"device={setting!r}: choose auto, cpu, cuda or mps")
     return "cpu"
+
+
+def no_cudnn_attention() -> None:
+    """Keep torch's SDPA off its cuDNN backend, for every stage that runs on a CUDA GPU.
+
+    On an H200 (torch 2.11) SDPA chose cuDNN attention, which builds an execution graph for each new
+    shape: generation, whose key/value length grows at every token, ran at 105 tokens/s (batch 16) the
+    first time through and 580 once every length had its graph; eager attention ran at 640 from the
+    start, and one served request took 190 ms a token (docs/benchmarks.md). Every stage here meets new
+    lengths all the time (packed windows, prompts, the server's running batch); FlashAttention and the
+    memory-efficient kernels, which SDPA picks instead, need no graph per shape."""
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def native_precision(device: str) -> Precision:

@@ -30,13 +30,13 @@ class Target:
 
 def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target]]:
     """Adapter folders of the registry versions that an alias points at, downloaded once under output_dir."""
+    if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
+        return {}, {}  # no registry: the server starts without importing mlflow (a second or two)
     from mlflow.exceptions import MlflowException
 
     from tunesmith.registry.store import client
     from tunesmith.tracking import model_name
 
-    if not cfg.registry.tracking_uri and not (cfg.output_path / "mlflow.db").exists():
-        return {}, {}
     c = client(cfg)
     name = model_name(cfg)
     try:
