@@ -144,6 +144,41 @@ def test_flat_loss_raises_an_alarm(tmp_path, tiny_model_dir):
     assert "flat" in {a["kind"] for a in run_train(config).metadata["alarms"]}
 
 
+def test_lm_head_sees_each_rows_trained_positions_only(tiny_model_dir):
+    """Two packed rows training different positions: the LM head gets only the 9 trained tokens (not
+    the 9 shared positions x 2 rows), and the loss, its gradients and the accuracy counts equal a
+    full-logits computation."""
+    import torch
+    import torch.nn.functional as F
+
+    from tunesmith.models import load_model
+    from tunesmith.train.sft import trained_positions_loss
+
+    model = load_model(str(tiny_model_dir), dtype=torch.float32, device="cpu")
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (2, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 2:6], labels[1, 7:12] = ids[0, 2:6], ids[1, 7:12]
+    batch = {"input_ids": ids, "labels": labels, "position_ids": torch.arange(12).repeat(2, 1)}
+    seen = []
+    spy = model.get_output_embeddings().register_forward_hook(lambda _m, args, out: seen.append(tuple(args[0].shape)))
+    counts = {"correct": 0, "total": 0}
+    loss, _ = trained_positions_loss(model, batch, accuracy=counts)
+    spy.remove()
+    assert seen == [(1, 9, model.config.hidden_size)] and counts["total"] == 9
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=ids, position_ids=batch["position_ids"]).logits[:, :-1].float()
+    expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    for got, want in zip(grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    mask = labels[:, 1:] != -100
+    assert counts["correct"] == int(((logits.argmax(-1) == labels[:, 1:]) & mask).sum())
+
+
 def test_weighted_loss_is_the_weighted_token_mean(tiny_model_dir):
     """trained_positions_loss with loss_weights: ones give the plain loss; other weights give
     sum(weight * token loss) / trained tokens, checked against a full-logits computation."""

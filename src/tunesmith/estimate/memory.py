@@ -19,9 +19,9 @@ per layer in transformers' Llama-style decoder layer, counted with
 
 h hidden size, I intermediate size, a heads, d head size, s window length. Full fine-tuning
 under autocast also keeps a bf16 copy of every weight for the backward pass (2 bytes/param).
-The LM head runs only where a trained token is predicted (`train.sft.trained_positions_loss`),
-so logits cost rows × kept positions × vocabulary × 12 bytes (bf16 logits, their fp32 copy
-and log-softmax, their gradient).
+The LM head runs only where a trained token is predicted, each row at its own trained positions
+(`train.sft.trained_positions_loss`), so logits cost trained tokens × vocabulary × 12 bytes (bf16
+logits, their fp32 copy and log-softmax, their gradient).
 
 On a CPU the process also holds the Python libraries (~0.5 GB measured here for torch,
 transformers, peft, datasets and MLflow), and glibc's heap keeps freed activation blocks

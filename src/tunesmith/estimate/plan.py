@@ -132,7 +132,9 @@ def data_stats(cfg: ProjectConfig) -> DataStats:
 
 def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:
     """Exact figures from the prepared windows: the longest micro-batch and the largest LM-head share
-    (for `micro_batch`; None: for the largest micro-batch the pre-flight check may choose)."""
+    (for `micro_batch`; None: for the largest micro-batch the pre-flight check may choose). The LM
+    head sees each row's trained positions only (`train.sft.trained_positions_loss`): the share is a
+    micro-batch's trained tokens over its rows x width."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -150,11 +152,8 @@ def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:
     for start in range(0, len(order), micro_batch):
         rows = order[start:start + micro_batch]
         width = max(lengths[i] for i in rows)
-        trained = np.zeros(width, dtype=bool)
-        for i in rows:
-            row = np.asarray(labels[i][1:]) != -100
-            trained[: row.size] |= row
-        worst = max(worst, float(trained.mean()))
+        trained = sum(int((np.asarray(labels[i][1:]) != -100).sum()) for i in rows)
+        worst = max(worst, trained / (len(rows) * width))
     return DataStats(sum(lengths), len(lengths), longest, worst, "prepared windows", records)
 
 

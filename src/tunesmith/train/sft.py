@@ -8,6 +8,7 @@ gives the same loss and gradients as a batch of 8.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
 
     Typically under a third of the tokens of a chat record are trained (assistant turns);
     the LM head and the softmax over the vocabulary (49k entries for SmolLM2) are skipped
-    for the rest through transformers' `logits_to_keep`, which takes the positions to keep.
+    for the rest. transformers' `logits_to_keep` takes positions shared by every row, so in a
+    batch of packed windows it keeps every position that any row trains (about three quarters of
+    them with four windows); a pre-hook on the LM head then keeps, of those, only each row's own
+    trained positions (`_rows_only`), so the head and the softmax see trained tokens alone.
     Summed and divided by `num_items_in_batch` exactly as transformers' own loss does; with
     `loss_weights` in the batch (replay balanced against the task) each token's loss is weighted
     first (the weights average 1 over the training set, so the scale is kept). With `accuracy`,
@@ -48,19 +52,26 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
     weights = inputs.pop("loss_weights", None)
     targets = labels[:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)  # positions t predicting label t+1
-    outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-    logits = outputs.logits.float()
+    rows = targets[:, keep] != IGNORE_INDEX  # [B, K]: which kept positions each row trains
+    with _rows_only(model, rows):
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+    logits = outputs.logits.float().reshape(-1, outputs.logits.shape[-1])  # [N, V], or [B*K, V] without the hook
     picked = targets[:, keep]
+    flat = picked[rows] if logits.shape[0] != picked.numel() else picked.reshape(-1)
     if weights is None:
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=IGNORE_INDEX,
-                               reduction="sum")
+        loss = F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX, reduction="sum")
     else:  # replay balanced against the task: each trained token's loss times its source's weight
-        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1),
-                                     ignore_index=IGNORE_INDEX, reduction="none")
-        loss = (token_loss * weights[:, 1:][:, keep].reshape(-1).to(token_loss.dtype)).sum()
+        token_loss = F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX, reduction="none")
+        w = weights[:, 1:][:, keep]
+        loss = (token_loss * (w[rows] if flat.numel() != w.numel() else w.reshape(-1)).to(token_loss.dtype)).sum()
     if accuracy is not None or answers is not None:
         with torch.no_grad():
-            predicted = logits.argmax(-1)
+            guess = logits.argmax(-1)
+            predicted = torch.full_like(picked, IGNORE_INDEX)
+            if flat.numel() == picked.numel():
+                predicted = guess.reshape(picked.shape)
+            else:
+                predicted[rows] = guess
             if accuracy is not None:
                 mask = picked != IGNORE_INDEX
                 accuracy["correct"] += int(((predicted == picked) & mask).sum())
@@ -68,10 +79,27 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
             if answers is not None:
                 answers.add(keep, picked, predicted, IGNORE_INDEX)
     if num_items_in_batch is None:
-        num_items_in_batch = (picked != IGNORE_INDEX).sum()
+        num_items_in_batch = rows.sum()
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(loss.device)
     return loss / num_items_in_batch, outputs
+
+
+@contextmanager
+def _rows_only(model: Any, rows: Any):
+    """While the model runs, its LM head sees only each row's trained positions: the hidden states
+    [B, K, H] at the kept positions become [1, N, H], N = rows.sum(). Nothing changes for a single
+    row that trains every kept position, or for a model without an output-embeddings module."""
+    inner = getattr(model, "module", model)  # under DDP
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if head is None or bool(rows.all()):
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda _m, args: (args[0][rows].unsqueeze(0), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def sft_trainer_class() -> type:
