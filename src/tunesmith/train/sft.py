@@ -33,8 +33,8 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
     Typically under a third of the tokens of a chat record are trained (assistant turns);
     the LM head and the softmax over the vocabulary (49k entries for SmolLM2) are skipped
     for the rest. transformers' `logits_to_keep` takes positions shared by every row, so in a
-    batch of packed windows it keeps every position that any row trains (about three quarters of
-    them with four windows); a pre-hook on the LM head then keeps, of those, only each row's own
+    batch of packed windows it keeps every position that any row trains (27.4% of the demo's
+    positions with four windows, against 20.7% trained); a pre-hook on the LM head then keeps, of those, only each row's own
     trained positions (`_rows_only`), so the head and the softmax see trained tokens alone.
     Summed and divided by `num_items_in_batch` exactly as transformers' own loss does; with
     `loss_weights` in the batch (replay balanced against the task) each token's loss is weighted
@@ -53,25 +53,22 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
     targets = labels[:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)  # positions t predicting label t+1
     rows = targets[:, keep] != IGNORE_INDEX  # [B, K]: which kept positions each row trains
-    with _rows_only(model, rows):
+    with _rows_only(model, rows) as hooked:
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-    logits = outputs.logits.float().reshape(-1, outputs.logits.shape[-1])  # [N, V], or [B*K, V] without the hook
+    logits = outputs.logits.float().reshape(-1, outputs.logits.shape[-1])
+    if not hooked:  # [B*K, V]: the trained rows of it
+        logits = logits[rows.reshape(-1)]
     picked = targets[:, keep]
-    flat = picked[rows] if logits.shape[0] != picked.numel() else picked.reshape(-1)
+    flat = picked[rows]  # [N]: the token each trained position predicts
     if weights is None:
-        loss = F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX, reduction="sum")
+        loss = F.cross_entropy(logits, flat, reduction="sum")
     else:  # replay balanced against the task: each trained token's loss times its source's weight
-        token_loss = F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX, reduction="none")
-        w = weights[:, 1:][:, keep]
-        loss = (token_loss * (w[rows] if flat.numel() != w.numel() else w.reshape(-1)).to(token_loss.dtype)).sum()
+        token_loss = F.cross_entropy(logits, flat, reduction="none")
+        loss = (token_loss * weights[:, 1:][:, keep][rows].to(token_loss.dtype)).sum()
     if accuracy is not None or answers is not None:
         with torch.no_grad():
-            guess = logits.argmax(-1)
             predicted = torch.full_like(picked, IGNORE_INDEX)
-            if flat.numel() == picked.numel():
-                predicted = guess.reshape(picked.shape)
-            else:
-                predicted[rows] = guess
+            predicted[rows] = logits.argmax(-1)
             if accuracy is not None:
                 mask = picked != IGNORE_INDEX
                 accuracy["correct"] += int(((predicted == picked) & mask).sum())
@@ -88,16 +85,16 @@ def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batc
 @contextmanager
 def _rows_only(model: Any, rows: Any):
     """While the model runs, its LM head sees only each row's trained positions: the hidden states
-    [B, K, H] at the kept positions become [1, N, H], N = rows.sum(). Nothing changes for a single
-    row that trains every kept position, or for a model without an output-embeddings module."""
+    [B, K, H] at the kept positions become [1, N, H], N = rows.sum(). Yields False, changing nothing,
+    for a model without an output-embeddings module."""
     inner = getattr(model, "module", model)  # under DDP
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
-    if head is None or bool(rows.all()):
-        yield
+    if head is None:
+        yield False
         return
     handle = head.register_forward_pre_hook(lambda _m, args: (args[0][rows].unsqueeze(0), *args[1:]))
     try:
-        yield
+        yield True
     finally:
         handle.remove()
 
