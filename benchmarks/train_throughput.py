@@ -20,6 +20,9 @@ them), so the losses compare the levers at equal tokens, not batch orders.
                      within each packed record instead of over the whole window's block-diagonal mask
     +compile         train.compile: each decoder layer compiled in place (regional, dynamic shapes; the
                      per-record attention stays eager), on +varlen: tunesmith's default in bf16 on CPUs
+    +shared prefix   data.share_prefix (tunesmith's CPU default): each step's records re-packed so that records
+                     opening with the same untrained prefix (the system prompt) carry one copy of it, on +compile
+                     (+varlen with --no-compile); tokens/s still counts every record's full length
     +sdpa            instead of +varlen: sdpa attention with the packed block-diagonal mask, not compiled
 
 Run:  python benchmarks/train_throughput.py --model tiny
@@ -171,6 +174,11 @@ def main() -> None:
     random.Random(0).shuffle(windows)  # as the Trainer's sampler does
     packed = PackedCollator(tok.pad_token_id)
     our_batches = [packed([w]) for w in windows]
+    shared_windows = [pack_sequences([examples[j] for j in w["records"]], sum(w["seq_lengths"]), share_prefix=True)
+                      for w in windows]
+    assert all(len(s) == 1 for s in shared_windows)
+    shared_batches = [packed(s) for s in shared_windows]
+    computed = sum(len(s[0]["input_ids"]) for s in shared_windows) / sum(len(w["input_ids"]) for w in windows)
     # The baseline takes the same records in the same steps, in the same order, padded: after one short pass
     # the validation loss moves 5-12% with which records share a step and their order alone (docs/benchmarks.md),
     # more than any lever; with the same batches, packing's loss is the padded one to the last digit, and what
@@ -205,6 +213,14 @@ def main() -> None:
         trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr, out=f"{tmp}/{len(configs)}",
                                trainer_class=sft_trainer_class())
         configs[name] = (trainer, our_batches, model)
+        if attention == "eager_varlen" and (compiled or args.no_compile):
+            # the same records in the same steps, each step's shared openings computed once
+            torch.manual_seed(0)
+            model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention,
+                                                        compile=compiled), precision=precision)
+            trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr,
+                                   out=f"{tmp}/{len(configs)}", trainer_class=sft_trainer_class())
+            configs["+shared prefix"] = (trainer, shared_batches, model)
 
     timings = {name: [] for name in configs}
     dropped = {name: 0 for name in configs}
@@ -214,7 +230,8 @@ def main() -> None:
     rounds = max(len(base_batches), len(our_batches))
     print(f"model {args.model}: {len(examples)} records in {len(windows)} steps (the same records per step for all: "
           f"padded for the baseline, packed for tunesmith) in windows of <= {max_length} tokens, precision {args.precision}; "
-          f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}", flush=True)
+          f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; with shared prefixes "
+          f"{computed:.0%} of the tokens are computed", flush=True)
     for i in range(rounds):
         for name, (trainer, batches, _) in configs.items():
             if i >= len(batches):
@@ -233,7 +250,8 @@ def main() -> None:
                 continue
             timings[name].append(tokens / load.wall)
     result = {"model": args.model, "records": len(examples), "precision": args.precision,
-              f"peak_{args.precision}_gflops": round(peak), "configurations": {}}
+              f"peak_{args.precision}_gflops": round(peak), "shared_prefix_computed_share": round(computed, 3),
+              "configurations": {}}
     base_rate = statistics.median(timings["baseline"])
     base_loss = validation_loss(plain, val)
     for name, (_, _, model) in configs.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from tests.conftest import chat
-from tunesmith.data.packing import pack_sequences, packing_efficiency
+from tunesmith.data.packing import pack_sequences, packing_efficiency, window_records
 from tunesmith.data.prepare import prepare_examples
 from tunesmith.data.records import Conversation
 from tunesmith.data.template import IGNORE_INDEX, tokenize_messages
@@ -51,3 +51,64 @@ def test_prepare_drops_or_truncates_long_records(tiny_tok):
     cut, stats = prepare_examples(records, tiny_tok, max_length=64, truncation="truncate", packing=True)
     assert stats.truncated == 1
     assert sum(len(w["input_ids"]) for w in cut) <= 128
+
+
+SYSTEM = "You turn customer support tickets into JSON with the keys category and priority, nothing else."
+
+
+def _tickets(tok, n=6):
+    users = ["My card was charged twice", "The app crashes at login", "Where is my parcel?",
+             "Please add dark mode", "I cannot reset my password", "Refund my last order"]
+    return [tokenize_messages(chat(users[i % len(users)] + "!" * (i // len(users)), f'{{"category": "c{i}"}}',
+                                   system=SYSTEM), tok) for i in range(n)]
+
+
+def test_shared_prefix_windows_hold_every_record_once_with_less_work(tiny_tok):
+    from tunesmith.data.packing import shareable_length, shared_tokens
+
+    examples = _tickets(tiny_tok) + [tokenize_messages(chat("0 + 1 = ?", "1"), tiny_tok)]
+    plain = pack_sequences(examples, max_length=512)
+    shared = pack_sequences(examples, max_length=512, share_prefix=True)
+    assert shared_tokens(plain) == 0 and shared_tokens(shared) > 0
+    assert sum(len(w["input_ids"]) for w in shared) + shared_tokens(shared) == sum(len(e["input_ids"]) for e in examples)
+    assert sorted(i for w in shared for i in w["records"]) == list(range(len(examples)))
+    trained = sum(x != IGNORE_INDEX for w in plain for x in w["labels"])
+    assert sum(x != IGNORE_INDEX for w in shared for x in w["labels"]) == trained  # no trained token lost
+    for w in shared:  # each record whole again: its window's last record's opening + its own tokens
+        rebuilt = window_records(w)
+        assert [r["input_ids"] for r in rebuilt] == [examples[i]["input_ids"] for i in w["records"]]
+        for r, i in zip(rebuilt, w["records"]):  # the same trained labels
+            assert [x for x in r["labels"][1:] if x != IGNORE_INDEX] == [
+                x for x in examples[i]["labels"][1:] if x != IGNORE_INDEX]
+    shares = [p for w in shared for p, q in zip(w["position_ids"][1:], w["position_ids"]) if p != q + 1 and p > 0]
+    assert shares and all(16 <= p <= min(shareable_length(e) for e in examples[:6]) for p in shares)
+
+
+def test_shared_prefix_windows_give_the_same_loss_and_gradients(tiny_model_dir, tiny_tok):
+    """The exactness claim of data/packing.py: each record's loss, and every parameter's gradient, as
+    from windows without shared prefixes (fp32, eager_varlen)."""
+    from tunesmith.models import load_model
+    from tunesmith.models.attention import VARLEN, register
+    from tunesmith.train.collate import PackedCollator
+    from tunesmith.train.sft import trained_positions_loss
+
+    register()
+    model = load_model(str(tiny_model_dir), dtype=torch.float32)
+    model.set_attn_implementation(VARLEN)
+    examples = _tickets(tiny_tok, 9)
+    collate = PackedCollator(tiny_tok.pad_token_id)
+    results = []
+    for share in (False, True):
+        windows = pack_sequences(examples, max_length=192, share_prefix=share)
+        batch = collate(windows)
+        model.zero_grad()
+        loss, _ = trained_positions_loss(model, batch)
+        loss.backward()
+        results.append((batch["input_ids"].numel(), loss.detach(),
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (plain_size, plain_loss, plain_grads), (shared_size, shared_loss, shared_grads) = results
+    assert shared_size < plain_size
+    torch.testing.assert_close(shared_loss, plain_loss, atol=1e-6, rtol=1e-5)
+    assert plain_grads.keys() == shared_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)

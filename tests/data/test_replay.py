@@ -14,6 +14,7 @@ from tests.conftest import chat
 from tunesmith.cli import app
 from tunesmith.config import load_config
 from tunesmith.data import replay as replay_mod
+from tunesmith.data.packing import window_records
 from tunesmith.errors import DataError
 
 runner = CliRunner()
@@ -67,7 +68,7 @@ def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(tmp
     assert info["source"] == "self" and 0.18 <= info["ratio"] <= 0.25, info
     assert calls and all(c <= replay_mod.MAX_ROUND for c in calls)
     windows = _train_windows(tmp_path)
-    texts = [tiny_tok.decode(w["input_ids"]) for w in windows]
+    texts = [tiny_tok.decode(r["input_ids"]) for w in windows for r in window_records(w)]
     joined = "\n".join(texts)
     assert joined.count("General answer about") == info["records"] > 0
     # every replay conversation is plain chat: the task's system prompt only opens the task's own records

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tests.conftest import chat
 from tunesmith.cli import app
 from tunesmith.config import load_config
+from tunesmith.data.packing import window_records
 from tunesmith.data.tasks import task_shares
 from tunesmith.evaluate.gate import check_gates
 
@@ -47,7 +48,7 @@ def test_prepare_draws_each_task_at_its_share(tmp_path, tiny_model_dir, tiny_tok
     drawn = {t: v["drawn"] for t, v in summary["tasks"].items()}
     assert sum(drawn.values()) == 160 and drawn["colours"] == round(160 * small_share)
     windows = pq.read_table(tmp_path / "out" / "data" / "prepared" / "train.parquet").to_pylist()
-    text = "".join(tiny_tok.decode(w["input_ids"]) for w in windows)
+    text = "".join(tiny_tok.decode(r["input_ids"]) for w in windows for r in window_records(w))
     assert text.count("SMALL") == drawn["colours"] and text.count("BIG") == drawn["sums"]
 
 

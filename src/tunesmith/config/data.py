@@ -81,6 +81,12 @@ class DataConfig(Section):
     """Pack short records into windows of max_length, position ids reset per record so
     no token attends across records (padding-free)."""
 
+    share_prefix: Union[bool, Auto] = "auto"
+    """With packing, records whose untrained openings agree (a common system prompt) share one copy
+    of it in their window: the same loss and gradients for a third less work on the bundled
+    example. Needs eager_varlen attention. auto: on when training will use it (SFT on a CPU or MPS
+    with train.attn_implementation auto or eager_varlen); off on CUDA GPUs."""
+
     system_prompt: str | None = None
     """System message added to conversations that have none (None: leave them as they are)."""
 

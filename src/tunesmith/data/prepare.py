@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.data.packing import pack_sequences, packing_efficiency
+from tunesmith.data.packing import pack_sequences, packing_efficiency, shared_tokens
 from tunesmith.data.records import Conversation, Record
 from tunesmith.data.template import IGNORE_INDEX, conversation_of, tokenize_messages, with_system_prompt
 
@@ -21,6 +21,7 @@ class PrepareStats:
     trained_tokens: int = 0
     windows: int = 0
     packing_efficiency: float | None = None
+    shared_prefix_tokens: int = 0  # the records' tokens that shared prefixes spared computing
     replay_records: int = 0
     replay_tokens: int = 0
     loss_weights: dict[str, float] | None = None  # per trained token, by source (balance_loss)
@@ -38,13 +39,15 @@ def prepare_examples(
     system_prompt: str | None = None,
     truncation: str = "drop",
     packing: bool = True,
+    share_prefix: bool = False,
     replay: list[Record] | None = None,
     loss_shares: dict[str, float] | None = None,
 ) -> tuple[list[dict[str, Any]], PrepareStats]:
     """Training examples (input_ids, labels, position_ids) from SFT records, packed when asked.
     `replay` records (general examples, see data/replay.py) are added without the system prompt;
     the stats count the user's records, and the replay ones apart. With `loss_shares` (the share of
-    the loss each replay source carries, by its `meta["source"]`) every example gets `loss_weights`."""
+    the loss each replay source carries, by its `meta["source"]`) every example gets `loss_weights`.
+    With `share_prefix`, packed records share their common untrained openings (data/packing.py)."""
     stats = PrepareStats(records=len(records))
     examples = []
     replay = replay or []
@@ -79,8 +82,9 @@ def prepare_examples(
     for e in examples:
         e.pop("source", None)
     if packing:
-        windows = pack_sequences(examples, max_length)
+        windows = pack_sequences(examples, max_length, share_prefix=share_prefix)
         stats.windows = len(windows)
+        stats.shared_prefix_tokens = shared_tokens(windows)
         stats.packing_efficiency = round(packing_efficiency(windows, max_length), 4)
         return windows, stats
     out = [{**e, "position_ids": list(range(len(e["input_ids"]))), "seq_lengths": [len(e["input_ids"])]}

@@ -19,7 +19,7 @@ from tunesmith.data.check import CheckResult, Source, check_sources
 from tunesmith.data.records import Record, record_from_dict
 from tunesmith.data.report import markdown_report
 from tunesmith.data.split import SPLIT_NAMES, split_keys
-from tunesmith.errors import DataError
+from tunesmith.errors import ConfigError, DataError
 from tunesmith.files import sha256_file, write_atomic, write_json
 from tunesmith.paths import data_dir
 
@@ -187,7 +187,9 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     window = choose_max_length(cfg, tokenizer)
     max_length = window["max_length"]
+    share, share_reason = share_prefix_choice(cfg)
     summary: dict[str, Any] = {"max_length": max_length, "max_length_reason": window["reason"], "packing": d.packing,
+                               "share_prefix": share, "share_prefix_reason": share_reason,
                                "train_on_prompt": d.train_on_prompt}
     for name in ("train", "validation"):
         records = sft_records(load_split(cfg, name))
@@ -202,7 +204,8 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
             shares = _loss_shares(summary["replay"]) if d.replay.balance_loss else None
         examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
                                            train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
-                                           truncation=d.truncation, packing=d.packing, replay=replay,
+                                           truncation=d.truncation, packing=d.packing, share_prefix=share,
+                                           replay=replay,
                                            loss_shares=shares)
         columns = [("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
                    ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]
@@ -216,6 +219,30 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
         summary[name] = stats.to_dict()
     write_json(data_dir(cfg) / "prepare.json", summary)
     return summary
+
+
+def share_prefix_choice(cfg: ProjectConfig) -> tuple[bool, str]:
+    """`data.share_prefix` resolved, and why: shared prefixes need packing, SFT and eager_varlen attention,
+    which training chooses (`train.attn_implementation: auto`) everywhere but on CUDA GPUs."""
+    d, t = cfg.data, cfg.train
+    if d.share_prefix is False:
+        return False, "data.share_prefix is false"
+    needs = [why for bad, why in ((not d.packing, "data.packing is off"), (t.method != "sft", f"train.method is {t.method}"),
+                                  (t.adapter == "prefix", "train.adapter is prefix (its virtual tokens go "
+                                                          "through transformers' own masks)"),
+                                  (t.attn_implementation not in ("auto", "eager_varlen"),
+                                   f"train.attn_implementation is {t.attn_implementation}")) if bad]
+    if not needs and d.share_prefix == "auto" and t.attn_implementation == "auto":
+        from tunesmith.hardware import pick_device
+
+        if pick_device(cfg.device) == "cuda":
+            needs.append("training runs on a CUDA GPU, whose attention kernels take disjoint records")
+    if needs and d.share_prefix is True:
+        raise ConfigError(f"data.share_prefix is true, but {'; '.join(needs)}: shared prefixes need packing, SFT "
+                             "and train.attn_implementation eager_varlen (or auto on a CPU). Set data.share_prefix: auto")
+    if needs:
+        return False, "; ".join(needs)
+    return True, "records with a common untrained opening share one copy of it (eager_varlen attention)"
 
 
 def _loss_shares(info: dict[str, Any]) -> dict[str, float]:

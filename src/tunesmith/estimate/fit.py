@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config import ProjectConfig, TrainConfig
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.estimate.memory import GB, Arch, MemoryEstimate, estimate_memory
 from tunesmith.estimate.plan import DataStats, data_stats, method_of, model_arch, setup_for
 
@@ -81,7 +81,13 @@ def steps_per_epoch(sequences: int, micro: int, accumulation: int, nproc: int) -
     return max(1, math.ceil(batches / accumulation))
 
 
-def _attention_options(setting: str, device: str) -> list[str]:
+def _attention_options(setting: str, device: str, shared_prefix: bool = False) -> list[str]:
+    if shared_prefix:  # only eager_varlen lets a record see the prefix it shares (data/packing.py)
+        if setting not in ("auto", "eager_varlen"):
+            raise ConfigError(f"train.attn_implementation is {setting}, but the prepared windows share prompt "
+                              "prefixes, which only eager_varlen reads. Set data.share_prefix: false and rerun "
+                              "`tunesmith data prepare`, or train.attn_implementation: auto")
+        return ["eager_varlen"]
     if setting != "auto":
         return [setting]
     if device == "cuda":
@@ -251,7 +257,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     chosen: tuple[int, str, bool, MemoryEstimate] | None = None
     smallest: MemoryEstimate | None = None
     for checkpointing in ([False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]):
-        for attention in _attention_options(t.attn_implementation, device):
+        for attention in _attention_options(t.attn_implementation, device, data.shared_prefix):
             for micro in _micro_options(t.micro_batch_size, data.seq_len, device, math.ceil(target / nproc)):
                 est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
                 smallest = est if smallest is None or est.total < smallest.total else smallest
@@ -272,7 +278,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
         if strict:
             raise TunesmithError(problem)
         lean_micro = t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1
-        lean_attention = "sdpa" if t.attn_implementation == "auto" else str(t.attn_implementation)
+        lean_attention = _attention_options(t.attn_implementation, device, data.shared_prefix)[-1]
         chosen = (lean_micro, lean_attention, t.gradient_checkpointing is not False, smallest)
     micro, attention, checkpointing, est = chosen
     if t.micro_batch_size == "auto" and t.gradient_accumulation_steps == "auto":

@@ -44,6 +44,8 @@ class DataStats:
     """Training records (conversations or preference pairs) per epoch."""
     window_reason: str | None = None
     """Why the window is as long as it is, when `data.max_length` is auto."""
+    shared_prefix: bool = False
+    """The prepared windows share prompt prefixes (`data.share_prefix`): only eager_varlen reads them."""
 
 
 @dataclass
@@ -122,8 +124,9 @@ def data_stats(cfg: ProjectConfig) -> DataStats:
         micro = cfg.train.micro_batch_size
         stats = _prepared_stats(prepared, micro if isinstance(micro, int) else None)
         summary = data_dir(cfg) / "prepare.json"
-        if summary.exists() and cfg.data.max_length == "auto":
-            prepared_summary = json.loads(summary.read_text())
+        prepared_summary = json.loads(summary.read_text()) if summary.exists() else {}
+        stats.shared_prefix = bool(prepared_summary.get("share_prefix"))
+        if prepared_summary and cfg.data.max_length == "auto":
             stats.seq_len = max(stats.seq_len, int(prepared_summary.get("max_length", stats.seq_len)))
             stats.window_reason = prepared_summary.get("max_length_reason")
         return stats

@@ -13,6 +13,10 @@ record, and hands everything else (padding masks, generation with a KV cache) to
 sdpa. Grouped-query heads share their key/value head by broadcasting, without repeat copies.
 It is registered with transformers' `AttentionInterface` and `AttentionMaskInterface`, so
 `model.set_attn_implementation(VARLEN)` selects it like a built-in kernel.
+
+Windows packed with shared prefixes (data/packing.py, `share_prefix`) hold segments whose position
+ids start past 0: such a segment also sees the first p keys and values of the record before it, p
+its first position id. Only this attention reads those windows right.
 """
 
 from __future__ import annotations
@@ -21,27 +25,40 @@ from typing import Any
 
 VARLEN = "eager_varlen"
 
-_causal_masks: dict[tuple[int, Any, Any], Any] = {}
-
-
-def _causal(n: int, like: Any) -> Any:
-    import torch
-
-    key = (n, like.device, like.dtype)
-    if key not in _causal_masks:
-        _causal_masks[key] = torch.full((n, n), torch.finfo(like.dtype).min, device=like.device,
-                                        dtype=like.dtype).triu(1)
-    return _causal_masks[key]
+_causal_masks: dict[tuple[int, int, Any, Any], Any] = {}
 
 
 def record_lengths(position_ids: Any, batch: int, length: int) -> list[list[int]]:
-    """Each window's record lengths, read from position ids that restart at 0 for every record."""
-    starts = position_ids.expand(batch, -1) == 0
-    lengths = []
-    for row in starts.tolist():
-        bounds = [0] + [i for i, s in enumerate(row) if s and i > 0] + [length]
-        lengths.append([b - a for a, b in zip(bounds, bounds[1:])])
-    return lengths
+    """Each window's segment lengths, read from its position ids (see `record_segments`)."""
+    return [[n for n, _ in row] for row in record_segments(position_ids, batch, length)]
+
+
+def record_segments(position_ids: Any, batch: int, length: int) -> list[list[tuple[int, int]]]:
+    """Each window's segments as (length, shared prefix): a segment starts wherever the position ids do
+    not count on by one. One that starts at 0 is a record (prefix 0); one that starts at p > 0 is the
+    rest of a record whose first p tokens it shares with the window's last record (data/packing.py,
+    `share_prefix`)."""
+    import torch
+
+    positions = position_ids.expand(batch, -1)
+    starts = torch.ones_like(positions, dtype=torch.bool)
+    starts[:, 1:] = positions[:, 1:] != positions[:, :-1] + 1
+    segments = []
+    for row, first in zip(starts.tolist(), positions.tolist()):
+        bounds = [i for i, s in enumerate(row) if s] + [length]
+        segments.append([(b - a, first[a]) for a, b in zip(bounds, bounds[1:])])
+    return segments
+
+
+def _mask(n: int, prefix: int, like: Any) -> Any:
+    """Causal over a segment's own n tokens, with its shared prefix's `prefix` keys all visible."""
+    import torch
+
+    key = (n, prefix, like.device, like.dtype)
+    if key not in _causal_masks:
+        causal = torch.full((n, n), torch.finfo(like.dtype).min, device=like.device, dtype=like.dtype).triu(1)
+        _causal_masks[key] = torch.cat([causal.new_zeros(n, prefix), causal], 1) if prefix else causal
+    return _causal_masks[key]
 
 
 def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
@@ -59,16 +76,24 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     kv_heads = key.shape[1]
     scale = scaling if scaling is not None else dim ** -0.5
     if position_ids is None:
-        lengths = [[length]] * batch
+        segments = [[(length, 0)]] * batch
     else:
-        lengths = record_lengths(position_ids, batch, length)
+        segments = record_segments(position_ids, batch, length)
     windows = []
-    for q, k, v, sizes in zip(query.unbind(0), key.unbind(0), value.unbind(0), lengths):
+    for q, k, v, row in zip(query.unbind(0), key.unbind(0), value.unbind(0), segments):
+        sizes = [n for n, _ in row]
         pieces = []
-        for qs, ks, vs in zip(q.split(sizes, 1), k.split(sizes, 1), v.split(sizes, 1)):
-            n = qs.shape[1]
+        root_k = root_v = None  # the window's last record: the prefix later segments share
+        for (n, prefix), qs, ks, vs in zip(row, q.split(sizes, 1), k.split(sizes, 1), v.split(sizes, 1)):
+            if prefix == 0:
+                root_k, root_v = ks, vs
+            else:
+                if root_k is None or root_k.shape[1] < prefix:
+                    raise ValueError(f"a packed segment starts at position {prefix} with no record of at least "
+                                     f"{prefix} tokens before it in its window")
+                ks, vs = torch.cat([root_k[:, :prefix], ks], 1), torch.cat([root_v[:, :prefix], vs], 1)
             grouped = qs.reshape(kv_heads, heads // kv_heads, n, dim)  # query heads grouped by key/value head
-            scores = torch.matmul(grouped, ks.unsqueeze(1).transpose(-1, -2)) * scale + _causal(n, qs)
+            scores = torch.matmul(grouped, ks.unsqueeze(1).transpose(-1, -2)) * scale + _mask(n, prefix, qs)
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(qs.dtype)
             pieces.append(torch.matmul(probs, vs.unsqueeze(1)).reshape(heads, n, dim))
         windows.append(torch.cat(pieces, 1) if len(pieces) > 1 else pieces[0])
