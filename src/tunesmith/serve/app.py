@@ -8,7 +8,6 @@ official client raises its usual exceptions (400 BadRequestError, 401 Authentica
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import random
 import time
@@ -23,6 +22,7 @@ from starlette.exceptions import HTTPException
 from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
 from tunesmith.serve.guard import BodyGuard, error_body, leaks_pii
+from tunesmith.serve.access import SECURITY_HEADERS, refusal
 from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key
 from tunesmith.serve.models import Target
 from tunesmith.serve.protocol import (
@@ -137,32 +137,11 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         if size and size.isdigit() and int(size) > limit:  # refused before a byte of it is read
             return JSONResponse(error_body(f"request body over {limit} bytes", "invalid_request_error"),
                                 status_code=413)
-        request.state.key_digest = None
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        page = request.url.path.startswith("/ui")
-        if page and not given:
-            given = request.cookies.get("tunesmith_key", "")  # the web pages: set by /ui/login
-        digest = hash_key(given) if given else ""
-        if request.url.path.startswith("/admin"):
-            if admins:
-                allowed = any(hmac.compare_digest(digest, k) for k in admins)
-            else:  # no admin key: nobody when inference keys exist, else this machine only
-                allowed = not keys and request.client is not None and request.client.host in ("127.0.0.1", "::1")
-            if not allowed:
-                return JSONResponse(error_body("/admin needs an admin key (serve.admin_key_sha256), not an inference "
-                                               "key", "invalid_request_error", code="admin_key_required"),
-                                    status_code=403)
-            return await call_next(request)
-        if keys and request.url.path != "/health" and request.url.path != "/ui/login":
-            if not any(hmac.compare_digest(digest, k) for k in keys | admins):
-                if page:
-                    from fastapi.responses import RedirectResponse
-
-                    return RedirectResponse(f"/ui/login?next={request.url.path}", status_code=303)
-                return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
-                                               "invalid_request_error", code="invalid_api_key"), status_code=401)
-            request.state.key_digest = digest
-        return await call_next(request)
+        answer = refusal(request, keys, admins)
+        if answer is None:
+            answer = await call_next(request)
+        answer.headers.update(SECURITY_HEADERS)
+        return answer
 
     async def resolve(name: str, request: Request) -> Target:
         if name in targets:

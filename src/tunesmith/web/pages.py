@@ -9,7 +9,6 @@ as a cookie set by `/ui/login`; promote and rollback also need an admin key when
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 import statistics
@@ -55,9 +54,9 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         return page(request, "login.html", "", "Sign in", next=next if next.startswith("/ui") else "/ui/runs")
 
     @app.post("/ui/login", include_in_schema=False)
-    async def login(key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
+    async def login(request: Request, key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
         answer = RedirectResponse(next if next.startswith("/ui") else "/ui/runs", status_code=303)
-        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return answer
 
     @app.get("/ui/runs", response_class=HTMLResponse, include_in_schema=False)
@@ -139,8 +138,9 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         from tunesmith.errors import TunesmithError
         from tunesmith.registry import store as registry
 
-        if not _admin_ok(request):
-            return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256)", status_code=403)
+        if not getattr(request.state, "is_admin", False):  # the server's one rule (serve/access.py)
+            return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256); without keys, "
+                                "only a browser on the server's own machine may", status_code=403)
         why = reason or "from the web page"
         try:
             if action == "promote":
@@ -228,15 +228,6 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         texts = await asyncio.gather(*(_answer(state, n, prompt, max(1, min(max_tokens, 1024))) for n in names))
         return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
                     prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
-
-    def _admin_ok(request: Request) -> bool:
-        from tunesmith.serve.keys import admin_keys, hash_key
-
-        admins = admin_keys(cfg.serve)
-        if not admins:
-            return True  # the pages are already behind the API key (or this machine only)
-        given = request.cookies.get(COOKIE) or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return bool(given) and any(hmac.compare_digest(hash_key(given), k) for k in admins)
 
 
 _LOCKS: dict[str, Any] = {}
