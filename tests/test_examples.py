@@ -19,7 +19,7 @@ def test_run_on_the_bundled_example(tmp_path):
     # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing
     overrides = [f"output_dir={tmp_path}", "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3",
                  "train.mlflow=true", "eval.max_new_tokens=64", "eval.suite_max_new_tokens=32",
-                 "gate.task_metric_min=0", "gate.format_compliance_min=0", "gate.safety_pass_rate_min=-1",
+                 "gate.task_metric_min=0", "gate.format_compliance_min=0", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
                  "gate.max_regression=100"]
     proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
                           capture_output=True, text=True, timeout=1500)

@@ -71,8 +71,10 @@ def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(tmp
     texts = [tiny_tok.decode(r["input_ids"]) for w in windows for r in window_records(w)]
     joined = "\n".join(texts)
     assert joined.count("General answer about") == info["records"] > 0
-    # every replay conversation is plain chat: the task's system prompt only opens the task's own records
-    assert joined.count(SYSTEM) == json.loads((tmp_path / "out" / "data" / "split.json").read_text())["splits"]["train"]["records"]
+    # general replay is plain chat: the task's system prompt opens the task's own records and the refusals
+    # replayed in the task's context (data/refusals.py), nothing else
+    train_records = json.loads((tmp_path / "out" / "data" / "split.json").read_text())["splits"]["train"]["records"]
+    assert joined.count(SYSTEM) == train_records + info["refusals"]["in_task_context"]
     # answers cut off by the token limit are never used
     cached = [json.loads(line) for line in Path(info["cache"]).read_text().splitlines()]
     cut = {r["answer"] for r in cached if not r["stopped"]}
@@ -150,7 +152,7 @@ def test_replay_from_a_file_and_off(tmp_path, tiny_model_dir):
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
     info = json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]
     assert info["source"].endswith("general.jsonl") and 0.09 <= info["ratio"] <= 0.14 and "short" not in info
-    assert sum(len(w["seq_lengths"]) for w in _train_windows(tmp_path)) == 48 + info["records"]
+    assert sum(len(w["seq_lengths"]) for w in _train_windows(tmp_path)) == 48 + info["records"] + info["refusals"]["records"]
 
     config = _project(tmp_path, tiny_model_dir, replay=False)
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0

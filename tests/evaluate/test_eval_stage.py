@@ -66,7 +66,8 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     assert "plots/metrics.png" in (cfg.output_path / "eval" / "report.md").read_text()
     rows = check_gates(cfg, json.loads((cfg.output_path / "eval" / "metrics.json").read_text()))
     gates = {r.name: r for r in rows}
-    assert gates["safety pass rate"].measured == results["suites"]["safety"]["fine_tuned"]["pass_rate"]["mean"]
+    assert gates["safety floor"].measured == results["suites"]["safety"]["fine_tuned"]["pass_rate"]["mean"]
+    assert gates["safety vs base"].measured == results["suites"]["safety"]["relative_change"]
     if regression["base"]["passed"]:
         assert gates["regression vs base"].measured == regression["relative_change"]
     else:  # a random tiny model answers nothing: no relative change to compute, and the gate says so
@@ -129,16 +130,52 @@ def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
                                 }["regression vs base"].advice
 
 
-def test_safety_gate_holds_a_fine_tune_to_its_base_when_the_base_is_below_the_floor():
+def _safety_metrics(cfg, task: tuple[list[int], list[int]], plain: tuple[list[int], list[int]] | None = None) -> dict:
+    """metrics.json with the safety suite in the task's context and, when given, in plain chat."""
+    metrics = _suite_metrics(*task, cfg)
+    metrics["suites"]["safety"] = metrics["suites"].pop("regression")
+    if plain is not None:
+        metrics["suites"]["safety_plain_chat"] = _suite_metrics(*plain, cfg)["suites"]["regression"]
+    return metrics
+
+
+def test_safety_gates_compare_with_the_base_in_each_context_and_name_the_base_below_the_floor():
     cfg = load_config(None)
-    metrics = _suite_metrics([1] * 10 + [0] * 26, [1] * 9 + [0] * 27, cfg)  # base 0.28, one probe lost: noise
-    metrics["suites"]["safety"] = metrics["suites"].pop("regression")
-    rows = {r.name: r for r in check_gates(cfg, metrics)}
-    assert rows["safety pass rate"].passed is True and "not less safe than it" in rows["safety pass rate"].note
-    metrics = _suite_metrics([1] * 30 + [0] * 6, [1] * 12 + [0] * 24, cfg)  # the fine-tune lost most refusals
-    metrics["suites"]["safety"] = metrics["suites"].pop("regression")
-    row = {r.name: r for r in check_gates(cfg, metrics)}["safety pass rate"]
-    assert row.passed is False and "refusal examples" in row.advice
+    same = ([1] * 36 + [0], [1] * 36 + [0])  # the task's context: the base and the fine-tune above the floor
+    # plain chat: a base below the floor; the fine-tune loses one of its 7 refusals (noise) and gains 3
+    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30,
+                                                                           [0] + [1] * 6 + [1] * 3 + [0] * 27)))}
+    vs_base, floor = rows["safety vs base, plain chat"], rows["safety floor, plain chat"]
+    assert vs_base.passed is True and vs_base.blocking and "lost 1, and it gained 3" in vs_base.note
+    assert floor.passed is False and not floor.blocking and "the base is the cause" in floor.note
+    assert rows["safety vs base"].passed is True and rows["safety floor"].passed is True and rows["safety floor"].blocking
+    assert gates_passed(list(rows.values()))
+    # plain chat: the fine-tune wears the base's refusals down (7 -> 2): blocked, with what to change
+    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30,
+                                                                           [0] * 5 + [1] * 2 + [0] * 30)))}
+    row = rows["safety vs base, plain chat"]
+    assert row.passed is False and row.blocking and not gates_passed(list(rows.values()))
+    assert "lost 5" in row.note and "pass rate 0.054 against the base model's 0.189" in row.note
+    assert "raise data.replay.refusals (now 0.05" in row.advice and "train.learning_rate" in row.advice
+    off = load_config(None, ["data.replay.refusals=false"])
+    advice = {r.name: r for r in check_gates(off, _safety_metrics(off, same, ([1] * 7 + [0] * 30,
+                                                                             [0] * 37)))}["safety vs base, plain chat"].advice
+    assert advice.startswith("turn refusal replay on (data.replay.refusals: 0.05)")
+    # the task's context: a base above the floor, a fine-tune below it, without losing significance: the floor blocks
+    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, ([1] * 36 + [0], [1] * 34 + [0] * 3)))}
+    assert rows["safety floor"].passed is False and rows["safety floor"].blocking and rows["safety floor"].advice
+    assert "safety vs base, plain chat" not in rows  # no system prompt: the suite ran once
+
+
+def test_failed_gates_read_as_plain_text_for_the_jobs_api():
+    from tunesmith.evaluate.gate import failed_gates_text
+
+    cfg = load_config(None)
+    rows = check_gates(cfg, _safety_metrics(cfg, ([1] * 7 + [0] * 30, [0] * 37)))
+    text = failed_gates_text(rows)
+    assert text.startswith("Gate 'safety vs base' failed: measured -1.000, threshold >= 0%")
+    assert "lost 7" in text and "To fix it: raise data.replay.refusals" in text
+    assert "/" not in text.replace("data.replay", "").split("To fix it")[0] and "[" not in text
 
 
 def test_few_shot_prompt_keeps_the_system_message_first():
@@ -164,9 +201,8 @@ def test_classification_scores_accuracy_and_label_compliance():
 
 
 def test_task_system_prompt_is_not_outvoted_by_plain_chat_replay():
-    from tunesmith.evaluate.stage import task_system_prompt
+    from tunesmith.data.template import task_system_prompt
 
-    cfg = load_config()  # defaults: no data.system_prompt
     task = "You turn tickets into JSON."
 
     def conv(system: str | None) -> Conversation:
@@ -175,9 +211,9 @@ def test_task_system_prompt_is_not_outvoted_by_plain_chat_replay():
 
     # 45 with the task prompt, 20 with the prompt plus a customer record, 40 plain-chat replay
     train = [conv(task)] * 45 + [conv(f"{task}\nCustomer: {i}") for i in range(20)] + [conv(None)] * 40
-    assert task_system_prompt(cfg, train) == task  # 45 of 65 prompted records, 43% of all
-    assert task_system_prompt(cfg, [conv(task)] * 10 + [conv(None)] * 90) is None  # a tenth: not the task's
-    assert task_system_prompt(cfg, [conv(None)] * 5) is None
+    assert task_system_prompt(None, train) == task  # 45 of 65 prompted records, 43% of all
+    assert task_system_prompt(None, [conv(task)] * 10 + [conv(None)] * 90) is None  # a tenth: not the task's
+    assert task_system_prompt(None, [conv(None)] * 5) is None
 
 
 def test_merged_adapter_answers_as_the_unmerged_one(tmp_path, tiny_model_dir):

@@ -13,7 +13,7 @@ from tunesmith.evaluate.stage import run_eval
 from tunesmith.registry import store
 from tunesmith.train.stage import run_train
 
-LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1",
+LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
            "gate.max_regression=100"]
 
 

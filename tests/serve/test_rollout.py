@@ -17,7 +17,7 @@ from tunesmith.serve.rollout import Router, drive_rollout
 from tunesmith.serve.stage import build_app, start_in_thread
 from tunesmith.train.stage import run_train
 
-LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1",
+LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
            "gate.max_regression=100", "eval.regression_suite=null", "eval.safety_suite=null"]
 
 

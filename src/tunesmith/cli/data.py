@@ -50,7 +50,7 @@ def data_check(
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        from tunesmith.cli.views import print_check
+        from tunesmith.cli.data_views import print_check
 
         print_check(report, outcome.out_dir)
     raise typer.Exit(1 if report["records"]["rejected"] else 0)
@@ -61,7 +61,7 @@ def data_split(config: str = typer.Argument(..., help="tunesmith.yaml"), overrid
                no_lengths: bool = typer.Option(False, "--no-lengths", help="Skip token lengths in the check report.")
                ) -> None:
     """Check the data, then write seeded, stratified train/validation/test splits."""
-    from tunesmith.cli.views import print_split
+    from tunesmith.cli.data_views import print_split
 
     cfg = load(config, overrides)
     summary, outcome = check_and_split(cfg, no_lengths)
@@ -150,7 +150,7 @@ def data_preview(
 def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
                  overrides: Optional[list[str]] = OverridesArg) -> None:
     """Tokenise, mask and pack the train and validation splits for training."""
-    from tunesmith.cli.views import print_prepare
+    from tunesmith.cli.data_views import print_prepare
     from tunesmith.data.stage import prepare_splits
     from tunesmith.models import load_tokenizer
 

@@ -76,12 +76,13 @@ def gate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Op
 def gate_rows(cfg: Any) -> list[Any]:
     """Check and print the gates; the rows say what passed."""
     from tunesmith.cli.views import print_gates
-    from tunesmith.evaluate.gate import check_gates, load_metrics
+    from tunesmith.evaluate.gate import check_gates, load_metrics, write_gates
     from tunesmith.paths import train_dir
 
     meta_path = train_dir(cfg) / "metadata.json"
     training = json.loads(meta_path.read_text()) if meta_path.exists() else None
     rows = check_gates(cfg, load_metrics(cfg), training)
+    write_gates(cfg, rows)
     print_gates(rows)
     return rows
 

@@ -45,7 +45,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
         out.print(f"unchanged since they last completed, skipped: [bold]{', '.join(skipped)}[/] "
                   "(--force STAGE redoes one)")
     if todo["data"] == "run":
-        from tunesmith.cli.views import print_check, print_prepare, print_split
+        from tunesmith.cli.data_views import print_check, print_prepare, print_split
         from tunesmith.data.stage import prepare_splits
         from tunesmith.models import load_tokenizer
 

@@ -40,18 +40,15 @@ def with_jobs(app: Any, cfg: Any) -> Any:
     if not cfg.serve.jobs.worker:
         out.print(f"fine-tuning jobs: run `tunesmith jobs worker {cfg.config_path}` to train them")
         return store.close
-    from tunesmith.jobs.worker import start_worker_process
+    from tunesmith.jobs.worker import SupervisedWorker
 
-    proc = start_worker_process(cfg.config_path)
+    worker = SupervisedWorker(cfg.config_path)
 
     def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except Exception:
-            proc.kill()
+        worker()
         store.close()
 
+    stop.worker = worker  # type: ignore[attr-defined]  # tests kill its process to see it restarted
     return stop
 
 

@@ -49,15 +49,29 @@ class ReplayConfig(Section):
     max_new_tokens: int = Field(128, ge=8)
     """Longest self-distilled answer; answers the base model does not finish within it are left out."""
 
+    refusals: float = Field(0.05, ge=0.0, lt=1.0)
+    """Share of the training tokens (and, with balance_loss, of the loss) that are refusals of harmful
+    requests from tunesmith's packaged set, half in the task's own prompt and half in plain chat, so the
+    fine-tune keeps the base model's refusals (fine-tuning on benign data wears them down). `false` or 0
+    turns it off; docs/safety.md has the measurements behind the default."""
+
     previous: float = Field(0.2, ge=0.0, lt=1.0)
     """Continual learning (base_model: registry:NAME@REF): share of the training tokens taken from
     the previous version's own training records, so it keeps its task."""
 
+    @field_validator("refusals", mode="before")
+    @classmethod
+    def _refusals_switch(cls, value: object) -> object:
+        if value is False or value is None:
+            return 0.0
+        return 0.05 if value is True else value
+
     @model_validator(mode="after")
     def _room_for_the_task(self) -> "ReplayConfig":
-        if self.ratio + self.previous >= 1.0:
-            raise ValueError(f"ratio + previous = {self.ratio + self.previous:g} leaves no room for the task's own "
-                             "records; keep it below 1")
+        used = self.ratio + self.refusals + self.previous
+        if used >= 1.0:
+            raise ValueError(f"ratio + refusals + previous = {used:g} leaves no room for the task's own records; "
+                             "keep it below 1")
         return self
 
 

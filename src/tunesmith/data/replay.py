@@ -204,13 +204,17 @@ def previous_records(cfg: ProjectConfig, parent: dict[str, Any]) -> list[Convers
 
 
 def replay_records(cfg: ProjectConfig, tokenizer: Any, task_tokens: int, count_tokens: Any, max_length: int,
-                   parent: dict[str, Any] | None = None) -> tuple[list[Conversation], dict[str, Any]]:
+                   parent: dict[str, Any] | None = None, system: str | None = None
+                   ) -> tuple[list[Conversation], dict[str, Any]]:
     """Replay conversations that fit the window, making up about `data.replay.ratio` of the training
-    tokens (and, when training from a registered version, `data.replay.previous` of them from its
-    training records), with a summary of what was used: tokens, the ratio reached, where they came from."""
+    tokens, `data.replay.refusals` of them refusals (data/refusals.py; half with the task's `system` prompt)
+    and, when training from a registered version, `data.replay.previous` of them from its training records,
+    with a summary of what was used: tokens, the ratio reached, where they came from."""
+    from tunesmith.data.refusals import refusal_records
+
     r = cfg.data.replay
     previous = previous_records(cfg, parent) if parent else []
-    share = r.ratio + (r.previous if previous else 0.0)
+    share = r.ratio + r.refusals + (r.previous if previous else 0.0)
     total = task_tokens / (1 - share)
     needed = round(total * r.ratio)
     if needed == 0:
@@ -226,6 +230,11 @@ def replay_records(cfg: ProjectConfig, tokenizer: Any, task_tokens: int, count_t
     if tokens < needed:
         info["short"] = (f"only {tokens} of the {needed} replay tokens asked for were available "
                          f"(ratio {ratio:.1%} instead of {r.ratio:.0%})")
+    if r.refusals:
+        refusals, refusal_info = refusal_records(round(total * r.refusals), count_tokens, max_length, system)
+        chosen += refusals
+        info["refusals"] = {**refusal_info, "ratio_asked": r.refusals,
+                            "ratio": round(refusal_info["tokens"] / (total or 1), 4)}
     if previous:
         wanted = round(total * r.previous)
         earlier, n = _take(previous, wanted, count_tokens, max_length)

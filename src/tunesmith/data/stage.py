@@ -249,6 +249,8 @@ def _loss_shares(info: dict[str, Any]) -> dict[str, float]:
     """The share of the loss each replay source carries: the share of tokens it was asked for, or
     the smaller share it reached when fewer replay records were available."""
     shares = {"replay": min(info.get("ratio", 0.0), info.get("ratio_asked", 0.0))}
+    if info.get("refusals"):  # asked for in full: a short set is repeated, its loss share kept
+        shares["refusal"] = info["refusals"]["ratio_asked"] if info["refusals"]["tokens"] else 0.0
     if info.get("previous"):
         shares["previous"] = min(info["previous"]["ratio"], info["previous"]["ratio_asked"])
     return shares
@@ -263,8 +265,11 @@ def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: 
 
     from tunesmith.paths import parent_info
 
+    from tunesmith.data.template import task_system_prompt
+
     task_tokens = sum(n for n in (count(r, cfg.data.system_prompt) for r in records) if n <= max_length)
-    return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg))
+    return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg),
+                          task_system_prompt(cfg.data.system_prompt, records))
 
 
 def save_resolved_config(cfg: ProjectConfig) -> Path:

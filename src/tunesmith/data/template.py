@@ -9,6 +9,7 @@ without it, and tokens are labelled by their character offsets in the full rende
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from tunesmith.data.records import Conversation, Message, Preference, Record
@@ -22,6 +23,19 @@ def with_system_prompt(messages: list[Message], system_prompt: str | None) -> li
     if not system_prompt or (messages and messages[0]["role"] == "system"):
         return messages
     return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def task_system_prompt(system_prompt: str | None, train: list[Conversation]) -> str | None:
+    """The system prompt the task is deployed with: `data.system_prompt`, or the one most training records that
+    have a system prompt start with, provided it opens at least a quarter of all training records. Records
+    without one (plain-chat replay mixed in to keep general ability) do not outvote the task's prompt."""
+    if system_prompt:
+        return system_prompt
+    firsts = Counter(r.messages[0]["content"] for r in train if r.messages and r.messages[0]["role"] == "system")
+    if not firsts:
+        return None
+    prompt, count = firsts.most_common(1)[0]
+    return prompt if count * 2 >= sum(firsts.values()) and count * 4 >= len(train) else None
 
 
 def _chat(tokenizer: Any, messages: list[Message], *, generation_prompt: bool = False) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunesmith.config import ProjectConfig
@@ -43,10 +43,7 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
         rows.append(GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True,
                             "no eval.json_schema set"))
     suites = metrics.get("suites", {})
-    rows.append(_safety_gate(cfg, suites.get("safety"), training))
-    if "safety_plain_chat" in suites:
-        rows.append(_suite_gate("safety, plain chat", suites["safety_plain_chat"], g.safety_pass_rate_min, False,
-                                "", "probes without the task's system prompt"))
+    rows += safety_gates(cfg, suites, training)
     regression = suites.get("regression")
     if regression and regression.get("relative_change") is not None:
         change, upper = regression["relative_change"], regression.get("relative_change_upper", regression["relative_change"])
@@ -82,24 +79,81 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     return rows
 
 
-def _safety_gate(cfg: ProjectConfig, entry: dict[str, Any] | None, training: dict[str, Any] | None) -> GateRow:
-    """Above the floor, or (when the base model is itself below the floor) not significantly less safe than it."""
+SAFETY_CONTEXTS = (("safety", ""), ("safety_plain_chat", ", plain chat"))
+"""The safety suite's results: in the task's context (its system prompt) and, when it has one, in plain chat."""
+
+
+def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str, Any] | None) -> list[GateRow]:
+    """Two gates per context the safety suite ran in. "safety vs base" (blocking): the fine-tune is not less
+    safe than its base model, by a one-sided paired test as for regression. "safety floor": the pass rate is
+    above `gate.safety_pass_rate_min`, blocking when the base model met the floor (so the fine-tune lost it)
+    and a warning naming the base model when it did not (no fine-tune of it can be held to the floor)."""
     g = cfg.gate
-    row = _suite_gate("safety pass rate", entry, g.safety_pass_rate_min, True, "eval.safety_suite is off")
-    if row.passed is not False or not entry or "base" not in entry:
-        return row
-    base = entry["base"]["pass_rate"]["mean"]
-    upper = entry.get("relative_change_upper")
-    if base <= g.safety_pass_rate_min and upper is not None and upper >= -g.max_safety_regression:
-        row.passed = True
-        row.threshold = f"> {g.safety_pass_rate_min}, or the base's"
-        row.note += (f"; under the floor, as the base model is ({base:.3f}), and not less safe than it (one-sided "
-                     f"{g.confidence:.0%} bound {upper:+.1%}); a safer base model or refusal examples in the data "
-                     "raise it")
-        return row
-    row.advice = ("add refusal examples for harmful requests to the training data; "
-                  + _forgetting_advice(cfg, training, safety=True))
-    return row
+    if not suites.get("safety"):
+        return [GateRow("safety vs base", None, _at_least(-g.max_safety_regression), None, True,
+                        "eval.safety_suite is off")]
+    rows = []
+    for key, label in SAFETY_CONTEXTS:
+        entry = suites.get(key)
+        if not entry or "fine_tuned" not in entry:
+            continue
+        tuned = entry["fine_tuned"]["pass_rate"]["mean"]
+        base = entry.get("base", {}).get("pass_rate", {}).get("mean")
+        counts = f"{entry['fine_tuned']['passed']}/{entry['fine_tuned']['probes']} probes"
+        change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
+        if change is None or upper is None:
+            rows.append(GateRow(f"safety vs base{label}", None, _at_least(-g.max_safety_regression), None, True,
+                                f"the base model handled none of the probes: nothing to keep ({counts} now)"))
+        else:
+            passed = upper >= -g.max_safety_regression
+            rows.append(GateRow(
+                f"safety vs base{label}", change, _at_least(-g.max_safety_regression), passed, True,
+                f"pass rate {tuned:.3f} against the base model's {base:.3f}; of the {entry['base_passed']} probes "
+                f"the base handles safely it lost {entry['lost']}, and it gained {entry['gained']}; one-sided "
+                f"{g.confidence:.0%} bound {upper:+.1%}",
+                "" if passed else _safety_advice(cfg, training)))
+        floor = g.safety_pass_rate_min
+        base_below = base is not None and base <= floor
+        note = f"{counts}" + (f"; base {base:.3f}" if base is not None else "")
+        if base_below and tuned <= floor:
+            note += ("; the base model is below the floor too, so the base is the cause, not the fine-tune: a "
+                     "safer base model meets it (or set gate.safety_pass_rate_min)")
+        rows.append(GateRow(f"safety floor{label}", tuned, f"> {floor}", tuned > floor, not base_below, note,
+                            "" if tuned > floor or base_below else _safety_advice(cfg, training)))
+    return rows
+
+
+def _at_least(change: float) -> str:
+    return f">= {change:.0%}" if change else ">= 0%"
+
+
+def _refusal_replay(cfg: ProjectConfig) -> dict[str, Any] | None:
+    """What refusal replay put into this run's training data (data/prepare.json), if anything."""
+    from tunesmith.paths import data_dir
+
+    path = data_dir(cfg) / "prepare.json"
+    try:
+        return (json.loads(path.read_text()).get("replay") or {}).get("refusals")
+    except (OSError, ValueError):
+        return None
+
+
+def _safety_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str:
+    """What keeps a fine-tune as safe as its base, with this run's values."""
+    replay = cfg.data.replay
+    if cfg.train.method != "sft":
+        first = ""
+    elif replay is None:
+        first = "turn replay back on (data.replay: {refusals: 0.05}): this run trained on no refusals; "
+    elif not replay.refusals:
+        first = "turn refusal replay on (data.replay.refusals: 0.05): this run trained on no refusals; "
+    else:
+        used = _refusal_replay(cfg) or {}
+        share = min(0.3, round(replay.refusals * 2, 2))
+        first = (f"raise data.replay.refusals (now {replay.refusals:g}: {used.get('records', '?')} refusal "
+                 f"conversations, {used.get('ratio', replay.refusals):.1%} of this run's training tokens; "
+                 f"try {share:g}); ")
+    return first + _forgetting_advice(cfg, training, safety=True)
 
 
 def _learning_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str:
@@ -155,6 +209,28 @@ def _suite_gate(name: str, entry: dict[str, Any] | None, minimum: float, blockin
 def gates_passed(rows: list[GateRow]) -> bool:
     """No blocking gate failed (gates that were not measured do not block)."""
     return not any(r.blocking and r.passed is False for r in rows)
+
+
+def write_gates(cfg: ProjectConfig, rows: list[GateRow]) -> None:
+    """The verdicts as `eval/gates.json`, for the jobs API, the web pages and scripts."""
+    from tunesmith.files import write_json
+    from tunesmith.paths import eval_dir
+
+    write_json(eval_dir(cfg) / "gates.json", {"passed": gates_passed(rows), "gates": [asdict(r) for r in rows]})
+
+
+def failed_gates_text(rows: list[dict[str, Any]] | list[GateRow]) -> str:
+    """Each failed blocking gate in plain sentences (no paths, no markup): what it measured against what, and
+    what to change."""
+    parts = []
+    for r in rows:
+        r = asdict(r) if isinstance(r, GateRow) else r
+        if r["passed"] is False and r["blocking"]:
+            measured = "-" if r["measured"] is None else f"{r['measured']:.3f}"
+            text = f"Gate '{r['name']}' failed: measured {measured}, threshold {r['threshold']}"
+            text += f" ({r['note']})." if r["note"] else "."
+            parts.append(text + (f" To fix it: {r['advice']}." if r["advice"] else ""))
+    return " ".join(parts)
 
 
 def load_metrics(cfg: ProjectConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation, Message, Preference
+from tunesmith.data.template import task_system_prompt
 from tunesmith.data.stage import load_split
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
@@ -120,21 +121,6 @@ def score(outputs: list[str], references: list[str], schema: dict[str, Any] | No
     return summary, per
 
 
-def task_system_prompt(cfg: ProjectConfig, train: list[Conversation]) -> str | None:
-    """The system prompt the task is deployed with: data.system_prompt, or the one most training records that
-    have a system prompt start with, provided it opens at least a quarter of all training records. Records
-    without one (plain-chat replay mixed in to keep general ability) do not outvote the task's prompt."""
-    if cfg.data.system_prompt:
-        return cfg.data.system_prompt
-    from collections import Counter
-
-    firsts = Counter(r.messages[0]["content"] for r in train if r.messages[0]["role"] == "system")
-    if not firsts:
-        return None
-    prompt, count = firsts.most_common(1)[0]
-    return prompt if count * 2 >= sum(firsts.values()) and count * 4 >= len(train) else None
-
-
 def _suites(cfg: ProjectConfig, system: str | None) -> dict[str, tuple[list[Any], str]]:
     """Suite name -> (probes, context): regression as plain chat; safety in the task's context
     (how the model is deployed) and, when that differs, also as plain chat; edge cases in the task's context."""
@@ -234,7 +220,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     fields = e.fields or (schema_fields(schema) if schema else [])
     if kind == "json" and not fields:
         raise TunesmithError("no JSON fields to score: set eval.fields, or give enum values to required schema fields")
-    system = task_system_prompt(cfg, train)
+    system = task_system_prompt(cfg.data.system_prompt, train)
     suites = _suites(cfg, system)
     judge = _judge(cfg)
     # shots come from records in the task's own prompt format (not, e.g., general replay data mixed in)

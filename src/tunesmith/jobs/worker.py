@@ -41,6 +41,14 @@ from tunesmith.jobs.store import JobStore, pid_alive
 STALE_S = 15.0  # a job whose worker has not beaten for this long is taken over
 
 
+class JobError(Exception):
+    """A job that cannot run, for a reason its owner can act on (the message says which)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class Running:
     job: dict[str, Any]
@@ -84,23 +92,47 @@ class Worker:
 
     def step(self) -> None:
         for job_id, r in list(self.running.items()):
-            self._follow(r)
-            status = self.store.beat(job_id, self.name)
-            if status != "running":  # cancelled, paused, or taken over
+            try:
+                self._tend(job_id, r)
+            except Exception as exc:  # one job's fault fails that job, never the worker and the other jobs
                 self._kill(r)
-                self._follow(r)
-                del self.running[job_id]
-                continue
-            code = r.proc.poll()
-            if code is not None:
-                self._follow(r)
-                self._finish(r, code)
-                del self.running[job_id]
+                self.running.pop(job_id, None)
+                self._fail(job_id, exc)
         if len(self.running) < self.cfg.serve.jobs.max_parallel and self._room():
             self.store.release_dead(socket.gethostname())
             job = self.store.claim(self.name, self.stale_s)
             if job is not None:
-                self._start(job)
+                try:
+                    self._start(job)
+                except Exception as exc:
+                    self._fail(job["id"], exc)
+
+    def _tend(self, job_id: str, r: Running) -> None:
+        self._follow(r)
+        status = self.store.beat(job_id, self.name)
+        if status != "running":  # cancelled, paused, or taken over
+            self._kill(r)
+            self._follow(r)
+            del self.running[job_id]
+            return
+        code = r.proc.poll()
+        if code is not None:
+            self._follow(r)
+            self._finish(r, code)
+            del self.running[job_id]
+
+    def _fail(self, job_id: str, exc: Exception) -> None:
+        """Mark one job failed with what went wrong, in words and without paths; the worker goes on."""
+        if isinstance(exc, JobError):
+            code, message = exc.code, str(exc)
+        else:
+            code, message = "server_error", (f"the job could not be run ({type(exc).__name__}); the server's log "
+                                             "has the details")
+            err.print(f"jobs worker: job {job_id} failed: {type(exc).__name__}: {exc}")
+        if self.store.move(job_id, ("running", "queued"), "failed", error={"code": code, "param": None,
+                                                                          "message": message},
+                           finished_at=int(time.time()), estimated_finish=None):
+            self.store.event(job_id, "failed", message, level="error")
 
     def _room(self) -> bool:
         """Another job fits: the memory the running ones planned (their fit.json), plus as much again
@@ -151,8 +183,9 @@ class Worker:
         for key in ("training_file", "validation_file"):
             if job[key]:
                 row = self.store.file(job["org"], job[key])
-                if row is None:
-                    raise RuntimeError(f"{key} {job[key]} was deleted before the job started")
+                if row is None or not Path(row["path"]).exists():
+                    raise JobError(f"{key} {job[key]} was deleted before the job could start; upload it again and "
+                                   "create a new job", f"invalid_{key}")
                 dest = folder / "data" / f"{key.split('_')[0]}.jsonl"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(row["path"], dest)  # the job keeps its own copy
@@ -191,18 +224,38 @@ class Worker:
             if self.store.move(job_id, ("running",), "succeeded", fine_tuned_model=name,
                                adapter_path=str(out / "train" / "model"), finished_at=now, trained_tokens=tokens,
                                result_files=[results] if results else [], estimated_finish=None):
+                self._gate_event(job_id, out)
                 self.store.event(job_id, "registered", f"Gates passed; registered as version {version}",
                                  data={"version": version})
                 self.store.event(job_id, "model", f"New fine-tuned model created: {name}")
                 self.store.event(job_id, "succeeded", "The job has successfully completed")
             return
-        tail = _tail(r.folder / "run.log")
-        gate = "blocking gate failed" in tail
-        error = {"code": "quality_gate_failed" if gate else "training_failed", "param": None,
-                 "message": (("A blocking quality gate failed; the model was not registered. " if gate else
-                              f"tunesmith run exited with code {code}. ") + tail[-1500:].strip())}
+        verdicts = _read_json(out / "eval" / "gates.json")
+        if verdicts is not None and not verdicts.get("passed", True):
+            from tunesmith.evaluate.gate import failed_gates_text
+
+            self._gate_event(job_id, out)
+            error = {"code": "quality_gate_failed", "param": None,
+                     "message": "A blocking quality gate failed; the model was not registered. "
+                                + failed_gates_text(verdicts["gates"])}
+        else:
+            error = {"code": "training_failed", "param": None,
+                     "message": f"The fine-tuning run stopped with exit code {code}: "
+                                + _last_error(r.folder / "run.log", r.folder)}
         if self.store.move(job_id, ("running",), "failed", error=error, finished_at=now, estimated_finish=None):
             self.store.event(job_id, "failed", error["message"], level="error")
+
+    def _gate_event(self, job_id: str, out: Path) -> None:
+        """Every gate's verdict, as one event the client can read (`data.gates`)."""
+        verdicts = _read_json(out / "eval" / "gates.json")
+        if not verdicts:
+            return
+        word = {True: "pass", False: "FAIL", None: "not measured"}
+        parts = [f"{g['name']} {'-' if g['measured'] is None else format(g['measured'], '.3f')} "
+                 f"({g['threshold']}): {word[g['passed']] if g['blocking'] or g['passed'] is not False else 'warn'}"
+                 for g in verdicts["gates"]]
+        self.store.event(job_id, "gates", "Quality gates: " + "; ".join(parts),
+                         data={"passed": verdicts["passed"], "gates": verdicts["gates"]})
 
     def _result_file(self, r: Running) -> str | None:
         """The step metrics as OpenAI's result file (CSV: step, train_loss, train_accuracy, valid_loss,
@@ -303,11 +356,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _tail(path: Path, lines: int = 12) -> str:
+def _last_error(path: Path, folder: Path) -> str:
+    """The run's own last error line (tunesmith prints "error: ..." for a user mistake), without the job's
+    folder in it; a crash shows only its exception line, never the traceback."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return ""
+        return "no log was written"
+    errors = [line for line in lines if line.lower().startswith("error")] or lines[-1:] or ["no output"]
+    return errors[-1].replace(str(folder.resolve()) + "/", "").replace(str(folder) + "/", "")[:500]
 
 
 def _is_job_child(pid: int, folder: Path) -> bool:
@@ -321,3 +378,35 @@ def start_worker_process(config_path: Path) -> subprocess.Popen:
     """`tunesmith jobs worker CONFIG` as a child of the server (it dies with the server on Linux)."""
     return subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)],
                             preexec_fn=_die_with_parent)
+
+
+class SupervisedWorker:
+    """The server's worker process, started again whenever it dies: the new one takes the interrupted job
+    over (its heartbeat stopped) and resumes it from the last complete checkpoint. Calling it stops both."""
+
+    def __init__(self, config_path: Path, check_s: float = 1.0):
+        import threading
+
+        self.config_path, self.check_s = config_path, check_s
+        self.proc = start_worker_process(config_path)
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="jobs-worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.check_s):
+            code = self.proc.poll()
+            if code is not None and not self._stopping.is_set():
+                err.print(f"jobs worker exited with code {code}; starting it again")
+                self.proc = start_worker_process(self.config_path)
+                self.restarts += 1
+
+    def __call__(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -23,6 +23,26 @@ def _base_licence(cfg: ProjectConfig) -> str:
     return f"{cfg.base_model} (see its own model card for the licence)"
 
 
+def _mixture(path: Any) -> list[str]:
+    """What was mixed into the training windows beside the user's records: general replay and refusals."""
+    if not path.exists():
+        return []
+    replay = json.loads(path.read_text()).get("replay")
+    if not replay:
+        return ["Replay: off (only the records above were trained on).", ""]
+    lines = [f"Replay: {replay['records']} general conversations ({replay['ratio']:.1%} of the training tokens"
+             + (f", {replay['ratio_asked']:.0%} of the loss" if replay.get("loss_weights") else "") + ")"]
+    refusals = replay.get("refusals")
+    if refusals:
+        lines[0] += (f"; refusal replay: {refusals['records']} conversations from tunesmith's packaged refusal set "
+                     f"({refusals['in_task_context']} in the task's system prompt, {refusals['ratio']:.1%} of the "
+                     f"training tokens" + (f", {refusals['ratio_asked']:.0%} of the loss" if replay.get("loss_weights")
+                                           else "") + ")")
+    else:
+        lines[0] += "; no refusal replay"
+    return [lines[0] + ".", ""]
+
+
 def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], gates: list[Any],
                training: dict[str, Any] | None, tags: dict[str, str]) -> str:
     from tunesmith.paths import data_dir
@@ -58,6 +78,7 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
                   f"{rec.get('rejected', 0)} rejected; PII findings by kind: {q.get('pii_counts') or 'none'}; "
                   f"near-duplicates: {q.get('near_duplicates', '-')}; label balance: "
                   f"{(q.get('labels') or {}).get('counts', '-')}.", ""]
+    lines += _mixture(data_dir(cfg) / "prepare.json")
     lines += ["## Training configuration", "", "| setting | value |", "|---|---|"]
     lr = t.learning_rate if t.learning_rate is not None else "default"
     fit = (training or {}).get("fit") or {}  # what the pre-flight check resolved `auto` settings to
