@@ -27,7 +27,8 @@ def _rows(n: int = 40) -> list[dict]:
     return [{"messages": chat(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.")} for i in range(n)]
 
 
-def _project(tmp_path: Path, model_dir: Path, max_steps: int, save_steps: int, gate: dict | None = None) -> Path:
+def _project(tmp_path: Path, model_dir: Path, max_steps: int, save_steps: int, gate: dict | None = None,
+             limits: dict | None = None) -> Path:
     from tunesmith.serve.keys import hash_key
 
     config = tmp_path / "server" / "tunesmith.yaml"
@@ -36,7 +37,7 @@ def _project(tmp_path: Path, model_dir: Path, max_steps: int, save_steps: int, g
         "base_model": str(model_dir), "output_dir": "out",
         "serve": {"api_key_sha256": [hash_key(KEY_A), hash_key(KEY_B)],
                   "organizations": {"acme": [hash_key(KEY_A)]},
-                  "jobs": {"worker": False, "project": {  # what every job starts from: small and quick
+                  "jobs": {"worker": False, **(limits or {}), "project": {  # what every job starts from: small, quick
                       "data": {"max_length": 64, "dedup": "none", "replay": False},
                       "train": {"max_steps": max_steps, "micro_batch_size": 2, "logging_steps": 1, "learning_rate": 1e-2, "mlflow": False,
                                 "eval_steps": save_steps, "save_steps": save_steps, "early_stopping_patience": None},
@@ -78,8 +79,8 @@ class Server:
 def server_factory(tmp_path, tiny_model_dir):
     made = []
 
-    def make(max_steps: int = 6, save_steps: int = 2, gate: dict | None = None) -> Server:
-        server = Server(_project(tmp_path, tiny_model_dir, max_steps, save_steps, gate))
+    def make(max_steps: int = 6, save_steps: int = 2, gate: dict | None = None, limits: dict | None = None) -> Server:
+        server = Server(_project(tmp_path, tiny_model_dir, max_steps, save_steps, gate, limits))
         made.append(server)
         return server
 
@@ -230,6 +231,42 @@ def test_a_job_whose_file_vanished_fails_alone_and_the_worker_goes_on(server_fac
     assert "was deleted before the job could start" in failed.error.message and str(tmp_path) not in failed.error.message
     assert _wait(other, fine.id, ("succeeded", "failed")).status == "succeeded"
     assert server.worker.poll() is None  # the same worker, still running
+
+
+def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory, tmp_path):
+    import httpx
+
+    server = server_factory(limits={"max_files_per_org": 2, "max_active_jobs_per_org": 1})
+    client = server.client()
+    upload = _upload(client, tmp_path, _rows(4))
+    for hyper, name in (({"n_epochs": 1_000_000_000}, "n_epochs"), ({"batch_size": 10**6}, "batch_size")):
+        with pytest.raises(openai.BadRequestError, match=name):
+            client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
+                                           method={"type": "supervised", "supervised": {"hyperparameters": hyper}})
+    for value in ("NaN", "Infinity", "-1"):  # NaN <= 0 is false: a bare comparison let it through
+        answer = httpx.post(f"{server.running.url}/v1/fine_tuning/jobs", headers={
+            "Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"}, timeout=30, content=(
+            f'{{"model": "base", "training_file": "{upload.id}", "hyperparameters": '
+            f'{{"learning_rate_multiplier": {value}}}}}'))
+        assert answer.status_code == 400 and "learning_rate_multiplier" in answer.json()["error"]["param"], answer.text
+    # not UTF-8, not a known format: the file is marked error with a reason, never a 500
+    for name, content in (("binary.jsonl", b"\xff\xfe\x00garbage\x81\n"), ("table.parquet", b"PAR1 not a table"),
+                          ("notes.txt", b"free text\n"), ("sheet.csv", b"\xff\xfe,\x81\n")):
+        (tmp_path / name).write_bytes(content)
+        with open(tmp_path / name, "rb") as fh:
+            bad = client.files.create(file=fh, purpose="fine-tune")
+        assert bad.status == "error" and bad.status_details and str(tmp_path) not in bad.status_details, (name, bad)
+        client.files.delete(bad.id)
+    # a file named like the rejects file keeps its content (the rejects go elsewhere)
+    rows = [json.dumps({"messages": chat("a?", "b.")}), '{"messages": [broken']
+    named = _upload(client, tmp_path, rows, "rejects.jsonl")
+    assert client.files.content(named.id).content == (tmp_path / "rejects.jsonl").read_bytes()
+    with pytest.raises(openai.RateLimitError, match="max_files_per_org"):  # a third file
+        _upload(client, tmp_path, _rows(4), "d.jsonl")
+    # the base model under the name /v1/models lists it by is accepted; a second waiting job is over the quota
+    assert client.fine_tuning.jobs.create(model="base", training_file=upload.id).status == "queued"
+    with pytest.raises(openai.RateLimitError, match="max_active_jobs_per_org"):
+        client.fine_tuning.jobs.create(model="base", training_file=upload.id)
 
 
 def test_a_worker_killed_mid_job_is_restarted_by_the_server_and_the_job_completes_once(server_factory, tmp_path):

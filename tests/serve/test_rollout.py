@@ -135,3 +135,27 @@ def test_triggers_on_latency_and_feedback():
     sticky = Router("m", RolloutConfig(canary_share=0.5), "v1", "v2")
     assert len({sticky.pick("alice") for _ in range(20)}) == 1  # one user sees one version
     assert {sticky.pick(f"user{i}") for i in range(50)} == {"v1", "v2"}
+
+
+def test_clients_that_leave_mid_stream_cannot_roll_the_canary_back(project):
+    """A disconnect (499) is not the version's error: streams abandoned on purpose leave the canary where it is."""
+    cfg, running = _serve(project)
+    try:
+        chat = {"model": "parity", "max_tokens": 24, "temperature": 0,
+                "messages": [{"role": "user", "content": "Count from one to twenty."}]}
+        for n in range(6):  # production's window: answers
+            assert httpx.post(f"{running.url}/v1/chat/completions", json={**chat, "user": f"u{n}"},
+                              timeout=60).status_code == 200
+        moved = httpx.post(f"{running.url}/admin/rollout", timeout=60,
+                           json={"model": "parity", "canary_version": 2, "share": 1.0})
+        assert moved.status_code == 200, moved.text
+        for n in range(12):
+            with httpx.stream("POST", f"{running.url}/v1/chat/completions", timeout=60,
+                              json={**chat, "stream": True, "user": f"leaver-{n}"}) as answer:
+                next(answer.iter_lines())  # the first chunk, then hang up
+        time.sleep(1.0)
+        state = httpx.get(f"{running.url}/admin/rollout").json()["parity"]
+        assert state["canary"] == "v2" and state["rollbacks"] == [], state
+        assert not state["windows"].get("v2", {}).get("error_rate"), state["windows"]
+    finally:
+        running.stop()

@@ -85,6 +85,15 @@ class JobsConfig(Section):
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     """Largest uploaded file."""
 
+    max_active_jobs_per_org: int = Field(10, ge=1)
+    """Jobs an organisation may have waiting or running at once; one more is answered 429."""
+
+    max_files_per_org: int = Field(100, ge=1)
+    """Files an organisation may keep; one more is answered 429 until it deletes some."""
+
+    max_bytes_per_org: int = Field(4 * 1024**3, ge=1024)
+    """Bytes of files an organisation may keep."""
+
     project: dict[str, Any] = Field(default_factory=dict)
     """Settings every job's config starts from (any of the train, eval, gate, data sections);
     the job's own hyperparameters override them."""

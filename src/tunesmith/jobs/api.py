@@ -114,6 +114,12 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
         data = await file.read(settings.max_file_bytes + 1)
         if len(data) > settings.max_file_bytes:  # a chunked upload has no Content-Length to refuse early
             raise ApiError(413, f"file over serve.jobs.max_file_bytes ({settings.max_file_bytes} bytes)", param="file")
+        held = store.usage(org_of(request))
+        if held["files"] >= settings.max_files_per_org or held["bytes"] + len(data) > settings.max_bytes_per_org:
+            raise ApiError(429, f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
+                           f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
+                           "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
+                           param="file", code="quota_exceeded")
         row = store.add_file(org_of(request), file.filename or "upload.jsonl", purpose, data, "uploaded", None)
         if purpose == "fine-tune":
             import asyncio
@@ -157,8 +163,12 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
             check_suffix(body.get("suffix"))
         except SpecError as exc:
             raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
+        if store.usage(org)["active_jobs"] >= settings.max_active_jobs_per_org:
+            raise ApiError(429, f"your organisation has {settings.max_active_jobs_per_org} jobs waiting or running, "
+                           "this server's limit (serve.jobs.max_active_jobs_per_org); wait for one to finish or cancel "
+                           "one", code="quota_exceeded")
         model = body.get("model")
-        if model not in (cfg.base_model, model_short(cfg.base_model)):
+        if model not in (cfg.base_model, model_short(cfg.base_model), "base"):  # "base": the name /v1/models lists
             raise ApiError(400, f"model {model!r} is not available for fine-tuning here; this server fine-tunes "
                            f"{model_short(cfg.base_model)!r} (its base_model)", param="model", code="model_not_available")
         seed = body.get("seed")

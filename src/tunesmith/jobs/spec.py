@@ -8,12 +8,15 @@ value to tunesmith's pre-flight check, as OpenAI leaves it to its own.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 METHODS = {"supervised": "sft", "dpo": "dpo"}
+# Bounds on a job's hyperparameters: one job holds the worker while it trains, so none may ask for ever
+MAX_EPOCHS, MAX_BATCH, MAX_LR_MULTIPLIER, MAX_BETA = 50, 256, 100.0, 10.0
 HYPER = {"supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
          "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")}
 
@@ -31,8 +34,14 @@ def check_file(path: Path, method: str = "supervised") -> tuple[int, list[str]]:
     "line N: field: what to do"), the first 20 problems."""
     from tunesmith.data.check import Source, check_sources
 
+    from tunesmith.errors import TunesmithError
+
     problems: list[str] = []
-    result = check_sources([Source(path)], rejects_path=path.parent / "rejects.jsonl")
+    try:  # the rejects go beside the file under a name no upload can take (an upload is one name in its folder)
+        result = check_sources([Source(path)], rejects_path=path.parent / ".rejects" / "rejects.jsonl")
+    except (TunesmithError, UnicodeError, ValueError, OSError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeError) else str(exc).replace(str(path.parent) + "/", "")
+        return 0, [f"{path.name}: cannot be read as JSONL, JSON, CSV or Parquet ({reason[:300]})"]
     for p in result.errors[:20]:
         where = f"line {p.line}" if p.line is not None else path.name
         problems.append(f"{where}: {p.field + ': ' if p.field else ''}{p.message}")
@@ -61,14 +70,17 @@ def normalise(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                             f"method.{kind}.hyperparameters.{key}")
     for key in HYPER[kind]:
         hyper.setdefault(key, "auto")
-    for key in ("n_epochs", "batch_size"):
+    for key, top in (("n_epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
         value = hyper[key]
-        if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise SpecError(f"{key} must be a positive integer or \"auto\"", f"method.{kind}.hyperparameters.{key}")
-    for key in ("learning_rate_multiplier", "beta"):
+        if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top):
+            raise SpecError(f"{key} must be an integer from 1 to {top}, or \"auto\"",
+                            f"method.{kind}.hyperparameters.{key}")
+    for key, top in (("learning_rate_multiplier", MAX_LR_MULTIPLIER), ("beta", MAX_BETA)):
         value = hyper.get(key, "auto")
-        if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
-            raise SpecError(f"{key} must be a positive number or \"auto\"", f"method.{kind}.hyperparameters.{key}")
+        if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                or not math.isfinite(value) or not 0 < value <= top):
+            raise SpecError(f"{key} must be a number above 0 and at most {top:g}, or \"auto\"",
+                            f"method.{kind}.hyperparameters.{key}")
     return kind, hyper
 
 

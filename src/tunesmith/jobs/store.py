@@ -103,6 +103,14 @@ class JobStore:
                              (org, purpose))
         return self._all("SELECT * FROM files WHERE org=? AND deleted=0 ORDER BY created_at DESC", (org,))
 
+    def usage(self, org: str) -> dict[str, int]:
+        """What an organisation holds now: files, their bytes, and jobs not yet finished."""
+        files = self._one("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM files WHERE org=? AND deleted=0",
+                          (org,)) or {"n": 0, "b": 0}
+        jobs = self._one("SELECT COUNT(*) AS n FROM jobs WHERE org=? AND status IN "
+                         "('validating_files', 'queued', 'running', 'paused')", (org,)) or {"n": 0}
+        return {"files": int(files["n"]), "bytes": int(files["b"]), "active_jobs": int(jobs["n"])}
+
     def delete_file(self, org: str, file_id: str) -> bool:
         row = self.file(org, file_id)
         if row is None:

@@ -181,7 +181,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         router = routers.get(target.router) if target.router else None
         if router is None:
             return target.adapter, target.version, None
-        adapter = router.pick(body.user or request.headers.get("x-session-id"))
+        user = body.user or request.headers.get("x-session-id")  # sticky per caller's key and user, so a caller
+        adapter = router.pick(f"{request.state.key_digest or ''}:{user}" if user else None)  # cannot pick its bucket
         return adapter, versions.get(adapter, ""), router
 
     def shadow_copy(router: Any, body: Sampling, prompt_ids: list[int], rid: str, prompt_text: str) -> None:
@@ -249,7 +250,7 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
                 if "first_token_s" in result:  # the built-in engine's (an upstream server times its own)
                     first_token.labels(body.model).observe(result["first_token_s"])
                     queued.labels(body.model).observe(result["queued_s"])
-            if router:
+            if router and status != 499:  # a client that left is neither an answer nor an error of the version
                 router.observe(adapter, status == 200, elapsed)
                 if result and random.random() < settings.rollout.safety_sample:
                     router.add_flag(adapter, leaks_pii(prompt_text, result["text"]))
