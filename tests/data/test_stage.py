@@ -55,7 +55,8 @@ def test_split_and_prepare_write_every_artefact(tmp_path, tiny_model_dir):
     result = runner.invoke(app, ["data", "prepare", str(config)])
     assert result.exit_code == 0, result.output
     table = pq.read_table(out / "prepared" / "train.parquet").to_pylist()
-    assert sum(len(w["seq_lengths"]) for w in table) == 49
+    replay = json.loads((out / "prepare.json").read_text())["replay"]  # general answers and refusals mixed in
+    assert sum(len(w["seq_lengths"]) for w in table) == 49 + replay["records"] + replay["refusals"]["records"]
     assert all(len(w["input_ids"]) <= 128 and len(w["labels"]) == len(w["input_ids"]) for w in table)
     assert json.loads((out / "prepare.json").read_text())["train"]["packing_efficiency"] > 0.7
 

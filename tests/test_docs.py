@@ -1,0 +1,37 @@
+"""The README stays a newcomer's page (short lines, a few screens, no lab journal) and every link in it and in
+docs/ leads somewhere."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_the_readme_fits_a_few_screens():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 250, len(lines)
+    long = [(n, len(line)) for n, line in enumerate(lines, 1) if len(line) > 120]
+    assert not long, f"README lines over 120 characters (line, length): {long}"
+
+
+def test_the_readme_states_what_the_product_does_not_who_did_it():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    journal = [w for w in (r"\bI\b", r"\bwe\b", r"\bour\b", r"\bsession\b", r"\byesterday\b", r"\bthis morning\b")
+               if re.search(w, text, re.IGNORECASE if w != r"\bI\b" else 0)]
+    assert not journal, journal
+
+
+def test_every_relative_link_leads_to_a_file():
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken
