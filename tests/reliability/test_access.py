@@ -97,3 +97,79 @@ def test_without_keys_a_cross_site_form_is_refused_and_this_machine_may(server, 
     assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
         "content-security-policy"]
     assert httpx.get(f"{server.url}/health", timeout=30).headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("server", [KEYS], indirect=True)
+def test_a_rater_name_belongs_to_one_key_and_unknown_items_are_a_400(server, monkeypatch):
+    from tunesmith.web import data
+
+    key, admin = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {ADMIN}"}
+    assert httpx.post(f"{server.url}/ui/human/export", headers=key, timeout=60).status_code in (200, 303)
+
+    def rate(rater: str, item: str, auth: dict) -> httpx.Response:
+        return httpx.post(f"{server.url}/ui/human/rate", headers=auth, timeout=30,
+                          data={"rater": rater, "item": item, "preferred": "1"})
+
+    assert rate("alice", "1", key).status_code == 303
+    assert rate("alice", "2", admin).status_code == 403  # another key cannot rate as alice
+    assert rate("alice", "99999", key).status_code == 400 and rate("alice", "x", key).status_code == 400
+    monkeypatch.setattr(data, "MAX_RATERS", 2)
+    assert rate("bob", "1", admin).status_code == 303
+    answer = rate("carol", "1", admin)
+    assert answer.status_code == 400 and "raters" in answer.text
+
+
+def test_rollback_with_nothing_registered_is_said_not_a_500(tmp_path, tiny_model_dir):
+    cfg = _project(tmp_path, tiny_model_dir, max_steps=1)
+    cfg.config_path.write_text(cfg.config_path.read_text() + "registry:\n  name: empty\n")
+    running, stop = _serve(cfg)
+    try:
+        answer = httpx.post(f"{running.url}/ui/registry/rollback", data={"alias": "production"}, timeout=60)
+        assert answer.status_code == 303 and "message=" in answer.headers["location"], answer.text
+    finally:
+        running.stop()
+        stop()
+
+
+@pytest.mark.parametrize("server", [["serve.max_tokens_limit=16"]], indirect=True)
+def test_the_playground_meets_the_serving_limits_and_is_logged(server):
+    def play(max_tokens: int) -> str:
+        answer = httpx.post(f"{server.url}/ui/playground", timeout=60,
+                            data={"prompt": "Say hello.", "a": "base", "max_tokens": str(max_tokens)})
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    assert "over this server&#39;s limit of 16" in play(500) or "over this server's limit of 16" in play(500)
+    before = httpx.get(f"{server.url}/metrics", timeout=30).text.count('status="200"')
+    play(4)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert 'tunesmith_requests_total{model="base",status="200"}' in metrics and metrics.count('status="200"') >= before
+
+
+OTHER = "ts-access-other-org"
+
+
+@pytest.mark.parametrize("server", [KEYS + [f"serve.api_key_sha256=['{hash_key(KEY)}', '{hash_key(OTHER)}']",
+                                            "serve.jobs.enabled=true"]], indirect=True)
+def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
+    import json
+
+    from tunesmith.serve.keys import owned_by
+
+    rows = "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                             {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(8))
+    mine = {"Authorization": f"Bearer {KEY}"}
+    upload = httpx.post(f"{server.url}/v1/files", headers=mine, files={"file": ("t.jsonl", rows.encode())},
+                        data={"purpose": "fine-tune"}, timeout=60).json()
+    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", headers=mine, timeout=60,
+                     json={"model": "base", "training_file": upload["id"]}).json()
+    theirs = {"Authorization": f"Bearer {OTHER}"}
+    assert job["id"] in httpx.get(f"{server.url}/ui/runs", headers=mine, timeout=30).text
+    listed = httpx.get(f"{server.url}/ui/runs", headers=theirs, timeout=30).text
+    assert job["id"] not in listed and ">project<" not in listed
+    assert f"No run {job['id']}" in httpx.get(f"{server.url}/ui/runs/{job['id']}", headers=theirs, timeout=30).text
+    assert f"No run project" in httpx.get(f"{server.url}/ui/runs/project", headers=theirs, timeout=30).text
+    assert httpx.get(f"{server.url}/ui/rollout", headers=theirs, timeout=30).status_code == 403
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert job["id"] in httpx.get(f"{server.url}/ui/runs", headers=admin, timeout=30).text
+    assert owned_by("ft:base:acme:x:1", "acme") and not owned_by("ft:base:acme:x:1", "other") and owned_by("base", "x")

@@ -100,6 +100,10 @@ def test_json_nested_without_end_is_a_400_not_a_500(server):
     answer = _post(server, "/v1/chat/completions", content=deep.encode(),
                    headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and "nested deeper" in _error(answer)["message"]
+    for kind in ("text/plain", None):  # the routes parse the body as JSON whatever its declared type
+        answer = _post(server, "/v1/chat/completions", content=deep.encode(), headers={"Content-Type": kind} if kind
+                       else {})
+        assert answer.status_code == 400 and "nested deeper" in _error(answer)["message"], (kind, answer.text)
     nested_in_a_string = _chat(messages=[{"role": "user", "content": "[" * 100}])
     assert _post(server, "/v1/chat/completions", json=nested_in_a_string).status_code == 200  # text is not structure
 

@@ -35,13 +35,10 @@ def jobs_root(cfg: ProjectConfig) -> Path:
 
 
 def organisation(cfg: ProjectConfig, digest: str | None) -> str:
-    """The organisation a key belongs to: named in serve.organizations, else the key's own."""
-    if not digest:
-        return "org-local"
-    for name, digests in cfg.serve.organizations.items():
-        if digest in {d.lower() for d in digests}:
-            return name
-    return f"org-{digest[:12]}"
+    """The organisation a key belongs to (serve/keys.py)."""
+    from tunesmith.serve.keys import organisation as of_key
+
+    return of_key(cfg.serve, digest)
 
 
 def file_object(row: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
 from tunesmith.serve.guard import BodyGuard, error_body, leaks_pii
 from tunesmith.serve.access import SECURITY_HEADERS, refusal
-from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key
+from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key, organisation, owned_by
 from tunesmith.serve.models import Target
 from tunesmith.serve.protocol import (
     ApiError,
@@ -410,8 +410,13 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         return {"status": "ok", "queue": engine.queue.qsize(), "models": len(targets)}
 
     @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> PlainTextResponse:
+        text = generate_latest(registry).decode()
+        if not request.state.is_admin:  # another organisation's fine-tuned models are not named to this caller
+            org = organisation(settings, request.state.key_digest)
+            text = "\n".join(line for line in text.split("\n")
+                             if 'model="ft:' not in line or owned_by(line.split('model="', 1)[1].split('"')[0], org))
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -69,8 +69,11 @@ class BodyGuard:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        headers = dict(scope.get("headers") or [])
-        if b"json" in headers.get(b"content-type", b"json") and json_depth(body, self.max_depth) > self.max_depth:
+        kind = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
+        # any body a route may parse as JSON, whatever its declared type (a route reading request.json() does not
+        # look at it); forms and uploads are not JSON
+        parsed = not kind.startswith((b"multipart/", b"application/x-www-form-urlencoded"))
+        if parsed and json_depth(body, self.max_depth) > self.max_depth:
             await _answer(send, 400, error_body(f"JSON body nested deeper than {self.max_depth} levels",
                                                 "invalid_request_error"))
             return

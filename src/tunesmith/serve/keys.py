@@ -29,3 +29,20 @@ def _keys(configured: list[str], env: str) -> set[str]:
         is_digest = len(item) == 64 and all(c in "0123456789abcdefABCDEF" for c in item)
         keys.add(item.lower() if is_digest else hash_key(item))
     return keys
+
+
+def organisation(settings: ServeConfig, digest: str | None) -> str:
+    """The organisation a key belongs to: named in serve.organizations, else the key's own ("org-local" without
+    keys). Fine-tuned models, jobs, files and their pages belong to one organisation each."""
+    if not digest:
+        return "org-local"
+    for name, digests in settings.organizations.items():
+        if digest in {d.lower() for d in digests}:
+            return name
+    return f"org-{digest[:12]}"
+
+
+def owned_by(model: str, org: str) -> bool:
+    """Whether a served name belongs to `org`: an `ft:<base>:<org>:...` name to its organisation, any other to all."""
+    parts = model.split(":")
+    return not model.startswith("ft:") or (len(parts) > 2 and parts[2] == org)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,14 @@ def metrics_rows(path: Path) -> list[dict[str, float | None]]:
     return [rows[s] for s in sorted(rows)]
 
 
-def runs(cfg: ProjectConfig, store: Any) -> list[dict[str, Any]]:
-    """The project's run and the fine-tuning jobs' runs, newest job first."""
-    out = [run_summary("project", cfg.output_path, str(cfg.config_path or ""), None)]
+def runs(cfg: ProjectConfig, store: Any, org: str | None = None) -> list[dict[str, Any]]:
+    """The project's run and the fine-tuning jobs' runs, newest job first; with `org`, that organisation's
+    jobs only (and not the project's run)."""
+    out = [] if org else [run_summary("project", cfg.output_path, str(cfg.config_path or ""), None)]
     if store is not None:
         for job in reversed(store.all_jobs()):
+            if org and job["org"] != org:
+                continue
             out.append(run_summary(job["id"], Path(job["folder"]) / "outputs", job["fine_tuned_model"] or "",
                                    job["status"]))
     return out
@@ -150,3 +154,27 @@ def save_rating(folder: Path, rater: str, rows: list[dict[str, str]], item: int,
     writer.writeheader()
     writer.writerows(filled[i] for i in sorted(filled))
     return write_atomic(path, buffer.getvalue())
+
+
+MAX_RATERS = 50  # raters one project keeps: each is a file and a lock
+_OWNERS_LOCK = threading.Lock()  # the owners file, shared by every request
+
+
+def claim_rater(folder: Path, rater: str, key_digest: str | None) -> str | None:
+    """Whether this caller may rate as `rater`: None when it may, else why not. A rater name belongs to the
+    first key that rated under it (with keys configured), and a project keeps at most MAX_RATERS of them."""
+    from tunesmith.files import write_json
+
+    with _OWNERS_LOCK:
+        owners_path = folder / ".owners.json"
+        owners = json.loads(owners_path.read_text()) if owners_path.exists() else {}
+        known = {p.stem for p in folder.glob("*.csv")} | set(owners)
+        if rater not in known and len(known) >= MAX_RATERS:
+            return f"this project already has {MAX_RATERS} raters; rate under one of their names"
+        if key_digest is not None:
+            if owners.get(rater, key_digest) != key_digest:
+                return f"the rater name {rater!r} belongs to another key; choose another name"
+            if rater not in owners:
+                owners[rater] = key_digest
+                write_json(owners_path, owners)
+    return None

@@ -38,10 +38,19 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
     def store() -> Any:
         return getattr(state, "jobs", None)
 
-    def output_of(run_id: str) -> Path | None:
+    def caller(request: Request) -> tuple[bool, str]:
+        """(admin, organisation): an admin sees every run; others their organisation's jobs only (the project's
+        own run is the operator's)."""
+        from tunesmith.serve.keys import organisation
+
+        return bool(getattr(request.state, "is_admin", False)), organisation(
+            cfg.serve, getattr(request.state, "key_digest", None))
+
+    def output_of(run_id: str, request: Request) -> Path | None:
+        admin, org = caller(request)
         if run_id == "project":
-            return cfg.output_path
-        job = store().job(run_id) if store() is not None else None
+            return cfg.output_path if admin else None
+        job = store().job(run_id, None if admin else org) if store() is not None else None
         return Path(job["folder"]) / "outputs" if job else None
 
     @app.get("/ui", include_in_schema=False)
@@ -61,11 +70,12 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
 
     @app.get("/ui/runs", response_class=HTMLResponse, include_in_schema=False)
     async def runs(request: Request) -> HTMLResponse:
-        return page(request, "runs.html", "Runs", "Runs", runs=data.runs(cfg, store()))
+        admin, org = caller(request)
+        return page(request, "runs.html", "Runs", "Runs", runs=data.runs(cfg, store(), None if admin else org))
 
     @app.get("/ui/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     async def run(request: Request, run_id: str) -> HTMLResponse:
-        output = output_of(run_id)
+        output = output_of(run_id, request)
         if output is None:
             return page(request, "runs.html", "Runs", f"No run {run_id}", runs=[])
         job = store().job(run_id) if run_id != "project" and store() is not None else None
@@ -153,6 +163,9 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
                 return HTMLResponse("unknown action", status_code=404)
         except TunesmithError as exc:
             return RedirectResponse(f"/ui/registry?message={_q(str(exc))}", status_code=303)
+        except Exception as exc:  # the registry's own error (no such model or version yet): said, not a 500
+            return RedirectResponse(f"/ui/registry?message={_q(f'{action} failed: {type(exc).__name__}: {exc}')}",
+                                    status_code=303)
         watcher = getattr(state, "aliases", None)
         if watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, watcher.poll)  # this server follows at once
@@ -168,6 +181,8 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
 
     @app.get("/ui/rollout", response_class=HTMLResponse, include_in_schema=False)
     async def rollout(request: Request) -> HTMLResponse:
+        if not caller(request)[0]:  # every organisation's traffic: the operator's page
+            return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
         routers = {name: r.state() for name, r in state.routers.items()}
         return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
                     buckets=_buckets(state.log), events=state.log.events(),
@@ -204,6 +219,13 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
 
         form = await request.form()
         rater = _rater(str(form.get("rater", "")))
+        rows = data.sheet_rows(human_dir(cfg) / "sheet.csv") if (human_dir(cfg) / "sheet.csv").exists() else []
+        item = str(form.get("item", ""))
+        if not item.isdigit() or int(item) not in {int(r["item"]) for r in rows}:
+            return HTMLResponse(f"no item {item[:20]!r} in the rating sheet", status_code=400)
+        refused = data.claim_rater(human_dir(cfg) / "ratings", rater, getattr(request.state, "key_digest", None))
+        if refused:
+            return HTMLResponse(refused, status_code=403 if "another key" in refused else 400)
         answer = {"preferred": str(form.get("preferred", "")), "comment": str(form.get("comment", ""))[:2000]}
         for c in RUBRIC:
             for side in ("1", "2"):
@@ -212,8 +234,7 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         if answer["preferred"] not in ("1", "2", "tie"):
             answer["preferred"] = ""
         with _lock(rater):
-            data.save_rating(human_dir(cfg) / "ratings", rater, data.sheet_rows(human_dir(cfg) / "sheet.csv"),
-                             int(str(form.get("item", "0"))), answer)
+            data.save_rating(human_dir(cfg) / "ratings", rater, rows, int(item), answer)
         return RedirectResponse(f"/ui/human/rate?rater={rater}", status_code=303)
 
     @app.get("/ui/playground", response_class=HTMLResponse, include_in_schema=False)
@@ -225,7 +246,7 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
     async def play(request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""),
                    max_tokens: int = Form(128)) -> HTMLResponse:
         names = [n for n in (a, b) if n]
-        texts = await asyncio.gather(*(_answer(state, n, prompt, max(1, min(max_tokens, 1024))) for n in names))
+        texts = await asyncio.gather(*(_answer(app, request, n, prompt, max_tokens) for n in names))
         return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
                     prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
 
@@ -344,23 +365,20 @@ def _served(state: Any) -> list[str]:
     return sorted(n for n, t in state.targets.items() if t.kind == "local")
 
 
-async def _answer(state: Any, name: str, prompt: str, max_tokens: int) -> str:
-    from tunesmith.serve.engine import GenRequest, QueueFull
+async def _answer(app: Any, request: Request, name: str, prompt: str, max_tokens: int) -> str:
+    """One playground answer, asked of this server's own chat completions route in-process, so it meets the
+    same key, limits, deadline and request log as any API call."""
+    import httpx
 
-    target = state.targets.get(name)
-    if target is None:
-        return f"(no model {name})"
-    tokenizer = state.tokenizer
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    adapter = target.adapter
-    router = state.routers.get(target.router) if target.router else None
-    if router is not None:
-        adapter = router.production or adapter
-    try:
-        future = state.engine.submit(GenRequest(ids, adapter=adapter, max_tokens=max_tokens, temperature=0.0))
-    except QueueFull:
-        return "(the server is at capacity; try again)"
-    result = await asyncio.wrap_future(future)
-    return result["text"]
+    key = request.headers.get("authorization") or (f"Bearer {request.cookies[COOKIE]}" if COOKIE in request.cookies
+                                                   else None)
+    client_address = (request.client.host, request.client.port) if request.client else ("127.0.0.1", 0)
+    transport = httpx.ASGITransport(app=app, client=client_address)
+    async with httpx.AsyncClient(transport=transport, base_url="http://playground", timeout=None) as client:
+        answer = await client.post("/v1/chat/completions", headers={"Authorization": key} if key else {}, json={
+            "model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "user": "playground"})
+    body = answer.json()
+    if answer.status_code != 200:
+        return f"({body.get('error', {}).get('message', answer.status_code)})"
+    return body["choices"][0]["message"]["content"]
