@@ -236,7 +236,7 @@ def test_a_job_whose_file_vanished_fails_alone_and_the_worker_goes_on(server_fac
 def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory, tmp_path):
     import httpx
 
-    server = server_factory(limits={"max_files_per_org": 2, "max_active_jobs_per_org": 1})
+    server = server_factory(limits={"max_files_per_org": 2, "max_active_jobs_per_org": 1, "max_file_bytes": 65536})
     client = server.client()
     upload = _upload(client, tmp_path, _rows(4))
     for hyper, name in (({"n_epochs": 1_000_000_000}, "n_epochs"), ({"batch_size": 10**6}, "batch_size")):
@@ -263,6 +263,19 @@ def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory
     assert client.files.content(named.id).content == (tmp_path / "rejects.jsonl").read_bytes()
     with pytest.raises(openai.RateLimitError, match="max_files_per_org"):  # a third file
         _upload(client, tmp_path, _rows(4), "d.jsonl")
+    # the checks ran once per file, kept beside it; a job reads them instead of checking again
+    checked = Path(_job_folder(server, "x")).parents[1] / "files" / named.id / ".check" / "check.json"
+    assert json.loads(checked.read_text())["valid"] == 1
+    # an upload over the size limit, sent chunked (no Content-Length), is refused while it streams
+    def chunks():
+        yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
+        for _ in range(64):
+            yield b"x" * 4096
+    answer = httpx.post(f"{server.running.url}/v1/files", content=chunks(), timeout=30, headers={
+        "Authorization": f"Bearer {KEY_A}", "Content-Type": "multipart/form-data; boundary=b"})
+    assert answer.status_code == 413 and "over" in answer.json()["error"]["message"]
+    assert len(client.files.list().data) == 2  # nothing half-written was kept
     # the base model under the name /v1/models lists it by is accepted; a second waiting job is over the quota
     assert client.fine_tuning.jobs.create(model="base", training_file=upload.id).status == "queued"
     with pytest.raises(openai.RateLimitError, match="max_active_jobs_per_org"):

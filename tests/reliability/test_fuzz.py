@@ -63,6 +63,48 @@ def test_no_request_the_schema_allows_gets_a_5xx(app):
     assert {200, 400} <= statuses  # the fuzz reached generation and the request checks alike
 
 
+_jobs_bodies = st.dictionaries(st.sampled_from(["model", "training_file", "validation_file", "suffix", "seed",
+                                                 "metadata", "method", "hyperparameters", "x"]),
+                               st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
+                                            | st.text(max_size=30) | st.sampled_from(["base", "auto", "supervised",
+                                                                                     "dpo", "file-missing"]),
+                                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                                                st.sampled_from(["type", "supervised", "dpo", "hyperparameters",
+                                                                 "n_epochs", "batch_size", "beta",
+                                                                 "learning_rate_multiplier"]), inner, max_size=4),
+                                            max_leaves=12), max_size=6)
+_form = st.dictionaries(st.sampled_from(["version", "alias", "reason", "rater", "item", "preferred", "prompt", "a", "b",
+                                         "max_tokens", "key", "next", "comment"]),
+                        st.text(max_size=40) | st.sampled_from(["1", "999999", "-1", "production", "base", "x" * 300]),
+                        max_size=6)
+
+
+@given(body=_jobs_bodies, form=_form, page=st.sampled_from(["/ui/registry/promote", "/ui/registry/rollback",
+                                                            "/ui/registry/delete", "/ui/human/rate", "/ui/playground",
+                                                            "/ui/login", "/ui/human/export"]))
+@settings(max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "120")), deadline=None,
+          derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ, suppress_health_check=list(HealthCheck))
+def test_no_job_request_or_page_form_gets_a_5xx(pages_client, body, form, page):
+    answer = pages_client.post("/v1/fine_tuning/jobs", content=json.dumps(body),  # NaN and Infinity too
+                               headers={"Content-Type": "application/json"})
+    assert answer.status_code < 500, (body, answer.status_code, answer.text[:300])
+    if answer.status_code >= 400:
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+    answer = pages_client.post(page, data=form, follow_redirects=False)
+    assert answer.status_code < 500, (page, form, answer.status_code, answer.text[:300])
+
+
+@pytest.fixture(scope="module")
+def pages_client(app, tmp_path_factory):
+    from starlette.testclient import TestClient
+
+    from tunesmith.config import load_config
+    from tunesmith.web.pages import mount_pages
+
+    mount_pages(app, load_config(tmp_path_factory.getbasetemp() / "fuzz0" / "tunesmith.yaml"))
+    return TestClient(app, client=("127.0.0.1", 50000))
+
+
 @given(st.binary(max_size=2000))
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_arbitrary_bytes_never_crash_the_data_check(tmp_path, data):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import FileResponse
 
 from tunesmith.config import ProjectConfig
 from tunesmith.jobs.spec import SpecError, check_file, check_suffix, fine_tuned_name, model_short, normalise
@@ -28,6 +28,11 @@ from tunesmith.jobs.store import JobStore
 from tunesmith.serve.protocol import ApiError
 
 PURPOSES = ("fine-tune", "fine-tune-results")
+
+
+def _size(fh: Any) -> int:
+    fh.seek(0, 2)
+    return fh.tell()
 
 
 def jobs_root(cfg: ProjectConfig) -> Path:
@@ -108,20 +113,22 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
     async def upload(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
         if purpose not in PURPOSES:
             raise ApiError(400, f"purpose {purpose!r}: this server takes fine-tune files", param="purpose")
-        data = await file.read(settings.max_file_bytes + 1)
-        if len(data) > settings.max_file_bytes:  # a chunked upload has no Content-Length to refuse early
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        size = file.size if file.size is not None else await loop.run_in_executor(None, _size, file.file)
+        if size > settings.max_file_bytes:  # the body guard counted the whole request; this is the file alone
             raise ApiError(413, f"file over serve.jobs.max_file_bytes ({settings.max_file_bytes} bytes)", param="file")
         held = store.usage(org_of(request))
-        if held["files"] >= settings.max_files_per_org or held["bytes"] + len(data) > settings.max_bytes_per_org:
+        if held["files"] >= settings.max_files_per_org or held["bytes"] + size > settings.max_bytes_per_org:
             raise ApiError(429, f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
                            f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
                            "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
                            param="file", code="quota_exceeded")
-        row = store.add_file(org_of(request), file.filename or "upload.jsonl", purpose, data, "uploaded", None)
+        row = await loop.run_in_executor(None, store.add_file_from, org_of(request), file.filename or "upload.jsonl",
+                                         purpose, file.file, "uploaded", None)  # copied and fsynced off the loop
         if purpose == "fine-tune":
-            import asyncio
-
-            valid, problems = await asyncio.get_running_loop().run_in_executor(None, check_file, Path(row["path"]))
+            valid, problems = await loop.run_in_executor(None, check_file, Path(row["path"]))
             status, details = ("processed", None) if not problems else ("error", "; ".join(problems))
             store.set_file_status(row["id"], status, details)
             row = store.file(org_of(request), row["id"])
@@ -136,9 +143,9 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
         return file_object(own_file(request, file_id))
 
     @router.get("/v1/files/{file_id}/content")
-    async def file_content(request: Request, file_id: str) -> Response:
+    async def file_content(request: Request, file_id: str) -> FileResponse:
         row = own_file(request, file_id)
-        return Response(Path(row["path"]).read_bytes(), media_type="application/octet-stream")
+        return FileResponse(row["path"], media_type="application/octet-stream")  # streamed from disk
 
     @router.delete("/v1/files/{file_id}")
     async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
@@ -181,7 +188,9 @@ def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
                 if key == "training_file":
                     raise ApiError(400, "training_file is required", param=key)
                 continue
-            row = own_file(request, str(body[key]), param=key)
+            if not isinstance(body[key], str):
+                raise ApiError(400, f"{key} must be a file id (a string)", param=key)
+            row = own_file(request, body[key], param=key)
             if row["purpose"] != "fine-tune":
                 raise ApiError(400, f"{key} {row['id']} has purpose {row['purpose']!r}, not fine-tune", param=key)
             files[key] = row

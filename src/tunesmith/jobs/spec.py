@@ -31,39 +31,57 @@ class SpecError(ValueError):
 
 def check_file(path: Path, method: str = "supervised") -> tuple[int, list[str]]:
     """Run the data stage's record checks on an uploaded file: (valid records, problems as
-    "line N: field: what to do"), the first 20 problems."""
-    from tunesmith.data.check import Source, check_sources
+    "line N: field: what to do"), the first 20 problems. The records are checked once per file (the result is
+    kept beside it, `.check/check.json`); each job only applies its method's rule to that result."""
+    import json
 
+    cached = path.parent / ".check" / "check.json"
+    try:
+        found = json.loads(cached.read_text())
+    except (OSError, ValueError):
+        found = _check_records(path)
+        from tunesmith.files import write_json
+
+        write_json(cached, found)
+    valid, problems, formats = found["valid"], list(found["problems"]), set(found["formats"])
+    if method == "dpo" and valid and not formats & {"openai_dpo", "preference"}:
+        problems.append(f"{path.name}: a dpo job needs preference records (input, preferred_output, "
+                        "non_preferred_output), not conversations")
+    if method == "supervised" and valid and formats & {"openai_dpo", "preference"}:
+        problems.append(f"{path.name}: holds preference records; create the job with method type dpo")
+    return valid, problems
+
+
+def _check_records(path: Path) -> dict[str, Any]:
+    from tunesmith.data.check import Source, check_sources
     from tunesmith.errors import TunesmithError
 
-    problems: list[str] = []
     try:  # the rejects go beside the file under a name no upload can take (an upload is one name in its folder)
-        result = check_sources([Source(path)], rejects_path=path.parent / ".rejects" / "rejects.jsonl")
+        result = check_sources([Source(path)], rejects_path=path.parent / ".check" / "rejects.jsonl")
     except (TunesmithError, UnicodeError, ValueError, OSError) as exc:
         reason = "not UTF-8 text" if isinstance(exc, UnicodeError) else str(exc).replace(str(path.parent) + "/", "")
-        return 0, [f"{path.name}: cannot be read as JSONL, JSON, CSV or Parquet ({reason[:300]})"]
+        return {"valid": 0, "formats": [], "problems": [
+            f"{path.name}: cannot be read as JSONL, JSON, CSV or Parquet ({reason[:300]})"]}
+    problems = []
     for p in result.errors[:20]:
         where = f"line {p.line}" if p.line is not None else path.name
         problems.append(f"{where}: {p.field + ': ' if p.field else ''}{p.message}")
     if result.valid == 0 and not problems:
         problems.append(f"{path.name}: no records found; each line must be one JSON object with a messages list "
                         "(supervised) or input / preferred_output / non_preferred_output (dpo)")
-    formats = {f.get("format") for f in result.files}
-    if method == "dpo" and result.valid and not formats & {"openai_dpo", "preference"}:
-        problems.append(f"{path.name}: a dpo job needs preference records (input, preferred_output, "
-                        "non_preferred_output), not conversations")
-    if method == "supervised" and result.valid and formats & {"openai_dpo", "preference"}:
-        problems.append(f"{path.name}: holds preference records; create the job with method type dpo")
-    return result.valid, problems
+    return {"valid": result.valid, "formats": sorted({str(f.get("format")) for f in result.files}),
+            "problems": problems}
 
 
 def normalise(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(OpenAI method type, its hyperparameters) from `method` or the legacy `hyperparameters`."""
-    method = body.get("method") or {}
+    method = _object(body.get("method"), "method")
     kind = method.get("type") or "supervised"
-    if kind not in METHODS:
+    if not isinstance(kind, str) or kind not in METHODS:
         raise SpecError(f"method.type {kind!r} is not supported here; use supervised or dpo", "method.type")
-    hyper = dict(((method.get(kind) or {}).get("hyperparameters")) or body.get("hyperparameters") or {})
+    inner = _object(method.get(kind), f"method.{kind}")
+    hyper = dict(_object(inner.get("hyperparameters"), f"method.{kind}.hyperparameters")
+                 or _object(body.get("hyperparameters"), "hyperparameters"))
     for key in hyper:
         if key not in HYPER[kind]:
             raise SpecError(f"unknown hyperparameter {key!r} for {kind}; known: {', '.join(HYPER[kind])}",
@@ -84,8 +102,17 @@ def normalise(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return kind, hyper
 
 
+def _object(value: Any, param: str) -> dict[str, Any]:
+    """A JSON object the request may leave out (None: empty); anything else is the client's mistake."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{param} must be a JSON object", param)
+    return value
+
+
 def check_suffix(suffix: str | None) -> None:
-    if suffix is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix):
+    if suffix is not None and (not isinstance(suffix, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix)):
         raise SpecError("suffix must be 1 to 64 letters, digits, '-', '_' or '.'", "suffix")
 
 

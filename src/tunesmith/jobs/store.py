@@ -91,6 +91,27 @@ class JobStore:
                     (file_id, org, Path(filename).name, purpose, len(data), int(time.time()), str(path), status, details))
         return self.file(org, file_id)  # type: ignore[return-value]
 
+    def add_file_from(self, org: str, filename: str, purpose: str, source: Any, status: str, details: str | None
+                      ) -> dict[str, Any]:
+        """`add_file` from an open file (an upload spooled to disk), copied in blocks: never whole in memory."""
+        import os
+        import shutil
+
+        file_id = new_id("file")
+        path = self.files_dir / file_id / (Path(filename).name or "upload.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        source.seek(0)
+        with open(partial, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(path)
+        size = path.stat().st_size
+        self._write("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,0)",
+                    (file_id, org, Path(filename).name, purpose, size, int(time.time()), str(path), status, details))
+        return self.file(org, file_id)  # type: ignore[return-value]
+
     def set_file_status(self, file_id: str, status: str, details: str | None) -> None:
         self._write("UPDATE files SET status=?, status_details=? WHERE id=?", (status, details, file_id))
 

@@ -55,6 +55,10 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
+        kind = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
+        if kind.startswith(b"multipart/"):  # an upload: streamed on to the app, counted, never held here
+            await self._stream(scope, receive, send, limit)
+            return
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -69,10 +73,9 @@ class BodyGuard:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        kind = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
         # any body a route may parse as JSON, whatever its declared type (a route reading request.json() does not
-        # look at it); forms and uploads are not JSON
-        parsed = not kind.startswith((b"multipart/", b"application/x-www-form-urlencoded"))
+        # look at it); forms are not JSON
+        parsed = not kind.startswith(b"application/x-www-form-urlencoded")
         if parsed and json_depth(body, self.max_depth) > self.max_depth:
             await _answer(send, 400, error_body(f"JSON body nested deeper than {self.max_depth} levels",
                                                 "invalid_request_error"))
@@ -87,6 +90,34 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+    async def _stream(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
+        """Pass the body through as it arrives; past the limit answer 413 and tell the app the client left."""
+        size, refused = 0, False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal size, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = True
+                    await _answer(send, 413, error_body(f"request body over {limit} bytes", "invalid_request_error"))
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: dict[str, Any]) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, unless_refused)
+        except Exception:
+            if not refused:  # the app's own failure; a refused upload's parser stopping is expected
+                raise
 
 
 async def _answer(send: Any, status: int, payload: dict[str, Any]) -> None:

@@ -60,11 +60,13 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
 
     @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request, next: str = "/ui/runs") -> HTMLResponse:
-        return page(request, "login.html", "", "Sign in", next=next if next.startswith("/ui") else "/ui/runs")
+        return page(request, "login.html", "", "Sign in", next=_next_page(next))
 
     @app.post("/ui/login", include_in_schema=False)
     async def login(request: Request, key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
-        answer = RedirectResponse(next if next.startswith("/ui") else "/ui/runs", status_code=303)
+        if not key.isascii() or not key.isprintable() or len(key) > 200:  # a key tunesmith makes never is
+            return HTMLResponse("not an API key: keys are printable ASCII", status_code=400)
+        answer = RedirectResponse(_next_page(next), status_code=303)
         answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return answer
 
@@ -195,10 +197,14 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
                     sheet=sheet.exists(), rater=None, summary=_human_summary(cfg) if sheet.exists() else None)
 
     @app.post("/ui/human/export", include_in_schema=False)
-    async def human_export() -> RedirectResponse:
+    async def human_export() -> Any:
+        from tunesmith.errors import TunesmithError
         from tunesmith.evaluate.human import export_sheets
 
-        await asyncio.get_running_loop().run_in_executor(None, lambda: export_sheets(cfg))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: export_sheets(cfg))
+        except TunesmithError as exc:  # nothing evaluated yet: say what to run first
+            return HTMLResponse(str(exc).replace(str(cfg.output_path) + "/", ""), status_code=409)
         return RedirectResponse("/ui/human", status_code=303)
 
     @app.get("/ui/human/rate", response_class=HTMLResponse, include_in_schema=False)
@@ -258,6 +264,11 @@ def _lock(rater: str) -> Any:
     import threading
 
     return _LOCKS.setdefault(rater, threading.Lock())
+
+
+def _next_page(target: str) -> str:
+    """Where to go after signing in: one of these pages (a plain path), never another site or odd bytes."""
+    return target if re.fullmatch(r"/ui[A-Za-z0-9/_.?=&%-]{0,200}", target) else "/ui/runs"
 
 
 def _rater(name: str) -> str:
