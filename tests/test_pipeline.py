@@ -58,6 +58,47 @@ def test_run_skips_unchanged_stages(tmp_path, tiny_model_dir):
     assert "skipped" not in _run(config)
 
 
+def _tiny_project(folder, model_dir):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    (folder / "schema.json").write_text(json.dumps(SCHEMA))
+    config = folder / "tunesmith.yaml"
+    config.write_text(yaml.safe_dump({
+        "base_model": str(model_dir), "output_dir": "out", "seed": 3, "registry": {"name": "tiny"},
+        "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none", "replay": False},
+        "train": {"max_steps": 2, "micro_batch_size": 2, "learning_rate": 1e-2, "mlflow": False, "precision": "fp32",
+                  "eval_steps": 2, "save_steps": 2, "early_stopping_patience": None},
+        "eval": {"json_schema": "schema.json", "max_new_tokens": 8, "batch_size": 16, "few_shot": 0,
+                 "regression_suite": None, "safety_suite": None},
+        "gate": {"task_metric_min": -1, "format_compliance_min": -1}}))
+    return config
+
+
+def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_dir):
+    """`tunesmith.run()` from Python and `tunesmith run` from the shell: the same stages, fingerprints, gates
+    and registered version; the Python call's events name every stage it ran."""
+    import tunesmith
+
+    shell = _tiny_project(tmp_path / "shell", tiny_model_dir)
+    _run(shell)
+    events = []
+    python = _tiny_project(tmp_path / "python", tiny_model_dir)
+    result = tunesmith.run(python, on_event=events.append)
+    assert result.passed and result.registered["version"] == 1 and result.ran == ["data", "train", "eval", "register"]
+    states = [json.loads((p.parent / "out" / "run_state.json").read_text()) for p in (shell, python)]
+    for stage in ("train", "eval", "register"):  # the data fingerprint names its folder's files: compared apart
+        assert states[0][stage].keys() == states[1][stage].keys()
+    assert states[0]["register"]["version"] == states[1]["register"]["version"] == 1
+    gates = [json.loads((p.parent / "out" / "eval" / "gates.json").read_text()) for p in (shell, python)]
+    verdicts = [[(g["name"], g["passed"]) for g in v["gates"] if g["name"] != "latency vs base"] for v in gates]
+    assert verdicts[0] == verdicts[1] and gates[0]["passed"] and gates[1]["passed"]  # latency: timing, a warning
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "plan" and {"checked", "split", "prepared", "fit", "trained", "evaluated", "gates",
+                                   "registered"} <= set(kinds)
+    again = tunesmith.run(python)  # nothing changed: everything skipped, the same version
+    assert again.skipped == ["data", "train", "eval", "register"] and again.registered["version"] == 1
+
+
 def test_an_interrupted_training_run_is_resumed(tmp_path):
     from tunesmith import pipeline
     from tunesmith.config import load_config

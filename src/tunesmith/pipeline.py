@@ -1,4 +1,6 @@
-"""`tunesmith run` as a build system: a stage whose inputs have not changed is skipped.
+"""The one pipeline: data → train → eval → gate → register, as a build system. The command line
+(`tunesmith run`), the jobs worker and Python (`tunesmith.run(...)`) all call `run_pipeline`; each
+renders its events its own way (a terminal view, a job's log, nothing).
 
 Each stage has a fingerprint — a SHA-256 over what it reads: the data files' contents and
 the `data` section for the data stage; the data fingerprint, `base_model`, `seed` and the
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tunesmith.config import ProjectConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.files import write_json
 
 STAGES = ("data", "train", "eval", "register")
@@ -96,3 +101,140 @@ def plan(cfg: ProjectConfig, force: list[str]) -> dict[str, str]:
                 out[later] = out[later] if out[later] != "skip" else "run"
             break
     return out
+
+
+@dataclass
+class Event:
+    """Something the pipeline did, for whoever renders it. `kind`: plan (data: stage -> run/skip/resume),
+    checked (the check outcome), split (its summary), prepared (the prepare summary), stage (a stage
+    starts; data: "resuming" or not), fit (the pre-flight choices), trained (TrainResult), evaluated
+    (metrics), gates (rows), registered (the registry's answer), unchanged (the registered version)."""
+
+    kind: str
+    stage: str
+    data: Any = None
+
+
+@dataclass
+class RunResult:
+    """What `run_pipeline` did: the stages it ran and skipped, the gates, and the version it registered."""
+
+    config: ProjectConfig
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    gates: list[Any] = field(default_factory=list)
+    passed: bool = False
+    registered: dict[str, Any] | None = None  # name, version, card (None when a gate blocked)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load(config: str | Path, overrides: list[str] | None = None) -> ProjectConfig:
+    """The project config with overrides, its base model resolved for every caller: `registry:NAME@REF` is
+    merged once and named by its folder (continual learning)."""
+    from tunesmith.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    if cfg.base_model.startswith("registry:"):
+        from tunesmith.registry.parent import resolve_parent
+
+        cfg = resolve_parent(cfg)
+    return cfg
+
+
+def run_pipeline(cfg: ProjectConfig, *, force: list[str] | None = None, resume: bool = True,
+                 on_event: Callable[[Event], None] | None = None) -> RunResult:
+    """Run what has changed since it last completed: data (check, split, prepare) → train → eval → gate →
+    register. Training interrupted with the same inputs resumes from its last complete checkpoint (unless
+    `resume` is False); `force` redoes those stages and everything after them. A blocking gate that fails
+    ends the run with `passed` False and nothing registered."""
+    from tunesmith.train.adapters import check_hardware
+
+    emit = on_event or (lambda event: None)
+    bad = [s for s in force or [] if s not in STAGES]
+    if bad:
+        raise TunesmithError(f"--force {bad[0]}: not a stage; choose from {', '.join(STAGES)}")
+    check_hardware(cfg.train, cfg.device)  # a QLoRA config without a GPU fails here, not after the data stage
+    fps, todo = fingerprints(cfg), plan(cfg, force or [])
+    if not resume and todo["train"] == "resume":
+        todo["train"] = "run"
+    result = RunResult(cfg, ran=[s for s, what in todo.items() if what != "skip"],
+                       skipped=[s for s, what in todo.items() if what == "skip"])
+    emit(Event("plan", "", dict(todo)))
+    clock = [time.perf_counter()]
+
+    def took(stage: str) -> float:
+        now = time.perf_counter()
+        result.seconds[stage], clock[0] = round(now - clock[0], 1), now
+        return result.seconds[stage]
+
+    if todo["data"] == "run":
+        _data(cfg, emit)
+        mark(cfg, "data", fps["data"], seconds=took("data"))
+    if todo["train"] != "skip":
+        from tunesmith.train.stage import run_train
+
+        emit(Event("stage", "train", "resuming" if todo["train"] == "resume" else ""))
+        mark(cfg, "train_started", fps["train"])
+        took("train")  # the data stage was skipped or is marked: training's clock starts here
+        trained = run_train(cfg, resume=todo["train"] == "resume", on_fit=lambda fit: emit(Event("fit", "train", fit)))
+        emit(Event("trained", "train", trained))
+        mark(cfg, "train", fps["train"], seconds=took("train"))
+    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics, write_gates
+
+    if todo["eval"] == "run":
+        from tunesmith.evaluate.stage import run_eval
+
+        emit(Event("stage", "eval"))
+        metrics = run_eval(cfg)
+        mark(cfg, "eval", fps["eval"], seconds=took("eval"))
+    else:
+        metrics = load_metrics(cfg)
+    emit(Event("evaluated", "eval", metrics))
+    training = _training(cfg)
+    result.gates = check_gates(cfg, metrics, training)
+    write_gates(cfg, result.gates)
+    result.passed = gates_passed(result.gates)
+    emit(Event("gates", "gate", result.gates))
+    if not result.passed:
+        return result
+    if todo["register"] == "skip":
+        from tunesmith.tracking import model_name
+
+        result.registered = {"name": model_name(cfg), "version": load_state(cfg)["register"].get("version"),
+                             "card": None}
+        emit(Event("unchanged", "register", result.registered))
+        return result
+    from tunesmith.registry.store import add_version
+
+    emit(Event("stage", "register"))
+    added = add_version(cfg)
+    result.registered = {"name": added["name"], "version": added["version"], "card": added["card"]}
+    mark(cfg, "register", fps["register"], version=added["version"], seconds=took("register"))
+    emit(Event("registered", "register", added))
+    return result
+
+
+def _data(cfg: ProjectConfig, emit: Callable[[Event], None]) -> None:
+    from tunesmith.data.stage import check_and_split, prepare_splits
+    from tunesmith.models import load_tokenizer
+
+    emit(Event("stage", "data"))
+    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+    summary, outcome = check_and_split(cfg)
+    emit(Event("checked", "data", outcome))
+    emit(Event("split", "data", (summary, outcome.out_dir)))
+    if cfg.train.method == "sft":
+        emit(Event("prepared", "data", prepare_splits(cfg, tokenizer)))
+
+
+def _training(cfg: ProjectConfig) -> dict[str, Any] | None:
+    from tunesmith.paths import train_dir
+
+    meta = train_dir(cfg) / "metadata.json"
+    return json.loads(meta.read_text()) if meta.exists() else None
+
+
+def run(config: str | Path, overrides: list[str] | None = None, *, force: list[str] | None = None,
+        resume: bool = True, on_event: Callable[[Event], None] | None = None) -> RunResult:
+    """`tunesmith run` from Python: load the config (with dotted overrides) and run the pipeline."""
+    return run_pipeline(load(config, overrides), force=force, resume=resume, on_event=on_event)

@@ -147,6 +147,14 @@ def test_the_openai_client_runs_the_whole_job_lifecycle(server_factory, tmp_path
     results = client.files.content(done.result_files[0]).text
     assert results.startswith("step,train_loss,train_accuracy,valid_loss") and "\n6," in results
 
+    # the job ran the pipeline `tunesmith run` runs: the command line on the job's own folder finds every stage
+    # done with the same fingerprints and skips them all
+    folder = Path(_job_folder(server, job.id))
+    assert "plan: data run, train run, eval run, register run" in (folder / "run.log").read_text()
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(folder / "tunesmith.yaml")], cwd=folder,
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0 and "skipped: data, train, eval, register" in proc.stdout, proc.stdout[-1500:]
+
     assert done.fine_tuned_model in [m.id for m in client.models.list().data]
     answer = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=5,
                                             messages=[{"role": "user", "content": "What is 2 plus 2?"}])

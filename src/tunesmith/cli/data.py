@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -64,20 +64,10 @@ def data_split(config: str = typer.Argument(..., help="tunesmith.yaml"), overrid
     from tunesmith.cli.data_views import print_split
 
     cfg = load(config, overrides)
+    from tunesmith.data.stage import check_and_split
+
     summary, outcome = check_and_split(cfg, no_lengths)
     print_split(summary, outcome.out_dir)
-
-
-def check_and_split(cfg: Any, no_lengths: bool = False) -> tuple[dict, Any]:
-    """Check the config's data and write the splits; (split summary, check outcome)."""
-    from tunesmith.data.stage import check_config, save_resolved_config, split_outcome
-
-    tokenizer = None if no_lengths else tokenizer_or_none(cfg.base_model, cfg.trust_remote_code)
-    outcome = check_config(cfg, tokenizer=tokenizer, keep_records=True)
-    if outcome.result.valid == 0:
-        raise TunesmithError(f"no valid records to split; see {outcome.out_dir / 'report.md'}")
-    save_resolved_config(cfg)
-    return split_outcome(cfg, outcome), outcome
 
 
 @data_app.command("synth")

@@ -16,15 +16,16 @@ def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: O
           nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU).")
           ) -> None:
     """Fine-tune the base model on the prepared data (SFT or DPO; LoRA, DoRA, IA3, prefix or full)."""
+    from tunesmith.cli.views import print_fit, print_train
+
+    cfg = load(config, overrides)  # a `registry:` base model is merged here, once, for every process
     if nproc > 1:
-        from tunesmith.cli.views import print_fit
         from tunesmith.train.launch import launch
 
-        raise typer.Exit(launch(config, overrides or [], nproc, resume, on_fit=print_fit))
-    from tunesmith.cli.views import print_fit, print_train
+        raise typer.Exit(launch(cfg, [*(overrides or []), f"base_model={cfg.base_model}"], nproc, resume,
+                                on_fit=print_fit))
     from tunesmith.train.stage import run_train
 
-    cfg = load(config, overrides)
     print_train(run_train(cfg, resume=resume, on_fit=print_fit))
 
 

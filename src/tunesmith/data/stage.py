@@ -272,5 +272,17 @@ def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: 
                           task_system_prompt(cfg.data.system_prompt, records))
 
 
+def check_and_split(cfg: ProjectConfig, no_lengths: bool = False) -> tuple[dict[str, Any], CheckOutcome]:
+    """Check the config's data and write the splits: (split summary, check outcome)."""
+    from tunesmith.models import tokenizer_or_none
+
+    tokenizer = None if no_lengths else tokenizer_or_none(cfg.base_model, cfg.trust_remote_code)
+    outcome = check_config(cfg, tokenizer=tokenizer, keep_records=True)
+    if outcome.result.valid == 0:
+        raise DataError(f"no valid records to split; see {outcome.out_dir / 'report.md'}")
+    save_resolved_config(cfg)
+    return split_outcome(cfg, outcome), outcome
+
+
 def save_resolved_config(cfg: ProjectConfig) -> Path:
     return write_atomic(data_dir(cfg) / "config.yaml", dump_config(cfg))

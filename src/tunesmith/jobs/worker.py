@@ -1,14 +1,14 @@
-"""The fine-tuning jobs worker: takes queued jobs and runs `tunesmith run` on each, outside the web process.
+"""The fine-tuning jobs worker: takes queued jobs and runs the pipeline on each, outside the web process.
 
 Each job is a project folder (`<output_dir>/jobs/runs/<job id>/`: its files, its tunesmith.yaml,
-its outputs) trained by a `tunesmith run` child process, so a job gets exactly the pipeline a
-user gets: data check, train, evaluate, gate, register. The worker follows the child through
+its outputs) trained by a child process running `tunesmith.pipeline.run_pipeline` (jobs/child.py), so a
+job gets exactly the pipeline a user gets: data check, train, evaluate, gate, register. The worker follows the child through
 the files training writes (progress.json, metrics.csv, checkpoints marked complete, the
 evaluation's metrics) and turns them into the job's events, checkpoints and estimated finish.
 
 Nothing is lost when a worker dies: it holds each job by a heartbeat in the database; a worker
-that starts (or another one) takes over any running job whose heartbeat stopped and runs
-`tunesmith run` again in the same folder, which skips the finished stages and resumes training
+that starts (or another one) takes over any running job whose heartbeat stopped and runs the
+pipeline again in the same folder, which skips the finished stages and resumes training
 from the last complete checkpoint. Events and checkpoints have unique keys, so a job's history
 is listed once. The child dies with the worker (Linux: PR_SET_PDEATHSIG), and a stale child
 still found alive is killed before the job restarts. Pausing stops the child; resuming
@@ -160,7 +160,7 @@ class Worker:
             self._write_project(job, folder)
         log = open(folder / "run.log", "a", encoding="utf-8")
         env = {**os.environ, "TUNESMITH_JOB": job["id"], "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-        proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "run", str(config)], cwd=folder, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "tunesmith.jobs.child", str(config)], cwd=folder, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         self.store.update(job["id"], pid=proc.pid)
         n = sum(1 for line in (folder / "starts.log").read_text().splitlines()) if (folder / "starts.log").exists() else 0

@@ -47,6 +47,18 @@ def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def tokenizer_or_none(base_model: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer, or None with a warning when it cannot be loaded (token lengths are then not measured)."""
+    from tunesmith.console import err
+    from tunesmith.errors import TunesmithError
+
+    try:
+        return load_tokenizer(base_model, trust_remote_code=trust_remote_code)
+    except TunesmithError as exc:
+        err.print(f"[yellow]warning:[/] token lengths not measured: {exc}")
+        return None
+
+
 def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = False, device: str = "cpu") -> Any:
     """The causal language model on `device`, weights from safetensors only (no pickle)."""
     import torch

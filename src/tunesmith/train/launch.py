@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def launch(config: str, overrides: list[str], nproc: int, resume: bool,
+def launch(cfg: Any, overrides: list[str], nproc: int, resume: bool,
            on_fit: Callable[[dict[str, Any]], None] | None = None) -> int:
-    """Start `nproc` training processes with torchrun and wait for them."""
-    from tunesmith.config import load_config
+    """Start `nproc` training processes with torchrun and wait for them. `cfg` is the loaded config (its base
+    model resolved); each process loads its file again with `overrides`, which must name that base model."""
     from tunesmith.train.stage import preflight, previous_choices, train_dir
 
-    cfg = load_config(config, overrides)
+    config = cfg.config_path
     if resume:
         cfg = previous_choices(cfg)
     # chosen once, for all processes (memory shared by N copies on one machine), and passed down as settings
