@@ -25,9 +25,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 demo: install
 	$(BIN)/tunesmith run $(EXAMPLE)
 
-# The import contracts first (pyproject's [tool.importlinter]; seconds), then the tests.
+# The import contracts and the linter first (pyproject's [tool.importlinter] and [tool.ruff]; seconds),
+# then the tests.
 test: install
 	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks tools examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -34,7 +34,7 @@ class OtherLoad:
     def _self_busy(self) -> float:
         return _busy() + sum(_busy(pid) for pid in self.ours)
 
-    def __enter__(self) -> "OtherLoad":
+    def __enter__(self) -> OtherLoad:
         self._t, self._all, self._me = time.perf_counter(), _total_busy(), self._self_busy()
         return self
 

@@ -41,7 +41,7 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {w: {"batch 1": [], "batch 16": [], "train step ms": []} for w in WAYS}
     outputs: dict[str, list[str]] = {}
     shape = 0
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         for way, (impl, cudnn) in WAYS.items():
             shape += 1  # lengths no earlier round or way has used
             torch.backends.cuda.enable_cudnn_sdp(cudnn)

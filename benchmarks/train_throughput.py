@@ -264,7 +264,7 @@ def main() -> None:
             "validation_loss_vs_baseline": round((loss - base_loss) / base_loss, 4),
             "first_step_s": first_step.get(name)}
     fpt = flops_per_token(configs[list(configs)[-1]][2])  # the same LoRA on the same base in every configuration
-    for name, row in result["configurations"].items():
+    for row in result["configurations"].values():
         row[f"mfu_vs_{args.precision}_peak"] = round(row["median_real_tokens_per_s"] * fpt / (peak * 1e9), 3)
     result["note"] = "peak RSS is the whole process (all models resident); the differences are activation memory"
     print(json.dumps(result, indent=2))

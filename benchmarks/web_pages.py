@@ -97,7 +97,7 @@ def main() -> None:
                  "rollout": "/ui/rollout", "human evaluation": "/ui/human", "playground": "/ui/playground"}
         times: dict[str, list[float]] = {name: [] for name in pages}
         with TestClient(app) as client:
-            for name, path in pages.items():  # warm-up: first downloads (diff) and template compilation
+            for path in pages.values():  # warm-up: first downloads (diff) and template compilation
                 assert client.get(path).status_code == 200, path
             for _ in range(args.repeat):
                 for name, path in pages.items():

@@ -408,7 +408,7 @@ def rows() -> list[dict]:
     pools = [refuse, framed, comply, private]
     total = sum(len(p) for p in pools)
     out, taken = [], [0] * len(pools)
-    for n in range(total):
+    for _ in range(total):
         k = min(range(len(pools)), key=lambda p: (taken[p] / len(pools[p]) if taken[p] < len(pools[p]) else 2, p))
         out.append(pools[k][taken[k]])
         taken[k] += 1

@@ -37,7 +37,7 @@ AMOUNTS = ["1 c.", "2 Tbsp.", "1/2 lb.", "1 lb.", "3", "2 c.", "1 tsp.", "1 can"
 def records(n: int = 40, seed: int = 3) -> list[dict]:
     rng = random.Random(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         chosen = rng.sample(sorted(INGREDIENTS), rng.randint(4, 7))
         title = f"{INGREDIENTS[chosen[0]].title()} {rng.choice(DISHES)}"
         listed = [f"{rng.choice(AMOUNTS)} {name}" for name in chosen]

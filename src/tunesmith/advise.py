@@ -13,8 +13,9 @@ The use case comes from flags, a YAML file (`usecase_from_mapping`) or questions
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Literal, get_args
 
 from tunesmith.errors import TunesmithError
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError

@@ -60,7 +60,7 @@ class Server:
         self.running = start_in_thread(app)
         self.worker: subprocess.Popen | None = None
 
-    def client(self, key: str = KEY_A) -> "openai.OpenAI":
+    def client(self, key: str = KEY_A) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.running.url}/v1", api_key=key, max_retries=0, timeout=60)
 
     def start_worker(self) -> None:

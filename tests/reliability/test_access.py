@@ -168,7 +168,7 @@ def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
     listed = httpx.get(f"{server.url}/ui/runs", headers=theirs, timeout=30).text
     assert job["id"] not in listed and ">project<" not in listed
     assert f"No run {job['id']}" in httpx.get(f"{server.url}/ui/runs/{job['id']}", headers=theirs, timeout=30).text
-    assert f"No run project" in httpx.get(f"{server.url}/ui/runs/project", headers=theirs, timeout=30).text
+    assert "No run project" in httpx.get(f"{server.url}/ui/runs/project", headers=theirs, timeout=30).text
     assert httpx.get(f"{server.url}/ui/rollout", headers=theirs, timeout=30).status_code == 403
     admin = {"Authorization": f"Bearer {ADMIN}"}
     assert job["id"] in httpx.get(f"{server.url}/ui/runs", headers=admin, timeout=30).text

@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 
-from tests.serve.test_rollout import LENIENT
 from tests.evaluate.test_eval_stage import _project
+from tests.serve.test_rollout import LENIENT
 from tunesmith.config import load_config
 from tunesmith.evaluate.stage import run_eval
 from tunesmith.registry import store

@@ -51,7 +51,7 @@ class Traffic:
                 "messages": [{"role": "user", "content": f"Is {n} even or odd?"}]})
             self.answers.append(r)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         for t in self.threads:
             t.start()
         return self

@@ -6,7 +6,6 @@ from typing import Any
 
 import typer
 
-
 OverridesArg = typer.Argument(None, help="Dotted overrides, e.g. data.max_length=1024 train.learning_rate=1e-4")
 ConfigArg = typer.Argument(..., help="tunesmith.yaml (names the model and the MLflow store)")
 

@@ -67,7 +67,7 @@ class ReplayConfig(Section):
         return 0.05 if value is True else value
 
     @model_validator(mode="after")
-    def _room_for_the_task(self) -> "ReplayConfig":
+    def _room_for_the_task(self) -> ReplayConfig:
         used = self.ratio + self.refusals + self.previous
         if used >= 1.0:
             raise ValueError(f"ratio + refusals + previous = {used:g} leaves no room for the task's own records; "
@@ -146,7 +146,7 @@ class DataConfig(Section):
         return {} if value is True else value
 
     @model_validator(mode="after")
-    def _sizes_leave_training_data(self) -> "DataConfig":
+    def _sizes_leave_training_data(self) -> DataConfig:
         if self.val_size + self.test_size >= 1.0:
             raise ValueError(
                 f"val_size + test_size = {self.val_size + self.test_size:g} leaves nothing to train on; keep it below 1"

@@ -263,9 +263,8 @@ def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: 
     def count(record: Any, system: str | None = None) -> int:
         return len(tokenize_messages(with_system_prompt(conversation_of(record), system), tokenizer)["input_ids"])
 
-    from tunesmith.paths import parent_info
-
     from tunesmith.data.template import task_system_prompt
+    from tunesmith.paths import parent_info
 
     task_tokens = sum(n for n in (count(r, cfg.data.system_prompt) for r in records) if n <= max_length)
     return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg),

@@ -66,7 +66,7 @@ class Arch:
     model_type: str = "llama"
 
     @classmethod
-    def from_config(cls, config: dict, where: str = "config.json") -> "Arch":
+    def from_config(cls, config: dict, where: str = "config.json") -> Arch:
         try:
             h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
             return cls(hidden=h, intermediate=int(config["intermediate_size"]),
@@ -81,7 +81,7 @@ class Arch:
                                  "vocab_size)") from None
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "Arch":
+    def from_folder(cls, folder: str | Path) -> Arch:
         path = Path(folder) / "config.json"
         return cls.from_config(json.loads(path.read_text()), str(path))
 

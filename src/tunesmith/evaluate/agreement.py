@@ -8,7 +8,8 @@ missing ratings allowed, at the nominal, ordinal or interval level.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 

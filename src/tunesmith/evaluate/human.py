@@ -165,7 +165,7 @@ def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
     if len(set(raters)) != len(raters):
         raise TunesmithError(f"two sheets name the same rater ({', '.join(raters)}); name files after the raters")
     items = sorted(int(i) for i in key["items"])
-    for (rater, answers), path in zip(filled, sheets):
+    for (_, answers), path in zip(filled, sheets):
         unknown = sorted(set(answers) - set(items))
         if unknown:
             raise TunesmithError(f"{path}: item(s) {unknown[:5]} are not in key.json; was it exported for another run?")

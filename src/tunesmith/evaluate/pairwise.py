@@ -10,7 +10,8 @@ AlpacaEval report it).
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tunesmith.errors import TunesmithError
 

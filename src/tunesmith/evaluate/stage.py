@@ -15,8 +15,8 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation, Message, Preference
-from tunesmith.data.template import task_system_prompt
 from tunesmith.data.stage import load_split
+from tunesmith.data.template import task_system_prompt
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
 from tunesmith.files import write_atomic, write_json

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith.data.pii import find_pii
 from tunesmith.data.records import Message

@@ -45,8 +45,8 @@ def refusal(request: Any, keys: set[str], admins: set[str]) -> Any:
     `request.state.key_digest` (the caller's key, for per-organisation models) and `is_admin`."""
     from fastapi.responses import JSONResponse, RedirectResponse
 
-    from tunesmith.serve.keys import hash_key
     from tunesmith.serve.guard import error_body
+    from tunesmith.serve.keys import hash_key
 
     request.state.key_digest = None
     given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()

@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from tunesmith.config import ServeConfig
+from tunesmith.serve.access import SECURITY_HEADERS, refusal
 from tunesmith.serve.engine import Engine, GenRequest, QueueFull
 from tunesmith.serve.guard import BodyGuard, error_body, leaks_pii
-from tunesmith.serve.access import SECURITY_HEADERS, refusal
 from tunesmith.serve.keys import accepted_keys, admin_keys, hash_key, organisation, owned_by
 from tunesmith.serve.models import Target
 from tunesmith.serve.protocol import (

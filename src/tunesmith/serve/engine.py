@@ -20,9 +20,10 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 BASE = "__base__"
 
@@ -88,7 +89,7 @@ class Engine:
     def adapters(self) -> list[str]:
         return sorted(self.model.peft_config) if self.peft else []
 
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         self._thread.start()
         return self
 

@@ -12,7 +12,8 @@ versions and a failed write is never just logged and forgotten.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tunesmith.config import ProjectConfig
 
@@ -27,7 +28,7 @@ class AliasWatcher:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-aliases", daemon=True)
 
-    def start(self) -> "AliasWatcher":
+    def start(self) -> AliasWatcher:
         if self.cfg.serve.alias_poll_s > 0:
             self._thread.start()
         return self

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 DENSE_MAX_RANK = 256  # all adapters' ranks summed: up to this, the dense path; beyond it, the gathered bmm
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tunesmith.faults import fault_point
 from tunesmith.console import err
+from tunesmith.faults import fault_point
 
 COMPLETE = "tunesmith-complete.json"
 

@@ -17,9 +17,10 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith import __version__
 from tunesmith.config import ProjectConfig, dump_config
