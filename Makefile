@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXAMPLE ?= examples/support-tickets-json/tunesmith.yaml
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 install: $(VENV)/.installed
 
@@ -27,10 +27,19 @@ demo: install
 
 # The import contracts and the linter first (pyproject's [tool.importlinter] and [tool.ruff]; seconds),
 # then the tests.
-test: install
+test: install browser
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests benchmarks tools examples
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	TUNESMITH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/web) drive Debian's chromium; make test finds it, installs it where it can
+# (root with apt-get), or stops with the command to run: a skipped browser test is not a pass.
+browser:
+	@[ -n "$$TUNESMITH_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make test needs chromium for the browser tests: sudo apt-get install chromium" \
+	         "(or set TUNESMITH_CHROMIUM to its path)"; exit 1; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
