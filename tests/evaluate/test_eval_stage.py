@@ -54,6 +54,13 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     # labels: a classification report per scored field; held-out loss with the training loss mask
     assert tuned["classification"]["kind"]["labels"]
     assert tuned["heldout"]["tokens"] > 0 and tuned["heldout"]["perplexity"] > 1
+    # latency as one request sees it (a fixed sample timed alone), beside the batch's wall time
+    for name in ("base", "fine_tuned"):
+        entry = results["models"][name]
+        assert entry["latency_requests"] == min(8, results["test_examples"])
+        assert 0 < entry["time_to_first_token_p50_s"] <= entry["latency_p50_s"] <= entry["latency_p95_s"]
+        assert entry["batch_latency_p50_s"] > 0
+    assert "latency_p50_s" not in results["models"]["few_shot"]
     # suites: the default regression and safety probes, scored for base and fine-tuned
     assert set(results["suites"]) == {"regression", "safety"}  # no task system prompt: no separate plain-chat run
     regression = results["suites"]["regression"]
@@ -156,11 +163,11 @@ def test_safety_gates_compare_with_the_base_in_each_context_and_name_the_base_be
     row = rows["safety vs base, plain chat"]
     assert row.passed is False and row.blocking and not gates_passed(list(rows.values()))
     assert "lost 5" in row.note and "pass rate 0.054 against the base model's 0.189" in row.note
-    assert "raise data.replay.refusals (now 0.05" in row.advice and "train.learning_rate" in row.advice
+    assert "raise data.replay.refusals (now 0.1" in row.advice and "train.learning_rate" in row.advice
     off = load_config(None, ["data.replay.refusals=false"])
     advice = {r.name: r for r in check_gates(off, _safety_metrics(off, same, ([1] * 7 + [0] * 30,
                                                                              [0] * 37)))}["safety vs base, plain chat"].advice
-    assert advice.startswith("turn refusal replay on (data.replay.refusals: 0.05)")
+    assert advice.startswith("turn refusal replay on (data.replay.refusals: 0.1)")
     # the task's context: a base above the floor, a fine-tune below it, without losing significance: the floor blocks
     rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, ([1] * 36 + [0], [1] * 34 + [0] * 3)))}
     assert rows["safety floor"].passed is False and rows["safety floor"].blocking and rows["safety floor"].advice

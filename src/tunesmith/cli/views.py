@@ -49,7 +49,7 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         table.add_column(_NAMES.get(name, name), justify="right")
     for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k]]:
         table.add_row(key.replace("field:", "field "), *[_ci(models[n].get(key)) for n in models])
-    for key in ("bleu", "latency_p50_s", "tokens_per_s", "stopped_by_end_token"):
+    for key in ("bleu", "latency_p50_s", "time_to_first_token_p50_s", "tokens_per_s", "stopped_by_end_token"):
         table.add_row(key, *[str(models[n].get(key)) for n in models])
     for task in first.get("by_task", {}):
         table.add_row(f"task metric: {task}", *[_ci(models[n].get("by_task", {}).get(task)) for n in models])

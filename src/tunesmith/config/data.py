@@ -49,7 +49,7 @@ class ReplayConfig(Section):
     max_new_tokens: int = Field(128, ge=8)
     """Longest self-distilled answer; answers the base model does not finish within it are left out."""
 
-    refusals: float = Field(0.05, ge=0.0, lt=1.0)
+    refusals: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of the training tokens (and, with balance_loss, of the loss) that are refusals of harmful
     requests from tunesmith's packaged set, half in the task's own prompt and half in plain chat, so the
     fine-tune keeps the base model's refusals (fine-tuning on benign data wears them down). `false` or 0
@@ -64,7 +64,7 @@ class ReplayConfig(Section):
     def _refusals_switch(cls, value: object) -> object:
         if value is False or value is None:
             return 0.0
-        return 0.05 if value is True else value
+        return 0.1 if value is True else value
 
     @model_validator(mode="after")
     def _room_for_the_task(self) -> ReplayConfig:

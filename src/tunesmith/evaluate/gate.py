@@ -73,7 +73,8 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
         ratio = tuned["latency_p50_s"] / base["latency_p50_s"]
         rows.append(GateRow("latency vs base", round(ratio, 2), f"< {g.max_latency_ratio}x", ratio < g.max_latency_ratio,
-                            False, "p50 latency ratio"))
+                            False, f"p50 of {tuned.get('latency_requests', '?')} requests one at a time: "
+                                   f"{tuned['latency_p50_s']:.2f} s against the base model's {base['latency_p50_s']:.2f} s"))
     if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
         rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
     return rows
@@ -144,9 +145,9 @@ def _safety_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str:
     if cfg.train.method != "sft":
         first = ""
     elif replay is None:
-        first = "turn replay back on (data.replay: {refusals: 0.05}): this run trained on no refusals; "
+        first = "turn replay back on (data.replay: {refusals: 0.1}): this run trained on no refusals; "
     elif not replay.refusals:
-        first = "turn refusal replay on (data.replay.refusals: 0.05): this run trained on no refusals; "
+        first = "turn refusal replay on (data.replay.refusals: 0.1): this run trained on no refusals; "
     else:
         used = _refusal_replay(cfg) or {}
         share = min(0.3, round(replay.refusals * 2, 2))

@@ -109,7 +109,8 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
             for k in first if isinstance(first[k], dict) and "mean" in first[k]]
     for task in first.get("by_task", {}):
         rows.append([f"task metric: {task}", *[_ci(results["models"][n].get("by_task", {}).get(task)) for n in models]])
-    for k in ("bleu", "latency_p50_s", "latency_p95_s", "tokens_per_s", "stopped_by_end_token"):
+    for k in ("bleu", "latency_p50_s", "latency_p95_s", "time_to_first_token_p50_s", "batch_latency_p50_s",
+              "tokens_per_s", "stopped_by_end_token"):
         rows.append([k, *[str(results["models"][n].get(k, "-")) for n in models]])
     for k in ("loss", "perplexity"):
         rows.append([f"held-out {k}", *[str(results["models"][n].get("heldout", {}).get(k, "-")) for n in models]])

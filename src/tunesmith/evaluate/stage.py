@@ -163,9 +163,19 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = sorted(o["latency_s"] for o in outs)
     tokens = sum(o["new_tokens"] for o in outs)
     batches = sorted({(o["batch"], o["latency_s"]) for o in outs})
-    return {"latency_p50_s": round(statistics.median(latencies), 3),
-            "latency_p95_s": round(m.p95(latencies), 3),
+    return {"batch_latency_p50_s": round(statistics.median(latencies), 3),  # a batch's wall time: throughput's view
+            "batch_latency_p95_s": round(m.p95(latencies), 3),
             "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
+
+
+LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
+
+
+def _spread(items: list[Any], n: int) -> list[Any]:
+    """`n` items evenly spaced through the list (all of them when it has fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]
 
 
 def _by_task(values: list[float], records: list[Any]) -> dict[str, Any]:
@@ -275,6 +285,12 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         texts = [o["output"] for o in outs]
         summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
+        if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
+            from tunesmith.models.generate import request_latency
+
+            err.print(f"timing: {name}, {min(LATENCY_REQUESTS, len(plan))} requests one at a time")
+            summary.update(request_latency(model, tokenizer, _spread(plan, LATENCY_REQUESTS),
+                                           max_new_tokens=e.max_new_tokens))
         summary.update(_by_task(per["task_metric"], test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":

@@ -95,3 +95,43 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_ne
         if progress:
             progress(len(idx))
     return results
+
+
+def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int
+                    ) -> dict[str, Any]:
+    """What one request costs, as a user of the model sees it: each prompt generated alone (batch 1, greedy),
+    its whole time and its time to the first new token (taken when the first token is checked for stopping).
+    Batched generation measures throughput; this is the per-request latency beside it."""
+    import statistics
+
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class FirstToken(StoppingCriteria):
+        def __init__(self) -> None:
+            self.at: float | None = None
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            if self.at is None:
+                self.at = time.perf_counter()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    totals, firsts = [], []
+    model.eval()
+    for prompt in prompts:
+        plain = [{"role": m["role"], "content": m["content"]} for m in prompt]
+        inputs = tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True).to(model.device)
+        first = FirstToken()
+        began = time.perf_counter()
+        with torch.no_grad():
+            model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                           pad_token_id=tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([first]))
+        totals.append(time.perf_counter() - began)
+        firsts.append((first.at or time.perf_counter()) - began)
+    if not totals:
+        return {}
+    ordered = sorted(totals)
+    return {"latency_p50_s": round(statistics.median(totals), 3),
+            "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
+            "time_to_first_token_p50_s": round(statistics.median(firsts), 3), "latency_requests": len(totals)}
