@@ -173,3 +173,15 @@ def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
     admin = {"Authorization": f"Bearer {ADMIN}"}
     assert job["id"] in httpx.get(f"{server.url}/ui/runs", headers=admin, timeout=30).text
     assert owned_by("ft:base:acme:x:1", "acme") and not owned_by("ft:base:acme:x:1", "other") and owned_by("base", "x")
+    # /metrics: another organisation's fine-tuned model and its traffic are not named to this caller
+    from tunesmith.serve.keys import organisation
+
+    counter = server.app.state.metrics_registry._names_to_collectors["tunesmith_requests"]
+    from tunesmith.config import ServeConfig
+
+    org_of = organisation(ServeConfig(), hash_key(KEY))  # no serve.organizations: the key is its own
+    counter.labels(f"ft:base:{org_of}:mine:1", "200").inc()
+    counter.labels("ft:base:org-someone-else:theirs:1", "200").inc()
+    seen = httpx.get(f"{server.url}/metrics", headers=mine, timeout=30).text
+    assert f"ft:base:{org_of}:mine:1" in seen and "theirs" not in seen
+    assert "theirs" in httpx.get(f"{server.url}/metrics", headers=admin, timeout=30).text
