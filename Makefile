@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXAMPLE ?= examples/support-tickets-json/tunesmith.yaml
 
-.PHONY: demo test install browser clean
+.PHONY: demo test docs install browser clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: install browser
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests benchmarks tools examples
 	TUNESMITH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The docs site (mkdocs.yml; reference pages from tools/make_reference.py), built into build/site; warnings fail it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The browser tests (tests/web) drive Debian's chromium; make test finds it, installs it where it can
 # (root with apt-get), or stops with the command to run: a skipped browser test is not a pass.

@@ -35,3 +35,36 @@ def test_every_relative_link_leads_to_a_file():
             if not path.exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
+
+
+def _reference():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_reference", REPO / "tools" / "make_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reference_pages_are_what_the_code_generates():
+    reference = _reference()
+    assert (REPO / "docs" / "reference" / "config.md").read_text(encoding="utf-8") == reference.config_page(), \
+        "docs/reference/config.md is out of date: run python tools/make_reference.py"
+    assert (REPO / "docs" / "reference" / "cli.md").read_text(encoding="utf-8") == reference.cli_page(), \
+        "docs/reference/cli.md is out of date: run python tools/make_reference.py"
+
+
+def test_every_config_field_and_every_command_says_what_it_does():
+    from tunesmith.cli import app
+    from tunesmith.config import ProjectConfig
+
+    reference = _reference()
+    fields = reference.config_fields(ProjectConfig)
+    assert len(fields) > 120
+    assert not [name for name, _, _, text in fields if not text], "config fields without a docstring under them"
+    commands = reference._commands(app, "tunesmith")
+    assert len(commands) > 25
+    assert not [name for name, command in commands if not (command.help or "").strip()], "commands without help"
+    bare = [f"{name} {p.name}" for name, command in commands for p in command.params
+            if p.name != "help" and not (getattr(p, "help", None) or "").strip()]
+    assert not bare, f"arguments and options without help: {bare}"
