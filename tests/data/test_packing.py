@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tests.conftest import chat
@@ -112,3 +113,26 @@ def test_shared_prefix_windows_give_the_same_loss_and_gradients(tiny_model_dir, 
     assert plain_grads.keys() == shared_grads.keys()
     for name, grad in plain_grads.items():
         torch.testing.assert_close(shared_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_auto_window_packs_many_short_records_full():
+    """1,000 records of about 85 tokens: the covering window (128) holds one record each and is a third
+    empty; `max_length: auto` takes a longer one that packing fills at least 90%, with fewer windows for
+    the same records (steps, at the same tokens per step)."""
+    import random
+
+    from tunesmith.data.packing import windows_needed
+    from tunesmith.data.window import choose_window, packing_fill
+
+    rng = random.Random(0)
+    lengths = [max(40, min(110, round(rng.gauss(85, 12)))) for _ in range(1000)]
+    chosen = choose_window(lengths, 8192)
+    covering = 128
+    assert packing_fill(np.asarray(lengths), covering) < 0.75  # one record a window, mostly
+    assert chosen["max_length"] > covering and chosen["packing_fill"] >= 0.9, chosen
+    assert "packs" in chosen["reason"] and chosen["covers"] >= 0.99
+    tokens_before = windows_needed(lengths, covering) * covering
+    tokens_after = windows_needed(lengths, chosen["max_length"]) * chosen["max_length"]
+    assert tokens_after < 0.8 * tokens_before  # the same records in a fifth fewer window-tokens or better
+    # records that already pack full keep the covering window
+    assert choose_window([250] * 100 + [256] * 10, 8192)["max_length"] == 256

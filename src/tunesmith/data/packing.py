@@ -102,6 +102,11 @@ def _best_fit(sizes: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
+def windows_needed(lengths: list[int], capacity: int) -> int:
+    """How many windows of `capacity` tokens best-fit packing fills with these records (those that fit)."""
+    return len(_best_fit([n for n in lengths if n <= capacity], capacity))
+
+
 def shareable_length(example: dict[str, Any]) -> int:
     """How many opening tokens may be shared: the prefix must end before the position that predicts the
     first trained token, and leave the record at least one token of its own."""

@@ -306,7 +306,7 @@ class Worker:
             tuned, base = m.get("models", {}).get("fine_tuned", {}), m.get("models", {}).get("base", {})
             if tuned.get("task_metric"):
                 name = tuned.get("task_metric_name", "task metric").replace("_", " ")
-                self.store.event(job_id, "evaluated", f"Evaluated on {m.get('examples', '?')} test examples: {name} "
+                self.store.event(job_id, "evaluated", f"Evaluated on {m.get('test_examples', '?')} test examples: {name} "
                                  f"{tuned['task_metric']['mean']:.3f} (base model "
                                  f"{base.get('task_metric', {}).get('mean', float('nan')):.3f})",
                                  data={"fine_tuned": tuned["task_metric"], "base": base.get("task_metric")})
