@@ -257,3 +257,19 @@ def test_compiled_layers_train_as_eager_ones(tmp_path, tiny_model_dir, monkeypat
         assert a.keys() == b.keys() and a
         for step in a:
             assert a[step] == pytest.approx(b[step], rel=1e-3), (column, step)
+
+
+def test_report_to_tensorboard_writes_the_training_loss_of_every_logged_step(tmp_path, tiny_model_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0,
+                          report_to=["tensorboard"])
+    result = run_train(load_config(config))
+    folder = result.run_dir / "tensorboard"
+    assert result.metadata["report_to"] == {"tensorboard": str(folder)}
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert sorted(logged) == sorted(_curve(result.run_dir))  # every step metrics.csv logged, and no other
+    for step, loss in _curve(result.run_dir).items():
+        assert logged[step] == pytest.approx(loss, rel=1e-5)

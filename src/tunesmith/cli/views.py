@@ -27,6 +27,9 @@ def print_train(result: Any) -> None:
     table.add_row("alarms", str(len(m["alarms"])))
     out.print(table)
     out.print(f"model: {result.model_dir}   curves: {result.run_dir / 'loss.png'}")
+    for name, where in (m.get("report_to") or {}).items():
+        out.print(f"{name}: {where}" + ("  (tensorboard --logdir " + where + ")" if name == "tensorboard" else ""),
+                  highlight=False)
 
 
 _NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}

@@ -205,7 +205,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
-        for cb in extra_callbacks or []:
+        for cb in [*trackers(t.report_to, run_dir, main), *(extra_callbacks or [])]:
             trainer.add_callback(cb)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         # A real kill never gets here; StopAtStep simulates one in tests. Early stopping and
@@ -218,6 +218,31 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
 
             mlflow.end_run()
     return TrainResult(run_dir, run_dir / "model", metadata)
+
+
+def trackers(report_to: list[str], run_dir: Path, main: bool) -> list[Any]:
+    """Callbacks for `train.report_to` that transformers does not place itself: TensorBoard's event files in
+    the run's folder. wandb is prepared here (offline without a key) and added by transformers."""
+    import os
+
+    out: list[Any] = []
+    if "wandb" in report_to:
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise TunesmithError("train.report_to names wandb, which is not installed: pip install wandb "
+                                 "(or remove it from train.report_to)")
+        if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
+            os.environ["WANDB_MODE"] = "offline"
+            err.print(f"wandb: no WANDB_API_KEY, so the run is logged offline in {run_dir / 'wandb'} "
+                      "(`wandb sync` uploads it later)")
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+    if "tensorboard" in report_to and main:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        out.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
+    return out
 
 
 def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
@@ -258,6 +283,7 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
                  for name, s in split.get("splits", {}).items()},
         "steps": state.global_step,
         "max_steps": state.max_steps,
+        "report_to": {name: str(run_dir / name) for name in cfg.train.report_to},
         "completed": finished,
         "stopped_early": state.global_step < state.max_steps,
         "epochs": round(state.epoch or 0, 3),
