@@ -61,6 +61,9 @@ def fingerprints(cfg: ProjectConfig) -> dict[str, str]:
         if value:
             path = cfg.resolve(value) if kind is None else suite_path(value, kind, base)
             extra[key] = _file_hash(path) if path.exists() else None
+    if cfg.eval.lm_eval and cfg.eval.lm_eval.include_path:  # the user's own lm-eval task files
+        folder = cfg.resolve(cfg.eval.lm_eval.include_path)
+        extra["lm_eval"] = _file_hash(folder) if folder.exists() else None
     evaluation = _digest({"train": train, "eval": cfg.eval.model_dump(mode="json"), "files": extra})
     register = _digest({"eval": evaluation, "gate": cfg.gate.model_dump(mode="json"),
                         "registry": cfg.registry.model_dump(mode="json")})

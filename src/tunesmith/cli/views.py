@@ -56,6 +56,9 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         table.add_row(key, *[str(models[n].get(key)) for n in models])
     for task in first.get("by_task", {}):
         table.add_row(f"task metric: {task}", *[_ci(models[n].get("by_task", {}).get(task)) for n in models])
+    for task, entry in (results.get("lm_eval") or {}).get("tasks", {}).items():
+        cells = [f"{entry[n]['value']:.3f} ± {entry[n]['stderr'] or 0:.3f}" if n in entry else "-" for n in models]
+        table.add_row(f"lm-eval {task} ({entry['metric']})", *cells)
     if "win_rate_vs_base" in first:
         w = first["win_rate_vs_base"]
         table.add_row("win rate vs base (judge)", *["-" for n in models if n != "fine_tuned"],

@@ -20,6 +20,24 @@ class JudgeConfig(Section):
     """Environment variable holding the API key (the key itself never goes in the config)."""
 
 
+class LmEvalConfig(Section):
+    tasks: list[str] = Field(min_length=1)
+    """lm-evaluation-harness task names (mmlu, hellaswag, arc_easy, ifeval, gsm8k, ... or your own, from
+    include_path), run on the base and the fine-tuned model."""
+
+    include_path: str | None = None
+    """A folder of your own lm-eval task YAMLs (relative to the config file)."""
+
+    limit: int | None = Field(None, ge=1)
+    """At most this many examples per task (None: all); a quick check on a CPU."""
+
+    num_fewshot: int | None = Field(None, ge=0)
+    """Few-shot examples per prompt (None: each task's own default)."""
+
+    batch_size: int = Field(8, ge=1)
+    """Requests scored together."""
+
+
 class EvalConfig(Section):
     max_new_tokens: Union[Annotated[int, Field(ge=1)], Auto] = "auto"
     """Longest generation per test example. auto: room for the longest reference answer of
@@ -90,6 +108,11 @@ class EvalConfig(Section):
     suite_max_new_tokens: int = Field(64, ge=1)
     """Longest generation for suite probes."""
 
+    lm_eval: LmEvalConfig | None = None
+    """Standard benchmarks through lm-evaluation-harness, in the before/after table, the model card and,
+    with gate.lm_eval, the gates: {tasks: [arc_easy], limit: 200}. Off by default; the task data comes
+    from the Hugging Face hub unless the task reads local files (docs/evaluation.md)."""
+
     judge: JudgeConfig | None = None
     """LLM judge for the safety suite's refusal probes at an OpenAI-compatible endpoint
     (None: rule-based refusal matching)."""
@@ -127,6 +150,10 @@ class GateConfig(Section):
     max_previous_task_drop: float = Field(0.05, ge=0.0)
     """Blocking, when the base model is a registered version: largest allowed drop (absolute,
     in task-metric points) on that version's own test set."""
+
+    lm_eval: dict[str, float] = Field(default_factory=dict)
+    """Blocking, per lm-evaluation-harness task (eval.lm_eval): the largest allowed drop of the task's
+    metric against the base model, in absolute points ({arc_easy: 0.02}). Tasks not listed are reported only."""
 
     max_latency_ratio: float = 2.0
     """Warning only: latency of the candidate over the base model's."""

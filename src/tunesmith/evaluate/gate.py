@@ -68,6 +68,7 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
                             "" if passed else "raise data.replay.previous (now "
                             f"{cfg.data.replay.previous if cfg.data.replay else 0:g}) to replay more of its training "
                             "records; " + _forgetting_advice(cfg, training)))
+    rows += _harness_gates(cfg, metrics.get("lm_eval") or {})
     if "edge_cases" in suites:
         rows.append(_suite_gate("edge cases", suites["edge_cases"], g.edge_case_pass_rate_min, False, ""))
     if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
@@ -121,6 +122,24 @@ def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str,
                      "safer base model meets it (or set gate.safety_pass_rate_min)")
         rows.append(GateRow(f"safety floor{label}", tuned, f"> {floor}", tuned > floor, not base_below, note,
                             "" if tuned > floor or base_below else _safety_advice(cfg, training)))
+    return rows
+
+
+def _harness_gates(cfg: ProjectConfig, harness: dict[str, Any]) -> list[GateRow]:
+    """One blocking gate per lm-eval task named in gate.lm_eval: its metric may drop at most that much."""
+    rows = []
+    for task, max_drop in cfg.gate.lm_eval.items():
+        entry = harness.get("tasks", {}).get(task)
+        if not entry or "change" not in entry:
+            rows.append(GateRow(f"lm-eval: {task}", None, f">= -{max_drop:g}", None, True,
+                                "not measured: add the task to eval.lm_eval.tasks"))
+            continue
+        passed = entry["change"] >= -max_drop
+        base, tuned = entry["base"], entry["fine_tuned"]
+        note = (f"{entry['metric']} {tuned['value']:.3f} against the base model's {base['value']:.3f}"
+                + (f" (standard error {tuned['stderr']:.3f})" if tuned.get("stderr") is not None else ""))
+        rows.append(GateRow(f"lm-eval: {task}", entry["change"], f">= -{max_drop:g}", passed, True, note,
+                            "" if passed else f"a drop on {task}: {_forgetting_advice(cfg, None)}"))
     return rows
 
 

@@ -277,6 +277,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     reused: list[str] = []  # the base model's passes taken from the cache (evaluate/cache.py)
+    harness: dict[str, Any] = {}  # lm-eval scores by model (eval.lm_eval)
 
     def _generate_and_score(name: str, plan: list[list[Message]]) -> None:
         err.print(f"generating: {name} ({len(plan)} test examples)")
@@ -335,6 +336,12 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
             _generate_and_score(name, plan)
         if name == "few_shot":
             continue
+        if e.lm_eval is not None:  # standard benchmarks on the model in memory (evaluate/harness.py)
+            from tunesmith.evaluate.harness import harness_scores
+
+            err.print(f"lm-eval: {name} on {', '.join(e.lm_eval.tasks)}")
+            harness[name] = harness_scores(model, tokenizer, e.lm_eval, cfg.config_path.parent if cfg.config_path
+                                           else None)
         if previous is not None:
             results.setdefault("previous_task", previous.header)[name] = previous.score(model, tokenizer, name,
                                                                                            e.max_new_tokens)
@@ -378,6 +385,10 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         results["comparisons"][f"fine_tuned_vs_{other}"] = {
             "metric": key, "mcnemar_p": m.mcnemar_p(per_example[other][key], per_example["fine_tuned"][key]),
             "task_metric_diff": {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]}}
+    if harness:
+        from tunesmith.evaluate.harness import compare
+
+        results["lm_eval"] = compare(harness)
     results["reused_base_outputs"] = reused  # passes whose outputs (and latencies) came from the cache
     write_json(out_dir / "metrics.json", results)
     from tunesmith.evaluate.report import write_reports

@@ -110,6 +110,13 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
             e = models[n].get(key)
             cells.append(f"{e['mean']:.3f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" if e else "-")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    harness = (metrics.get("lm_eval") or {}).get("tasks", {})
+    if harness:
+        lines += ["", "Standard benchmarks (lm-evaluation-harness, metric ± standard error):", "",
+                  "| task | metric | base | fine-tuned | change |", "|---|---|---|---|---|"]
+        for task, e in harness.items():
+            cells = [f"{e[n]['value']:.3f} ± {e[n]['stderr'] or 0:.3f}" if n in e else "-" for n in ("base", "fine_tuned")]
+            lines.append(f"| {task} | {e['metric']} | {cells[0]} | {cells[1]} | {e.get('change', 0):+.3f} |")
     lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
     for g in gates:
         result = {True: "pass", False: "FAIL" if g.blocking else "warn", None: "not measured"}[g.passed]
