@@ -15,8 +15,9 @@ from tests.train.helpers import arithmetic_rows, make_project
 from tunesmith.cli import app
 from tunesmith.config import TrainConfig, load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.estimate.advice import plan_for_config
 from tunesmith.estimate.memory import GB, Arch, Setup, activation_bytes_per_token_layer, estimate_memory, lora_trainable
-from tunesmith.estimate.plan import flops_per_token, load_gpus, plan_for_config
+from tunesmith.estimate.plan import flops_per_token, load_gpus
 
 
 def test_parameter_counts_match_the_model_and_peft(tiny_model_dir):

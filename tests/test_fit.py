@@ -203,7 +203,8 @@ def test_openai_epoch_rule():
 
 
 def test_a_killed_runs_zero_throughput_is_not_used(new_user_project):
-    from tunesmith.estimate.plan import measured_throughput, plan_for_config
+    from tunesmith.estimate.advice import plan_for_config
+    from tunesmith.estimate.plan import measured_throughput
 
     cfg = load_config(new_user_project)
     cfg_killed = load_config(new_user_project, ["output_dir=killed-out"])

@@ -66,7 +66,7 @@ def advise(problem: Optional[str] = typer.Option(None, help="What is wrong today
         answer["advice"] = {"recommendation": advice.recommendation, "reasons": advice.reasons, "also": advice.also}
     plan = None
     if config is not None:
-        from tunesmith.estimate.plan import plan_for_config
+        from tunesmith.estimate.advice import plan_for_config
 
         plan = plan_for_config(load(config, None), gpus_path=gpus, tokens_per_s=tokens_per_s)
         answer["estimate"] = plan.to_dict()

@@ -38,7 +38,7 @@ class PreviousTask:
 
     def score(self, model: Any, tokenizer: Any, name: str, max_new_tokens: int) -> dict[str, Any]:
         from tunesmith.console import err
-        from tunesmith.evaluate.stage import score
+        from tunesmith.evaluate.scoring import score
         from tunesmith.models.generate import generate
 
         e = self.cfg.eval
