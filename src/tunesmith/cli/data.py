@@ -123,7 +123,9 @@ def data_preview(
         cfg = load(inputs[0], inputs[1:])
         sources, model, trust = config_sources(cfg), cfg.base_model, cfg.trust_remote_code
         on_prompt = cfg.data.train_on_prompt if train_on_prompt is None else train_on_prompt
-        system_prompt = cfg.data.system_prompt
+        from tunesmith.data.stage import system_prompt_for
+
+        system_prompt = system_prompt_for(cfg, list(valid_records(sources)))
     else:
         sources, model, trust = sources_from_paths(inputs), base_model, False
         on_prompt = bool(train_on_prompt)

@@ -101,8 +101,12 @@ class DataConfig(Section):
     example. Needs eager_varlen attention. auto: on when training will use it (SFT on a CPU or MPS
     with train.attn_implementation auto or eager_varlen); off on CUDA GPUs."""
 
-    system_prompt: str | None = None
-    """System message added to conversations that have none (None: leave them as they are)."""
+    system_prompt: str | None = "auto"
+    """System message added to conversations that have none, in training, evaluation and serving (the
+    server adds it to requests without one). None: leave them as they are. auto: none, unless no training
+    record has a system prompt and the answers are a small set of short labels; then a classifier prompt
+    naming the labels, so the fine-tune can tell the task's messages from plain chat (without one, a
+    classifier of questions answers every general question with a label)."""
 
     label_field: str | None = None
     """Record field holding a label or category, used for stratified splits and the

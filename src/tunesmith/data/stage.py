@@ -159,7 +159,7 @@ def load_split(cfg: ProjectConfig, name: str) -> list[Record]:
         return [record_from_dict(json.loads(line)) for line in fh if line.strip()]
 
 
-def choose_max_length(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
+def choose_max_length(cfg: ProjectConfig, tokenizer: Any, system: str | None = None) -> dict[str, Any]:
     """`data.max_length` as set, or (auto) the window chosen from the training split's token lengths."""
     if cfg.data.max_length != "auto":
         return {"max_length": cfg.data.max_length, "reason": "set in the config"}
@@ -168,7 +168,7 @@ def choose_max_length(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     from tunesmith.models import context_length
 
     context = context_length(cfg.base_model, cfg.trust_remote_code)
-    counter = LengthCounter(tokenizer, context, cfg.data.system_prompt)
+    counter = LengthCounter(tokenizer, context, system)
     for i, record in enumerate(load_split(cfg, "train")):
         counter.add(i, record)
     counter.flush()
@@ -185,12 +185,13 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     d = cfg.data
     out = data_dir(cfg) / "prepared"
     out.mkdir(parents=True, exist_ok=True)
-    window = choose_max_length(cfg, tokenizer)
+    system = system_prompt_for(cfg)
+    window = choose_max_length(cfg, tokenizer, system)
     max_length = window["max_length"]
     share, share_reason = share_prefix_choice(cfg)
     summary: dict[str, Any] = {"max_length": max_length, "max_length_reason": window["reason"], "packing": d.packing,
                                "share_prefix": share, "share_prefix_reason": share_reason,
-                               "train_on_prompt": d.train_on_prompt}
+                               "train_on_prompt": d.train_on_prompt, "system_prompt": system}
     for name in ("train", "validation"):
         records = sft_records(load_split(cfg, name))
         if name == "train" and len({r.meta.get("task") for r in records}) > 1:
@@ -200,10 +201,10 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
         replay: list[Record] = []
         shares = None
         if name == "train" and d.replay is not None and cfg.train.method == "sft" and records:
-            replay, summary["replay"] = _replay(cfg, tokenizer, records, max_length)
+            replay, summary["replay"] = _replay(cfg, tokenizer, records, max_length, system)
             shares = _loss_shares(summary["replay"]) if d.replay.balance_loss else None
         examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
-                                           train_on_prompt=d.train_on_prompt, system_prompt=d.system_prompt,
+                                           train_on_prompt=d.train_on_prompt, system_prompt=system,
                                            truncation=d.truncation, packing=d.packing, share_prefix=share,
                                            replay=replay,
                                            loss_shares=shares)
@@ -219,6 +220,37 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
         summary[name] = stats.to_dict()
     write_json(data_dir(cfg) / "prepare.json", summary)
     return summary
+
+
+AUTO_PROMPT = "Classify the user's message. Answer with exactly one of these labels and nothing else: {labels}."
+MAX_AUTO_LABELS = 50
+
+
+def system_prompt_for(cfg: ProjectConfig, records: list[Record] | None = None) -> str | None:
+    """`data.system_prompt` as every stage uses it; `auto` resolved from the training split (or `records`)."""
+    value = cfg.data.system_prompt
+    if value != "auto":
+        return value
+    if records is None:
+        path = data_dir(cfg) / "train.jsonl"
+        records = load_split(cfg, "train") if path.exists() else []
+    return auto_system_prompt(records)
+
+
+def auto_system_prompt(records: list[Record]) -> str | None:
+    """A classifier prompt naming the labels, when no record has a system prompt and the answers are a small set
+    of short labels (as evaluation's task kind decides); None otherwise."""
+    from tunesmith.data.records import Conversation
+
+    convs = [r for r in records if isinstance(r, Conversation) and r.messages]
+    if not convs or any(r.messages[0]["role"] == "system" for r in convs):
+        return None
+    answers = [r.messages[-1]["content"].strip() for r in convs if r.messages[-1]["role"] == "assistant"]
+    labels = sorted(set(answers))
+    if (not answers or len(labels) > min(MAX_AUTO_LABELS, max(2, len(answers) // 2))
+            or any(len(a) > 40 or "\n" in a for a in labels)):
+        return None
+    return AUTO_PROMPT.format(labels=", ".join(labels))
 
 
 def share_prefix_choice(cfg: ProjectConfig) -> tuple[bool, str]:
@@ -256,7 +288,8 @@ def _loss_shares(info: dict[str, Any]) -> dict[str, float]:
     return shares
 
 
-def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int) -> tuple[list[Record], dict[str, Any]]:
+def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int, system: str | None
+            ) -> tuple[list[Record], dict[str, Any]]:
     from tunesmith.data.replay import replay_records
     from tunesmith.data.template import conversation_of, tokenize_messages, with_system_prompt
 
@@ -266,9 +299,9 @@ def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: 
     from tunesmith.data.template import task_system_prompt
     from tunesmith.paths import parent_info
 
-    task_tokens = sum(n for n in (count(r, cfg.data.system_prompt) for r in records) if n <= max_length)
+    task_tokens = sum(n for n in (count(r, system) for r in records) if n <= max_length)
     return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg),
-                          task_system_prompt(cfg.data.system_prompt, records))
+                          task_system_prompt(system, records))
 
 
 def check_and_split(cfg: ProjectConfig, no_lengths: bool = False) -> tuple[dict[str, Any], CheckOutcome]:

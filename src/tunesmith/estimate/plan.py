@@ -163,15 +163,19 @@ def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:
 def _record_stats(cfg: ProjectConfig) -> DataStats:
     from tunesmith.data.check import valid_records
     from tunesmith.data.lengths import LengthCounter
-    from tunesmith.data.stage import config_sources
+    from tunesmith.data.stage import config_sources, system_prompt_for
     from tunesmith.data.window import choose_window
     from tunesmith.models import context_length, load_tokenizer
 
     d = cfg.data
     context = context_length(cfg.base_model, cfg.trust_remote_code)
+    import itertools
+
+    stream = valid_records(config_sources(cfg), d.label_field)
+    head = list(itertools.islice(stream, 5000))  # enough to tell a label task (data.system_prompt: auto)
     counter = LengthCounter(load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code), context,
-                            d.system_prompt)
-    for i, record in enumerate(valid_records(config_sources(cfg), d.label_field)):
+                            system_prompt_for(cfg, head))
+    for i, record in enumerate(itertools.chain(head, stream)):
         counter.add(i, record)
     counter.flush()
     window = choose_window(list(counter.lengths), context) if d.max_length == "auto" else {

@@ -15,8 +15,8 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation, Message, Preference
-from tunesmith.data.stage import load_split
-from tunesmith.data.template import task_system_prompt
+from tunesmith.data.stage import load_split, system_prompt_for
+from tunesmith.data.template import task_system_prompt, with_system_prompt
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
 from tunesmith.evaluate.scoring import few_shot_prompt, label_of, pick_shots, score, task_kind
@@ -130,7 +130,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     train = [r for r in load_split(cfg, "train") if isinstance(r, Conversation)]
     schema = json.loads(cfg.resolve(e.json_schema).read_text()) if e.json_schema else None
     preference = isinstance(test[0], Preference)
-    prompts = [r.prompt if preference else r.messages[:-1] for r in test]
+    resolved = system_prompt_for(cfg, train)  # data.system_prompt as training used it (auto resolved)
+    prompts = [with_system_prompt(r.prompt if preference else r.messages[:-1], resolved) for r in test]
     references = [r.chosen[-1]["content"] if preference else r.messages[-1]["content"] for r in test]
     kind = "preference" if preference else task_kind(cfg, references)
     if kind == "json" and schema is None:
@@ -138,7 +139,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     fields = e.fields or (schema_fields(schema) if schema else [])
     if kind == "json" and not fields:
         raise TunesmithError("no JSON fields to score: set eval.fields, or give enum values to required schema fields")
-    system = task_system_prompt(cfg.data.system_prompt, train)
+    system = task_system_prompt(resolved, train)
     suites = _suites(cfg, system)
     judge = _judge(cfg)
     # shots come from records in the task's own prompt format (not, e.g., general replay data mixed in)
@@ -204,7 +205,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
             summary["heldout"] = heldout_loss(model, tokenizer, [r.messages for r in test],
-                                              system_prompt=cfg.data.system_prompt, batch_size=SCORING_BATCH)
+                                              system_prompt=resolved, batch_size=SCORING_BATCH)
         results["models"][name] = summary
         per_example[name] = per
         _write_jsonl(out_dir / f"predictions_{name}.jsonl",
@@ -230,7 +231,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
                 outs = generate(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens, batch_size=rows)
                 answers[name] = [o["output"] for o in outs]
             err.print(f"scoring: {name} on {len(test)} held-out preference pairs")
-            margin = pref.margins(model, tokenizer, test, system_prompt=cfg.data.system_prompt, batch_size=SCORING_BATCH)
+            margin = pref.margins(model, tokenizer, test, system_prompt=resolved, batch_size=SCORING_BATCH)
             summary, per = pref.summary(margin, per_example.get("base", {}).get("margin"))
             summary.update(_by_task(per["task_metric"], test))
             results["models"][name] = summary

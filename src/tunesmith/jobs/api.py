@@ -294,7 +294,9 @@ def _serve_models(app: FastAPI, cfg: ProjectConfig, store: JobStore) -> None:
                 folder = Path(row["adapter_path"])
                 check_adapter(folder)
                 app.state.engine.add_adapter(row["id"], str(folder))  # once; later calls find it loaded
-                return Target(name, adapter=row["id"], version=row["id"])
+                prepared = Path(row["folder"]) / "outputs" / "data" / "prepare.json"
+                system = json.loads(prepared.read_text()).get("system_prompt") if prepared.exists() else None
+                return Target(name, adapter=row["id"], version=row["id"], system_prompt=system)
         return None
 
     def listed(digest: str | None) -> list[str]:

@@ -60,6 +60,11 @@ def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced
         for name, entry in json.loads(split.read_text())["splits"].items():
             tags[f"data.{name}.sha256"] = entry["sha256"]
             tags[f"data.{name}.records"] = str(entry["records"])
+    from tunesmith.data.stage import system_prompt_for
+
+    system = system_prompt_for(cfg)
+    if system and len(system) <= 4000:  # the server adds it to requests that bring none (serve/models.py)
+        tags["system_prompt"] = system
     resolved = train_dir(cfg) / "config.yaml"
     if resolved.exists():
         tags["config_sha256"] = sha256_file(resolved)

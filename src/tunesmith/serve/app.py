@@ -333,6 +333,8 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
         if target.kind == "upstream":
             return await _proxy(target, "chat/completions", await request.json(), body.stream)
         messages = [{"role": m.role, "content": text_of(m.content)} for m in body.messages]
+        if target.system_prompt and not any(m["role"] == "system" for m in messages):  # as it was trained
+            messages = [{"role": "system", "content": target.system_prompt}, *messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -26,6 +26,7 @@ class Target:
     version: str = ""
     upstream: UpstreamConfig | None = None
     router: str | None = None  # a registry name whose traffic is split by the rollout router
+    system_prompt: str | None = None  # the prompt it was trained with, added to chat requests that bring none
 
 
 def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target]]:
@@ -47,12 +48,16 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
     targets: dict[str, Target] = {}
     for alias, version in sorted(aliases.items()):
         adapter = f"v{version}"
+        found = c.get_model_version(name, str(version))
         if adapter not in folders:
-            folders[adapter] = _download(cfg, c.get_model_version(name, str(version)))
-        targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version))
-        targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version))
+            folders[adapter] = _download(cfg, found)
+        system = (found.tags or {}).get("system_prompt") or None
+        targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version),
+                                            system_prompt=system)
+        targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version),
+                                               system_prompt=system)
         if alias == "production":
-            targets[name] = Target(name, adapter=adapter, version=str(version), router=name)
+            targets[name] = Target(name, adapter=adapter, version=str(version), router=name, system_prompt=system)
     return folders, targets
 
 

@@ -40,11 +40,14 @@ def _objective(method: str) -> tuple[Any, Any]:
 def build_preference_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_records: list[Any],
                              eval_records: list[Any], output_dir: Path, *, precision: str, device: str, callbacks: list[Any]) -> Any:
     method = cfg.train.method
-    train_ds = preference_dataset(train_records, cfg.data.system_prompt)
+    from tunesmith.data.stage import system_prompt_for
+
+    system = system_prompt_for(cfg)
+    train_ds = preference_dataset(train_records, system)
     if len(train_ds) == 0:
         raise DataError(f"train.method={method} needs preference records (prompt/chosen/rejected); "
                         "the train split has none")
-    eval_ds = preference_dataset(eval_records, cfg.data.system_prompt)
+    eval_ds = preference_dataset(eval_records, system)
     has_eval = len(eval_ds) > 0
     config_class, trainer_class = _objective(method)
     args = config_class(**training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=has_eval),
