@@ -54,9 +54,9 @@ def new_user_project(tmp_path_factory, tiny_model_dir):
 
 def _train_lengths(cfg, tokenizer) -> np.ndarray:
     from tunesmith.data.lengths import LengthCounter
-    from tunesmith.data.stage import load_split
+    from tunesmith.data.stage import load_split, system_prompt_for
 
-    counter = LengthCounter(tokenizer, 4096)
+    counter = LengthCounter(tokenizer, 4096, system_prompt_for(cfg))  # a label task: the auto classifier prompt
     for i, record in enumerate(load_split(cfg, "train")):
         counter.add(i, record)
     counter.flush()

@@ -88,6 +88,9 @@ def print_prepare(summary: dict[str, Any]) -> None:
     out.print(table)
     if summary.get("max_length_reason") and summary["max_length_reason"] != "set in the config":
         out.print(f"max_length {summary['max_length']} (auto): {summary['max_length_reason']}", highlight=False)
+    if summary.get("system_prompt"):
+        out.print(f"system prompt added to records without one (data.system_prompt): {summary['system_prompt']!r}",
+                  highlight=False)
     replay = summary.get("replay")
     if replay:
         where = "the base model's own answers to general prompts" if replay["source"] == "self" else replay["source"]
