@@ -44,7 +44,7 @@ def _project(tmp_path, model_dir):
         "data": {"datasets": [{"path": "d.jsonl"}], "label_field": "topic", "max_length": 256, "replay": False},
         "train": {"max_steps": 2, "micro_batch_size": 2, "learning_rate": 1e-2, "mlflow": False, "precision": "fp32",
                   "eval_steps": 2, "save_steps": 2, "early_stopping_patience": None},
-        "eval": {"max_new_tokens": 4, "few_shot": 0, "regression_suite": None, "safety_suite": None,
+        "eval": {"max_new_tokens": 4, "few_shot": 2, "regression_suite": None, "safety_suite": None,
                  "semantic_similarity": False},
         "gate": {"task_metric_min": -1, "format_compliance_min": -1},
         "serve": {"log_texts": True, "redact_pii": False, "jobs": {"enabled": False}}}))
@@ -68,6 +68,8 @@ def test_the_auto_prompt_is_trained_evaluated_registered_and_served(tmp_path, ti
     assert texts and all(expected in t for t in texts)  # every training record, in the window
     predictions = [json.loads(x) for x in (cfg.output_path / "eval" / "predictions_base.jsonl").read_text().splitlines()]
     assert all(p["prompt"][0] == {"role": "system", "content": expected} for p in predictions)
+    shots = [json.loads(x) for x in (cfg.output_path / "eval" / "predictions_few_shot.jsonl").read_text().splitlines()]
+    assert all(p["prompt"][0]["content"] == expected and len(p["prompt"]) == 6 for p in shots)  # prompt, 2 shots, ask
     version = store.client(cfg).get_model_version("topics", "1")
     assert version.tags["system_prompt"] == expected
     store.promote(cfg, "1", "production")

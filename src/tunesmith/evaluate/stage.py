@@ -143,7 +143,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     suites = _suites(cfg, system)
     judge = _judge(cfg)
     # shots come from records in the task's own prompt format (not, e.g., general replay data mixed in)
-    pool = [r for r in train if system is None or r.messages[0]["content"] == system]
+    pool = [r for r in train if system is None or r.messages[0]["content"] == system
+            or (system == resolved and r.messages[0]["role"] != "system")]  # data.system_prompt is added to these
     shots = pick_shots(pool, e.few_shot, cfg.seed)
     plans = {"base": prompts, "few_shot": [few_shot_prompt(p, shots) for p in prompts], "fine_tuned": prompts}
     if not shots:
