@@ -77,11 +77,13 @@ TOPICS = REPO / "examples" / "topic-classification"
 
 def test_topic_data_is_what_make_data_writes_from_the_package(tmp_path):
     """The committed questions are regenerated from the installed chatterbot-corpus, byte for byte."""
-    committed = (TOPICS / "data" / "questions.jsonl").read_bytes()
+    plain = REPO / "examples" / "new-user-topics" / "data" / "questions.jsonl"  # the same, without the prompt
+    committed = (TOPICS / "data" / "questions.jsonl").read_bytes(), plain.read_bytes()
     proc = subprocess.run([sys.executable, str(TOPICS / "make_data.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "in 21 topics" in proc.stdout
-    assert (TOPICS / "data" / "questions.jsonl").read_bytes() == committed
+    assert ((TOPICS / "data" / "questions.jsonl").read_bytes(), plain.read_bytes()) == committed
+    assert not any(json.loads(line)["messages"][0]["role"] == "system" for line in plain.read_text().splitlines())
 
 
 def test_topic_classification_example_end_to_end(tmp_path):

@@ -5,6 +5,8 @@ line of each conversation is a question or remark a user might send. Each distin
 line becomes a record whose answer is the file's topic (21 topics). A line that appears
 under two topics is dropped (it has no single right answer); a line repeated within a topic
 is kept once. The package is found with `importlib.util.find_spec`, not imported.
+It also writes ../new-user-topics/data/questions.jsonl: the same questions and topics without the classifier
+prompt, as a new user's own labelled data would come.
 Run: python examples/topic-classification/make_data.py
 """
 
@@ -53,6 +55,10 @@ def main() -> None:
                                          {"role": "assistant", "content": topic_name(stem)}]})
     out = Path(__file__).parent / "data" / "questions.jsonl"
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    plain = Path(__file__).parent.parent / "new-user-topics" / "data" / "questions.jsonl"
+    plain.parent.mkdir(parents=True, exist_ok=True)
+    plain.write_text("".join(json.dumps({**r, "messages": r["messages"][1:]}, ensure_ascii=False) + "\n"
+                             for r in records), encoding="utf-8")
     counts = Counter(r["topic"] for r in records)
     print(f"wrote {len(records)} records in {len(counts)} topics to {out} ({dropped} lines under two topics dropped)")
     print(", ".join(f"{t} {n}" for t, n in counts.most_common()))
