@@ -185,3 +185,11 @@ def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
     seen = httpx.get(f"{server.url}/metrics", headers=mine, timeout=30).text
     assert f"ft:base:{org_of}:mine:1" in seen and "theirs" not in seen
     assert "theirs" in httpx.get(f"{server.url}/metrics", headers=admin, timeout=30).text
+
+
+def test_reports_render_as_html_and_what_records_wrote_stays_text():
+    from tunesmith.web.pages import _markdown
+
+    rendered = _markdown("# Card\n\n| field | value |\n|---|---|\n| note | <script>alert(1)</script> |\n")
+    assert "<h1>Card</h1>" in rendered and "<table>" in rendered and "<td>note</td>" in rendered
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered

@@ -1,12 +1,14 @@
 """The web pages in a real browser: headless Chromium (Debian's `chromium`, driven by playwright with
 that executable; no browser download). Opens every page, promotes then rolls back from the registry
 page and sees the alias move, submits a blind rating and sees it counted, chats in the playground;
-fails on any console error. Screenshots of each page go to docs/screenshots/."""
+fails on any console error. Screenshots of each page go to $TUNESMITH_SCREENSHOTS (a temporary folder by default;
+the docs' pictures come from the real demo, tools/screenshots.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,7 @@ CHROMIUM = os.environ.get("TUNESMITH_CHROMIUM") or shutil.which("chromium") or s
 REQUIRED = os.environ.get("TUNESMITH_REQUIRE_BROWSER") == "1"  # make test: a missing browser fails, never skips
 pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED,
                                 reason="no chromium (apt-get install chromium; make test and .ci/run install it)")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("TUNESMITH_SCREENSHOTS") or tempfile.gettempdir()) / "tunesmith-web-test-shots"
 KEY, ADMIN = "ts-web-key", "ts-web-admin"
 
 

@@ -87,7 +87,7 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         config = _read(output / "train" / "config.yaml") or _read(output / "data" / "config.yaml")
         running = summary["status"] in ("running", "queued", "validating_files")
         return page(request, "run.html", "Runs", f"Run {run_id}", run=summary, rows=rows, svg=data.loss_svg(rows),
-                    alarms=alarms, config=config, report=_read(output / "data" / "report.md"),
+                    alarms=alarms, config=config, report=_markdown(_read(output / "data" / "report.md")),
                     refresh=5 if running else None)
 
     @app.get("/ui/eval", response_class=HTMLResponse, include_in_schema=False)
@@ -179,7 +179,8 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         from tunesmith.tracking import model_name
 
         path = cfg.output_path / "registry" / f"{model_name(cfg)}-v{version}.md"
-        return page(request, "card.html", "Registry", f"Model card v{version}", card=_read(path) or "no card")
+        return page(request, "card.html", "Registry", f"Model card v{version}",
+                    card=_markdown(_read(path)) or "<p>no card</p>")
 
     @app.get("/ui/rollout", response_class=HTMLResponse, include_in_schema=False)
     async def rollout(request: Request) -> HTMLResponse:
@@ -264,6 +265,18 @@ def _lock(rater: str) -> Any:
     import threading
 
     return _LOCKS.setdefault(rater, threading.Lock())
+
+
+def _markdown(text: str | None) -> str | None:
+    """A Markdown report as HTML for the pages (tables and headings rendered). Its text is escaped first, so
+    nothing a record or a model wrote can become markup; Markdown's own syntax survives escaping."""
+    if not text:
+        return None
+    import html
+
+    import markdown
+
+    return markdown.markdown(html.escape(text, quote=False), extensions=["tables", "fenced_code"])
 
 
 def _next_page(target: str) -> str:
