@@ -68,3 +68,21 @@ def test_every_config_field_and_every_command_says_what_it_does():
     bare = [f"{name} {p.name}" for name, command in commands for p in command.params
             if p.name != "help" and not (getattr(p, "help", None) or "").strip()]
     assert not bare, f"arguments and options without help: {bare}"
+
+
+JOURNAL = re.compile(r"\b(?:I (?:did|tried|stopped|measured|ran|think|found|lost|decided)|[Ww]e|[Oo]ur|us|"
+                     r"(?:[Tt]his|[Ll]ast|[Nn]ext|[Pp]revious|[Ff]irst|[Ss]econd|[Tt]hird|[Ff]ourth|[Ff]ifth) session|"
+                     r"[Yy]esterday|this morning)\b")
+
+
+def test_the_docs_state_what_the_product_does_in_lines_a_reader_can_follow():
+    """No working journal in the reference pages (docs/log.md is the history, kept apart), and no prose line
+    past 200 characters (table rows cannot wrap)."""
+    problems = []
+    for page in (p for p in PAGES if p.name != "log.md"):
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if JOURNAL.search(line) and "x-session-id" not in line:
+                problems.append(f"{page.relative_to(REPO)}:{number}: {JOURNAL.search(line).group(0)!r}")
+            if len(line) > 200 and not line.lstrip().startswith("|"):
+                problems.append(f"{page.relative_to(REPO)}:{number}: {len(line)} characters")
+    assert not problems, problems[:10]

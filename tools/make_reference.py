@@ -9,6 +9,7 @@ pages are what this writes, and that no field or command lacks its help text).
 
 from __future__ import annotations
 
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any
@@ -73,19 +74,18 @@ def _section_in(annotation: Any) -> type[BaseModel] | None:
 def config_page() -> str:
     from tunesmith.config import ProjectConfig
 
-    lines = ["# Configuration reference", "",
-             "Every field of `tunesmith.yaml`, generated from the config models (`src/tunesmith/config/`) by "
+    intro = ("Every field of `tunesmith.yaml`, generated from the config models (`src/tunesmith/config/`) by "
              "`tools/make_reference.py`. Set any of them in the file or as a dotted override on the command line "
              "(`tunesmith run tunesmith.yaml train.learning_rate=1e-4`); `auto` leaves the choice to tunesmith "
-             "([defaults](../defaults.md) says how it chooses). `tunesmith init` writes them all as a commented YAML.",
-             ""]
+             "([defaults](../defaults.md) says how it chooses). `tunesmith init` writes them all as a commented YAML.")
+    lines = ["# Configuration reference", "", *textwrap.wrap(intro, 110, break_on_hyphens=False), ""]
     lines += ["## Top level", ""]
     for dotted, kind, default, description in config_fields(ProjectConfig):
         if kind.startswith("section") and "." not in dotted:
-            lines += [f"## `{dotted}`", "", " ".join(description.split()), ""]
+            lines += [f"## `{dotted}`", "", *textwrap.wrap(" ".join(description.split()), 110), ""]
             continue
         lines += [f"### `{dotted}`", "", f"*{kind}*" + (f", default `{default}`" if default else ""), "",
-                  " ".join(description.split()), ""]
+                  *textwrap.wrap(" ".join(description.split()), 110, break_on_hyphens=False), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
