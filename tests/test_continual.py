@@ -29,7 +29,8 @@ def _project(root: Path, model: str, rows: list[dict], store: Path, previous: fl
     config.write_text(yaml.safe_dump({
         "base_model": model, "output_dir": "out",
         "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none", "test_size": 0.2,
-                 "replay": {"ratio": 0.0, "previous": previous}},
+                 "replay": {"ratio": 0.0, "previous": previous},
+                 "system_prompt": None},  # two label tasks that must not share one classifier prompt
         "train": {"adapter": "none", "max_steps": 60, "micro_batch_size": 8, "gradient_accumulation_steps": 1,
                   "learning_rate": 3e-3,
                   "mlflow": False, "precision": "fp32", "eval_steps": 30, "save_steps": 30, "warmup_ratio": 0.0,

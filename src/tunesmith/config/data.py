@@ -104,7 +104,7 @@ class DataConfig(Section):
     system_prompt: str | None = "auto"
     """System message added to conversations that have none, in training, evaluation and serving (the
     server adds it to requests without one). None: leave them as they are. auto: none, unless no training
-    record has a system prompt and the answers are a small set of short labels; then a classifier prompt
+    record has a system prompt and the answers are a small set of short word labels; then a classifier prompt
     naming the labels, so the fine-tune can tell the task's messages from plain chat (without one, a
     classifier of questions answers every general question with a label)."""
 

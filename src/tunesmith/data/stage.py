@@ -239,7 +239,7 @@ def system_prompt_for(cfg: ProjectConfig, records: list[Record] | None = None) -
 
 def auto_system_prompt(records: list[Record]) -> str | None:
     """A classifier prompt naming the labels, when no record has a system prompt and the answers are a small set
-    of short labels (as evaluation's task kind decides); None otherwise."""
+    of short word labels; None otherwise."""
     from tunesmith.data.records import Conversation
 
     convs = [r for r in records if isinstance(r, Conversation) and r.messages]
@@ -248,8 +248,8 @@ def auto_system_prompt(records: list[Record]) -> str | None:
     answers = [r.messages[-1]["content"].strip() for r in convs if r.messages[-1]["role"] == "assistant"]
     labels = sorted(set(answers))
     if (not answers or len(labels) > min(MAX_AUTO_LABELS, max(2, len(answers) // 2))
-            or any(len(a) > 40 or "\n" in a for a in labels)):
-        return None
+            or any(len(a) > 40 or "\n" in a or not any(c.isalpha() for c in a) for a in labels)):
+        return None  # not a set of word labels (numbers are answers to compute, not classes to name)
     return AUTO_PROMPT.format(labels=", ".join(labels))
 
 
