@@ -74,3 +74,14 @@ def run_peak_rss(cmd: list[str]) -> tuple[float, float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
     return usage.ru_maxrss * 1024, load.wall, load.share
+
+
+def cpu_flags() -> list[str]:
+    """The CPU flags that decide the matrix speed (bf16, AMX, AVX512, AVX2), to print beside every figure."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return []
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512f", "avx512_vnni", "avx2", "f16c")
+    return [f for f in wanted if f in flags]

@@ -83,12 +83,37 @@ def registry_history(config: str = ConfigArg) -> None:
 
 
 @registry_app.command("export")
-def registry_export(config: str = ConfigArg, ref: str = typer.Argument(..., help="Version number or alias."),
-                    out_dir: Path = typer.Option(..., "--out", help="Folder to write."),
-                    merged: bool = typer.Option(False, "--merged", help="Also write the merged standalone model.")
-                    ) -> None:
-    """Write a version's adapter (and optionally the merged model) for plain transformers/peft."""
-    from tunesmith.registry.store import export
+def registry_export(
+        config: str = ConfigArg,
+        ref: str = typer.Argument(..., help="Version number or alias (vllm/tgi: `aliases` serves every aliased "
+                                            "version)."),
+        out_dir: Path = typer.Option(..., "--out", help="Folder to write."),
+        fmt: str = typer.Option("adapter", "--format", help="adapter (transformers/peft), merged (standalone "
+                                "folder), gguf (llama.cpp + Ollama Modelfile), hf (Hub-ready merged folder with a "
+                                "model card), hf-adapter (the same for the adapter alone), vllm, tgi (base, "
+                                "adapters and the launch command)."),
+        quant: str = typer.Option("f16", "--quant", help="gguf only: f16 or q8_0."),
+        merged: bool = typer.Option(False, "--merged", help="adapter: also write the merged model; vllm/tgi: serve "
+                                    "the merged model instead of base + adapter."),
+        check: bool = typer.Option(False, "--check", help="gguf only: answer the test split in llama.cpp and in "
+                                   "transformers and report their agreement (needs llama-cpp-python)."),
+        ) -> None:
+    """Write a version in the form an engine loads: transformers/peft, GGUF for llama.cpp and Ollama, the Hub,
+    vLLM or TGI. docs/deploy.md shows each."""
+    from tunesmith.export.formats import export_version
 
-    folder = export(load(config, None), ref, out_dir, merged=merged)
-    out.print(f"[green]exported to[/] {folder}")
+    cfg = load(config, None)
+    if check and fmt != "gguf":
+        raise typer.BadParameter("--check applies to --format gguf")
+    written = export_version(cfg, ref, out_dir, fmt=fmt, quant=quant, merged=merged, check=check)
+    out.print(f"[green]exported[/] v{written.get('version', '')} as {fmt} to {written['folder']}")
+    for key in ("model", "gguf", "modelfile", "card", "merged"):
+        if written.get(key):
+            out.print(f"  {key}: {written[key]}")
+    if written.get("command"):
+        out.print(f"  launch (from {written['folder']}; also in serve.sh):\n  {written['command']}")
+    a = written.get("agreement")
+    if a:
+        out.print(f"  llama.cpp vs transformers on {a['examples']} test prompts: {a['identical']:.1%} identical "
+                  f"answers; {a['task_metric_name']} {a['metric_llama_cpp']:.3f} vs {a['metric_transformers']:.3f};"
+                  f" stopped at the end token: {a['stopped']:.1%}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -147,6 +147,14 @@ class ServeConfig(Section):
     adapters: dict[str, str] = Field(default_factory=dict)
     """Extra adapters to serve by name: {name: folder}. Registry versions with an alias are served
     automatically as `<registry name>` (production), `<name>@<alias>` and `<name>@v<N>`."""
+
+    engine: Literal["transformers", "llama-cpp"] = "transformers"
+    """What answers the requests: `transformers` (batches requests and LoRA adapters over one base model) or
+    `llama-cpp` (each version merged and answered by llama.cpp from a GGUF file, one request at a time;
+    needs `pip install 'tunesmith[llamacpp]'`). docs/deploy.md compares them."""
+
+    gguf_quant: Literal["f16", "q8_0"] = "q8_0"
+    """The GGUF weights `engine: llama-cpp` serves: f16, or q8_0 (8-bit blocks, half the memory)."""
 
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
     """Models routed to another OpenAI-compatible server (e.g. vLLM with LoRA) instead of the built-in engine."""

@@ -338,23 +338,3 @@ def show(cfg: ProjectConfig, ref: str) -> dict[str, Any]:
     v = _version(c, model_name(cfg), ref)
     return {"version": int(v.version), "tags": dict(v.tags), "source": v.source, "run_id": v.run_id,
             "card": v.description or ""}
-
-
-def export(cfg: ProjectConfig, ref: str, out: Path, *, merged: bool = False) -> Path:
-    """The version's adapter (or full model) folder, and optionally a merged standalone model beside it."""
-    import mlflow
-
-    c = client(cfg)
-    v = _version(c, model_name(cfg), ref)
-    out.mkdir(parents=True, exist_ok=True)
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=v.source, dst_path=str(out)))
-    target = out / "adapter" if (folder / "adapter_config.json").exists() else out / "model"
-    if folder != target:
-        folder.rename(target)
-    (out / "MODEL_CARD.md").write_text(v.description or "", encoding="utf-8")
-    if merged:
-        from tunesmith.train.merge import merge_adapter
-
-        merge_adapter(target, v.tags.get("base_model", cfg.base_model), out / "merged",
-                      trust_remote_code=cfg.trust_remote_code, device=cfg.device)
-    return out

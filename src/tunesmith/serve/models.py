@@ -106,16 +106,32 @@ def check_adapter(folder: Path) -> None:
                              "`tunesmith merge` and serve the merged model as base_model")
 
 
+def served_targets(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target], dict[str, Any]]:
+    """(adapter folders by name, name -> target, registry name -> rollout router), whatever the engine."""
+    from tunesmith.serve.rollout import Router
+
+    folders, targets = registry_adapters(cfg)
+    for name, folder in cfg.serve.adapters.items():
+        folders[name] = cfg.resolve(folder)
+        targets[name] = Target(name, adapter=name)
+    targets["base"] = Target("base")
+    for name, upstream in cfg.serve.upstreams.items():
+        targets[name] = Target(name, kind="upstream", upstream=upstream)
+    routers = {}
+    for t in targets.values():
+        if t.router:
+            alias = {a: targets[f"{t.router}@{a}"].adapter for a in ("canary", "shadow") if f"{t.router}@{a}" in targets}
+            routers[t.router] = Router(t.router, cfg.serve.rollout, t.adapter, alias.get("canary"), alias.get("shadow"))
+    return folders, targets, routers
+
+
 def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[str, Any]]:
     """(model with adapters, tokenizer, name -> target, registry name -> rollout router)."""
 
     from tunesmith.hardware import inference_dtype, pick_device
     from tunesmith.models import load_model, load_tokenizer
 
-    folders, targets = registry_adapters(cfg)
-    for name, folder in cfg.serve.adapters.items():
-        folders[name] = cfg.resolve(folder)
-        targets[name] = Target(name, adapter=name)
+    folders, targets, routers = served_targets(cfg)
     for folder in folders.values():
         check_adapter(folder)
     device = pick_device(cfg.device)
@@ -131,14 +147,4 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
         model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
         for name, folder in items[1:]:
             model.load_adapter(str(folder), adapter_name=name)
-    targets["base"] = Target("base")
-    for name, upstream in cfg.serve.upstreams.items():
-        targets[name] = Target(name, kind="upstream", upstream=upstream)
-    from tunesmith.serve.rollout import Router
-
-    routers = {}
-    for t in targets.values():
-        if t.router:
-            alias = {a: targets[f"{t.router}@{a}"].adapter for a in ("canary", "shadow") if f"{t.router}@{a}" in targets}
-            routers[t.router] = Router(t.router, cfg.serve.rollout, t.adapter, alias.get("canary"), alias.get("shadow"))
     return model.eval(), tokenizer, targets, routers

@@ -18,9 +18,15 @@ def build_app(cfg: ProjectConfig) -> Any:
     from tunesmith.tracking import model_name
 
     s = cfg.serve
-    model, tokenizer, targets, routers = load_served(cfg)
-    engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
-                    batch_wait_s=s.batch_wait_ms / 1000).start()
+    if s.engine == "llama-cpp":
+        from tunesmith.serve.llamacpp import build_llama_cpp
+
+        engine, tokenizer, targets, routers = build_llama_cpp(cfg)
+        engine.start()
+    else:
+        model, tokenizer, targets, routers = load_served(cfg)
+        engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
+                        batch_wait_s=s.batch_wait_ms / 1000).start()
     log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
     app = create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers,
                      project=cfg)

@@ -56,7 +56,8 @@ def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remo
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
-    GenerationConfig.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
+    if (model_dir / "generation_config.json").exists():  # the trained run's; else the base's, saved with the model
+        GenerationConfig.from_pretrained(str(model_dir)).save_pretrained(str(tmp))
     from tunesmith.files import replace_dir
 
     replace_dir(tmp, out_dir)

@@ -1,0 +1,125 @@
+"""Serving engines on CPU: the built-in engine (transformers, continuous batching, the LoRA adapter
+unmerged) against llama.cpp (`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and
+q8_0), each behind the same tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
+
+One process, three servers; rounds alternate between the engines, each round recording the CPU
+share other processes took (/proc/stat); rounds where others took more than --max-other-load are
+dropped, and medians are reported with ratios to the built-in engine. Every request asks for
+exactly --tokens new tokens (end-of-turn ignored, as vLLM's benchmarks do), so the engines do
+equal work. The clients are the official openai client, streaming, in a process of their own
+(benchmarks/serve_throughput.py says why); time to first token (TTFT) is read from the stream.
+
+Run: python benchmarks/serve_engines.py [--clients 1,8] [--tokens 64] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpuload import OtherLoad, cpu_flags  # noqa: E402
+from serve_throughput import PROMPTS, _Clients  # noqa: E402
+
+ENGINES = {"built-in": {}, "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
+           "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"}}
+
+
+def make_version(base: str, folder: Path) -> str:
+    """A LoRA adapter with small non-zero weights on every linear layer: a fine-tune in shape."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.models import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
+                                                        target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data.mul_(0.05)
+    model.save_pretrained(str(folder))
+    load_tokenizer(base).save_pretrained(str(folder))
+    return str(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--clients", default="1,8")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-other-load", type=float, default=0.15)
+    args = parser.parse_args()
+
+    import yaml
+
+    from tunesmith.config import load_config
+    from tunesmith.serve.stage import build_app, start_in_thread
+
+    work = Path(tempfile.mkdtemp(prefix="serve-engines-"))
+    adapter = make_version(args.model, work / "a0")
+    counts = [int(c) for c in args.clients.split(",")]
+    servers = {}
+    for name, serve in ENGINES.items():
+        folder = work / name.replace(" ", "-")
+        folder.mkdir()
+        (folder / "tunesmith.yaml").write_text(yaml.safe_dump({
+            "base_model": args.model, "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
+            "serve": {"adapters": {"a0": adapter}, "max_batch_size": max(counts), "max_queue": 256, **serve}}))
+        began = time.perf_counter()
+        servers[name] = start_in_thread(build_app(load_config(folder / "tunesmith.yaml")))
+        servers[name].app.state.engine.stop_ids = set()  # every request generates exactly --tokens
+        print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
+    print(f"CPU flags: {' '.join(cpu_flags())}; {args.model}, {args.tokens} new tokens per request", flush=True)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        clients_of = {name: _Clients(pool, f"{s.url}/v1") for name, s in servers.items()}
+        for clients in counts:
+            work_list = [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(clients * 2)]
+            for c in clients_of.values():
+                c.server(["a0"], work_list[:1], 1)  # warm-up
+            rows: dict[str, list[dict]] = {n: [] for n in servers}
+            dropped = 0
+            for r in range(args.rounds):
+                for name, client in clients_of.items():
+                    with OtherLoad(ours=(client.pid,)) as load:
+                        began = time.perf_counter()
+                        out = client.server(["a0"], work_list, clients)
+                        wall = time.perf_counter() - began
+                    row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"]),
+                           "gap": out["gap"]}
+                    noisy = load.share > args.max_other_load
+                    print(f"{clients} clients round {r + 1} {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
+                          f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
+                          flush=True)
+                    if noisy:
+                        dropped += 1
+                    else:
+                        rows[name].append(row)
+            _report(clients, rows, dropped, args)
+    for s in servers.values():
+        s.stop()
+
+
+def _report(clients: int, rows: dict[str, list[dict]], dropped: int, args: argparse.Namespace) -> None:
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} if rs else None for n, rs in rows.items()}
+    base = med["built-in"]
+    print(f"\n{clients} client(s), {args.rounds} rounds, {dropped} dropped; medians, ratio to the built-in engine:")
+    print("| engine | output tok/s | ratio | TTFT p50 | ratio |\n|---|---|---|---|---|")
+    for name, v in med.items():
+        if v is None or base is None:
+            print(f"| {name} | no clean rounds | | | |")
+            continue
+        print(f"| {name} | {v['tok_s']:.1f} | {v['tok_s'] / base['tok_s']:.2f}× | {v['ttft']:.3f} s | "
+              f"{v['ttft'] / base['ttft']:.2f}× |")
+    print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
