@@ -2,9 +2,10 @@
 unmerged) against llama.cpp (`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and
 q8_0), each behind the same tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
 
-One process, three servers; rounds alternate between the engines, each round recording the CPU
-share other processes took (/proc/stat); rounds where others took more than --max-other-load are
-dropped, and medians are reported with ratios to the built-in engine. Every request asks for
+One process; rounds alternate between the engines, one server at a time (an idle engine of another
+kind in the same process slows the running one), each measurement recording the CPU share other
+processes took (/proc/stat); measurements where others took more than --max-other-load are dropped,
+and medians are reported with ratios to the built-in engine. Every request asks for
 exactly --tokens new tokens (end-of-turn ignored, as vLLM's benchmarks do), so the engines do
 equal work. The clients are the official openai client, streaming, in a process of their own
 (benchmarks/serve_throughput.py says why); time to first token (TTFT) is read from the stream.
@@ -66,51 +67,52 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve-engines-"))
     adapter = make_version(args.model, work / "a0")
     counts = [int(c) for c in args.clients.split(",")]
-    servers = {}
+    configs = {}
     for name, serve in ENGINES.items():
         folder = work / name.replace(" ", "-")
         folder.mkdir()
         (folder / "tunesmith.yaml").write_text(yaml.safe_dump({
             "base_model": args.model, "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
             "serve": {"adapters": {"a0": adapter}, "max_batch_size": max(counts), "max_queue": 256, **serve}}))
-        began = time.perf_counter()
-        servers[name] = start_in_thread(build_app(load_config(folder / "tunesmith.yaml")))
-        servers[name].app.state.engine.stop_ids = set()  # every request generates exactly --tokens
-        print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
+        configs[name] = load_config(folder / "tunesmith.yaml")
     print(f"CPU flags: {' '.join(cpu_flags())}; {args.model}, {args.tokens} new tokens per request", flush=True)
+    rows: dict[tuple[str, int], list[dict]] = {(n, c): [] for n in ENGINES for c in counts}
+    dropped = 0
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        clients_of = {name: _Clients(pool, f"{s.url}/v1") for name, s in servers.items()}
-        for clients in counts:
-            work_list = [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(clients * 2)]
-            for c in clients_of.values():
-                c.server(["a0"], work_list[:1], 1)  # warm-up
-            rows: dict[str, list[dict]] = {n: [] for n in servers}
-            dropped = 0
-            for r in range(args.rounds):
-                for name, client in clients_of.items():
+        for r in range(args.rounds):
+            for name, cfg in configs.items():
+                # one server at a time: an idle engine of another kind in the same process slows this one
+                began = time.perf_counter()
+                running = start_in_thread(build_app(cfg))
+                running.app.state.engine.stop_ids = set()  # every request generates exactly --tokens
+                if r == 0:
+                    print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
+                client = _Clients(pool, f"{running.url}/v1")
+                client.server(["a0"], [(PROMPTS[0], 8)], 1)  # warm-up
+                for clients in counts:
+                    work_list = [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(clients * 2)]
                     with OtherLoad(ours=(client.pid,)) as load:
                         began = time.perf_counter()
                         out = client.server(["a0"], work_list, clients)
                         wall = time.perf_counter() - began
-                    row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"]),
-                           "gap": out["gap"]}
+                    row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"])}
                     noisy = load.share > args.max_other_load
-                    print(f"{clients} clients round {r + 1} {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
+                    print(f"round {r + 1} {clients} clients {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
                           f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
                           flush=True)
                     if noisy:
                         dropped += 1
                     else:
-                        rows[name].append(row)
-            _report(clients, rows, dropped, args)
-    for s in servers.values():
-        s.stop()
+                        rows[(name, clients)].append(row)
+                running.stop()
+    for clients in counts:
+        _report(clients, {n: rows[(n, clients)] for n in ENGINES}, dropped, args)
 
 
 def _report(clients: int, rows: dict[str, list[dict]], dropped: int, args: argparse.Namespace) -> None:
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} if rs else None for n, rs in rows.items()}
     base = med["built-in"]
-    print(f"\n{clients} client(s), {args.rounds} rounds, {dropped} dropped; medians, ratio to the built-in engine:")
+    print(f"\n{clients} client(s), {args.rounds} rounds, {dropped} dropped in all; medians, ratio to the built-in engine:")
     print("| engine | output tok/s | ratio | TTFT p50 | ratio |\n|---|---|---|---|---|")
     for name, v in med.items():
         if v is None or base is None:

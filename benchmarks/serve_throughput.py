@@ -128,16 +128,16 @@ class _Clients:
         return self.pool.submit(_streamed, self.url, model, prompt, n).result()
 
 
-_client = None
+_clients: dict = {}
 
 
 def _openai(url: str):
-    global _client  # one client per process, kept across rounds (its connection pool stays warm)
-    if _client is None:
+    # one client per server and process, kept across rounds (its connection pool stays warm)
+    if url not in _clients:
         import openai
 
-        _client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=1200)
-    return _client
+        _clients[url] = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=1200)
+    return _clients[url]
 
 
 def _naive(engine, work_list) -> dict:
