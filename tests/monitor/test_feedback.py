@@ -75,3 +75,12 @@ def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
     assert "Input drift" in md.read_text()
     assert "| base |" in md.read_text() and "__base__" not in md.read_text()  # the display name, not the engine's
     assert "Traffic per version" in md.read_text() and "data:image/png;base64," in html.read_text()
+    # cost per 1K requests per version: the report's figure is the one recomputed from the request log
+    from tunesmith.serve.requestlog import RequestLog
+
+    log = RequestLog(cfg.output_path / "serve" / "requests.db")
+    answered = [r["latency_ms"] / 1000 for r in log.rows() if r["status"] == 200 and not r["shadow"]]
+    log.close()
+    expected = cfg.cost.serving_usd_per_hour / 3600 * (sum(answered) / len(answered)) * 1000
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| base |"))
+    assert row.rstrip(" |").endswith(f"${expected:.4f}")

@@ -149,3 +149,29 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
     cfg = load(config, overrides)
     tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
     print_prepare(prepare_splits(cfg, tokenizer))
+
+
+@data_app.command("suggest")
+def data_suggest(config: str = typer.Argument(..., help="tunesmith.yaml of a trained project"),
+                 out_file: Path = typer.Option(Path("suggested.jsonl"), "--out", help="JSONL to write, for labelling."),
+                 inputs: Optional[Path] = typer.Option(None, "--inputs", help="Unlabelled prompts to rank (any "
+                                                       "format `data check` reads: messages or a prompt field)."),
+                 requests: bool = typer.Option(False, "--requests", help="Rank the production request log's prompts "
+                                               "(needs serve.log_texts: true)."),
+                 top: int = typer.Option(20, "--top", min=1, help="Entries in each list."),
+                 overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Which examples to label or fix next: training records the fine-tuned model finds hardest, and inputs
+    where it is least certain (deduplicated). docs/data.md#which-examples-next."""
+    from tunesmith.monitor.suggest import logged_prompts, read_prompts, suggest
+
+    cfg = load(config, overrides)
+    if inputs and requests:
+        raise typer.BadParameter("give --inputs or --requests, not both")
+    prompts = read_prompts(inputs) if inputs else logged_prompts(cfg) if requests else None
+    result = suggest(cfg, out_file, prompts=prompts, top=top)
+    out.print(f"hardest training records: {len(result['hard_training_records'])}; least certain inputs: "
+              f"{len(result['uncertain_inputs'])}")
+    for r in result["hard_training_records"][:5]:
+        m = r["meta"]
+        out.print(f"  loss {m['loss']:.3f}  {m['file']}:{m['line']}", highlight=False)
+    out.print(f"written: {result['out']} (for labelling) and {result['report']}")

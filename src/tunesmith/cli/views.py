@@ -82,6 +82,15 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
                            "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
                            f"{entry.get('lost', '-')} / {entry.get('gained', '-')}")
         out.print(suites)
+    if results.get("cost"):
+        from tunesmith.evaluate.cost import COST_HEADER, cost_rows
+
+        costs = Table(title="Cost per 1,000 requests (docs/cost.md)", header_style="bold")
+        for col in COST_HEADER:
+            costs.add_column(col, justify="left" if col == "model" else "right")
+        for row in cost_rows(results["cost"]):
+            costs.add_row(*row)
+        out.print(costs)
     prev = results.get("previous_task")
     if prev and "fine_tuned" in prev:
         name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
@@ -323,6 +332,10 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
             f1 = [f"{_NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}" for n in models
                   if "classification" in models[n]]
             lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
+        if r.get("cost"):
+            from tunesmith.evaluate.cost import roi_lines
+
+            lines.append("[bold]cost[/]        " + " ".join(roi_lines(r["cost"])))
     failed = [g.name for g in gates if g.blocking and g.passed is False]
     warned = [g.name for g in gates if not g.blocking and g.passed is False]
     passed = sum(1 for g in gates if g.passed)

@@ -9,6 +9,7 @@ This module must stay light: `tunesmith --help`, `init` and config checks import
 and none of them may pay for importing torch or transformers.
 """
 
+from tunesmith.config.cost import CostConfig
 from tunesmith.config.data import FORMATS, SPLITS, DataConfig, DatasetSource
 from tunesmith.config.evaluate import EvalConfig, GateConfig, JudgeConfig
 from tunesmith.config.loading import commented_yaml, dump_config, load_config, parse_overrides, with_overrides
@@ -16,6 +17,6 @@ from tunesmith.config.project import ProjectConfig
 from tunesmith.config.serve import RegistryConfig, RolloutConfig, ServeConfig, UpstreamConfig
 from tunesmith.config.train import TrainConfig
 
-__all__ = ["FORMATS", "SPLITS", "DataConfig", "DatasetSource", "EvalConfig", "GateConfig", "JudgeConfig",
-           "ProjectConfig", "RegistryConfig", "RolloutConfig", "ServeConfig", "TrainConfig", "UpstreamConfig",
+__all__ = ["CostConfig", "FORMATS", "SPLITS", "DataConfig", "DatasetSource", "EvalConfig", "GateConfig",
+           "JudgeConfig", "ProjectConfig", "RegistryConfig", "RolloutConfig", "ServeConfig", "TrainConfig", "UpstreamConfig",
            "commented_yaml", "dump_config", "load_config", "parse_overrides", "with_overrides"]

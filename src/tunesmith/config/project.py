@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tunesmith.config.cost import CostConfig
 from tunesmith.config.data import DataConfig
 from tunesmith.config.evaluate import EvalConfig, GateConfig
 from tunesmith.config.section import Section
@@ -48,6 +49,9 @@ class ProjectConfig(Section):
 
     serve: ServeConfig = Field(default_factory=ServeConfig)
     """Serving."""
+
+    cost: CostConfig = Field(default_factory=CostConfig)
+    """Prices for cost per request and payback (illustrative defaults: set yours)."""
 
     config_path: Path | None = Field(None, exclude=True)
     """Where this config was loaded from (set by `load_config`, not written in YAML)."""

@@ -54,6 +54,7 @@ class Gpu:
     memory_gb: float
     bf16_tflops: float
     usd_per_hour: float
+    memory_tb_s: float | None = None  # memory bandwidth: prices a served request (estimate/cost.py)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
             "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
 
 
+def _tokens(tokenizer: Any, plan: list[Any], outs: list[dict[str, Any]]) -> dict[str, float]:
+    """Tokens a request sends and gets back, on average: what a hosted model bills (evaluate/cost.py)."""
+    prompt = [len(tokenizer.apply_chat_template([{"role": x["role"], "content": x["content"]} for x in p],
+                                                add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+              for p in plan]
+    return {"prompt_tokens_mean": round(statistics.mean(prompt), 1),
+            "completion_tokens_mean": round(statistics.mean(o["new_tokens"] for o in outs), 1)}
+
+
 LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
 
 
@@ -115,6 +125,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     from tunesmith.hardware import inference_dtype, pick_device
     from tunesmith.models import load_model, load_tokenizer
 
+    began = time.perf_counter()
     e = cfg.eval
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():
@@ -175,6 +186,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         e = e.model_copy(update={"max_new_tokens": min(1024, int(longest * 1.5) + 16)})
     rows = e.rows_per_batch
     model = load_model(cfg.base_model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, device=device)
+    size = {"params": sum(p.numel() for p in model.parameters()),  # for the GPU cost estimates
+            "layers": getattr(model.config, "num_hidden_layers", 1)}
     results: dict[str, Any] = {"test_examples": len(test), "task": kind, "fields": fields, "device": device,
                                "dtype": str(dtype).removeprefix("torch."),
                                "few_shot_examples": len(shots), "task_system_prompt": bool(system),
@@ -196,6 +209,7 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         texts = [o["output"] for o in outs]
         summary, per = score(texts, references, schema, fields, kind, e.task_metric, e.semantic_similarity, labels)
         summary.update(_latency(outs))
+        summary.update(_tokens(tokenizer, plan, outs))
         if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
             from tunesmith.models.generate import request_latency
 
@@ -300,6 +314,11 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
 
         results["lm_eval"] = compare(harness)
     results["reused_base_outputs"] = reused  # passes whose outputs (and latencies) came from the cache
+    if kind != "preference":
+        from tunesmith.evaluate.cost import cost_block
+
+        results["cost"] = cost_block(cfg, results["models"], **size, device=device,
+                                     eval_seconds=time.perf_counter() - began)
     write_json(out_dir / "metrics.json", results)
     from tunesmith.evaluate.report import write_reports
 

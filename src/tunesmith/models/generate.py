@@ -132,6 +132,6 @@ def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *,
     if not totals:
         return {}
     ordered = sorted(totals)
-    return {"latency_p50_s": round(statistics.median(totals), 3),
+    return {"latency_p50_s": round(statistics.median(totals), 3), "latency_mean_s": round(statistics.mean(totals), 3),
             "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
             "time_to_first_token_p50_s": round(statistics.median(firsts), 3), "latency_requests": len(totals)}

@@ -81,6 +81,14 @@ def _bucket(span: float) -> tuple[float, str]:
     return (60.0, "%H:%M") if span < 2 * 3600 else (3600.0, "%m-%d %H:00")
 
 
+def production_cost(cfg: ProjectConfig, rows: list[dict[str, Any]]) -> float:
+    """USD per 1,000 answered requests of a version, from the request log's latencies (estimate/cost.py)."""
+    from tunesmith.estimate.cost import per_1k_local
+
+    answered = [r["latency_ms"] / 1000 for r in rows if r["status"] == 200]
+    return per_1k_local(cfg.cost.serving_usd_per_hour, statistics.mean(answered)) if answered else 0.0
+
+
 def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
@@ -135,9 +143,14 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
         table.append([version, len(all_rows), f"{sum(r['status'] >= 400 for r in all_rows) / len(all_rows):.1%}",
                       f"{statistics.median(lat):.3f}" if lat else "-",
                       f"{p95(lat):.3f}" if lat else "-",
-                      f"{sum(scores) / len(scores):.2f} ({len(scores)})" if scores else "-"])
+                      f"{sum(scores) / len(scores):.2f} ({len(scores)})" if scores else "-",
+                      f"${production_cost(cfg, all_rows):.4f}" if lat else "-"])
     blocks = [Block(f"Traffic per version ({len(rows)} requests)", ["version", "requests", "errors", "p50 s", "p95 s",
-                                                                   "feedback (n)"], table, plots / "traffic.png")]
+                                                                   "feedback (n)", "USD / 1K requests"],
+                    table, plots / "traffic.png",
+                    text=f"USD / 1K requests: the mean latency of the answered requests × the serving machine's "
+                         f"${cfg.cost.serving_usd_per_hour}/h (`cost.serving_usd_per_hour`), one request at a time; "
+                         "requests served together share the machine, so this is the upper bound (docs/cost.md).")]
     drift_path = out / "drift.json"
     if drift_path.exists():
         d = json.loads(drift_path.read_text())

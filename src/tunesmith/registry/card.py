@@ -117,6 +117,14 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
         for task, e in harness.items():
             cells = [f"{e[n]['value']:.3f} ± {e[n]['stderr'] or 0:.3f}" if n in e else "-" for n in ("base", "fine_tuned")]
             lines.append(f"| {task} | {e['metric']} | {cells[0]} | {cells[1]} | {e.get('change', 0):+.3f} |")
+    cost = metrics.get("cost")
+    if cost:
+        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, roi_lines
+
+        lines += ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |",
+                  "|" + "---|" * len(COST_HEADER)]
+        lines += ["| " + " | ".join(row) + " |" for row in cost_rows(cost)]
+        lines += ["", *roi_lines(cost)]
     lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
     for g in gates:
         result = {True: "pass", False: "FAIL" if g.blocking else "warn", None: "not measured"}[g.passed]

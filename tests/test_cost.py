@@ -1,0 +1,54 @@
+"""Cost per request and payback: the formulas (estimate/cost.py), and the evaluation's cost block built
+from its own measurements."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunesmith.estimate.cost import gpu_seconds, payback_days, per_1k_hosted, per_1k_local
+from tunesmith.estimate.plan import Gpu, load_gpus
+
+
+def test_formulas():
+    assert per_1k_local(0.10, 3.6) == pytest.approx(0.1)  # $0.10/h, 3.6 s a request: $0.0001 each
+    assert per_1k_hosted(1000, 500, 0.00015, 0.0006) == pytest.approx(0.15 + 0.3)
+    assert payback_days(10.0, 1.0, 0.5, 2000) == pytest.approx(10.0)  # saves $1 a day
+    assert payback_days(10.0, 0.5, 1.0, 2000) is None  # costs more than the baseline: never pays back
+    fast, slow = Gpu("fast", 80, 989, 2.7, memory_tb_s=3.35), Gpu("slow", 24, 121, 0.8, memory_tb_s=0.3)
+    big = [gpu_seconds(g, 0.35, 8_000_000_000, 32, 500, 100) for g in (fast, slow)]
+    assert big[0] < big[1]  # an 8B model: memory-bound, the faster memory wins
+    small = gpu_seconds(fast, 0.35, 135_000_000, 30, 500, 100)
+    assert small == pytest.approx(2 * 135e6 * 500 / (989e12 * 0.35) + 100 * 30 * 5e-5)  # the launch floor binds
+    assert gpu_seconds(Gpu("x", 24, 100, 1.0), 0.35, 1, 1, 1, 1) is None  # no bandwidth, no estimate
+    assert all(g.memory_tb_s for g in load_gpus(None)[1])  # the packaged table prices every GPU
+
+
+def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_dir):
+    from tests.evaluate.test_eval_stage import _project
+    from tunesmith.evaluate.stage import run_eval
+    from tunesmith.train.stage import run_train
+
+    cfg = _project(tmp_path, tiny_model_dir, max_steps=2)
+    run_train(cfg)
+    results = run_eval(cfg, limit=6)
+    cost, models, c = results["cost"], results["models"], cfg.cost
+    rows = cost["per_1k_requests"]
+    assert set(rows) == {"base", "few_shot", "fine_tuned"}
+    for name in ("base", "fine_tuned"):  # this machine: the measured per-request latency × the price
+        assert rows[name]["this_machine"] == round(per_1k_local(c.serving_usd_per_hour,
+                                                                models[name]["latency_mean_s"]), 4)
+    assert "this_machine" not in rows["few_shot"]  # not timed one at a time
+    few = models["few_shot"]
+    assert rows["few_shot"]["hosted"] == round(per_1k_hosted(few["prompt_tokens_mean"], few["completion_tokens_mean"],
+                                                             c.baseline_usd_per_1k_input_tokens,
+                                                             c.baseline_usd_per_1k_output_tokens), 4)
+    # the few-shot prompt carries its examples: more tokens in, so the baseline costs more per request
+    assert few["prompt_tokens_mean"] > models["fine_tuned"]["prompt_tokens_mean"]
+    assert set(rows["fine_tuned"]["gpus"]) == {g.name for g in load_gpus(None)[1]}
+    roi = cost["roi"]
+    assert roi["baseline_per_1k"] == rows["few_shot"]["hosted"]
+    assert roi["setup_usd"] == pytest.approx((roi["train_seconds"] + roi["eval_seconds"]) / 3600
+                                             * c.training_usd_per_hour, abs=1e-4)
+    assert cost["illustrative_prices"] is True
+    report = (cfg.output_path / "eval" / "report.md").read_text()
+    assert "Cost per 1,000 requests" in report and "Payback at 10,000 requests a day" in report
