@@ -52,3 +52,4 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
     assert cost["illustrative_prices"] is True
     report = (cfg.output_path / "eval" / "report.md").read_text()
     assert "Cost per 1,000 requests" in report and "Payback at 10,000 requests a day" in report
+    assert "| H100-80GB |" in report  # every GPU of the table, per model

@@ -64,6 +64,15 @@ def cost_rows(cost: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def gpu_rows(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """USD per 1K requests on each GPU of the table (estimated), one row per GPU, a column per model."""
+    per = cost["per_1k_requests"]
+    names = [n for n in per if per[n].get("gpus")]
+    gpus = list(next((per[n]["gpus"] for n in names), {}))
+    return (["GPU (estimate)", *[n.replace("_", "-") for n in names]],
+            [[g, *[f"${per[n]['gpus'][g]:.4f}" for n in names]] for g in gpus])
+
+
 COST_HEADER = ["model", "tokens in + out", "USD / 1K requests, this machine", "hosted at baseline prices",
                "cheapest GPU of the table (estimate)"]
 

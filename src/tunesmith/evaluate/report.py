@@ -122,12 +122,15 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     blocks.append(Block("Paired comparisons", ["comparison", "McNemar on", "p", "task metric difference [95% CI]"],
                         comp))
     if results.get("cost"):
-        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, roi_lines
+        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
 
         blocks.append(Block("Cost per 1,000 requests", COST_HEADER, cost_rows(results["cost"]),
                             text=" ".join(roi_lines(results["cost"])) + " This machine: measured per-request latency "
                             "× its price, one request at a time; hosted: measured tokens × the baseline's prices; GPUs: "
                             "estimated from the table's bandwidth and peak (docs/cost.md)."))
+        heads, grows = gpu_rows(results["cost"])
+        if grows:
+            blocks.append(Block("Cost per 1,000 requests on the GPU table (estimated)", heads, grows))
     suites = results.get("suites", {})
     if suites:
         srows = []

@@ -119,11 +119,15 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
             lines.append(f"| {task} | {e['metric']} | {cells[0]} | {cells[1]} | {e.get('change', 0):+.3f} |")
     cost = metrics.get("cost")
     if cost:
-        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, roi_lines
+        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
 
         lines += ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |",
                   "|" + "---|" * len(COST_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in cost_rows(cost)]
+        heads, grows = gpu_rows(cost)
+        if grows:
+            lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+            lines += ["| " + " | ".join(row) + " |" for row in grows]
         lines += ["", *roi_lines(cost)]
     lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
     for g in gates:
