@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.evaluate.test_eval_stage import _project
@@ -117,8 +118,14 @@ def test_every_page_in_a_real_browser(server, browser):
     page.click("#v2 a:has-text('card')")
     assert "v2" in page.inner_text("h1") and page.inner_text("#card")
 
+    for i in range(3):  # some traffic, so the rollout page draws its chart
+        answer = httpx.post(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                            json={"model": "tickets", "max_tokens": 4, "messages": [{"role": "user", "content": f"q{i}"}]})
+        assert answer.status_code == 200, answer.text
     page.goto(f"{server.url}/ui/rollout")
     assert "production" in page.inner_text("main")
+    page.wait_for_function("document.querySelector('img.chart') && document.querySelector('img.chart').complete")
+    assert page.evaluate("document.querySelector('img.chart').naturalWidth") > 500
     page.screenshot(path=str(SHOTS / "rollout.png"), full_page=True)
 
     page.goto(f"{server.url}/ui/human")

@@ -77,10 +77,6 @@ def run_drift(cfg: ProjectConfig, last: int = 500) -> dict[str, Any]:
     return result
 
 
-def _bucket(span: float) -> tuple[float, str]:
-    return (60.0, "%H:%M") if span < 2 * 3600 else (3600.0, "%m-%d %H:00")
-
-
 def production_cost(cfg: ProjectConfig, rows: list[dict[str, Any]]) -> float:
     """USD per 1,000 answered requests of a version, from the request log's latencies (estimate/cost.py)."""
     from tunesmith.estimate.cost import per_1k_local
@@ -93,9 +89,7 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
     from tunesmith.evaluate.metrics import p95
-    from tunesmith.plots import pyplot
     from tunesmith.reports import Block, to_html, to_markdown
-    from tunesmith.serve.engine import BASE
 
     rows, events, feedback = _served_rows(cfg)
     if not rows:
@@ -103,40 +97,14 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     out = monitor_dir(cfg)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    size, fmt = _bucket(rows[-1]["time"] - rows[0]["time"])
-    series: dict[str, dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        # the engine's internal "__base__" would also be hidden by matplotlib's legend (leading "_")
-        target = "base" if r["target"] in (None, "", BASE) else r["target"]
-        key = target + (" (shadow)" if r["shadow"] else "")
-        series[key][r["time"] // size * size].append(r)
-    score_of = {f["request_id"]: f["score"] for f in feedback if f["score"] is not None}
+    from tunesmith.monitor.charts import series, traffic_chart
 
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), dpi=100, sharex=True)
-    for version, by_time in sorted(series.items()):
-        times = sorted(by_time)
-        labels = [_time.strftime(fmt, _time.localtime(t)) for t in times]
-        count = [len(by_time[t]) for t in times]
-        errors = [sum(r["status"] >= 400 for r in by_time[t]) / len(by_time[t]) for t in times]
-        ok = [[r["latency_ms"] / 1000 for r in by_time[t] if r["status"] == 200] for t in times]
-        p95s = [p95(v) if v else float("nan") for v in ok]
-        fb = [[score_of[r["id"]] for r in by_time[t] if r["id"] in score_of] for t in times]
-        axes[0][0].plot(labels, count, "o-", label=version)
-        axes[0][1].plot(labels, p95s, "o-", label=version)
-        axes[1][0].plot(labels, errors, "o-", label=version)
-        axes[1][1].plot(labels, [sum(v) / len(v) if v else float("nan") for v in fb], "o-", label=version)
-    for ax, title in zip(axes.flat, ("requests", "latency p95 (s)", "error rate", "feedback score (0-1)")):
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.tick_params(axis="x", rotation=30, labelsize=7)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(plots / "traffic.png")
-    plt.close(fig)
+    grouped, _ = series(rows)
+    score_of = {f["request_id"]: f["score"] for f in feedback if f["score"] is not None}
+    traffic_chart(rows, feedback, cfg.cost.serving_usd_per_hour, plots / "traffic.png")
 
     table = []
-    for version, by_time in sorted(series.items()):
+    for version, by_time in sorted(grouped.items()):
         all_rows = [r for group in by_time.values() for r in group]
         lat = sorted(r["latency_ms"] / 1000 for r in all_rows if r["status"] == 200)
         scores = [score_of[r["id"]] for r in all_rows if r["id"] in score_of]

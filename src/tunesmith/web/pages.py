@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tunesmith.config import ProjectConfig
@@ -190,6 +190,21 @@ def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
         return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
                     buckets=_buckets(state.log), events=state.log.events(),
                     drift=_read(monitor_dir(cfg) / "drift.json"), refresh=10)
+
+    @app.get("/ui/rollout/traffic.png", include_in_schema=False)
+    async def rollout_chart(request: Request) -> Response:
+        """Requests, p95 latency, error rate, feedback and USD per 1K requests per version, drawn now."""
+        if not caller(request)[0]:
+            return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
+        import io
+
+        from tunesmith.monitor.charts import traffic_chart
+
+        rows = sorted(state.log.rows(5000), key=lambda r: r["time"])
+        png = io.BytesIO()
+        await asyncio.get_running_loop().run_in_executor(
+            None, traffic_chart, rows, state.log.feedback(), cfg.cost.serving_usd_per_hour, png)
+        return Response(png.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.get("/ui/human", response_class=HTMLResponse, include_in_schema=False)
     async def human(request: Request) -> HTMLResponse:
