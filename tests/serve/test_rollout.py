@@ -132,6 +132,15 @@ def test_triggers_on_latency_and_feedback():
         fresh.add_feedback("v1", 0.9)
         fresh.add_feedback("v2", 0.7)
     assert "feedback" in fresh.trigger()
+    # cost per request (off by default): a canary whose answers hold the machine 30% longer on average
+    costly = Router("m", RolloutConfig(min_requests=5, window=50, max_latency_increase=10.0, max_cost_increase=0.2),
+                    "v1", "v2")
+    for i in range(10):
+        costly.observe("v1", True, 1.0)
+        costly.observe("v2", True, 1.0 if i % 2 else 1.6)
+    assert "cost per request +30%" in costly.trigger()
+    costly.settings = RolloutConfig(min_requests=5, window=50, max_latency_increase=10.0)  # the default: off
+    assert costly.trigger() is None
     sticky = Router("m", RolloutConfig(canary_share=0.5), "v1", "v2")
     assert len({sticky.pick("alice") for _ in range(20)}) == 1  # one user sees one version
     assert {sticky.pick(f"user{i}") for i in range(50)} == {"v1", "v2"}

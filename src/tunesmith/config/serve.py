@@ -47,6 +47,11 @@ class RolloutConfig(Section):
     max_latency_increase: float = Field(0.20, ge=0.0)
     """Rollback when the canary's p95 latency exceeds production's by more than this (relative)."""
 
+    max_cost_increase: float | None = Field(None, ge=0.0)
+    """Rollback when the canary's cost per request exceeds production's by more than this (relative): on
+    one machine, its mean answered latency (`cost.serving_usd_per_hour` x seconds; a canary that answers at
+    more length costs more). None: off."""
+
     max_feedback_drop: float = Field(0.05, ge=0.0)
     """Rollback when the canary's mean feedback score (0-1) is lower than production's by more than this."""
 

@@ -39,6 +39,7 @@ class Window:
         return {"requests": n,
                 "error_rate": round(sum(1 for ok, _ in self.requests if not ok) / n, 4) if n else None,
                 "latency_p95_s": round(p95(latencies), 4) if latencies else None,
+                "latency_mean_s": round(sum(latencies) / len(latencies), 4) if latencies else None,
                 "feedback": len(self.feedback),
                 "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None,
                 "checked": len(self.flags),
@@ -122,6 +123,11 @@ class Router:
                 canary["latency_p95_s"] > prod["latency_p95_s"] * (1 + s.max_latency_increase):
             return (f"p95 latency {canary['latency_p95_s']:.3f}s vs production {prod['latency_p95_s']:.3f}s "
                     f"(> +{s.max_latency_increase:.0%})")
+        if s.max_cost_increase is not None and canary["latency_mean_s"] and prod["latency_mean_s"] and \
+                canary["latency_mean_s"] > prod["latency_mean_s"] * (1 + s.max_cost_increase):
+            return (f"cost per request {canary['latency_mean_s'] / prod['latency_mean_s'] - 1:+.0%} vs production "
+                    f"(mean machine time {canary['latency_mean_s']:.3f}s vs {prod['latency_mean_s']:.3f}s; "
+                    f"> +{s.max_cost_increase:.0%})")
         if canary["feedback"] >= s.min_feedback and prod["feedback"] >= s.min_feedback and \
                 prod["feedback_mean"] - canary["feedback_mean"] > s.max_feedback_drop:
             return (f"feedback {canary['feedback_mean']:.2f} vs production {prod['feedback_mean']:.2f} "
