@@ -32,14 +32,18 @@ test: install engines browser go
 	$(BIN)/ruff check src tests benchmarks tools examples
 	TUNESMITH_REQUIRE_BROWSER=1 TUNESMITH_REQUIRE_ENGINES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# llama.cpp, through llama-cpp-python compiled from source (3 min 32 s on 2 cores), checks the GGUF export in
+# llama.cpp, through llama-cpp-python compiled from source (3 to 3.5 min on 2 cores), checks the GGUF export in
 # the engine that loads it and serves as serve.engine llama-cpp. The tests need it; the demo does not.
 # ggml's own thread pool instead of OpenMP: from a server's worker thread, OpenMP's ran 2.5x slower (29 vs 72
 # tok/s). AMX int8 kernels left out: on AMX CPUs they crash on quantized weights (llama.cpp issue 20824).
+LLAMA_CMAKE = -DLLAVA_BUILD=OFF -DGGML_OPENMP=OFF
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE += -DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8
+endif
 engines: $(VENV)/.engines
 $(VENV)/.engines: $(VENV)/.installed
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_OPENMP=OFF -DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8" \
-	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet llama-cpp-python==0.3.36
+	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(BIN)/pip install --quiet --no-cache-dir llama-cpp-python==0.3.36
 	touch $@
 
 # The docs site (mkdocs.yml; reference pages from tools/make_reference.py), built into build/site; warnings fail it.
