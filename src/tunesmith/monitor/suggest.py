@@ -88,7 +88,7 @@ def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | No
 
     from tunesmith.data.records import Conversation
     from tunesmith.data.stage import load_split, system_prompt_for
-    from tunesmith.data.template import with_system_prompt
+    from tunesmith.data.template import task_system_prompt, with_system_prompt
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import token_logprobs
     from tunesmith.models import load_tokenizer
@@ -118,7 +118,9 @@ def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | No
 
     list_b: list[dict[str, Any]] = []
     if prompts:
-        asked = [with_system_prompt(p["messages"], system) for p in prompts]
+        # a new input without a system turn gets the task's own, as the evaluation and the server give it
+        task_system = task_system_prompt(system, train)
+        asked = [with_system_prompt(p["messages"], task_system) for p in prompts]
         answers = [o["output"] for o in generate(model, tokenizer, asked, max_new_tokens=max_new_tokens)]
         certainty = _mean_logprobs(model, tokenizer, asked, answers)
         vectors = embed([_user_text(p["messages"]) for p in prompts])
