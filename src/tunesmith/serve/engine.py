@@ -59,6 +59,15 @@ class _Row:
     generator: Any = None
 
 
+def enqueue(waiting: queue.Queue[GenRequest], req: GenRequest) -> Future:
+    """Queue a request for an engine's worker; QueueFull (the caller answers 429) when the queue is at capacity."""
+    try:
+        waiting.put_nowait(req)
+    except queue.Full:
+        raise QueueFull from None
+    return req.future
+
+
 class Engine:
     def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 8, max_queue: int = 64,
                  batch_wait_s: float = 0.01) -> None:
@@ -116,11 +125,7 @@ class Engine:
     def submit(self, req: GenRequest) -> Future:
         if req.adapter != BASE and req.adapter not in self.adapters:
             raise KeyError(req.adapter)
-        try:
-            self.queue.put_nowait(req)
-        except queue.Full:
-            raise QueueFull from None
-        return req.future
+        return enqueue(self.queue, req)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.serve.engine import BASE, GenRequest, QueueFull
+from tunesmith.serve.engine import BASE, GenRequest, enqueue
 
 
 def load_llama(path: Path, n_ctx: int) -> Any:
@@ -82,11 +82,7 @@ class LlamaCppEngine:
     def submit(self, req: GenRequest) -> Future:
         if req.adapter not in self.llamas:
             raise KeyError(req.adapter)
-        try:
-            self.queue.put_nowait(req)
-        except queue.Full:
-            raise QueueFull from None
-        return req.future
+        return enqueue(self.queue, req)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
