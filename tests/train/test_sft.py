@@ -273,3 +273,40 @@ def test_report_to_tensorboard_writes_the_training_loss_of_every_logged_step(tmp
     assert sorted(logged) == sorted(_curve(result.run_dir))  # every step metrics.csv logged, and no other
     for step, loss in _curve(result.run_dir).items():
         assert logged[step] == pytest.approx(loss, rel=1e-5)
+
+
+def test_report_to_mlflow_logs_every_step_in_a_run_nested_under_tunesmiths(tmp_path, tiny_model_dir):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0,
+                          report_to=["mlflow"], mlflow=True)
+    result = run_train(load_config(config))
+    parent = (result.run_dir / "mlflow_run_id").read_text().strip()
+    child = (result.run_dir / "mlflow_trainer_run_id").read_text().strip()
+    assert child != parent and mlflow.active_run() is None
+    uri = f"sqlite:///{(tmp_path / 'out' / 'mlflow.db').resolve()}"
+    assert result.metadata["report_to"] == {"mlflow": f"{uri} run {child}"}
+    client = MlflowClient(uri)
+    run = client.get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.params["learning_rate"] and run.data.params["max_steps"] == "6"  # TrainingArguments' fields
+    logged = {m.step: m.value for m in client.get_metric_history(child, "loss")}
+    assert sorted(logged) == sorted(_curve(result.run_dir))
+    for step, loss in _curve(result.run_dir).items():
+        assert logged[step] == pytest.approx(loss, rel=1e-5)
+    own = {m.step for m in client.get_metric_history(parent, "loss")}  # tunesmith's own curve stays in its run
+    assert own == set(logged)
+
+
+def test_report_to_mlflow_without_tunesmiths_run_uses_the_projects_store(tmp_path, tiny_model_dir, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=2, lora_dropout=0.0,
+                          report_to=["mlflow"], mlflow=False)
+    result = run_train(load_config(config))
+    child = (result.run_dir / "mlflow_trainer_run_id").read_text().strip()
+    run = MlflowClient(f"sqlite:///{(tmp_path / 'out' / 'mlflow.db').resolve()}").get_run(child)
+    assert "mlflow.parentRunId" not in run.data.tags and run.info.status == "FINISHED"
+    assert not (tmp_path / "mlruns").exists()  # not MLflow's own default folder

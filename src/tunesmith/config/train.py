@@ -118,12 +118,14 @@ class TrainConfig(Section):
     """Log parameters, metrics and the loss curve to MLflow (registry.tracking_uri, or a
     SQLite store under output_dir)."""
 
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     """Experiment trackers that also get the Trainer's logs, through transformers' integrations:
     tensorboard (event files in <output_dir>/train/tensorboard; `tensorboard --logdir` shows them),
     wandb (Weights & Biases: `pip install wandb`; offline, into <output_dir>/train/wandb, unless
-    WANDB_API_KEY is set). Empty by default: tunesmith's own MLflow run keeps every metric; for a team's
-    MLflow server, point registry.tracking_uri at it."""
+    WANDB_API_KEY is set), mlflow (transformers' MLflowCallback: every TrainingArguments field and the
+    model config as parameters, each logged step as metrics, in a run nested under tunesmith's own run,
+    on the server that registry.tracking_uri names). Empty by default: tunesmith's own MLflow run keeps
+    every metric."""
 
     dpo_beta: float = Field(0.1, gt=0)
     """beta of DPO / ORPO: how strongly the preference term pulls (for DPO, how far the model

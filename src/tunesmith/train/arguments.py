@@ -56,7 +56,7 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, dev
         data_seed=cfg.seed,
         # metrics go to CSV and MLflow through tunesmith's own callback; wandb through transformers' own
         # (tensorboard too, but its writer is placed by train/stage.py, which transformers 5 leaves to the cwd)
-        report_to=[name for name in t.report_to if name != "tensorboard"] or "none",
+        report_to=[name for name in t.report_to if name not in ("tensorboard", "mlflow")] or "none",
         disable_tqdm=True,  # the Rich progress bar replaces tqdm
         remove_unused_columns=False,
         dataloader_num_workers=0,

@@ -86,7 +86,7 @@ class MetricsLog(TrainerCallback):
     FIELDS = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "time",
               "mean_token_accuracy", "eval_mean_token_accuracy", "eval_task_metric"]
 
-    def __init__(self, path: Path, progress: RichProgress | None = None, mlflow_run: bool = False):
+    def __init__(self, path: Path, progress: RichProgress | None = None, mlflow_run: str | None = None):
         self.path = path
         self.progress = progress
         self.mlflow_run = mlflow_run
@@ -118,7 +118,9 @@ class MetricsLog(TrainerCallback):
         if self.mlflow_run:
             import mlflow
 
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in ("step", "time")}, step=state.global_step)
+            # by run id: with train.report_to [mlflow], transformers' nested run is the active one meanwhile
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in ("step", "time")},
+                               step=state.global_step, run_id=self.mlflow_run)
 
 
 def _same_kind(a: dict, b: dict) -> bool:

@@ -54,9 +54,10 @@ class TrainResult:
     metadata: dict[str, Any]
 
 
-def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> bool:
+def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> str | None:
+    """tunesmith's own MLflow run for this training (resumed when the run folder names one): its id."""
     if not cfg.train.mlflow:
-        return False
+        return None
     import mlflow
 
     from tunesmith.tracking import use_experiment
@@ -70,7 +71,7 @@ def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> bool:
         flat = _flatten({"train": cfg.train.model_dump(mode="json"), "data": {
             k: v for k, v in cfg.data.model_dump(mode="json").items() if k != "datasets"}})
         mlflow.log_params({**flat, "base_model": cfg.base_model})
-    return True
+    return run.info.run_id
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -177,12 +178,13 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
                   f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}"
                   + (" · layers compiled (the first step waits for it)" if t.compile is True else ""))
 
-    mlflow_on = main and _mlflow_start(cfg, run_dir)
+    mlflow_run = _mlflow_start(cfg, run_dir) if main else None
+    mlflow_on = mlflow_run is not None
     alarms = Alarms(run_dir / "alarms.jsonl")
     started = time.time()
     try:
         progress = RichProgress()
-        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_on), alarms, MarkComplete(),
+        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_run), alarms, MarkComplete(),
                      ProgressFile(run_dir / "progress.json")]
         if t.method == "sft":
             from tunesmith.train.sft import build_sft_trainer
@@ -205,7 +207,7 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
-        for cb in [*trackers(t.report_to, run_dir, main), *(extra_callbacks or [])]:
+        for cb in [*trackers(cfg, run_dir, main, nested=mlflow_on), *(extra_callbacks or [])]:
             trainer.add_callback(cb)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         # A real kill never gets here; StopAtStep simulates one in tests. Early stopping and
@@ -216,16 +218,18 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
         if mlflow_on:
             import mlflow
 
-            mlflow.end_run()
+            while mlflow.active_run() is not None:  # transformers' nested run too, when training failed inside it
+                mlflow.end_run()
     return TrainResult(run_dir, run_dir / "model", metadata)
 
 
-def trackers(report_to: list[str], run_dir: Path, main: bool) -> list[Any]:
+def trackers(cfg: ProjectConfig, run_dir: Path, main: bool, *, nested: bool) -> list[Any]:
     """Callbacks for `train.report_to` that transformers does not place itself: TensorBoard's event files in
-    the run's folder. wandb is prepared here (offline without a key) and added by transformers."""
+    the run's folder, and MLflow's run nested under tunesmith's own (`nested`) on the project's tracking
+    server. wandb is prepared here (offline without a key) and added by transformers."""
     import os
 
-    out: list[Any] = []
+    report_to, out = cfg.train.report_to, []
     if "wandb" in report_to:
         import importlib.util
 
@@ -242,12 +246,17 @@ def trackers(report_to: list[str], run_dir: Path, main: bool) -> list[Any]:
         from transformers.integrations import TensorBoardCallback
 
         out.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
+    if "mlflow" in report_to and main:
+        from tunesmith.train.trackers import nested_mlflow
+
+        out.append(nested_mlflow(cfg, run_dir, nested=nested))
     return out
 
 
 def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
             started: float, fit: Any, finished: bool) -> dict[str, Any]:
     from tunesmith.plots import loss_curve
+    from tunesmith.train.trackers import tracker_place
 
     state = trainer.state
     model_dir = run_dir / "model"
@@ -283,7 +292,7 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
                  for name, s in split.get("splits", {}).items()},
         "steps": state.global_step,
         "max_steps": state.max_steps,
-        "report_to": {name: str(run_dir / name) for name in cfg.train.report_to},
+        "report_to": {name: tracker_place(trainer, run_dir, name) for name in cfg.train.report_to},
         "completed": finished,
         "stopped_early": state.global_step < state.max_steps,
         "epochs": round(state.epoch or 0, 3),
