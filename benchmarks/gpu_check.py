@@ -167,7 +167,7 @@ def main() -> None:
             seconds = time.perf_counter() - began
         finally:
             running.stop()
-        engine_device = str(app.state.engine.model.device) if hasattr(app.state, "engine") else "?"
+        engine_device = str(app.state.server.engine.model.device) if hasattr(app.state, "server") else "?"
         tokens = reply["usage"]["completion_tokens"]
         return {"device": engine_device, "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
                 "answer": reply["choices"][0]["message"]["content"][:80]}

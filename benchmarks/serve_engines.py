@@ -84,7 +84,7 @@ def main() -> None:
                 # one server at a time: an idle engine of another kind in the same process slows this one
                 began = time.perf_counter()
                 running = start_in_thread(build_app(cfg))
-                running.app.state.engine.stop_ids = set()  # every request generates exactly --tokens
+                running.app.state.server.engine.stop_ids = set()  # every request generates exactly --tokens
                 if r == 0:
                     print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
                 client = _Clients(pool, f"{running.url}/v1")

@@ -102,7 +102,7 @@ def main() -> None:
                                       "serve": {"adapters": adapters, "max_batch_size": max(counts),
                                                 "max_queue": 256}}))
     running = start_in_thread(build_app(load_config(config)))
-    engine = running.app.state.engine
+    engine = running.app.state.server.engine
     engine.stop_ids = set()  # every request generates exactly its max_tokens
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
         client = _Clients(clients_process, f"{running.url}/v1")

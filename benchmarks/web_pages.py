@@ -90,7 +90,7 @@ def main() -> None:
         add_jobs(cfg)
         app = build_app(cfg)
         stop = with_extras(app, cfg)
-        job_id = app.state.jobs.all_jobs()[-1]["id"]
+        job_id = app.state.server.jobs.all_jobs()[-1]["id"]
         pages = {"runs": "/ui/runs", "run (project)": "/ui/runs/project", "run (a job)": f"/ui/runs/{job_id}",
                  "evaluation": "/ui/eval", "evaluation, filtered": "/ui/eval?filter=wrong",
                  "diff v1 vs v50": "/ui/eval/diff?a=v1&b=v50", "registry": "/ui/registry", "model card": "/ui/registry/50",

@@ -86,7 +86,7 @@ def test_synth_against_tunesmiths_own_server(tmp_path, tiny_model_dir):
     running = start_in_thread(build_app(load_config(config)))
     try:
         stdout, kept = _synth(tmp_path, f"{running.url}/v1", "base", "--per-seed", "1")
-        served = [r for r in running.app.state.log.rows() if r["status"] == 200]
+        served = [r for r in running.app.state.server.log.rows() if r["status"] == 200]
     finally:
         running.stop()
     assert len(served) == 4  # one request per seed reached the server and was answered

@@ -80,7 +80,7 @@ def test_the_auto_prompt_is_trained_evaluated_registered_and_served(tmp_path, ti
             answer = httpx.post(f"{running.url}/v1/chat/completions", timeout=60,
                                 json={"model": "topics", "messages": messages, "max_tokens": 2})
             assert answer.status_code == 200, answer.text
-        prompts = [r["prompt"] for r in running.app.state.log.rows()]
+        prompts = [r["prompt"] for r in running.app.state.server.log.rows()]
         bare = next(p for p in prompts if "Question 99" in p)
         own = next(p for p in prompts if "Answer freely." in p)
         assert expected in bare and expected not in own  # added only where the request brought no system prompt

@@ -13,8 +13,10 @@ from tests.train.helpers import make_project
 from tunesmith.config import load_config
 from tunesmith.data.records import Conversation
 from tunesmith.evaluate.gate import check_gates, gates_passed
-from tunesmith.evaluate.stage import few_shot_prompt, pick_shots, run_eval, schema_fields
+from tunesmith.evaluate.scoring import few_shot_prompt, pick_shots
+from tunesmith.evaluate.stage import run_eval
 from tunesmith.train.stage import run_train
+from tunesmith.train.task_metric import schema_fields
 
 SCHEMA = {"type": "object", "required": ["kind", "note"],
           "properties": {"kind": {"enum": ["even", "odd"]}, "note": {"type": "string"}}}
@@ -195,7 +197,7 @@ def test_few_shot_prompt_keeps_the_system_message_first():
 
 
 def test_classification_scores_accuracy_and_label_compliance():
-    from tunesmith.evaluate.stage import score
+    from tunesmith.evaluate.scoring import score
 
     outputs = ["Trivia.", "ai", "I think it is about coding", "history"]
     references = ["trivia", "ai", "coding", "sports"]

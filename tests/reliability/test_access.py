@@ -176,7 +176,7 @@ def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
     # /metrics: another organisation's fine-tuned model and its traffic are not named to this caller
     from tunesmith.serve.keys import organisation
 
-    counter = server.app.state.metrics_registry._names_to_collectors["tunesmith_requests"]
+    counter = server.app.state.server.metrics.registry._names_to_collectors["tunesmith_requests"]
     from tunesmith.config import ServeConfig
 
     org_of = organisation(ServeConfig(), hash_key(KEY))  # no serve.organizations: the key is its own
@@ -188,7 +188,7 @@ def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
 
 
 def test_reports_render_as_html_and_what_records_wrote_stays_text():
-    from tunesmith.web.pages import _markdown
+    from tunesmith.web.common import as_html as _markdown
 
     rendered = _markdown("# Card\n\n| field | value |\n|---|---|\n| note | <script>alert(1)</script> |\n")
     assert "<h1>Card</h1>" in rendered and "<table>" in rendered and "<td>note</td>" in rendered

@@ -120,7 +120,7 @@ def test_feedback_counts_once_per_request_and_key(server):
     answer = _post(server, "/v1/chat/completions", json=_chat(user="ana.lopez@example.com")).json()
     for score in (0.0, 0.0, 1.0):
         assert _post(server, "/v1/feedback", json={"id": answer["id"], "score": score}).status_code == 200
-    log = server.app.state.log
+    log = server.app.state.server.log
     rows = [r for r in log.feedback() if r["request_id"] == answer["id"]]
     assert len(rows) == 1 and rows[0]["score"] == 1.0  # the last word, counted once
     stored = log.get(answer["id"])
@@ -128,7 +128,7 @@ def test_feedback_counts_once_per_request_and_key(server):
 
 
 def test_a_client_that_leaves_a_stream_stops_its_generation(server):
-    log = server.app.state.log
+    log = server.app.state.server.log
     with httpx.Client(timeout=60) as client:
         with client.stream("POST", f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                            json=_chat(stream=True, max_tokens=3000, temperature=1.0, seed=1)) as answer:
@@ -142,6 +142,6 @@ def test_a_client_that_leaves_a_stream_stops_its_generation(server):
     row = log.get(rid)
     assert row and row["status"] == 499 and row["error"] == "client disconnected"
     deadline = time.time() + 20
-    while time.time() < deadline and server.app.state.engine.busy:
+    while time.time() < deadline and server.app.state.server.engine.busy:
         time.sleep(0.05)
-    assert server.app.state.engine.busy == 0  # the row left the batch long before 3000 tokens
+    assert server.app.state.server.engine.busy == 0  # the row left the batch long before 3000 tokens

@@ -53,7 +53,7 @@ def _ask(url: str, n: int = 0, **extra) -> httpx.Response:
 def _served_version(running) -> str:
     answer = _ask(running.url)
     assert answer.status_code == 200
-    return running.app.state.log.get(answer.json()["id"])["version"]
+    return running.app.state.server.log.get(answer.json()["id"])["version"]
 
 
 def _until(check, timeout: float = 10.0) -> float:
@@ -89,7 +89,7 @@ def test_command_line_promote_and_rollback_reach_the_running_server(project):
             t.join(60)
         assert answers and set(answers) == {200}
         assert took_promote < 5 and took_rollback < 5
-        assert running.app.state.targets["live@production"].version == "1"
+        assert running.app.state.server.targets["live@production"].version == "1"
     finally:
         running.stop()
 
@@ -190,7 +190,7 @@ def test_a_safety_incident_rolls_the_canary_back(project):
         _until(lambda: "canary" in {a for v in store.versions(cfg) for a in v["aliases"]})
         for n in range(60):
             answer = _ask(running.url, n, user=f"user-{n}")
-            row = running.app.state.log.get(answer.json()["id"])
+            row = running.app.state.server.log.get(answer.json()["id"])
             if row["target"] == "v2":
                 httpx.post(f"{running.url}/v1/feedback", json={"id": row["id"], "flag": "unsafe"})
             state = httpx.get(f"{running.url}/admin/rollout").json()["live"]

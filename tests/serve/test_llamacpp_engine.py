@@ -48,7 +48,7 @@ def test_llama_cpp_engine_answers_behind_the_same_server(server):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{running.url}/v1", api_key="wrong", max_retries=0).chat.completions.create(
             model="a0", messages=messages, max_tokens=4)
-    rows = running.app.state.log.rows(10)
+    rows = running.app.state.server.log.rows(10)
     assert {r["target"] for r in rows if r["status"] == 200} >= {"a0"}
     # each version was written once as GGUF in the serve cache: the base and the merged adapter
     names = sorted(p.name for p in (work / "out" / "serve" / "gguf").glob("*.gguf"))

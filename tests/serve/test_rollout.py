@@ -104,7 +104,7 @@ def test_good_canary_advances_to_production_and_shadow_is_never_returned(project
         state = httpx.get(f"{running.url}/admin/rollout").json()["parity"]
         assert state["production"] == "v3" and state["canary"] is None
         assert store.show(cfg, "production")["version"] == 3
-        rows = running.app.state.log.rows(10_000)
+        rows = running.app.state.server.log.rows(10_000)
         shadow = [r for r in rows if r["shadow"]]
         served = {r["id"] for r in rows if not r["shadow"]}
         assert shadow and all(r["target"] == "v1" for r in shadow)

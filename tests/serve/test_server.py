@@ -110,12 +110,12 @@ def test_two_adapters_in_one_batch_answer_as_they_do_alone(server):
     client = _client(server)
     alone = {m: _ask(client, m, "Tell me a story").choices[0].message.content for m in ("alpha", "beta", "base")}
     assert len(set(alone.values())) == 3  # the adapters change the answers
-    before = server.app.state.engine.stats["mixed_batches"]
+    before = server.app.state.server.engine.stats["mixed_batches"]
     with ThreadPoolExecutor(3) as pool:
         together = dict(zip(("alpha", "beta", "base"),
                             pool.map(lambda m: _ask(client, m, "Tell me a story").choices[0].message.content,
                                      ("alpha", "beta", "base"))))
-    assert server.app.state.engine.stats["mixed_batches"] > before
+    assert server.app.state.server.engine.stats["mixed_batches"] > before
     assert together == alone
 
 
@@ -141,7 +141,7 @@ def test_keys_errors_and_a_full_queue(server):
     limited = next(a for a in answers if a.status_code == 429)
     assert limited.headers["retry-after"] == "1" and limited.json()["error"]["type"] == "rate_limit_error"
     assert _ask(client, "alpha").choices[0].message.content is not None  # still answering afterwards
-    rows = server.app.state.log.rows()
+    rows = server.app.state.server.log.rows()
     assert {r["status"] for r in rows} >= {200, 429}
     assert all(r["prompt"] is None and r["completion"] is None for r in rows)  # texts are not logged by default
     served = [r for r in rows if r["status"] == 200]

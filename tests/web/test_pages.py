@@ -94,7 +94,7 @@ def test_every_page_in_a_real_browser(server, browser):
 
     page.goto(f"{server.url}/ui/eval/diff?a=v1&b=v2")
     assert "answered differently" in page.inner_text("#summary")
-    predictions = Path(server.app.state.log.path).parents[1] / "eval" / "predictions_fine_tuned.jsonl"
+    predictions = Path(server.app.state.server.log.path).parents[1] / "eval" / "predictions_fine_tuned.jsonl"
     examples = len(predictions.read_text().splitlines())
     assert examples > 2 and page.locator("#diff tr").count() == examples + 1  # both versions' outputs, from the registry
     page.screenshot(path=str(SHOTS / "diff.png"), full_page=True)
@@ -108,7 +108,7 @@ def test_every_page_in_a_real_browser(server, browser):
     page.wait_for_url("**/ui/registry?message=*")
     assert "production is now v2" in page.inner_text("#message")
     assert "production" in page.inner_text("#v2 .aliases") and "production" not in page.inner_text("#v1 .aliases")
-    assert server.app.state.targets["tickets"].version == "2"  # this server follows at once
+    assert server.app.state.server.targets["tickets"].version == "2"  # this server follows at once
     page.click("#rollback")
     page.click("#confirm")
     page.wait_for_url("**/ui/registry?message=*")
@@ -140,7 +140,7 @@ def test_every_page_in_a_real_browser(server, browser):
     assert "pair 2 of" in page.inner_text("main")
     page.goto(f"{server.url}/ui/human")
     assert "1 judgments from 1 raters" in page.inner_text("#counted")
-    assert (Path(server.app.state.log.path).parents[1] / "eval" / "human" / "ratings" / "ana.csv").exists()
+    assert (Path(server.app.state.server.log.path).parents[1] / "eval" / "human" / "ratings" / "ana.csv").exists()
 
     page.goto(f"{server.url}/ui/playground")
     page.select_option("#model-a", "tickets")

@@ -35,7 +35,8 @@ def evaluate(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides
              limit: Optional[int] = typer.Option(None, help="Score only the first N test examples.")) -> None:
     """Compare the fine-tuned model with the base model and a few-shot prompt on the test split and the suites."""
     from tunesmith.cli.views import print_eval
-    from tunesmith.evaluate.stage import eval_dir, run_eval
+    from tunesmith.evaluate.stage import run_eval
+    from tunesmith.paths import eval_dir
 
     cfg = load(config, overrides)
     print_eval(run_eval(cfg, limit=limit), eval_dir(cfg))

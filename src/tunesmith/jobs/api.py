@@ -88,178 +88,214 @@ def page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
             "first_id": items[0]["id"] if items else None, "last_id": items[-1]["id"] if items else None}
 
 
+router = APIRouter()
+
+
 def mount_jobs(app: FastAPI, cfg: ProjectConfig) -> JobStore:
     """Add the files and fine-tuning endpoints to a server made by serve.app.create_app."""
     store = JobStore(jobs_root(cfg))
-    router = APIRouter()
-    settings = cfg.serve.jobs
-
-    def org_of(request: Request) -> str:
-        return organisation(cfg, getattr(request.state, "key_digest", None))
-
-    def own_job(request: Request, job_id: str) -> dict[str, Any]:
-        row = store.job(job_id, org_of(request))
-        if row is None:
-            raise ApiError(404, f"no fine-tuning job {job_id!r}", param="fine_tuning_job_id", code="job_not_found")
-        return row
-
-    def own_file(request: Request, file_id: str, param: str = "file_id") -> dict[str, Any]:
-        row = store.file(org_of(request), file_id)
-        if row is None:
-            raise ApiError(404, f"no file {file_id!r}", param=param, code="file_not_found")
-        return row
-
-    @router.post("/v1/files")
-    async def upload(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
-        if purpose not in PURPOSES:
-            raise ApiError(400, f"purpose {purpose!r}: this server takes fine-tune files", param="purpose")
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        size = file.size if file.size is not None else await loop.run_in_executor(None, _size, file.file)
-        if size > settings.max_file_bytes:  # the body guard counted the whole request; this is the file alone
-            raise ApiError(413, f"file over serve.jobs.max_file_bytes ({settings.max_file_bytes} bytes)", param="file")
-        held = store.usage(org_of(request))
-        if held["files"] >= settings.max_files_per_org or held["bytes"] + size > settings.max_bytes_per_org:
-            raise ApiError(429, f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
-                           f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
-                           "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
-                           param="file", code="quota_exceeded")
-        row = await loop.run_in_executor(None, store.add_file_from, org_of(request), file.filename or "upload.jsonl",
-                                         purpose, file.file, "uploaded", None)  # copied and fsynced off the loop
-        if purpose == "fine-tune":
-            valid, problems = await loop.run_in_executor(None, check_file, Path(row["path"]))
-            status, details = ("processed", None) if not problems else ("error", "; ".join(problems))
-            store.set_file_status(row["id"], status, details)
-            row = store.file(org_of(request), row["id"])
-        return file_object(row)  # type: ignore[arg-type]
-
-    @router.get("/v1/files")
-    async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
-        return page([file_object(r) for r in store.files(org_of(request), purpose)], False)
-
-    @router.get("/v1/files/{file_id}")
-    async def get_file(request: Request, file_id: str) -> dict[str, Any]:
-        return file_object(own_file(request, file_id))
-
-    @router.get("/v1/files/{file_id}/content")
-    async def file_content(request: Request, file_id: str) -> FileResponse:
-        row = own_file(request, file_id)
-        return FileResponse(row["path"], media_type="application/octet-stream")  # streamed from disk
-
-    @router.delete("/v1/files/{file_id}")
-    async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
-        own_file(request, file_id)
-        store.delete_file(org_of(request), file_id)
-        return {"id": file_id, "object": "file", "deleted": True}
-
-    @router.post("/v1/fine_tuning/jobs")
-    async def create_job(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        org = org_of(request)
-        try:
-            kind, hyper = normalise(body)
-            check_suffix(body.get("suffix"))
-        except SpecError as exc:
-            raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
-        if store.usage(org)["active_jobs"] >= settings.max_active_jobs_per_org:
-            raise ApiError(429, f"your organisation has {settings.max_active_jobs_per_org} jobs waiting or running, "
-                           "this server's limit (serve.jobs.max_active_jobs_per_org); wait for one to finish or cancel "
-                           "one", code="quota_exceeded")
-        model = body.get("model")
-        if model not in (cfg.base_model, model_short(cfg.base_model), "base"):  # "base": the name /v1/models lists
-            raise ApiError(400, f"model {model!r} is not available for fine-tuning here; this server fine-tunes "
-                           f"{model_short(cfg.base_model)!r} (its base_model)", param="model", code="model_not_available")
-        seed = body.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
-            raise ApiError(400, "seed must be an integer from 0 to 2147483647", param="seed")
-        metadata = body.get("metadata")
-        if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16
-                                     or not all(isinstance(v, str) for v in metadata.values())):
-            raise ApiError(400, "metadata must be an object of at most 16 string values", param="metadata")
-        files = {}
-        for key in ("training_file", "validation_file"):
-            if body.get(key) is None:
-                if key == "training_file":
-                    raise ApiError(400, "training_file is required", param=key)
-                continue
-            if not isinstance(body[key], str):
-                raise ApiError(400, f"{key} must be a file id (a string)", param=key)
-            row = own_file(request, body[key], param=key)
-            if row["purpose"] != "fine-tune":
-                raise ApiError(400, f"{key} {row['id']} has purpose {row['purpose']!r}, not fine-tune", param=key)
-            files[key] = row
-        import secrets
-
-        job = store.add_job(org, {"model": model_short(cfg.base_model), "training_file": files["training_file"]["id"],
-                                  "validation_file": files.get("validation_file", {}).get("id"),
-                                  "suffix": body.get("suffix"), "seed": seed if seed is not None else secrets.randbelow(2**31),
-                                  "metadata": metadata, "method": {"type": kind}, "hyperparameters": hyper})
-        store.event(job["id"], "created", f"Created fine-tuning job: {job['id']}")
-        await _validate(store, job, files, kind)
-        return job_object(store.job(job["id"]))  # type: ignore[arg-type]
-
-    @router.get("/v1/fine_tuning/jobs")
-    async def list_jobs(request: Request, after: str | None = None, limit: int = 20) -> dict[str, Any]:
-        rows, more = store.jobs(org_of(request), after, max(1, min(limit, 100)))
-        return page([job_object(r) for r in rows], more)
-
-    @router.get("/v1/fine_tuning/jobs/{job_id}")
-    async def get_job(request: Request, job_id: str) -> dict[str, Any]:
-        return job_object(own_job(request, job_id))
-
-    @router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
-    async def cancel(request: Request, job_id: str) -> dict[str, Any]:
-        import time
-
-        row = own_job(request, job_id)
-        if not store.move(job_id, ("validating_files", "queued", "running", "paused"), "cancelled",
-                          finished_at=int(time.time())):
-            raise ApiError(400, f"job {job_id} is {row['status']}; only an unfinished job can be cancelled",
-                           param="fine_tuning_job_id", code="job_not_cancellable")
-        store.event(job_id, "cancelled", "Fine-tuning job cancelled")
-        return job_object(own_job(request, job_id))
-
-    @router.post("/v1/fine_tuning/jobs/{job_id}/pause")
-    async def pause(request: Request, job_id: str) -> dict[str, Any]:
-        row = own_job(request, job_id)
-        if not store.move(job_id, ("queued", "running"), "paused"):
-            raise ApiError(400, f"job {job_id} is {row['status']}; only a queued or running job can be paused",
-                           param="fine_tuning_job_id", code="job_not_pausable")
-        store.event(job_id, f"paused-{store.count_events(job_id, 'paused-')}", "Fine-tuning job paused; resume continues "
-                    "from its last checkpoint")
-        return job_object(own_job(request, job_id))
-
-    @router.post("/v1/fine_tuning/jobs/{job_id}/resume")
-    async def resume(request: Request, job_id: str) -> dict[str, Any]:
-        row = own_job(request, job_id)
-        if not store.move(job_id, ("paused",), "queued", worker=None, heartbeat=None):
-            raise ApiError(400, f"job {job_id} is {row['status']}; only a paused job can be resumed",
-                           param="fine_tuning_job_id", code="job_not_resumable")
-        store.event(job_id, f"resumed-{store.count_events(job_id, 'resumed-')}", "Fine-tuning job resumed")
-        return job_object(own_job(request, job_id))
-
-    @router.get("/v1/fine_tuning/jobs/{job_id}/events")
-    async def events(request: Request, job_id: str, after: str | None = None, limit: int = 20) -> dict[str, Any]:
-        own_job(request, job_id)
-        rows, more = store.events(job_id, after, max(1, min(limit, 100)))
-        return page([event_object(r) for r in rows], more)
-
-    @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-    async def checkpoints(request: Request, job_id: str, after: str | None = None, limit: int = 10) -> dict[str, Any]:
-        job = own_job(request, job_id)
-        rows, more = store.checkpoints(job_id, after, max(1, min(limit, 100)))
-        return page([checkpoint_object(r, job) for r in rows], more)
-
+    state = app.state.server
+    state.config, state.jobs = cfg, store
     app.include_router(router)
     _serve_models(app, cfg, store)
-    app.state.jobs = store
     return store
+
+
+def _jobs(request: Request) -> tuple[ProjectConfig, JobStore]:
+    """(the project config, the jobs store) of the server this request reached."""
+    state = request.app.state.server
+    return state.config, state.jobs
+
+
+def org_of(request: Request) -> str:
+    cfg, _ = _jobs(request)
+    return organisation(cfg, getattr(request.state, "key_digest", None))
+
+
+def own_job(request: Request, job_id: str) -> dict[str, Any]:
+    row = _jobs(request)[1].job(job_id, org_of(request))
+    if row is None:
+        raise ApiError(404, f"no fine-tuning job {job_id!r}", param="fine_tuning_job_id", code="job_not_found")
+    return row
+
+
+def own_file(request: Request, file_id: str, param: str = "file_id") -> dict[str, Any]:
+    row = _jobs(request)[1].file(org_of(request), file_id)
+    if row is None:
+        raise ApiError(404, f"no file {file_id!r}", param=param, code="file_not_found")
+    return row
+
+
+@router.post("/v1/files")
+async def upload(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
+    cfg, store = _jobs(request)
+    settings = cfg.serve.jobs
+    if purpose not in PURPOSES:
+        raise ApiError(400, f"purpose {purpose!r}: this server takes fine-tune files", param="purpose")
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    size = file.size if file.size is not None else await loop.run_in_executor(None, _size, file.file)
+    if size > settings.max_file_bytes:  # the body guard counted the whole request; this is the file alone
+        raise ApiError(413, f"file over serve.jobs.max_file_bytes ({settings.max_file_bytes} bytes)", param="file")
+    held = store.usage(org_of(request))
+    if held["files"] >= settings.max_files_per_org or held["bytes"] + size > settings.max_bytes_per_org:
+        raise ApiError(429, f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
+                       f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
+                       "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
+                       param="file", code="quota_exceeded")
+    row = await loop.run_in_executor(None, store.add_file_from, org_of(request), file.filename or "upload.jsonl",
+                                     purpose, file.file, "uploaded", None)  # copied and fsynced off the loop
+    if purpose == "fine-tune":
+        valid, problems = await loop.run_in_executor(None, check_file, Path(row["path"]))
+        status, details = ("processed", None) if not problems else ("error", "; ".join(problems))
+        store.set_file_status(row["id"], status, details)
+        row = store.file(org_of(request), row["id"])
+    return file_object(row)  # type: ignore[arg-type]
+
+
+@router.get("/v1/files")
+async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
+    _, store = _jobs(request)
+    return page([file_object(r) for r in store.files(org_of(request), purpose)], False)
+
+
+@router.get("/v1/files/{file_id}")
+async def get_file(request: Request, file_id: str) -> dict[str, Any]:
+    return file_object(own_file(request, file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(request: Request, file_id: str) -> FileResponse:
+    row = own_file(request, file_id)
+    return FileResponse(row["path"], media_type="application/octet-stream")  # streamed from disk
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+    _, store = _jobs(request)
+    own_file(request, file_id)
+    store.delete_file(org_of(request), file_id)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+@router.post("/v1/fine_tuning/jobs")
+async def create_job(request: Request) -> dict[str, Any]:
+    cfg, store = _jobs(request)
+    settings = cfg.serve.jobs
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    org = org_of(request)
+    try:
+        kind, hyper = normalise(body)
+        check_suffix(body.get("suffix"))
+    except SpecError as exc:
+        raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
+    if store.usage(org)["active_jobs"] >= settings.max_active_jobs_per_org:
+        raise ApiError(429, f"your organisation has {settings.max_active_jobs_per_org} jobs waiting or running, "
+                       "this server's limit (serve.jobs.max_active_jobs_per_org); wait for one to finish or cancel "
+                       "one", code="quota_exceeded")
+    model = body.get("model")
+    if model not in (cfg.base_model, model_short(cfg.base_model), "base"):  # "base": the name /v1/models lists
+        raise ApiError(400, f"model {model!r} is not available for fine-tuning here; this server fine-tunes "
+                       f"{model_short(cfg.base_model)!r} (its base_model)", param="model", code="model_not_available")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+        raise ApiError(400, "seed must be an integer from 0 to 2147483647", param="seed")
+    metadata = body.get("metadata")
+    if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16
+                                 or not all(isinstance(v, str) for v in metadata.values())):
+        raise ApiError(400, "metadata must be an object of at most 16 string values", param="metadata")
+    files = {}
+    for key in ("training_file", "validation_file"):
+        if body.get(key) is None:
+            if key == "training_file":
+                raise ApiError(400, "training_file is required", param=key)
+            continue
+        if not isinstance(body[key], str):
+            raise ApiError(400, f"{key} must be a file id (a string)", param=key)
+        row = own_file(request, body[key], param=key)
+        if row["purpose"] != "fine-tune":
+            raise ApiError(400, f"{key} {row['id']} has purpose {row['purpose']!r}, not fine-tune", param=key)
+        files[key] = row
+    import secrets
+
+    job = store.add_job(org, {"model": model_short(cfg.base_model), "training_file": files["training_file"]["id"],
+                              "validation_file": files.get("validation_file", {}).get("id"),
+                              "suffix": body.get("suffix"), "seed": seed if seed is not None else secrets.randbelow(2**31),
+                              "metadata": metadata, "method": {"type": kind}, "hyperparameters": hyper})
+    store.event(job["id"], "created", f"Created fine-tuning job: {job['id']}")
+    await _validate(store, job, files, kind)
+    return job_object(store.job(job["id"]))  # type: ignore[arg-type]
+
+
+@router.get("/v1/fine_tuning/jobs")
+async def list_jobs(request: Request, after: str | None = None, limit: int = 20) -> dict[str, Any]:
+    _, store = _jobs(request)
+    rows, more = store.jobs(org_of(request), after, max(1, min(limit, 100)))
+    return page([job_object(r) for r in rows], more)
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}")
+async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    return job_object(own_job(request, job_id))
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+    _, store = _jobs(request)
+    import time
+
+    row = own_job(request, job_id)
+    if not store.move(job_id, ("validating_files", "queued", "running", "paused"), "cancelled",
+                      finished_at=int(time.time())):
+        raise ApiError(400, f"job {job_id} is {row['status']}; only an unfinished job can be cancelled",
+                       param="fine_tuning_job_id", code="job_not_cancellable")
+    store.event(job_id, "cancelled", "Fine-tuning job cancelled")
+    return job_object(own_job(request, job_id))
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/pause")
+async def pause(request: Request, job_id: str) -> dict[str, Any]:
+    _, store = _jobs(request)
+    row = own_job(request, job_id)
+    if not store.move(job_id, ("queued", "running"), "paused"):
+        raise ApiError(400, f"job {job_id} is {row['status']}; only a queued or running job can be paused",
+                       param="fine_tuning_job_id", code="job_not_pausable")
+    store.event(job_id, f"paused-{store.count_events(job_id, 'paused-')}", "Fine-tuning job paused; resume continues "
+                "from its last checkpoint")
+    return job_object(own_job(request, job_id))
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/resume")
+async def resume(request: Request, job_id: str) -> dict[str, Any]:
+    _, store = _jobs(request)
+    row = own_job(request, job_id)
+    if not store.move(job_id, ("paused",), "queued", worker=None, heartbeat=None):
+        raise ApiError(400, f"job {job_id} is {row['status']}; only a paused job can be resumed",
+                       param="fine_tuning_job_id", code="job_not_resumable")
+    store.event(job_id, f"resumed-{store.count_events(job_id, 'resumed-')}", "Fine-tuning job resumed")
+    return job_object(own_job(request, job_id))
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/events")
+async def events(request: Request, job_id: str, after: str | None = None, limit: int = 20) -> dict[str, Any]:
+    _, store = _jobs(request)
+    own_job(request, job_id)
+    rows, more = store.events(job_id, after, max(1, min(limit, 100)))
+    return page([event_object(r) for r in rows], more)
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+async def checkpoints(request: Request, job_id: str, after: str | None = None, limit: int = 10) -> dict[str, Any]:
+    _, store = _jobs(request)
+    job = own_job(request, job_id)
+    rows, more = store.checkpoints(job_id, after, max(1, min(limit, 100)))
+    return page([checkpoint_object(r, job) for r in rows], more)
 
 
 async def _validate(store: JobStore, job: dict[str, Any], files: dict[str, dict[str, Any]], kind: str) -> None:
@@ -293,7 +329,7 @@ def _serve_models(app: FastAPI, cfg: ProjectConfig, store: JobStore) -> None:
             if row["fine_tuned_model"] == name and row["org"] == org and row["status"] == "succeeded":
                 folder = Path(row["adapter_path"])
                 check_adapter(folder)
-                app.state.engine.add_adapter(row["id"], str(folder))  # once; later calls find it loaded
+                app.state.server.engine.add_adapter(row["id"], str(folder))  # once; later calls find it loaded
                 prepared = Path(row["folder"]) / "outputs" / "data" / "prepare.json"
                 system = json.loads(prepared.read_text()).get("system_prompt") if prepared.exists() else None
                 return Target(name, adapter=row["id"], version=row["id"], system_prompt=system)
@@ -304,5 +340,5 @@ def _serve_models(app: FastAPI, cfg: ProjectConfig, store: JobStore) -> None:
         return [r["fine_tuned_model"] for r in store.all_jobs()
                 if r["org"] == org and r["status"] == "succeeded" and r["fine_tuned_model"]]
 
-    app.state.model_finders.append(find)
-    app.state.model_listers.append(listed)
+    app.state.server.model_finders.append(find)
+    app.state.server.model_listers.append(listed)

@@ -69,7 +69,7 @@ class AliasWatcher:
                     self._apply(alias, version)
                 except Exception as exc:  # a version that cannot be served leaves routing as it was
                     self.errors.append(f"{alias} -> v{version}: {type(exc).__name__}: {exc}")
-                    self.app.state.log.event(self._name(), "alias_error", f"{alias} -> v{version}: {exc}")
+                    self.app.state.server.log.event(self._name(), "alias_error", f"{alias} -> v{version}: {exc}")
                     continue
                 self.seen[alias] = version
         for alias in [a for a in self.seen if a not in aliases]:
@@ -94,7 +94,7 @@ class AliasWatcher:
     def _apply(self, alias: str, version: str | None) -> None:
         from tunesmith.serve.models import Target, check_adapter, version_adapter
 
-        state, name = self.app.state, self._name()
+        state, name = self.app.state.server, self._name()
         adapter = None
         if version is not None:
             adapter, folder = version_adapter(self.cfg, version)
@@ -131,12 +131,12 @@ def watch(cfg: ProjectConfig, app: Any) -> AliasWatcher:
     """Start watching the registry's aliases for a server built by `build_app`."""
     from tunesmith.serve.models import Target
 
-    name_targets: dict[str, Target] = app.state.targets
+    name_targets: dict[str, Target] = app.state.server.targets
     seen = {}
     for key, target in name_targets.items():
         if "@" in key and not key.split("@", 1)[1].startswith("v") and target.version:
             seen[key.split("@", 1)[1]] = target.version
     watcher = AliasWatcher(cfg, app, seen)
-    app.state.aliases = watcher
+    app.state.server.aliases = watcher
     return watcher.start()
 

@@ -38,11 +38,11 @@ def build_app(cfg: ProjectConfig) -> Any:
 
 
 def close_app(app: Any) -> None:
-    watcher = getattr(app.state, "aliases", None)
+    watcher = app.state.server.aliases
     if watcher is not None:
         watcher.close()
-    app.state.engine.close()
-    app.state.log.close()
+    app.state.server.engine.close()
+    app.state.server.log.close()
 
 
 @dataclass
@@ -89,7 +89,7 @@ def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
     app = build_app(cfg)
     cleanup = extend(app) if extend else None
     host, port = host or cfg.serve.host, port or cfg.serve.port
-    names = ", ".join(sorted(app.state.targets))
+    names = ", ".join(sorted(app.state.server.targets))
     out.print(f"serving [bold]{names}[/] on http://{host}:{port}/v1"
               + (" (API key required)" if cfg.serve.api_key_sha256 else ""))
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_sha256:

@@ -9,289 +9,221 @@ as a cookie set by `/ui/login`; promote and rollback also need an admin key when
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from tunesmith.config import ProjectConfig
+from tunesmith.paths import eval_dir, monitor_dir, train_dir
 from tunesmith.web import data
+from tunesmith.web.common import COOKIE, as_html, caller, context_of, output_of, page, read_text, store
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-COOKIE = "tunesmith_key"
+router = APIRouter(include_in_schema=False)
 
 
 def mount_pages(app: FastAPI, cfg: ProjectConfig) -> None:
-    from tunesmith.paths import eval_dir, human_dir, monitor_dir, train_dir
+    """The pages at /ui/ on a server (create_app), reading `cfg`'s outputs and registry."""
+    from tunesmith.web import human
 
-    state = app.state
-
-    def page(request: Request, template: str, section: str, title: str, **context: Any) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, template, {"section": section, "title": title, **context})
-
-    def store() -> Any:
-        return getattr(state, "jobs", None)
-
-    def caller(request: Request) -> tuple[bool, str]:
-        """(admin, organisation): an admin sees every run; others their organisation's jobs only (the project's
-        own run is the operator's)."""
-        from tunesmith.serve.keys import organisation
-
-        return bool(getattr(request.state, "is_admin", False)), organisation(
-            cfg.serve, getattr(request.state, "key_digest", None))
-
-    def output_of(run_id: str, request: Request) -> Path | None:
-        admin, org = caller(request)
-        if run_id == "project":
-            return cfg.output_path if admin else None
-        job = store().job(run_id, None if admin else org) if store() is not None else None
-        return Path(job["folder"]) / "outputs" if job else None
-
-    @app.get("/ui", include_in_schema=False)
-    @app.get("/ui/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        return RedirectResponse("/ui/runs", status_code=303)
-
-    @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page(request: Request, next: str = "/ui/runs") -> HTMLResponse:
-        return page(request, "login.html", "", "Sign in", next=_next_page(next))
-
-    @app.post("/ui/login", include_in_schema=False)
-    async def login(request: Request, key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
-        if not key.isascii() or not key.isprintable() or len(key) > 200:  # a key tunesmith makes never is
-            return HTMLResponse("not an API key: keys are printable ASCII", status_code=400)
-        answer = RedirectResponse(_next_page(next), status_code=303)
-        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return answer
-
-    @app.get("/ui/runs", response_class=HTMLResponse, include_in_schema=False)
-    async def runs(request: Request) -> HTMLResponse:
-        admin, org = caller(request)
-        return page(request, "runs.html", "Runs", "Runs", runs=data.runs(cfg, store(), None if admin else org))
-
-    @app.get("/ui/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-    async def run(request: Request, run_id: str) -> HTMLResponse:
-        output = output_of(run_id, request)
-        if output is None:
-            return page(request, "runs.html", "Runs", f"No run {run_id}", runs=[])
-        job = store().job(run_id) if run_id != "project" and store() is not None else None
-        summary = data.run_summary(run_id, output, "", job["status"] if job else None)
-        rows = data.metrics_rows(output / "train" / "metrics.csv")
-        alarms = data.read_jsonl(output / "train" / "alarms.jsonl")
-        config = _read(output / "train" / "config.yaml") or _read(output / "data" / "config.yaml")
-        running = summary["status"] in ("running", "queued", "validating_files")
-        return page(request, "run.html", "Runs", f"Run {run_id}", run=summary, rows=rows, svg=data.loss_svg(rows),
-                    alarms=alarms, config=config, report=_markdown(_read(output / "data" / "report.md")),
-                    refresh=5 if running else None)
-
-    @app.get("/ui/eval", response_class=HTMLResponse, include_in_schema=False)
-    async def evaluation(request: Request, model: str = "fine_tuned", filter: str = "") -> HTMLResponse:
-        from tunesmith.evaluate.gate import check_gates
-
-        metrics = data.read_json(eval_dir(cfg) / "metrics.json")
-        training = data.read_json(train_dir(cfg) / "metadata.json")
-        gates = check_gates(cfg, metrics, training) if metrics else []
-        keys = sorted({k for m in (metrics or {}).get("models", {}).values() for k, v in m.items()
-                       if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")})
-        flt = filter if filter in data.FILTERS else None
-        rows = data.examples(cfg.output_path, model if model in ("fine_tuned", "base", "few_shot") else "fine_tuned", flt)
-        for r in rows:
-            r["prompt_text"] = data.prompt_text(r)
-        return page(request, "eval.html", "Evaluation", "Evaluation: before and after", metrics=metrics, keys=keys,
-                    gates=gates, rows=rows, filters=data.FILTERS, flt=flt, model=model)
-
-    @app.get("/ui/eval/diff", response_class=HTMLResponse, include_in_schema=False)
-    async def diff(request: Request, a: str = "base", b: str = "fine_tuned", changed: str = "") -> HTMLResponse:
-        loop = asyncio.get_running_loop()
-        versions = await loop.run_in_executor(None, _versions, cfg)
-        choices = ["base", "few_shot", "fine_tuned"] + [f"v{v['version']}" for v in versions]
-        left = await loop.run_in_executor(None, _predictions, cfg, a)
-        right = await loop.run_in_executor(None, _predictions, cfg, b)
-        by_id = {r.get("id"): r for r in right}
-        rows = []
-        for r in left:
-            other = by_id.get(r.get("id"))
-            if other is None:
-                continue
-            rows.append({"id": r.get("id"), "prompt": data.prompt_text(r), "reference": r.get("reference", ""),
-                         "a": r.get("output", ""), "b": other.get("output", ""), "score_a": r.get("task_metric"),
-                         "score_b": other.get("task_metric")})
-        differ = sum(1 for r in rows if r["a"] != r["b"])
-        shown = [r for r in rows if r["a"] != r["b"]] if changed else rows
-        mean = (lambda key: statistics.fmean([r[key] for r in rows if isinstance(r[key], (int, float))] or [0.0]))
-        return page(request, "diff.html", "Evaluation", f"{a} vs {b} on the same examples", choices=choices, a=a, b=b,
-                    rows=shown, differ=differ, total=len(rows), changed=bool(changed), score_a=mean("score_a"),
-                    score_b=mean("score_b"))
-
-    @app.get("/ui/registry", response_class=HTMLResponse, include_in_schema=False)
-    async def registry(request: Request, message: str = "") -> HTMLResponse:
-        loop = asyncio.get_running_loop()
-        versions = await loop.run_in_executor(None, _versions, cfg)
-        history = await loop.run_in_executor(None, _history, cfg)
-        return page(request, "registry.html", "Registry", "Registry", versions=versions, history=history,
-                    message=message)
-
-    @app.get("/ui/registry/confirm", response_class=HTMLResponse, include_in_schema=False)
-    async def confirm(request: Request, action: str, alias: str = "production", version: str = "") -> HTMLResponse:
-        question = (f"Point {alias} at v{version}? A running server follows within seconds." if action == "promote"
-                    else f"Roll {alias} back to the version before? A running server follows within seconds.")
-        return page(request, "confirm.html", "Registry", "Confirm", question=question,
-                    action="promote" if action == "promote" else "rollback", alias=alias, version=version)
-
-    @app.post("/ui/registry/{action}", include_in_schema=False)
-    async def registry_action(request: Request, action: str, alias: str = Form("production"),
-                              version: str = Form(""), reason: str = Form("")) -> Any:
-        from tunesmith.errors import TunesmithError
-        from tunesmith.registry import store as registry
-
-        if not getattr(request.state, "is_admin", False):  # the server's one rule (serve/access.py)
-            return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256); without keys, "
-                                "only a browser on the server's own machine may", status_code=403)
-        why = reason or "from the web page"
-        try:
-            if action == "promote":
-                done = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: registry.promote(cfg, version, alias, reason=why))
-            elif action == "rollback":
-                done = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: registry.rollback(cfg, alias, reason=why))
-            else:
-                return HTMLResponse("unknown action", status_code=404)
-        except TunesmithError as exc:
-            return RedirectResponse(f"/ui/registry?message={_q(str(exc))}", status_code=303)
-        except Exception as exc:  # the registry's own error (no such model or version yet): said, not a 500
-            return RedirectResponse(f"/ui/registry?message={_q(f'{action} failed: {type(exc).__name__}: {exc}')}",
-                                    status_code=303)
-        watcher = getattr(state, "aliases", None)
-        if watcher is not None:
-            await asyncio.get_running_loop().run_in_executor(None, watcher.poll)  # this server follows at once
-        now = f"{alias} is now v{done['version']}"
-        return RedirectResponse(f"/ui/registry?message={_q(now)}", status_code=303)
-
-    @app.get("/ui/registry/{version}", response_class=HTMLResponse, include_in_schema=False)
-    async def card(request: Request, version: int) -> HTMLResponse:
-        from tunesmith.tracking import model_name
-
-        path = cfg.output_path / "registry" / f"{model_name(cfg)}-v{version}.md"
-        return page(request, "card.html", "Registry", f"Model card v{version}",
-                    card=_markdown(_read(path)) or "<p>no card</p>")
-
-    @app.get("/ui/rollout", response_class=HTMLResponse, include_in_schema=False)
-    async def rollout(request: Request) -> HTMLResponse:
-        if not caller(request)[0]:  # every organisation's traffic: the operator's page
-            return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
-        routers = {name: r.state() for name, r in state.routers.items()}
-        return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
-                    buckets=_buckets(state.log), events=state.log.events(),
-                    drift=_read(monitor_dir(cfg) / "drift.json"), refresh=10)
-
-    @app.get("/ui/rollout/traffic.png", include_in_schema=False)
-    async def rollout_chart(request: Request) -> Response:
-        """Requests, p95 latency, error rate, feedback and USD per 1K requests per version, drawn now."""
-        if not caller(request)[0]:
-            return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
-        import io
-
-        from tunesmith.monitor.charts import traffic_chart
-
-        rows = sorted(state.log.rows(5000), key=lambda r: r["time"])
-        png = io.BytesIO()
-        await asyncio.get_running_loop().run_in_executor(
-            None, traffic_chart, rows, state.log.feedback(), cfg.cost.serving_usd_per_hour, png)
-        return Response(png.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
-
-    @app.get("/ui/human", response_class=HTMLResponse, include_in_schema=False)
-    async def human(request: Request) -> HTMLResponse:
-        sheet = human_dir(cfg) / "sheet.csv"
-        return page(request, "human.html", "Human evaluation", "Blind human evaluation",
-                    sheet=sheet.exists(), rater=None, summary=_human_summary(cfg) if sheet.exists() else None)
-
-    @app.post("/ui/human/export", include_in_schema=False)
-    async def human_export() -> Any:
-        from tunesmith.errors import TunesmithError
-        from tunesmith.evaluate.human import export_sheets
-
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, lambda: export_sheets(cfg))
-        except TunesmithError as exc:  # nothing evaluated yet: say what to run first
-            return HTMLResponse(str(exc).replace(str(cfg.output_path) + "/", ""), status_code=409)
-        return RedirectResponse("/ui/human", status_code=303)
-
-    @app.get("/ui/human/rate", response_class=HTMLResponse, include_in_schema=False)
-    async def rate_page(request: Request, rater: str) -> HTMLResponse:
-        from tunesmith.evaluate.human import RUBRIC
-
-        rater = _rater(rater)
-        rows = data.sheet_rows(human_dir(cfg) / "sheet.csv")
-        mine = human_dir(cfg) / "ratings" / f"{rater}.csv"
-        done = {int(r["item"]) for r in data.sheet_rows(mine)} if mine.exists() else set()
-        item = next((r for r in rows if int(r["item"]) not in done), None)
-        return page(request, "rate.html", "Human evaluation", "Which answer is better?", rater=rater, item=item,
-                    done=len(done), total=len(rows), rubric=RUBRIC)
-
-    @app.post("/ui/human/rate", include_in_schema=False)
-    async def rate(request: Request) -> RedirectResponse:
-        from tunesmith.evaluate.human import RUBRIC
-
-        form = await request.form()
-        rater = _rater(str(form.get("rater", "")))
-        rows = data.sheet_rows(human_dir(cfg) / "sheet.csv") if (human_dir(cfg) / "sheet.csv").exists() else []
-        item = str(form.get("item", ""))
-        if not item.isdigit() or int(item) not in {int(r["item"]) for r in rows}:
-            return HTMLResponse(f"no item {item[:20]!r} in the rating sheet", status_code=400)
-        refused = data.claim_rater(human_dir(cfg) / "ratings", rater, getattr(request.state, "key_digest", None))
-        if refused:
-            return HTMLResponse(refused, status_code=403 if "another key" in refused else 400)
-        answer = {"preferred": str(form.get("preferred", "")), "comment": str(form.get("comment", ""))[:2000]}
-        for c in RUBRIC:
-            for side in ("1", "2"):
-                value = str(form.get(f"{c}_{side}", ""))
-                answer[f"{c}_{side}"] = value if value in {"1", "2", "3", "4", "5"} else ""
-        if answer["preferred"] not in ("1", "2", "tie"):
-            answer["preferred"] = ""
-        with _lock(rater):
-            data.save_rating(human_dir(cfg) / "ratings", rater, rows, int(item), answer)
-        return RedirectResponse(f"/ui/human/rate?rater={rater}", status_code=303)
-
-    @app.get("/ui/playground", response_class=HTMLResponse, include_in_schema=False)
-    async def playground(request: Request) -> HTMLResponse:
-        return page(request, "playground.html", "Playground", "Playground", models=_served(state), a="base", b="",
-                    prompt="", max_tokens=128, answers=None)
-
-    @app.post("/ui/playground", response_class=HTMLResponse, include_in_schema=False)
-    async def play(request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""),
-                   max_tokens: int = Form(128)) -> HTMLResponse:
-        names = [n for n in (a, b) if n]
-        texts = await asyncio.gather(*(_answer(app, request, n, prompt, max_tokens) for n in names))
-        return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
-                    prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
+    app.state.server.config = cfg
+    app.include_router(router)
+    app.include_router(human.router)
 
 
-_LOCKS: dict[str, Any] = {}
+@router.get("/ui")
+@router.get("/ui/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/ui/runs", status_code=303)
 
 
-def _lock(rater: str) -> Any:
-    import threading
+@router.get("/ui/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/ui/runs") -> HTMLResponse:
+    return page(request, "login.html", "", "Sign in", next=_next_page(next))
 
-    return _LOCKS.setdefault(rater, threading.Lock())
+
+@router.post("/ui/login")
+async def login(request: Request, key: str = Form(...), next: str = Form("/ui/runs")) -> RedirectResponse:
+    if not key.isascii() or not key.isprintable() or len(key) > 200:  # a key tunesmith makes never is
+        return HTMLResponse("not an API key: keys are printable ASCII", status_code=400)
+    answer = RedirectResponse(_next_page(next), status_code=303)
+    answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return answer
 
 
-def _markdown(text: str | None) -> str | None:
-    """A Markdown report as HTML for the pages (tables and headings rendered). Its text is escaped first, so
-    nothing a record or a model wrote can become markup; Markdown's own syntax survives escaping."""
-    if not text:
-        return None
-    import html
+@router.get("/ui/runs", response_class=HTMLResponse)
+async def runs(request: Request) -> HTMLResponse:
+    cfg, _ = context_of(request)
+    admin, org = caller(request)
+    return page(request, "runs.html", "Runs", "Runs", runs=data.runs(cfg, store(request), None if admin else org))
 
-    import markdown
 
-    return markdown.markdown(html.escape(text, quote=False), extensions=["tables", "fenced_code"])
+@router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
+async def run(request: Request, run_id: str) -> HTMLResponse:
+    output = output_of(run_id, request)
+    if output is None:
+        return page(request, "runs.html", "Runs", f"No run {run_id}", runs=[])
+    job = store(request).job(run_id) if run_id != "project" and store(request) is not None else None
+    summary = data.run_summary(run_id, output, "", job["status"] if job else None)
+    rows = data.metrics_rows(output / "train" / "metrics.csv")
+    alarms = data.read_jsonl(output / "train" / "alarms.jsonl")
+    config = read_text(output / "train" / "config.yaml") or read_text(output / "data" / "config.yaml")
+    running = summary["status"] in ("running", "queued", "validating_files")
+    return page(request, "run.html", "Runs", f"Run {run_id}", run=summary, rows=rows, svg=data.loss_svg(rows),
+                alarms=alarms, config=config, report=as_html(read_text(output / "data" / "report.md")),
+                refresh=5 if running else None)
+
+
+@router.get("/ui/eval", response_class=HTMLResponse)
+async def evaluation(request: Request, model: str = "fine_tuned", filter: str = "") -> HTMLResponse:
+    cfg, _ = context_of(request)
+    from tunesmith.evaluate.gate import check_gates
+
+    metrics = data.read_json(eval_dir(cfg) / "metrics.json")
+    training = data.read_json(train_dir(cfg) / "metadata.json")
+    gates = check_gates(cfg, metrics, training) if metrics else []
+    keys = sorted({k for m in (metrics or {}).get("models", {}).values() for k, v in m.items()
+                   if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")})
+    flt = filter if filter in data.FILTERS else None
+    rows = data.examples(cfg.output_path, model if model in ("fine_tuned", "base", "few_shot") else "fine_tuned", flt)
+    for r in rows:
+        r["prompt_text"] = data.prompt_text(r)
+    return page(request, "eval.html", "Evaluation", "Evaluation: before and after", metrics=metrics, keys=keys,
+                gates=gates, rows=rows, filters=data.FILTERS, flt=flt, model=model)
+
+
+@router.get("/ui/eval/diff", response_class=HTMLResponse)
+async def diff(request: Request, a: str = "base", b: str = "fine_tuned", changed: str = "") -> HTMLResponse:
+    cfg, _ = context_of(request)
+    loop = asyncio.get_running_loop()
+    versions = await loop.run_in_executor(None, _versions, cfg)
+    choices = ["base", "few_shot", "fine_tuned"] + [f"v{v['version']}" for v in versions]
+    left = await loop.run_in_executor(None, _predictions, cfg, a)
+    right = await loop.run_in_executor(None, _predictions, cfg, b)
+    by_id = {r.get("id"): r for r in right}
+    rows = []
+    for r in left:
+        other = by_id.get(r.get("id"))
+        if other is None:
+            continue
+        rows.append({"id": r.get("id"), "prompt": data.prompt_text(r), "reference": r.get("reference", ""),
+                     "a": r.get("output", ""), "b": other.get("output", ""), "score_a": r.get("task_metric"),
+                     "score_b": other.get("task_metric")})
+    differ = sum(1 for r in rows if r["a"] != r["b"])
+    shown = [r for r in rows if r["a"] != r["b"]] if changed else rows
+    mean = (lambda key: statistics.fmean([r[key] for r in rows if isinstance(r[key], (int, float))] or [0.0]))
+    return page(request, "diff.html", "Evaluation", f"{a} vs {b} on the same examples", choices=choices, a=a, b=b,
+                rows=shown, differ=differ, total=len(rows), changed=bool(changed), score_a=mean("score_a"),
+                score_b=mean("score_b"))
+
+
+@router.get("/ui/registry", response_class=HTMLResponse)
+async def registry(request: Request, message: str = "") -> HTMLResponse:
+    cfg, _ = context_of(request)
+    loop = asyncio.get_running_loop()
+    versions = await loop.run_in_executor(None, _versions, cfg)
+    history = await loop.run_in_executor(None, _history, cfg)
+    return page(request, "registry.html", "Registry", "Registry", versions=versions, history=history,
+                message=message)
+
+
+@router.get("/ui/registry/confirm", response_class=HTMLResponse)
+async def confirm(request: Request, action: str, alias: str = "production", version: str = "") -> HTMLResponse:
+    question = (f"Point {alias} at v{version}? A running server follows within seconds." if action == "promote"
+                else f"Roll {alias} back to the version before? A running server follows within seconds.")
+    return page(request, "confirm.html", "Registry", "Confirm", question=question,
+                action="promote" if action == "promote" else "rollback", alias=alias, version=version)
+
+
+@router.post("/ui/registry/{action}")
+async def registry_action(request: Request, action: str, alias: str = Form("production"),
+                          version: str = Form(""), reason: str = Form("")) -> Any:
+    cfg, state = context_of(request)
+    from tunesmith.errors import TunesmithError
+    from tunesmith.registry import store as registry
+
+    if not getattr(request.state, "is_admin", False):  # the server's one rule (serve/access.py)
+        return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256); without keys, "
+                            "only a browser on the server's own machine may", status_code=403)
+    why = reason or "from the web page"
+    try:
+        if action == "promote":
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: registry.promote(cfg, version, alias, reason=why))
+        elif action == "rollback":
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: registry.rollback(cfg, alias, reason=why))
+        else:
+            return HTMLResponse("unknown action", status_code=404)
+    except TunesmithError as exc:
+        return RedirectResponse(f"/ui/registry?message={_q(str(exc))}", status_code=303)
+    except Exception as exc:  # the registry's own error (no such model or version yet): said, not a 500
+        return RedirectResponse(f"/ui/registry?message={_q(f'{action} failed: {type(exc).__name__}: {exc}')}",
+                                status_code=303)
+    watcher = state.aliases
+    if watcher is not None:
+        await asyncio.get_running_loop().run_in_executor(None, watcher.poll)  # this server follows at once
+    now = f"{alias} is now v{done['version']}"
+    return RedirectResponse(f"/ui/registry?message={_q(now)}", status_code=303)
+
+
+@router.get("/ui/registry/{version}", response_class=HTMLResponse)
+async def card(request: Request, version: int) -> HTMLResponse:
+    cfg, _ = context_of(request)
+    from tunesmith.tracking import model_name
+
+    path = cfg.output_path / "registry" / f"{model_name(cfg)}-v{version}.md"
+    return page(request, "card.html", "Registry", f"Model card v{version}",
+                card=as_html(read_text(path)) or "<p>no card</p>")
+
+
+@router.get("/ui/rollout", response_class=HTMLResponse)
+async def rollout(request: Request) -> HTMLResponse:
+    cfg, state = context_of(request)
+    if not caller(request)[0]:  # every organisation's traffic: the operator's page
+        return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
+    routers = {name: r.state() for name, r in state.routers.items()}
+    return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
+                buckets=_buckets(state.log), events=state.log.events(),
+                drift=read_text(monitor_dir(cfg) / "drift.json"), refresh=10)
+
+
+@router.get("/ui/rollout/traffic.png")
+async def rollout_chart(request: Request) -> Response:
+    """Requests, p95 latency, error rate, feedback and USD per 1K requests per version, drawn now."""
+    cfg, state = context_of(request)
+    if not caller(request)[0]:
+        return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
+    import io
+
+    from tunesmith.monitor.charts import traffic_chart
+
+    rows = sorted(state.log.rows(5000), key=lambda r: r["time"])
+    png = io.BytesIO()
+    await asyncio.get_running_loop().run_in_executor(
+        None, traffic_chart, rows, state.log.feedback(), cfg.cost.serving_usd_per_hour, png)
+    return Response(png.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/playground", response_class=HTMLResponse)
+async def playground(request: Request) -> HTMLResponse:
+    _, state = context_of(request)
+    return page(request, "playground.html", "Playground", "Playground", models=_served(state), a="base", b="",
+                prompt="", max_tokens=128, answers=None)
+
+
+@router.post("/ui/playground", response_class=HTMLResponse)
+async def play(request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""),
+               max_tokens: int = Form(128)) -> HTMLResponse:
+    _, state = context_of(request)
+    names = [n for n in (a, b) if n]
+    texts = await asyncio.gather(*(_answer(request.app, request, n, prompt, max_tokens) for n in names))
+    return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
+                prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
 
 
 def _next_page(target: str) -> str:
@@ -299,21 +231,10 @@ def _next_page(target: str) -> str:
     return target if re.fullmatch(r"/ui[A-Za-z0-9/_.?=&%-]{0,200}", target) else "/ui/runs"
 
 
-def _rater(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "", name)[:40] or "anonymous"
-
-
 def _q(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text[:300])
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
 
 
 def _versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
@@ -382,22 +303,6 @@ def _buckets(log: Any) -> list[dict[str, Any]]:
                     "p50": round(statistics.median(latencies)) if latencies else "-",
                     "feedback": round(statistics.fmean(scores), 2) if scores else "-"})
     return out
-
-
-def _human_summary(cfg: ProjectConfig) -> dict[str, Any]:
-    """Ratings so far, and the evaluation stage's statistics over them (win rate, agreement)."""
-    from tunesmith.evaluate.human import import_sheets
-    from tunesmith.paths import human_dir
-
-    sheets = sorted((human_dir(cfg) / "ratings").glob("*.csv"))
-    judged = sum(1 for s in sheets for r in data.sheet_rows(s) if r.get("preferred"))
-    summary: dict[str, Any] = {"raters": [s.stem for s in sheets], "judged": judged, "results": None}
-    if sheets:
-        try:
-            summary["results"] = json.loads(json.dumps(import_sheets(cfg, sheets), default=str))
-        except Exception as exc:  # e.g. too few judgments for agreement yet
-            summary["error"] = f"{type(exc).__name__}: {exc}"
-    return summary
 
 
 def _served(state: Any) -> list[str]:
