@@ -3,8 +3,10 @@
 On a machine with a CUDA GPU (and bitsandbytes for QLoRA) this trains a few steps with each
 adapter on the support-tickets example (every other setting left to the pre-flight check),
 evaluates a few test examples, merges the LoRA adapter and answers one chat request through the
-built-in OpenAI-compatible server — checking that each model sits on the GPU — and prints peak
-GPU memory and tokens per second for each step. Without a GPU it says so and exits 2.
+built-in OpenAI-compatible server — checking that each model sits on the GPU — and, with vLLM
+installed, the same request through `serve.engine: vllm` (the adapter loaded in vLLM; it reports
+whether the greedy answer equals the built-in engine's). It prints peak GPU memory and tokens per
+second for each step. Without a GPU it says so and exits 2.
 
 Run:  python benchmarks/gpu_check.py                     # the packaged SmolLM2-135M
       python benchmarks/gpu_check.py --model tiny        # a tiny random model (no package needed)
@@ -152,12 +154,15 @@ def main() -> None:
 
     measured("merge", merge)
 
-    def serve_one():
+    answers = {}
+
+    def serve_one(engine: str = "transformers"):
         import httpx
 
         from tunesmith.serve.stage import build_app, start_in_thread
 
-        app = build_app(with_overrides(lora, [f"serve.adapters={{tuned: {lora.output_path / 'train' / 'model'}}}"]))
+        app = build_app(with_overrides(lora, [f"serve.adapters={{tuned: {lora.output_path / 'train' / 'model'}}}",
+                                              f"serve.engine={engine}"]))
         running = start_in_thread(app)
         try:
             began = time.perf_counter()
@@ -167,12 +172,19 @@ def main() -> None:
             seconds = time.perf_counter() - began
         finally:
             running.stop()
-        engine_device = str(app.state.server.engine.model.device) if hasattr(app.state, "server") else "?"
+        engine_device = str(getattr(app.state.server.engine.model, "device", "cuda (vLLM)"))
         tokens = reply["usage"]["completion_tokens"]
+        answers[engine] = reply["choices"][0]["message"]["content"]
+        same = {"same_answer_as_transformers": answers[engine] == answers.get("transformers")} \
+            if engine != "transformers" else {}
         return {"device": engine_device, "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-                "answer": reply["choices"][0]["message"]["content"][:80]}
+                "answer": answers[engine][:80], **same}
 
     measured("serve one request", serve_one)
+    if shutil.which("vllm") and importlib.util.find_spec("vllm"):  # serve.engine: vllm, the adapter loaded in vLLM
+        measured("serve through vLLM", lambda: serve_one("vllm"))
+    else:
+        print("vLLM not installed: serve.engine vllm skipped (pip install vllm)", flush=True)
     print("\nstep                 seconds  peak GPU memory   details")
     for r in rows:
         details = {k: v for k, v in r.items() if k not in ("step", "seconds", "peak_gpu_memory")}

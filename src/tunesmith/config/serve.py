@@ -153,12 +153,20 @@ class ServeConfig(Section):
     """Extra adapters to serve by name: {name: folder}. Registry versions with an alias are served
     automatically as `<registry name>` (production), `<name>@<alias>` and `<name>@v<N>`."""
 
-    engine: Literal["transformers", "llama-cpp"] = "transformers"
-    """What answers the requests: `transformers` (batches requests and LoRA adapters over one base model) or
+    engine: Literal["transformers", "llama-cpp", "vllm"] = "transformers"
+    """What answers the requests: `transformers` (batches requests and LoRA adapters over one base model),
     `llama-cpp` (each version merged and answered by llama.cpp from a GGUF file, one request at a time;
-    needs `pip install 'tunesmith[llamacpp]'`). Measured on 2 CPU cores: llama-cpp q8_0 answers one client 8x
+    needs `pip install 'tunesmith[llamacpp]'`) or `vllm` (vLLM started on a CUDA GPU with the base and every
+    served adapter; needs `pip install vllm`). Measured on 2 CPU cores: llama-cpp q8_0 answers one client 8x
     faster; at 8 concurrent clients it makes as many tokens/s but each waits its turn (time to first token
-    13x). docs/deploy.md has the figures."""
+    13x). docs/deploy.md has the figures. The router in front (keys, limits, request log, canary, rollback)
+    is the same for all three."""
+
+    vllm_args: list[str] = Field(default_factory=list)
+    """Extra arguments for `vllm serve` with `engine: vllm`, e.g. ["--gpu-memory-utilization", "0.8"]."""
+
+    vllm_start_timeout_s: float = Field(900, gt=0)
+    """How long `engine: vllm` waits for vLLM to load the model and answer before giving up."""
 
     gguf_quant: Literal["f16", "q8_0"] = "q8_0"
     """The GGUF weights `engine: llama-cpp` serves: f16, or q8_0 (8-bit blocks, half the memory)."""

@@ -19,6 +19,12 @@ from tunesmith.config import ProjectConfig
 from tunesmith.export.gguf_file import ExportError
 
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:latest"
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+
+
+def lora_rank(rank: int) -> int:
+    """The smallest --max-lora-rank vLLM accepts that holds `rank`."""
+    return next((r for r in LORA_RANKS if r >= rank), rank)
 
 
 def _served(cfg: ProjectConfig, ref: str) -> list[dict[str, Any]]:
@@ -109,7 +115,7 @@ def command(engine: str, plan: dict[str, Any]) -> list[str]:
         if "served" in plan:
             cmd += ["--served-model-name", plan["served"]]
         if adapters:
-            cmd += ["--enable-lora", "--max-lora-rank", str(plan["max_rank"]), "--max-loras", str(len(adapters)),
+            cmd += ["--enable-lora", "--max-lora-rank", str(lora_rank(plan["max_rank"])), "--max-loras", str(len(adapters)),
                     "--lora-modules", *[f"{k}={v}" for k, v in adapters.items()]]
         return cmd
     model = plan["model"] if "/" in plan["model"] and not plan["model"].startswith(("base", "model")) \

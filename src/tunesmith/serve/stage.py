@@ -23,6 +23,11 @@ def build_app(cfg: ProjectConfig) -> Any:
 
         engine, tokenizer, targets, routers = build_llama_cpp(cfg)
         engine.start()
+    elif s.engine == "vllm":
+        from tunesmith.serve.vllm import build_vllm
+
+        engine, tokenizer, targets, routers = build_vllm(cfg)
+        engine.start()
     else:
         model, tokenizer, targets, routers = load_served(cfg)
         engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
