@@ -78,9 +78,10 @@ class EvalConfig(Section):
     """Score cosine similarity of sentence embeddings (all-MiniLM-L6-v2) to the reference."""
 
     cache_base_outputs: bool = True
-    """Reuse the base model's outputs (base and few-shot passes, its suite answers) from an earlier
-    run with the same base weights, prompts and decoding (`$TUNESMITH_CACHE/eval/`); only the
-    fine-tuned model generates again. Their latencies are those of the run that made them."""
+    """Reuse the base model's outputs (base and few-shot passes, its suite answers, its per-request
+    latency) from an earlier run with the same base weights, prompts and decoding
+    (`$TUNESMITH_CACHE/eval/`); only the fine-tuned model generates and is timed again. The base
+    model's latencies are those of the run that made them."""
 
     merge_adapter: Union[bool, Auto] = "auto"
     """Merge a LoRA adapter into the base weights loaded for evaluation before the fine-tuned passes.

@@ -1,7 +1,7 @@
 """The base model's evaluation outputs, generated once per base model and reused by every later run.
 
-The base and few-shot passes and the base model's suite answers do not depend on what was trained:
-the same base weights, prompts and greedy decoding give the same text. They are kept under
+The base and few-shot passes, the base model's suite answers and its per-request latency do not depend
+on what was trained: the same base weights, prompts and greedy decoding give the same text. They are kept under
 `$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint,
 the exact prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16
 result), dtype, device, and the torch / transformers / tunesmith versions. A project iterating
@@ -26,29 +26,49 @@ def base_outputs(cfg: ProjectConfig, name: str, generate: Callable[..., list[dic
                  tokenizer: Any, messages: list[Any], *, max_new_tokens: int, batch_size: int | None, dtype: Any,
                  device: str, reused: list[str] | None = None, label: str = "") -> list[dict[str, Any]]:
     """`generate(model, tokenizer, messages, ...)`, or its cached result for the base model's passes."""
+    def compute() -> list[dict[str, Any]]:
+        return generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+    return _cached(cfg, name, compute, lambda rows: isinstance(rows, list) and len(rows) == len(messages),
+                   (tokenizer, messages, max_new_tokens, batch_size, dtype, device), reused, label or name)
+
+
+def base_latency(cfg: ProjectConfig, name: str, measure: Callable[[], dict[str, Any]], tokenizer: Any,
+                 messages: list[Any], *, max_new_tokens: int, dtype: Any, device: str,
+                 reused: list[str] | None = None) -> dict[str, Any]:
+    """`measure()` (the per-request latency of these prompts, one at a time), or the base model's figures
+    from the run that generated its cached outputs: timed on this machine, with the same prompts."""
+    return _cached(cfg, name, measure, lambda row: isinstance(row, dict) and "latency_p50_s" in row,
+                   (tokenizer, messages, max_new_tokens, "one at a time", dtype, device), reused,
+                   f"{name} request latency")
+
+
+def _cached(cfg: ProjectConfig, name: str, compute: Callable[[], Any], valid: Callable[[Any], bool],
+            key: tuple, reused: list[str] | None, label: str) -> Any:
     import os
 
     off = os.environ.get("TUNESMITH_EVAL_CACHE") == "0"  # the test suite's default: each test generates
     if name not in CACHED_PASSES or not cfg.eval.cache_base_outputs or off:
-        return generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return compute()
     from tunesmith.files import write_json
     from tunesmith.models.packaged import cache_root
 
-    path = cache_root() / "eval" / f"{_key(cfg, tokenizer, messages, max_new_tokens, batch_size, dtype, device)}.json"
+    path = cache_root() / "eval" / f"{_key(cfg, *key)}.json"
     try:
-        rows = json.loads(path.read_text())
-        if isinstance(rows, list) and len(rows) == len(messages):
+        value = json.loads(path.read_text())
+        if valid(value):
             if reused is not None:
-                reused.append(label or name)
-            return rows
+                reused.append(label)
+            return value
     except (OSError, ValueError):
         pass
-    rows = generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    write_json(path, rows)
-    return rows
+    value = compute()
+    write_json(path, value)
+    return value
 
 
-def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int | None, dtype: Any,
+def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int | str | None,
+         dtype: Any,
          device: str) -> str:
     import torch
     import transformers

@@ -185,11 +185,17 @@ class EvalRun:
         summary.update(_latency(outs))
         summary.update(_tokens(self.tokenizer, prompts, outs))
         if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
+            from tunesmith.evaluate.cache import base_latency
             from tunesmith.models.generate import request_latency
 
-            err.print(f"timing: {name}, {min(LATENCY_REQUESTS, len(prompts))} requests one at a time")
-            summary.update(request_latency(self.model, self.tokenizer, _spread(prompts, LATENCY_REQUESTS),
-                                           max_new_tokens=e.max_new_tokens))
+            sample = _spread(prompts, LATENCY_REQUESTS)
+
+            def measure() -> dict[str, Any]:
+                err.print(f"timing: {name}, {len(sample)} requests one at a time")
+                return request_latency(self.model, self.tokenizer, sample, max_new_tokens=e.max_new_tokens)
+
+            summary.update(base_latency(self.cfg, name, measure, self.tokenizer, sample, max_new_tokens=e.max_new_tokens,
+                                        dtype=self.dtype, device=self.device, reused=self.reused))
         summary.update(_by_task(per["task_metric"], plan.test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":

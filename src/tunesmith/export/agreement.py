@@ -17,18 +17,21 @@ from tunesmith.export.gguf_file import ExportError
 
 
 def llama_cpp_answers(gguf: Path, prompts: list[list[dict[str, str]]], max_new_tokens: int,
-                      threads: int | None = None) -> list[dict[str, Any]]:
-    """Greedy answers from llama.cpp, with the chat template read from the GGUF file."""
+                      threads: int | None = None, lora: Path | None = None) -> list[dict[str, Any]]:
+    """Greedy answers from llama.cpp, with the chat template read from the GGUF file (and a GGUF LoRA
+    adapter applied over it, `lora`), each with its completion tokens."""
     from tunesmith.export.llama import open_gguf
 
-    llm = open_gguf(gguf, n_ctx=4096, threads=threads, seed=0)
+    extra = {"lora_path": str(lora)} if lora else {}
+    llm = open_gguf(gguf, n_ctx=4096, threads=threads, seed=0, **extra)
     answers = []
     for messages in prompts:
         out = llm.create_chat_completion(messages=messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
                                          max_tokens=max_new_tokens)
         choice = out["choices"][0]
         answers.append({"output": (choice["message"]["content"] or "").strip(),
-                        "stopped": choice["finish_reason"] == "stop"})
+                        "stopped": choice["finish_reason"] == "stop",
+                        "completion_tokens": out["usage"]["completion_tokens"]})
     return answers
 
 
