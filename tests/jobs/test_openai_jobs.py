@@ -292,7 +292,7 @@ def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory
 
 
 def test_a_worker_killed_mid_job_is_restarted_by_the_server_and_the_job_completes_once(server_factory, tmp_path):
-    from tunesmith.jobs.worker import SupervisedWorker
+    from tunesmith.jobs.supervisor import SupervisedWorker
 
     server = server_factory(max_steps=120, save_steps=10)
     client = server.client()

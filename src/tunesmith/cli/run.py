@@ -18,7 +18,7 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
 
     A stage whose inputs have not changed since it last completed is skipped; an interrupted
     training run resumes from its last complete checkpoint."""
-    from tunesmith.cli.views import print_run_summary
+    from tunesmith.cli.run_views import print_run_summary
     from tunesmith.paths import eval_dir
     from tunesmith.pipeline import run_pipeline
 

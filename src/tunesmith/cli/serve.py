@@ -40,7 +40,7 @@ def with_jobs(app: Any, cfg: Any) -> Any:
     if not cfg.serve.jobs.worker:
         out.print(f"fine-tuning jobs: run `tunesmith jobs worker {cfg.config_path}` to train them")
         return store.close
-    from tunesmith.jobs.worker import SupervisedWorker
+    from tunesmith.jobs.supervisor import SupervisedWorker
 
     worker = SupervisedWorker(cfg.config_path)
 

@@ -32,10 +32,10 @@ def print_train(result: Any) -> None:
                   highlight=False)
 
 
-_NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
+NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
 
 
-def _ci(entry: Any) -> str:
+def ci_text(entry: Any) -> str:
     if not isinstance(entry, dict):
         return "-"
     low, high = entry["ci95"]
@@ -49,20 +49,20 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
                         f"task metric = {first.get('task_metric_name', 'task_metric')}", header_style="bold")
     table.add_column("metric")
     for name in models:
-        table.add_column(_NAMES.get(name, name), justify="right")
+        table.add_column(NAMES.get(name, name), justify="right")
     for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k]]:
-        table.add_row(key.replace("field:", "field "), *[_ci(models[n].get(key)) for n in models])
+        table.add_row(key.replace("field:", "field "), *[ci_text(models[n].get(key)) for n in models])
     for key in ("bleu", "latency_p50_s", "time_to_first_token_p50_s", "tokens_per_s", "stopped_by_end_token"):
         table.add_row(key, *[str(models[n].get(key)) for n in models])
     for task in first.get("by_task", {}):
-        table.add_row(f"task metric: {task}", *[_ci(models[n].get("by_task", {}).get(task)) for n in models])
+        table.add_row(f"task metric: {task}", *[ci_text(models[n].get("by_task", {}).get(task)) for n in models])
     for task, entry in (results.get("lm_eval") or {}).get("tasks", {}).items():
         cells = [f"{entry[n]['value']:.3f} ± {entry[n]['stderr'] or 0:.3f}" if n in entry else "-" for n in models]
         table.add_row(f"lm-eval {task} ({entry['metric']})", *cells)
     if "win_rate_vs_base" in first:
         w = first["win_rate_vs_base"]
         table.add_row("win rate vs base (judge)", *["-" for n in models if n != "fine_tuned"],
-                      f"{_ci(w)} ({w['wins']}/{w['ties']}/{w['losses']})")
+                      f"{ci_text(w)} ({w['wins']}/{w['ties']}/{w['losses']})")
     if "heldout" in first:
         table.add_row("held-out loss / ppl", *[f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
                                               if "heldout" in models[n] else "-" for n in models])
@@ -78,7 +78,7 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         for suite, entry in results["suites"].items():
             change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
             suites.add_row(suite.replace("_", " "), entry["context"],
-                           *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
+                           *[ci_text(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
                            "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
                            f"{entry.get('lost', '-')} / {entry.get('gained', '-')}")
         out.print(suites)
@@ -95,7 +95,7 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
     if prev and "fine_tuned" in prev:
         name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
         out.print(f"previous version's task ({prev['version']}, {prev['examples']} test examples): {name} "
-                  f"{_ci(prev['base']['task_metric'])} → {_ci(prev['fine_tuned']['task_metric'])}", highlight=False)
+                  f"{ci_text(prev['base']['task_metric'])} → {ci_text(prev['fine_tuned']['task_metric'])}", highlight=False)
     out.print(f"report: {out_dir / 'report.html'}   per-example outputs: {out_dir}")
 
 
@@ -119,14 +119,14 @@ def print_human(results: dict[str, Any], folder: Path) -> None:
     w = results["win_rate"]
     out.print(f"{len(results['raters'])} raters, {results['items_judged']}/{results['items']} items judged; "
               f"votes: {a} {results['votes'][a]}, {b} {results['votes'][b]}, tie {results['votes']['tie']}")
-    out.print(f"[bold]{_NAMES.get(a, a)} win rate vs {_NAMES.get(b, b)}: {w['mean']:.3f} "
+    out.print(f"[bold]{NAMES.get(a, a)} win rate vs {NAMES.get(b, b)}: {w['mean']:.3f} "
               f"[{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}][/] (ties count half)")
     table = Table(title="Rubric means (1-5, 95% CI)", header_style="bold")
     table.add_column("criterion")
     for model in (a, b):
-        table.add_column(_NAMES.get(model, model), justify="right")
+        table.add_column(NAMES.get(model, model), justify="right")
     for c in results["rubric"][a]:
-        table.add_row(c, *[_ci(results["rubric"][model][c]) for model in (a, b)])
+        table.add_row(c, *[ci_text(results["rubric"][model][c]) for model in (a, b)])
     out.print(table)
     if results["agreement"]:
         agree = Table(title="Inter-rater agreement", header_style="bold")
@@ -255,106 +255,3 @@ def print_plan(plan: Any) -> None:
         gpus.add_row(name, *cells)
     out.print(gpus)
     out.print("[dim]memory model and its check against measured peaks: docs/estimate.md[/]")
-
-
-_BARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float]) -> str:
-    """The values as a row of block characters, lowest ▁, highest █."""
-    if not values:
-        return ""
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    return "".join(_BARS[min(len(_BARS) - 1, int((v - low) / span * (len(_BARS) - 1) + 0.5))] for v in values)
-
-
-def _eval_losses(path: Path) -> list[float]:
-    import csv
-
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return [float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")]
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-
-
-def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, Any] | None) -> None:
-    """One panel at the end of `tunesmith run`: data, training curve, before/after, gates, what to do next.
-    `registered`: (name, version, model card path or None) of the version registered; None when nothing was."""
-    import json
-
-    from rich.panel import Panel
-
-    from tunesmith.paths import data_dir, eval_dir, train_dir
-
-    lines: list[str] = []
-    check, split = data_dir(cfg) / "check.json", data_dir(cfg) / "split.json"
-    if check.exists() and split.exists():
-        c, s = json.loads(check.read_text()), json.loads(split.read_text())
-        q = c.get("quality", {})
-        sizes = " / ".join(f"{v['records']} {k}" for k, v in s["splits"].items())
-        pii = sum((q.get("pii_counts") or {}).values())
-        notes = [f"{q.get('exact_duplicates', 0)} exact and {q.get('near_duplicates', 0)} near duplicates"]
-        if pii:
-            notes.append(f"{pii} PII findings ({', '.join(sorted(q['pii_counts']))})")
-        if s.get("leaking_pairs"):
-            notes.append(f"[yellow]{s['leaking_pairs']} near-duplicate pairs across splits[/]")
-        lines.append(f"[bold]data[/]        {c['records']['valid']} valid, {c['records']['rejected']} rejected; {sizes}; "
-                     + "; ".join(notes) + f"  ({data_dir(cfg) / 'report.md'})")
-    meta_path = train_dir(cfg) / "metadata.json"
-    if meta_path.exists():
-        m = json.loads(meta_path.read_text())
-        losses = _eval_losses(train_dir(cfg) / "metrics.csv")
-        curve = f"  {sparkline(losses)}" if len(losses) > 1 else ""
-        val = (f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
-               if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
-        if m.get("eval_task_metric_best") is not None:
-            val += f"; validation task metric {m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}"
-        lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
-                     f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
-        fit = m.get("fit") or {}
-        if fit.get("choices"):
-            chosen = ", ".join(f"{c['setting'].split('.')[-1]} {c['value']}" for c in fit["choices"])
-            lines.append(f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
-                         f"planned  ({train_dir(cfg) / 'fit.json'})")
-    metrics_path = eval_dir(cfg) / "metrics.json"
-    if metrics_path.exists():
-        r = json.loads(metrics_path.read_text())
-        models = r["models"]
-        name = models["fine_tuned"].get("task_metric_name", "task metric").replace("_", " ")
-        cells = [f"{_NAMES.get(n, n)} {_ci(models[n].get('task_metric'))}" for n in models]
-        lines.append(f"[bold]{name}[/]  " + " · ".join(cells) + f"  ({r['test_examples']} test examples)")
-        if r.get("task") == "classification":
-            f1 = [f"{_NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}" for n in models
-                  if "classification" in models[n]]
-            lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
-        if r.get("cost"):
-            from tunesmith.evaluate.cost import roi_lines
-
-            lines.append("[bold]cost[/]        " + " ".join(roi_lines(r["cost"])))
-    failed = [g.name for g in gates if g.blocking and g.passed is False]
-    warned = [g.name for g in gates if not g.blocking and g.passed is False]
-    passed = sum(1 for g in gates if g.passed)
-    gate_line = f"{passed} passed" + (f", [red]failed: {', '.join(failed)}[/]" if failed else "")
-    gate_line += f", [yellow]warnings: {', '.join(warned)}[/]" if warned else ""
-    lines.append(f"[bold]gates[/]       {gate_line}  ({eval_dir(cfg) / 'report.html'})")
-    from tunesmith.pipeline import STAGES, load_state
-
-    state = load_state(cfg)
-    times = [f"{stage} {_minutes(state[stage]['seconds'])}" for stage in STAGES if "seconds" in state.get(stage, {})]
-    if times:
-        lines.append("[bold]time[/]        " + " · ".join(times) + "  (the last run of each stage)")
-    config = cfg.config_path or "tunesmith.yaml"
-    if registered:
-        name, version, card = registered
-        lines.append(f"[bold]registered[/]  {name} v{version}" + (f"  (model card: {card})" if card else ""))
-        lines.append(f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
-                     f"tunesmith serve {config}")
-    elif failed:
-        lines.append("[bold]registered[/]  nothing: a blocking gate failed")
-    out.print(Panel("\n".join(lines), title="tunesmith run: summary", title_align="left", expand=False),
-              highlight=False)

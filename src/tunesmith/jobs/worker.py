@@ -17,7 +17,6 @@ continues from the last complete checkpoint.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import yaml
 from tunesmith.config import ProjectConfig
 from tunesmith.console import err
 from tunesmith.jobs.api import jobs_root
+from tunesmith.jobs.progress import checkpoint_metrics, last_error, merged_rows, read_json, trained_tokens
 from tunesmith.jobs.spec import fine_tuned_name, job_config
 from tunesmith.jobs.store import JobStore, pid_alive
 
@@ -58,7 +58,7 @@ class Running:
     seen_rows: set = field(default_factory=set)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()  # its own process group: stopping the job stops everything it started
     if sys.platform.startswith("linux"):
         import ctypes
@@ -161,7 +161,7 @@ class Worker:
         log = open(folder / "run.log", "a", encoding="utf-8")
         env = {**os.environ, "TUNESMITH_JOB": job["id"], "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
         proc = subprocess.Popen([sys.executable, "-m", "tunesmith.jobs.child", str(config)], cwd=folder, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                                stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
         self.store.update(job["id"], pid=proc.pid)
         n = sum(1 for line in (folder / "starts.log").read_text().splitlines()) if (folder / "starts.log").exists() else 0
         with open(folder / "starts.log", "a") as fh:
@@ -220,7 +220,7 @@ class Worker:
             version = state.get("register", {}).get("version")
             name = fine_tuned_name(r.job["model"], r.job["org"], r.job["suffix"], job_id)
             results = self._result_file(r)
-            tokens = _trained_tokens(out)
+            tokens = trained_tokens(out)
             if self.store.move(job_id, ("running",), "succeeded", fine_tuned_model=name,
                                adapter_path=str(out / "train" / "model"), finished_at=now, trained_tokens=tokens,
                                result_files=[results] if results else [], estimated_finish=None):
@@ -230,7 +230,7 @@ class Worker:
                 self.store.event(job_id, "model", f"New fine-tuned model created: {name}")
                 self.store.event(job_id, "succeeded", "The job has successfully completed")
             return
-        verdicts = _read_json(out / "eval" / "gates.json")
+        verdicts = read_json(out / "eval" / "gates.json")
         if verdicts is not None and not verdicts.get("passed", True):
             from tunesmith.evaluate.gate import failed_gates_text
 
@@ -241,13 +241,13 @@ class Worker:
         else:
             error = {"code": "training_failed", "param": None,
                      "message": f"The fine-tuning run stopped with exit code {code}: "
-                                + _last_error(r.folder / "run.log", r.folder)}
+                                + last_error(r.folder / "run.log", r.folder)}
         if self.store.move(job_id, ("running",), "failed", error=error, finished_at=now, estimated_finish=None):
             self.store.event(job_id, "failed", error["message"], level="error")
 
     def _gate_event(self, job_id: str, out: Path) -> None:
         """Every gate's verdict, as one event the client can read (`data.gates`)."""
-        verdicts = _read_json(out / "eval" / "gates.json")
+        verdicts = read_json(out / "eval" / "gates.json")
         if not verdicts:
             return
         word = {True: "pass", False: "FAIL", None: "not measured"}
@@ -263,7 +263,7 @@ class Worker:
         metrics = r.folder / "outputs" / "train" / "metrics.csv"
         if not metrics.exists():
             return None
-        rows = _merged_rows(metrics)
+        rows = merged_rows(metrics)
         lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
         for step, row in sorted(rows.items()):
             lines.append(",".join(str(x if x is not None else "") for x in (
@@ -276,10 +276,10 @@ class Worker:
     def _follow(self, r: Running) -> None:
         """Turn what the run has written so far into events, checkpoints and an estimated finish."""
         job_id, train = r.job["id"], r.folder / "outputs" / "train"
-        progress = _read_json(train / "progress.json")
+        progress = read_json(train / "progress.json")
         total = progress.get("max_steps") if progress else None
         metrics = train / "metrics.csv"
-        rows = _merged_rows(metrics) if metrics.exists() else {}
+        rows = merged_rows(metrics) if metrics.exists() else {}
         for step, row in sorted(rows.items()):
             for kind, key, label in (("train", "loss", "training loss"), ("valid", "eval_loss", "validation loss")):
                 if row.get(key) is None or (step, kind) in r.seen_rows:
@@ -295,14 +295,14 @@ class Worker:
         if checkpoints.exists():
             for mark in sorted(checkpoints.glob("checkpoint-*/tunesmith-complete.json")):
                 step = json.loads(mark.read_text())["step"]
-                if self.store.checkpoint(job_id, step, _checkpoint_metrics(rows, step)):
+                if self.store.checkpoint(job_id, step, checkpoint_metrics(rows, step)):
                     self.store.event(job_id, f"checkpoint-{step}", f"Checkpoint saved at step {step}")
         if progress and total and progress["step"] > progress["started_step"]:
             per_step = (progress["updated"] - progress["started"]) / (progress["step"] - progress["started_step"])
             self.store.update(job_id, estimated_finish=int(time.time() + per_step * (total - progress["step"])))
         metrics_json = r.folder / "outputs" / "eval" / "metrics.json"
         if metrics_json.exists():
-            m = _read_json(metrics_json) or {}
+            m = read_json(metrics_json) or {}
             tuned, base = m.get("models", {}).get("fine_tuned", {}), m.get("models", {}).get("base", {})
             if tuned.get("task_metric"):
                 name = tuned.get("task_metric_name", "task metric").replace("_", " ")
@@ -312,101 +312,8 @@ class Worker:
                                  data={"fine_tuned": tuned["task_metric"], "base": base.get("task_metric")})
 
 
-def _merged_rows(path: Path) -> dict[int, dict[str, float | None]]:
-    """metrics.csv's training and validation rows merged by step, as numbers."""
-    rows: dict[int, dict[str, float | None]] = {}
-    try:
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                step = int(row["step"])
-                merged = rows.setdefault(step, {})
-                for key, value in row.items():
-                    if key not in ("step", "time") and value not in (None, ""):
-                        merged[key] = float(value)
-    except (OSError, ValueError, KeyError):
-        return rows
-    return rows
-
-
-def _checkpoint_metrics(rows: dict[int, dict[str, float | None]], step: int) -> dict[str, float | None]:
-    """OpenAI's checkpoint metrics from the last logged values at or before `step`. The validation
-    set is evaluated whole at every evaluation, so valid_* and full_valid_* are the same numbers."""
-    def last(key: str) -> float | None:
-        values = [r[key] for s, r in sorted(rows.items()) if s <= step and r.get(key) is not None]
-        return values[-1] if values else None
-
-    valid, valid_acc = last("eval_loss"), last("eval_mean_token_accuracy")
-    return {"train_loss": last("loss"), "train_mean_token_accuracy": last("mean_token_accuracy"),
-            "valid_loss": valid, "valid_mean_token_accuracy": valid_acc,
-            "full_valid_loss": valid, "full_valid_mean_token_accuracy": valid_acc}
-
-
-def _trained_tokens(out: Path) -> int | None:
-    """Tokens of the prepared training windows times the epochs trained (what OpenAI bills as trained)."""
-    prepare = _read_json(out / "data" / "prepare.json") or {}
-    meta = _read_json(out / "train" / "metadata.json") or {}
-    tokens = (prepare.get("train") or {}).get("tokens")
-    return round(tokens * (meta.get("epochs") or 1)) if tokens else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _last_error(path: Path, folder: Path) -> str:
-    """The run's own last error line (tunesmith prints "error: ..." for a user mistake), without the job's
-    folder in it; a crash shows only its exception line, never the traceback."""
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no log was written"
-    errors = [line for line in lines if line.lower().startswith("error")] or lines[-1:] or ["no output"]
-    return errors[-1].replace(str(folder.resolve()) + "/", "").replace(str(folder) + "/", "")[:500]
-
-
 def _is_job_child(pid: int, folder: Path) -> bool:
     try:
         return str(folder) in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-
-
-def start_worker_process(config_path: Path) -> subprocess.Popen:
-    """`tunesmith jobs worker CONFIG` as a child of the server (it dies with the server on Linux)."""
-    return subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)],
-                            preexec_fn=_die_with_parent)
-
-
-class SupervisedWorker:
-    """The server's worker process, started again whenever it dies: the new one takes the interrupted job
-    over (its heartbeat stopped) and resumes it from the last complete checkpoint. Calling it stops both."""
-
-    def __init__(self, config_path: Path, check_s: float = 1.0):
-        import threading
-
-        self.config_path, self.check_s = config_path, check_s
-        self.proc = start_worker_process(config_path)
-        self.restarts = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="jobs-worker-supervisor", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(self.check_s):
-            code = self.proc.poll()
-            if code is not None and not self._stopping.is_set():
-                err.print(f"jobs worker exited with code {code}; starting it again")
-                self.proc = start_worker_process(self.config_path)
-                self.restarts += 1
-
-    def __call__(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()

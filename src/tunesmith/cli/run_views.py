@@ -1,0 +1,111 @@
+"""The panel that ends `tunesmith run`: data, the training curve, before/after, gates, what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.cli.views import NAMES, ci_text
+from tunesmith.console import out
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """The values as a row of block characters, lowest ▁, highest █."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(_BARS[min(len(_BARS) - 1, int((v - low) / span * (len(_BARS) - 1) + 0.5))] for v in values)
+
+
+def _eval_losses(path: Path) -> list[float]:
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, Any] | None) -> None:
+    """One panel at the end of `tunesmith run`: data, training curve, before/after, gates, what to do next.
+    `registered`: (name, version, model card path or None) of the version registered; None when nothing was."""
+    import json
+
+    from rich.panel import Panel
+
+    from tunesmith.paths import data_dir, eval_dir, train_dir
+
+    lines: list[str] = []
+    check, split = data_dir(cfg) / "check.json", data_dir(cfg) / "split.json"
+    if check.exists() and split.exists():
+        c, s = json.loads(check.read_text()), json.loads(split.read_text())
+        q = c.get("quality", {})
+        sizes = " / ".join(f"{v['records']} {k}" for k, v in s["splits"].items())
+        pii = sum((q.get("pii_counts") or {}).values())
+        notes = [f"{q.get('exact_duplicates', 0)} exact and {q.get('near_duplicates', 0)} near duplicates"]
+        if pii:
+            notes.append(f"{pii} PII findings ({', '.join(sorted(q['pii_counts']))})")
+        if s.get("leaking_pairs"):
+            notes.append(f"[yellow]{s['leaking_pairs']} near-duplicate pairs across splits[/]")
+        lines.append(f"[bold]data[/]        {c['records']['valid']} valid, {c['records']['rejected']} rejected; {sizes}; "
+                     + "; ".join(notes) + f"  ({data_dir(cfg) / 'report.md'})")
+    meta_path = train_dir(cfg) / "metadata.json"
+    if meta_path.exists():
+        m = json.loads(meta_path.read_text())
+        losses = _eval_losses(train_dir(cfg) / "metrics.csv")
+        curve = f"  {sparkline(losses)}" if len(losses) > 1 else ""
+        val = (f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
+               if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
+        if m.get("eval_task_metric_best") is not None:
+            val += f"; validation task metric {m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}"
+        lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
+                     f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
+        fit = m.get("fit") or {}
+        if fit.get("choices"):
+            chosen = ", ".join(f"{c['setting'].split('.')[-1]} {c['value']}" for c in fit["choices"])
+            lines.append(f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
+                         f"planned  ({train_dir(cfg) / 'fit.json'})")
+    metrics_path = eval_dir(cfg) / "metrics.json"
+    if metrics_path.exists():
+        r = json.loads(metrics_path.read_text())
+        models = r["models"]
+        name = models["fine_tuned"].get("task_metric_name", "task metric").replace("_", " ")
+        cells = [f"{NAMES.get(n, n)} {ci_text(models[n].get('task_metric'))}" for n in models]
+        lines.append(f"[bold]{name}[/]  " + " · ".join(cells) + f"  ({r['test_examples']} test examples)")
+        if r.get("task") == "classification":
+            f1 = [f"{NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}" for n in models
+                  if "classification" in models[n]]
+            lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
+        if r.get("cost"):
+            from tunesmith.evaluate.cost import roi_lines
+
+            lines.append("[bold]cost[/]        " + " ".join(roi_lines(r["cost"])))
+    failed = [g.name for g in gates if g.blocking and g.passed is False]
+    warned = [g.name for g in gates if not g.blocking and g.passed is False]
+    passed = sum(1 for g in gates if g.passed)
+    gate_line = f"{passed} passed" + (f", [red]failed: {', '.join(failed)}[/]" if failed else "")
+    gate_line += f", [yellow]warnings: {', '.join(warned)}[/]" if warned else ""
+    lines.append(f"[bold]gates[/]       {gate_line}  ({eval_dir(cfg) / 'report.html'})")
+    from tunesmith.pipeline import STAGES, load_state
+
+    state = load_state(cfg)
+    times = [f"{stage} {_minutes(state[stage]['seconds'])}" for stage in STAGES if "seconds" in state.get(stage, {})]
+    if times:
+        lines.append("[bold]time[/]        " + " · ".join(times) + "  (the last run of each stage)")
+    config = cfg.config_path or "tunesmith.yaml"
+    if registered:
+        name, version, card = registered
+        lines.append(f"[bold]registered[/]  {name} v{version}" + (f"  (model card: {card})" if card else ""))
+        lines.append(f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
+                     f"tunesmith serve {config}")
+    elif failed:
+        lines.append("[bold]registered[/]  nothing: a blocking gate failed")
+    out.print(Panel("\n".join(lines), title="tunesmith run: summary", title_align="left", expand=False),
+              highlight=False)
