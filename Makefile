@@ -25,11 +25,12 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 demo: install
 	$(BIN)/tunesmith run $(EXAMPLE)
 
-# The import contracts and the linter first (pyproject's [tool.importlinter] and [tool.ruff]; seconds),
-# then the tests.
+# The import contracts, the linter and the formatter's check first (pyproject's [tool.importlinter] and
+# [tool.ruff]; seconds), then the tests. `ruff format` applies the formatting.
 test: install engines browser go
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests benchmarks tools examples
+	$(BIN)/ruff format --check src tests benchmarks tools examples
 	TUNESMITH_REQUIRE_BROWSER=1 TUNESMITH_REQUIRE_ENGINES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # llama.cpp, through llama-cpp-python compiled from source (3 to 3.5 min on 2 cores), checks the GGUF export in

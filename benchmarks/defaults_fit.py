@@ -36,8 +36,12 @@ GIB = 1024**3
 def untuned_config(example: dict) -> dict:
     """The example's config less its data and training tuning: data paths, label field, split sizes."""
     data = example["data"]
-    kept = {"datasets": data["datasets"], "label_field": data["label_field"], "val_size": data["val_size"],
-            "test_size": data["test_size"]}
+    kept = {
+        "datasets": data["datasets"],
+        "label_field": data["label_field"],
+        "val_size": data["val_size"],
+        "test_size": data["test_size"],
+    }
     return {"base_model": example["base_model"], "data": kept, **{k: example[k] for k in ("eval", "gate", "registry")}}
 
 
@@ -65,18 +69,39 @@ def run_case(name: str, folder: Path) -> dict:
     metrics = json.loads((cfg.output_path / "eval" / "metrics.json").read_text())
     meta = json.loads((cfg.output_path / "train" / "metadata.json").read_text())
     tuned = metrics["models"]["fine_tuned"]
-    row = {"case": name, "estimate_gib": round(fit.estimate.total / GIB, 2), "measured_peak_gib": round(peak / GIB, 2),
-           "error": round(fit.estimate.total / peak - 1, 3), "budget_gib": round(fit.budget_bytes / GIB, 1),
-           "settings": {k: v for k, v in fit.to_dict().items() if k in (
-               "max_length", "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "attn_implementation",
-               "gradient_checkpointing", "precision", "total_steps")},
-           "steps": meta["steps"], "stopped_early": meta["stopped_early"], "train_wall_s": round(wall, 1),
-           "train_runtime_s": meta["train_runtime_s"], "others_cpu_share": round(others, 3),
-           "accuracy": tuned["task_metric"]["mean"], "accuracy_ci95": tuned["task_metric"]["ci95"],
-           "macro_f1": tuned.get("classification", {}).get("label", {}).get("macro_f1"),
-           "eval_loss_best": meta["eval_loss_best"],
-           "regression_change": metrics.get("suites", {}).get("regression", {}).get("relative_change"),
-           "gates": gate_summary(cfg, metrics, meta)}
+    row = {
+        "case": name,
+        "estimate_gib": round(fit.estimate.total / GIB, 2),
+        "measured_peak_gib": round(peak / GIB, 2),
+        "error": round(fit.estimate.total / peak - 1, 3),
+        "budget_gib": round(fit.budget_bytes / GIB, 1),
+        "settings": {
+            k: v
+            for k, v in fit.to_dict().items()
+            if k
+            in (
+                "max_length",
+                "micro_batch_size",
+                "gradient_accumulation_steps",
+                "num_epochs",
+                "attn_implementation",
+                "gradient_checkpointing",
+                "precision",
+                "total_steps",
+            )
+        },
+        "steps": meta["steps"],
+        "stopped_early": meta["stopped_early"],
+        "train_wall_s": round(wall, 1),
+        "train_runtime_s": meta["train_runtime_s"],
+        "others_cpu_share": round(others, 3),
+        "accuracy": tuned["task_metric"]["mean"],
+        "accuracy_ci95": tuned["task_metric"]["ci95"],
+        "macro_f1": tuned.get("classification", {}).get("label", {}).get("macro_f1"),
+        "eval_loss_best": meta["eval_loss_best"],
+        "regression_change": metrics.get("suites", {}).get("regression", {}).get("relative_change"),
+        "gates": gate_summary(cfg, metrics, meta),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -101,8 +126,10 @@ def main() -> None:
         rows.append(run_case(name, folder))
     print("\ncase            estimate  measured peak  error   accuracy  macro-F1  steps  train time")
     for r in rows:
-        print(f"{r['case']:<15} {r['estimate_gib']:>5.2f} GiB  {r['measured_peak_gib']:>5.2f} GiB    {r['error']:+6.1%}  "
-              f"{r['accuracy']:.3f}     {r['macro_f1'] or 0:.3f}    {r['steps']:>4}   {r['train_wall_s'] / 60:.1f} min")
+        print(
+            f"{r['case']:<15} {r['estimate_gib']:>5.2f} GiB  {r['measured_peak_gib']:>5.2f} GiB    {r['error']:+6.1%}  "
+            f"{r['accuracy']:.3f}     {r['macro_f1'] or 0:.3f}    {r['steps']:>4}   {r['train_wall_s'] / 60:.1f} min"
+        )
     print("settings chosen:", json.dumps(rows[0]["settings"]))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

@@ -25,16 +25,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from cpuload import OtherLoad  # noqa: E402
 
-PROMPTS = ["What is the capital of {}?", "Write one sentence about {}.", "Give a synonym for '{}'.",
-           "Translate '{}' into French.", "Is {} a country? Answer yes or no.", "Describe {} in five words."]
+PROMPTS = [
+    "What is the capital of {}?",
+    "Write one sentence about {}.",
+    "Give a synonym for '{}'.",
+    "Translate '{}' into French.",
+    "Is {} a country? Answer yes or no.",
+    "Describe {} in five words.",
+]
 WORDS = ["France", "rain", "happy", "Japan", "music", "bread", "Peru", "winter", "quick", "Kenya", "river", "light"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--batch-size", default="auto",
-                        help="rows per batch, or auto (eval.batch_size's default: as many as fit, up to 128)")
+    parser.add_argument(
+        "--batch-size",
+        default="auto",
+        help="rows per batch, or auto (eval.batch_size's default: as many as fit, up to 128)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
@@ -54,16 +63,24 @@ def main() -> None:
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model = load_model(args.model, dtype=dtype, device=pick_device())  # a CUDA GPU where there is one
     tok = load_tokenizer(args.model)
-    prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
-               for i in range(args.examples)]
+    prompts = [
+        [{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
+        for i in range(args.examples)
+    ]
     generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
     size = None if args.batch_size == "auto" else int(args.batch_size)
     kept, outputs, dropped = alternate({"one": (model, 1), "batched": (model, size)}, tok, prompts, args)
     same = sum(a == b for a, b in zip(outputs["one"], outputs["batched"]))
-    result = {"device": str(model.device), "precision": args.precision, "examples": args.examples, "batch_size": args.batch_size,
-              "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
-              "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
-              "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
+    result = {
+        "device": str(model.device),
+        "precision": args.precision,
+        "examples": args.examples,
+        "batch_size": args.batch_size,
+        "one_at_a_time_tok_s": round(statistics.median(kept["one"]), 1) if kept["one"] else None,
+        "batched_tok_s": round(statistics.median(kept["batched"]), 1) if kept["batched"] else None,
+        "identical_outputs": f"{same}/{args.examples}",
+        "rounds_dropped": dropped,
+    }
     if kept["one"] and kept["batched"]:
         result["ratio"] = round(result["batched_tok_s"] / result["one_at_a_time_tok_s"], 2)
     report(result, args)
@@ -126,18 +143,29 @@ def compare_merged(args) -> None:
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     base = load_model(args.model, dtype=dtype)
     tok = load_tokenizer(args.model)
-    models = {"unmerged": _adapted(base, args.adapter).eval(), "merged": _adapted(base, args.adapter).merge_and_unload()}
+    models = {
+        "unmerged": _adapted(base, args.adapter).eval(),
+        "merged": _adapted(base, args.adapter).merge_and_unload(),
+    }
     del base
-    prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
-               for i in range(args.examples)]
+    prompts = [
+        [{"role": "user", "content": PROMPTS[i % len(PROMPTS)].format(WORDS[i % len(WORDS)])}]
+        for i in range(args.examples)
+    ]
     size = None if args.batch_size == "auto" else int(args.batch_size)
     for model in models.values():
         generate(model, tok, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
     kept, outputs, dropped = alternate({name: (model, size) for name, model in models.items()}, tok, prompts, args)
     same = sum(a == b for a, b in zip(outputs["unmerged"], outputs["merged"]))
-    result = {"device": str(model.device), "precision": args.precision, "examples": args.examples, "adapter": args.adapter,
-              **{f"{name}_tok_s": round(statistics.median(v), 1) if v else None for name, v in kept.items()},
-              "identical_outputs": f"{same}/{args.examples}", "rounds_dropped": dropped}
+    result = {
+        "device": str(model.device),
+        "precision": args.precision,
+        "examples": args.examples,
+        "adapter": args.adapter,
+        **{f"{name}_tok_s": round(statistics.median(v), 1) if v else None for name, v in kept.items()},
+        "identical_outputs": f"{same}/{args.examples}",
+        "rounds_dropped": dropped,
+    }
     if kept["unmerged"] and kept["merged"]:
         result["ratio"] = round(result["merged_tok_s"] / result["unmerged_tok_s"], 2)
     report(result, args)

@@ -18,8 +18,11 @@ import statistics
 import sys
 import time
 
-WAYS = {"sdpa + cuDNN (torch's default)": ("sdpa", True), "sdpa, no cuDNN (tunesmith)": ("sdpa", False),
-        "eager": ("eager", False)}
+WAYS = {
+    "sdpa + cuDNN (torch's default)": ("sdpa", True),
+    "sdpa, no cuDNN (tunesmith)": ("sdpa", False),
+    "eager": ("eager", False),
+}
 
 
 def main() -> None:
@@ -48,12 +51,15 @@ def main() -> None:
             model.set_attn_implementation(impl)
             model.eval()
             filler = " and" * (3 * shape)
-            prompts = [[{"role": "user", "content": f"Write one sentence about topic number {i}{filler}."}]
-                       for i in range(16)]
+            prompts = [
+                [{"role": "user", "content": f"Write one sentence about topic number {i}{filler}."}] for i in range(16)
+            ]
             for size, ps in (("batch 1", prompts[:4]), ("batch 16", prompts)):
                 torch.cuda.synchronize()
                 began = time.perf_counter()
-                outs = generate(model, tok, ps, max_new_tokens=args.new_tokens, batch_size=1 if size == "batch 1" else 16)
+                outs = generate(
+                    model, tok, ps, max_new_tokens=args.new_tokens, batch_size=1 if size == "batch 1" else 16
+                )
                 torch.cuda.synchronize()
                 results[way][size].append(sum(o["new_tokens"] for o in outs) / (time.perf_counter() - began))
             model.train()
@@ -71,11 +77,15 @@ def main() -> None:
         model.set_attn_implementation(impl)
         outputs[way] = [o["output"] for o in generate(model, tok, same, max_new_tokens=args.new_tokens, batch_size=16)]
     torch.backends.cuda.enable_cudnn_sdp(False)
-    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, model {args.model}, {args.rounds} rounds, medians")
+    print(
+        f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, model {args.model}, {args.rounds} rounds, medians"
+    )
     print(f"{'attention':<32} {'tok/s batch 1':>14} {'tok/s batch 16':>15} {'train step ms':>14}")
     for way, r in results.items():
-        print(f"{way:<32} {statistics.median(r['batch 1']):>14.1f} {statistics.median(r['batch 16']):>15.1f} "
-              f"{statistics.median(r['train step ms']):>14.1f}")
+        print(
+            f"{way:<32} {statistics.median(r['batch 1']):>14.1f} {statistics.median(r['batch 16']):>15.1f} "
+            f"{statistics.median(r['train step ms']):>14.1f}"
+        )
     ref = outputs["eager"]
     for way, outs in outputs.items():
         print(f"{way}: {sum(a == b for a, b in zip(outs, ref))}/16 answers the same as eager's")

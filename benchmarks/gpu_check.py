@@ -36,12 +36,21 @@ def gib(n: float) -> str:
 def project(root: Path, base_model: str, steps: int) -> Path:
     shutil.copytree(EXAMPLE / "data", root / "data")
     shutil.copy(EXAMPLE / "schema.json", root / "schema.json")
-    text = (EXAMPLE / "tunesmith.yaml").read_text().replace("base_model: smollm2-135m-instruct",
-                                                            f"base_model: {base_model}")
+    text = (
+        (EXAMPLE / "tunesmith.yaml")
+        .read_text()
+        .replace("base_model: smollm2-135m-instruct", f"base_model: {base_model}")
+    )
     (root / "tunesmith.yaml").write_text(text)
-    overrides = [f"train.max_steps={steps}", "train.eval_steps=1000", "train.save_steps=1000",
-                 "train.mlflow=false", "data.max_length=auto", "train.micro_batch_size=auto",
-                 "train.gradient_accumulation_steps=auto"]
+    overrides = [
+        f"train.max_steps={steps}",
+        "train.eval_steps=1000",
+        "train.save_steps=1000",
+        "train.mlflow=false",
+        "data.max_length=auto",
+        "train.micro_batch_size=auto",
+        "train.gradient_accumulation_steps=auto",
+    ]
     (root / "tunesmith.yaml").write_text(text + "\n# gpu_check: " + " ".join(overrides) + "\n")
     return root / "tunesmith.yaml"
 
@@ -106,8 +115,12 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
         began = time.perf_counter()
         extra = fn() or {}
-        row = {"step": name, "seconds": round(time.perf_counter() - began, 1),
-               "peak_gpu_memory": gib(torch.cuda.max_memory_allocated()), **extra}
+        row = {
+            "step": name,
+            "seconds": round(time.perf_counter() - began, 1),
+            "peak_gpu_memory": gib(torch.cuda.max_memory_allocated()),
+            **extra,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -126,10 +139,14 @@ def main() -> None:
             result = run_train(cfg)
             fit = result.metadata["fit"]
             assert fit["device"] == "cuda", fit
-            return {"tokens_per_s": round(tokens_per_s(result.run_dir), 1), "step_s": step_seconds(result.run_dir),
-                    "precision": fit["precision"],
-                    "attention": fit["attn_implementation"], "micro_batch": fit["micro_batch_size"],
-                    "estimate": f"{fit['estimate_gb']:.2f} GiB"}
+            return {
+                "tokens_per_s": round(tokens_per_s(result.run_dir), 1),
+                "step_s": step_seconds(result.run_dir),
+                "precision": fit["precision"],
+                "attention": fit["attn_implementation"],
+                "micro_batch": fit["micro_batch_size"],
+                "estimate": f"{fit['estimate_gb']:.2f} GiB",
+            }
 
         measured(f"train {adapter}", train)
     lora = configs["lora"]
@@ -143,8 +160,12 @@ def main() -> None:
         results = run_eval(with_overrides(lora, suites_off), limit=args.eval)
         assert results["device"] == "cuda", results["device"]
         tuned = results["models"]["fine_tuned"]
-        return {"examples": results["test_examples"], "task_metric": tuned.get("task_metric"),
-                "latency_p50_s": tuned.get("latency_p50_s"), "dtype": results["dtype"]}
+        return {
+            "examples": results["test_examples"],
+            "task_metric": tuned.get("task_metric"),
+            "latency_p50_s": tuned.get("latency_p50_s"),
+            "dtype": results["dtype"],
+        }
 
     measured("evaluate", evaluate)
 
@@ -161,24 +182,42 @@ def main() -> None:
 
         from tunesmith.serve.stage import build_app, start_in_thread
 
-        app = build_app(with_overrides(lora, [f"serve.adapters={{tuned: {lora.output_path / 'train' / 'model'}}}",
-                                              f"serve.engine={engine}"]))
+        app = build_app(
+            with_overrides(
+                lora, [f"serve.adapters={{tuned: {lora.output_path / 'train' / 'model'}}}", f"serve.engine={engine}"]
+            )
+        )
         running = start_in_thread(app)
         try:
             began = time.perf_counter()
-            reply = httpx.post(f"{running.url}/v1/chat/completions", timeout=120, json={
-                "model": "tuned", "max_tokens": 64, "temperature": 0,
-                "messages": [{"role": "user", "content": "My invoice was charged twice, please help."}]}).json()
+            reply = httpx.post(
+                f"{running.url}/v1/chat/completions",
+                timeout=120,
+                json={
+                    "model": "tuned",
+                    "max_tokens": 64,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": "My invoice was charged twice, please help."}],
+                },
+            ).json()
             seconds = time.perf_counter() - began
         finally:
             running.stop()
         engine_device = str(getattr(app.state.server.engine.model, "device", "cuda (vLLM)"))
         tokens = reply["usage"]["completion_tokens"]
         answers[engine] = reply["choices"][0]["message"]["content"]
-        same = {"same_answer_as_transformers": answers[engine] == answers.get("transformers")} \
-            if engine != "transformers" else {}
-        return {"device": engine_device, "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-                "answer": answers[engine][:80], **same}
+        same = (
+            {"same_answer_as_transformers": answers[engine] == answers.get("transformers")}
+            if engine != "transformers"
+            else {}
+        )
+        return {
+            "device": engine_device,
+            "completion_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1),
+            "answer": answers[engine][:80],
+            **same,
+        }
 
     measured("serve one request", serve_one)
     if shutil.which("vllm") and importlib.util.find_spec("vllm"):  # serve.engine: vllm, the adapter loaded in vLLM

@@ -45,11 +45,15 @@ def main() -> None:
     schema = json.loads(cfg.resolve(cfg.eval.json_schema).read_text()) if cfg.eval.json_schema else None
     work = Path(tempfile.mkdtemp(prefix="tunesmith-llama-lora-"))
     base_folder = Path(resolve_model(cfg.base_model))
-    files = {"merged": write_gguf(merge_adapter(adapter, cfg.base_model, work / "merged", device="cpu"),
-                                  work / f"merged-{args.quant}.gguf", quant=args.quant),
-             "base": write_gguf(base_folder, work / f"base-{args.quant}.gguf", quant=args.quant),
-             "lora": write_lora_gguf(adapter, json.loads((base_folder / "config.json").read_text()),
-                                     work / "lora-f16.gguf")}
+    files = {
+        "merged": write_gguf(
+            merge_adapter(adapter, cfg.base_model, work / "merged", device="cpu"),
+            work / f"merged-{args.quant}.gguf",
+            quant=args.quant,
+        ),
+        "base": write_gguf(base_folder, work / f"base-{args.quant}.gguf", quant=args.quant),
+        "lora": write_lora_gguf(adapter, json.loads((base_folder / "config.json").read_text()), work / "lora-f16.gguf"),
+    }
     arrangements = {"merged GGUF": (files["merged"], None), "base GGUF + LoRA file": (files["base"], files["lora"])}
     speed: dict[str, list[float]] = {k: [] for k in arrangements}
     answers = {}
@@ -61,18 +65,32 @@ def main() -> None:
             speed[name].append(sum(a["completion_tokens"] for a in answers[name]) / seconds)
 
     def task_metric(outputs: list[str]) -> float:
-        summary, _ = score(outputs, references, schema, metrics.get("fields") or [], metrics.get("task", "text"),
-                           cfg.eval.task_metric, False, set(references))
+        summary, _ = score(
+            outputs,
+            references,
+            schema,
+            metrics.get("fields") or [],
+            metrics.get("task", "text"),
+            cfg.eval.task_metric,
+            False,
+            set(references),
+        )
         return round(summary["task_metric"]["mean"], 4)
 
     merged, lora = answers["merged GGUF"], answers["base GGUF + LoRA file"]
-    result = {"examples": len(prompts), "quant": args.quant, "rounds": args.rounds,
-              "identical": round(sum(a["output"] == b["output"] for a, b in zip(merged, lora)) / len(prompts), 4),
-              "sizes_mb": {k: round(v.stat().st_size / 1e6, 1) for k, v in files.items()}}
+    result = {
+        "examples": len(prompts),
+        "quant": args.quant,
+        "rounds": args.rounds,
+        "identical": round(sum(a["output"] == b["output"] for a, b in zip(merged, lora)) / len(prompts), 4),
+        "sizes_mb": {k: round(v.stat().st_size / 1e6, 1) for k, v in files.items()},
+    }
     for name, outs in answers.items():
-        result[name] = {"tokens_per_s": round(statistics.median(speed[name]), 1),
-                        "task_metric": task_metric([a["output"] for a in outs]),
-                        "stopped": round(sum(a["stopped"] for a in outs) / len(outs), 4)}
+        result[name] = {
+            "tokens_per_s": round(statistics.median(speed[name]), 1),
+            "task_metric": task_metric([a["output"] for a in outs]),
+            "stopped": round(sum(a["stopped"] for a in outs) / len(outs), 4),
+        }
     ratio = result["base GGUF + LoRA file"]["tokens_per_s"] / result["merged GGUF"]["tokens_per_s"]
     result["lora_vs_merged_speed"] = round(ratio, 3)
     print(json.dumps(result, indent=2))

@@ -51,15 +51,16 @@ def main() -> None:
     examples = [tokenize_messages(r.messages, tok) for r in valid_records([Source(EXAMPLE)])]
     windows = pack_sequences(examples, args.max_length)
     collate = PackedCollator(tok.pad_token_id)
-    batches = [collate(windows[i:i + args.windows]) for i in range(0, len(windows), args.windows)][: args.steps + 1]
+    batches = [collate(windows[i : i + args.windows]) for i in range(0, len(windows), args.windows)][: args.steps + 1]
     union = rows = total = 0
     for b in batches:
         trained = b["labels"][:, 1:] != IGNORE_INDEX
         union += int(trained.any(0).sum()) * trained.shape[0]
         rows += int(trained.sum())
         total += trained.numel()
-    model = load_for_training(args.model, TrainConfig(lora_dropout=0.0, attn_implementation="eager_varlen"),
-                              precision=precision)
+    model = load_for_training(
+        args.model, TrainConfig(lora_dropout=0.0, attn_implementation="eager_varlen"), precision=precision
+    )
     model.train()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     rows_only = sft._rows_only
@@ -82,8 +83,10 @@ def main() -> None:
                 continue
             times[way].append(load.wall)
     sft._rows_only = rows_only
-    print(f"{args.model}, {precision}, {len(batches)} steps of {args.windows} windows x {args.max_length} tokens; "
-          f"{dropped} step(s) dropped for load; torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.model}, {precision}, {len(batches)} steps of {args.windows} windows x {args.max_length} tokens; "
+        f"{dropped} step(s) dropped for load; torch threads {torch.get_num_threads()}"
+    )
     print(f"positions through the LM head: any row's {union / total:.1%}, each row's own {rows / total:.1%}")
     base = statistics.median(times["any row's positions"])
     for way, t in times.items():

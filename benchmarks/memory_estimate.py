@@ -39,8 +39,11 @@ def project(root: Path, base_model: str, max_length: int) -> Path:
     folder = root / Path(base_model).name
     shutil.copytree(EXAMPLE / "data", folder / "data")
     shutil.copy(EXAMPLE / "schema.json", folder / "schema.json")
-    text = (EXAMPLE / "tunesmith.yaml").read_text().replace("base_model: smollm2-135m-instruct",
-                                                            f"base_model: {base_model}")
+    text = (
+        (EXAMPLE / "tunesmith.yaml")
+        .read_text()
+        .replace("base_model: smollm2-135m-instruct", f"base_model: {base_model}")
+    )
     text = text.replace("max_length: 512", f"max_length: {max_length}")
     (folder / "tunesmith.yaml").write_text(text)
     cfg = load_config(folder / "tunesmith.yaml")
@@ -77,30 +80,48 @@ def main() -> None:
         if model == "tiny":  # 4 layers, 256 wide, SmolLM2's tokenizer and 49k vocabulary
             from tunesmith.models.tiny import make_tiny_model
 
-            base = str(make_tiny_model(root / "tiny", hidden_size=256, num_layers=4,
-                                       tokenizer=load_tokenizer("smollm2-135m-instruct")))
+            base = str(
+                make_tiny_model(
+                    root / "tiny", hidden_size=256, num_layers=4, tokenizer=load_tokenizer("smollm2-135m-instruct")
+                )
+            )
         config = project(root, base, args.max_length)
         for method in args.methods.split(","):
             adapter = "none" if method == "full" else "lora"
-            overrides = [f"train.adapter={adapter}", f"train.num_epochs={args.epochs}", "train.eval_steps=7",
-                         "train.save_steps=7", f"train.micro_batch_size={args.micro_batch}"]
+            overrides = [
+                f"train.adapter={adapter}",
+                f"train.num_epochs={args.epochs}",
+                "train.eval_steps=7",
+                "train.save_steps=7",
+                f"train.micro_batch_size={args.micro_batch}",
+            ]
             plan = plan_for_config(load_config(config, overrides))
             estimate = plan.here[method]
             peak, wall, others = measured_peak(config, overrides)
             error = estimate.total / peak - 1
-            row = {"model": model, "method": method, "estimate_gib": round(estimate.total / GB, 2),
-                   "measured_peak_gib": round(peak / GIB, 2), "error": round(error, 3),
-                   "within_tolerance": abs(error) <= args.tolerance, "parts_gib": estimate.to_dict()["parts_gb"],
-                   "micro_batch": load_config(config, overrides).train.micro_batch_size,
-                   "seq_len": plan.data.seq_len, "keep_share": round(plan.data.keep_share, 3),
-                   "run_s": round(wall, 1), "others_cpu_share": round(others, 3)}
+            row = {
+                "model": model,
+                "method": method,
+                "estimate_gib": round(estimate.total / GB, 2),
+                "measured_peak_gib": round(peak / GIB, 2),
+                "error": round(error, 3),
+                "within_tolerance": abs(error) <= args.tolerance,
+                "parts_gib": estimate.to_dict()["parts_gb"],
+                "micro_batch": load_config(config, overrides).train.micro_batch_size,
+                "seq_len": plan.data.seq_len,
+                "keep_share": round(plan.data.keep_share, 3),
+                "run_s": round(wall, 1),
+                "others_cpu_share": round(others, 3),
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
     print("\nmodel                    method  estimate   measured peak   error")
     for r in results:
         mark = "ok" if r["within_tolerance"] else f"OUTSIDE ±{args.tolerance:.0%}"
-        print(f"{r['model']:<24} {r['method']:<6} {r['estimate_gib']:>6.2f} GiB  {r['measured_peak_gib']:>6.2f} GiB    "
-              f"{r['error']:+.1%}  {mark}")
+        print(
+            f"{r['model']:<24} {r['method']:<6} {r['estimate_gib']:>6.2f} GiB  {r['measured_peak_gib']:>6.2f} GiB    "
+            f"{r['error']:+.1%}  {mark}"
+        )
     shutil.rmtree(root, ignore_errors=True)
     if not all(r["within_tolerance"] for r in results):
         raise SystemExit(1)

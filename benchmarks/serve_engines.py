@@ -28,8 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cpuload import OtherLoad, cpu_flags  # noqa: E402
 from serve_throughput import PROMPTS, _Clients  # noqa: E402
 
-ENGINES = {"built-in": {}, "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
-           "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"}}
+ENGINES = {
+    "built-in": {},
+    "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
+    "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"},
+}
 
 
 def make_version(base: str, folder: Path) -> str:
@@ -40,8 +43,9 @@ def make_version(base: str, folder: Path) -> str:
     from tunesmith.models import load_model, load_tokenizer
 
     torch.manual_seed(0)
-    model = get_peft_model(load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
-                                                        target_modules="all-linear"))
+    model = get_peft_model(
+        load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, target_modules="all-linear")
+    )
     for name, p in model.named_parameters():
         if "lora_" in name:
             p.data.mul_(0.05)
@@ -71,9 +75,16 @@ def main() -> None:
     for name, serve in ENGINES.items():
         folder = work / name.replace(" ", "-")
         folder.mkdir()
-        (folder / "tunesmith.yaml").write_text(yaml.safe_dump({
-            "base_model": args.model, "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-            "serve": {"adapters": {"a0": adapter}, "max_batch_size": max(counts), "max_queue": 256, **serve}}))
+        (folder / "tunesmith.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "base_model": args.model,
+                    "output_dir": "out",
+                    "data": {"datasets": [{"path": "d.jsonl"}]},
+                    "serve": {"adapters": {"a0": adapter}, "max_batch_size": max(counts), "max_queue": 256, **serve},
+                }
+            )
+        )
         configs[name] = load_config(folder / "tunesmith.yaml")
     print(f"CPU flags: {' '.join(cpu_flags())}; {args.model}, {args.tokens} new tokens per request", flush=True)
     rows: dict[tuple[str, int], list[dict]] = {(n, c): [] for n in ENGINES for c in counts}
@@ -97,9 +108,11 @@ def main() -> None:
                         wall = time.perf_counter() - began
                     row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"])}
                     noisy = load.share > args.max_other_load
-                    print(f"round {r + 1} {clients} clients {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
-                          f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
-                          flush=True)
+                    print(
+                        f"round {r + 1} {clients} clients {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
+                        f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
+                        flush=True,
+                    )
                     if noisy:
                         dropped += 1
                     else:
@@ -112,14 +125,18 @@ def main() -> None:
 def _report(clients: int, rows: dict[str, list[dict]], dropped: int, args: argparse.Namespace) -> None:
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} if rs else None for n, rs in rows.items()}
     base = med["built-in"]
-    print(f"\n{clients} client(s), {args.rounds} rounds, {dropped} dropped in all; medians, ratio to the built-in engine:")
+    print(
+        f"\n{clients} client(s), {args.rounds} rounds, {dropped} dropped in all; medians, ratio to the built-in engine:"
+    )
     print("| engine | output tok/s | ratio | TTFT p50 | ratio |\n|---|---|---|---|---|")
     for name, v in med.items():
         if v is None or base is None:
             print(f"| {name} | no clean rounds | | | |")
             continue
-        print(f"| {name} | {v['tok_s']:.1f} | {v['tok_s'] / base['tok_s']:.2f}× | {v['ttft']:.3f} s | "
-              f"{v['ttft'] / base['ttft']:.2f}× |")
+        print(
+            f"| {name} | {v['tok_s']:.1f} | {v['tok_s'] / base['tok_s']:.2f}× | {v['ttft']:.3f} s | "
+            f"{v['ttft'] / base['ttft']:.2f}× |"
+        )
     print(flush=True)
 
 

@@ -42,11 +42,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from cpuload import OtherLoad  # noqa: E402
 
-PROMPTS = ["Write a short note about the weather.", "Explain what a router does.", "Describe a cat in a sentence.",
-           "Give advice for a job interview.", "What makes a good password?", "Summarise why sleep matters.",
-           "Describe the sea.", "Tell me about trains."]
-LONG = (" Please answer in plain words, for a reader who is new to the subject, and keep to the point"
-        " without lists or headings.")
+PROMPTS = [
+    "Write a short note about the weather.",
+    "Explain what a router does.",
+    "Describe a cat in a sentence.",
+    "Give advice for a job interview.",
+    "What makes a good password?",
+    "Summarise why sleep matters.",
+    "Describe the sea.",
+    "Tell me about trains.",
+]
+LONG = (
+    " Please answer in plain words, for a reader who is new to the subject, and keep to the point"
+    " without lists or headings."
+)
 MIXED_TOKENS = (16, 32, 64, 128)
 
 
@@ -59,8 +68,9 @@ def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
     out = {}
     for i in range(count):
         torch.manual_seed(i)
-        model = get_peft_model(load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
-                                                            target_modules="all-linear"))
+        model = get_peft_model(
+            load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, target_modules="all-linear")
+        )
         path = folder / f"a{i}"
         model.save_pretrained(str(path))
         load_tokenizer(base).save_pretrained(str(path))
@@ -74,11 +84,19 @@ def main() -> None:
     parser.add_argument("--clients", default="8", help="concurrent clients, or a list: 8,32")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--mixed", action="store_true", help="mixed prompt and answer lengths (16-128 new tokens)")
-    parser.add_argument("--stagger", type=float, default=0.05,
-                        help="seconds between the clients' first requests, so that they arrive while a batch runs")
-    parser.add_argument("--requests", type=int, default=1,
-                        help="requests each client sends in turn (closed loop): a finished one is replaced at once, so "
-                             "the batch stays full instead of draining to its longest request")
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.05,
+        help="seconds between the clients' first requests, so that they arrive while a batch runs",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=1,
+        help="requests each client sends in turn (closed loop): a finished one is replaced at once, so "
+        "the batch stays full instead of draining to its longest request",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-other-load", type=float, default=0.15)
     args = parser.parse_args()
@@ -97,19 +115,29 @@ def main() -> None:
         base = str(make_tiny_model(work / "tiny", hidden_size=256, num_layers=4))
     adapters = make_adapters(base, work, 4)
     config = work / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({"base_model": base, "output_dir": "out",
-                                      "data": {"datasets": [{"path": "d.jsonl"}]},
-                                      "serve": {"adapters": adapters, "max_batch_size": max(counts),
-                                                "max_queue": 256}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": base,
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {"adapters": adapters, "max_batch_size": max(counts), "max_queue": 256},
+            }
+        )
+    )
     running = start_in_thread(build_app(load_config(config)))
     engine = running.app.state.server.engine
     engine.stop_ids = set()  # every request generates exactly its max_tokens
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
         client = _Clients(clients_process, f"{running.url}/v1")
         for clients in counts:
-            work_list = [(PROMPTS[i % len(PROMPTS)] + (LONG * (i % 3) if args.mixed else ""),
-                          MIXED_TOKENS[(i + i // clients) % len(MIXED_TOKENS)] if args.mixed else args.tokens)
-                         for i in range(clients * args.requests)]
+            work_list = [
+                (
+                    PROMPTS[i % len(PROMPTS)] + (LONG * (i % 3) if args.mixed else ""),
+                    MIXED_TOKENS[(i + i // clients) % len(MIXED_TOKENS)] if args.mixed else args.tokens,
+                )
+                for i in range(clients * args.requests)
+            ]
             _measure(args, clients, work_list, engine, client)
     running.stop()
 
@@ -147,12 +175,14 @@ def _naive(engine, work_list) -> dict:
     model.set_adapter("a0")
     latencies = []
     for prompt, n in work_list:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True).to(model.device)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(model.device)
         began = time.perf_counter()
         with torch.no_grad():
-            model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                           pad_token_id=tokenizer.pad_token_id)
+            model.generate(
+                **ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
         latencies.append(time.perf_counter() - began)
     return {"latency": latencies}
 
@@ -161,16 +191,24 @@ def _streamed(url: str, model: str, prompt: str, n: int) -> dict:
     """One streaming request: its TTFT, the gaps between tokens, its latency, its token count."""
     began = time.perf_counter()
     times, usage = [], None
-    for chunk in _openai(url).chat.completions.create(model=model, max_tokens=n, temperature=0, stream=True,
-                                                stream_options={"include_usage": True},
-                                                messages=[{"role": "user", "content": prompt}]):
+    for chunk in _openai(url).chat.completions.create(
+        model=model,
+        max_tokens=n,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": prompt}],
+    ):
         if chunk.usage is not None:
             usage = chunk.usage
         elif chunk.choices and chunk.choices[0].delta.content:
             times.append(time.perf_counter())
     assert usage is not None and usage.completion_tokens == n, usage
-    return {"ttft": times[0] - began, "gaps": [b - a for a, b in zip(times, times[1:])],
-            "latency": time.perf_counter() - began}
+    return {
+        "ttft": times[0] - began,
+        "gaps": [b - a for a, b in zip(times, times[1:])],
+        "latency": time.perf_counter() - began,
+    }
 
 
 def _server(url: str, names: list[str], work_list, clients: int, stagger: float = 0.0) -> dict:
@@ -180,17 +218,22 @@ def _server(url: str, names: list[str], work_list, clients: int, stagger: float 
 
     with ThreadPoolExecutor(clients) as pool:
         rows = [r for rs in pool.map(one, range(clients)) for r in rs]
-    return {"latency": [r["latency"] for r in rows], "ttft": [r["ttft"] for r in rows],
-            "gap": statistics.median(g for r in rows for g in r["gaps"])}
+    return {
+        "latency": [r["latency"] for r in rows],
+        "ttft": [r["ttft"] for r in rows],
+        "gap": statistics.median(g for r in rows for g in r["gaps"]),
+    }
 
 
 def _measure(args, clients: int, work_list, engine, client) -> None:
     from tunesmith.evaluate.metrics import p95
 
     total = sum(n for _, n in work_list)
-    modes = {"naive": lambda: _naive(engine, work_list),
-             "server_1_adapter": lambda: client.server(["a0"], work_list, clients, args.stagger),
-             "server_4_adapters": lambda: client.server(["a0", "a1", "a2", "a3"], work_list, clients, args.stagger)}
+    modes = {
+        "naive": lambda: _naive(engine, work_list),
+        "server_1_adapter": lambda: client.server(["a0"], work_list, clients, args.stagger),
+        "server_4_adapters": lambda: client.server(["a0", "a1", "a2", "a3"], work_list, clients, args.stagger),
+    }
     client.server(["a0"], work_list[:2], 2)  # warm-up
     results: dict[str, list[dict]] = {m: [] for m in modes}
     dropped = 0
@@ -204,35 +247,63 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
                 wall = time.perf_counter() - began
             row = {"tok_s": total / wall, "p50": statistics.median(out["latency"]), "p95": p95(out["latency"])}
             if "ttft" in out:
-                row.update(ttft_p50=statistics.median(out["ttft"]), ttft_p95=p95(out["ttft"]),
-                           bound=out["gap"] + alone,  # and the engine's own view: queue wait, first token
-                           engine_queued_p50=statistics.median(q for q, _ in engine.timings),
-                           engine_ttft_p50=statistics.median(t for _, t in engine.timings))
-            extra = (f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s; in the engine "
-                     f"{row['engine_ttft_p50']:.2f}s, queued {row['engine_queued_p50']:.2f}s)") if "ttft" in out else ""
-            print(f"{clients} clients round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  "
-                  f"p95 {row['p95']:.2f}s{extra}  others {load.share:.0%}"
-                  + ("  (dropped)" if load.share > args.max_other_load else ""), flush=True)
+                row.update(
+                    ttft_p50=statistics.median(out["ttft"]),
+                    ttft_p95=p95(out["ttft"]),
+                    bound=out["gap"] + alone,  # and the engine's own view: queue wait, first token
+                    engine_queued_p50=statistics.median(q for q, _ in engine.timings),
+                    engine_ttft_p50=statistics.median(t for _, t in engine.timings),
+                )
+            extra = (
+                (
+                    f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s; in the engine "
+                    f"{row['engine_ttft_p50']:.2f}s, queued {row['engine_queued_p50']:.2f}s)"
+                )
+                if "ttft" in out
+                else ""
+            )
+            print(
+                f"{clients} clients round {r + 1} {name:18s} {row['tok_s']:8.1f} tok/s  p50 {row['p50']:.2f}s  "
+                f"p95 {row['p95']:.2f}s{extra}  others {load.share:.0%}"
+                + ("  (dropped)" if load.share > args.max_other_load else ""),
+                flush=True,
+            )
             if load.share > args.max_other_load:
                 dropped += 1
                 continue
             results[name].append(row)
-    med = {m: {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else None
-           for m, rows in results.items()}
-    print(f"\nmodel {args.model}, {clients} clients x {args.requests} requests, "
-          f"{'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
-          f", {args.rounds} rounds, {dropped} dropped (other load > {args.max_other_load:.0%}); medians:")
+    med = {
+        m: {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else None for m, rows in results.items()
+    }
+    print(
+        f"\nmodel {args.model}, {clients} clients x {args.requests} requests, "
+        f"{'mixed lengths' if args.mixed else f'{args.tokens} tokens'}"
+        f", {args.rounds} rounds, {dropped} dropped (other load > {args.max_other_load:.0%}); medians:"
+    )
     for m, v in med.items():
-        ttft = f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s; " \
-               f"engine {v['engine_ttft_p50']:.2f} s, queued {v['engine_queued_p50']:.2f} s)" \
-            if v and "ttft_p50" in v else ""
-        print(f"  {m:18s} " + ("no clean rounds" if v is None else
-                               f"{v['tok_s']:8.1f} output tok/s   p50 {v['p50']:.2f} s   p95 {v['p95']:.2f} s{ttft}"))
+        ttft = (
+            f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s; "
+            f"engine {v['engine_ttft_p50']:.2f} s, queued {v['engine_queued_p50']:.2f} s)"
+            if v and "ttft_p50" in v
+            else ""
+        )
+        print(
+            f"  {m:18s} "
+            + (
+                "no clean rounds"
+                if v is None
+                else f"{v['tok_s']:8.1f} output tok/s   p50 {v['p50']:.2f} s   p95 {v['p95']:.2f} s{ttft}"
+            )
+        )
     if all(med.values()):
-        print(f"server batching / naive loop: {med['server_1_adapter']['tok_s'] / med['naive']['tok_s']:.2f}x "
-              "(target >= 4x)")
-        print(f"1 adapter / 4 mixed adapters:  {med['server_1_adapter']['tok_s'] / med['server_4_adapters']['tok_s']:.2f}x"
-              " slower when mixed (target <= 1.3x)\n")
+        print(
+            f"server batching / naive loop: {med['server_1_adapter']['tok_s'] / med['naive']['tok_s']:.2f}x "
+            "(target >= 4x)"
+        )
+        print(
+            f"1 adapter / 4 mixed adapters:  {med['server_1_adapter']['tok_s'] / med['server_4_adapters']['tok_s']:.2f}x"
+            " slower when mixed (target <= 1.3x)\n"
+        )
 
 
 if __name__ == "__main__":

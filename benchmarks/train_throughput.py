@@ -80,9 +80,20 @@ def make_trainer(model, dataset, collator, bf16: bool, lr: float, out: str, trai
     from transformers import Trainer, TrainingArguments
 
     trainer_class = trainer_class or Trainer
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=1, learning_rate=lr, bf16=bf16,
-                             use_cpu=True, report_to="none", disable_tqdm=True, remove_unused_columns=False,
-                             warmup_steps=0, lr_scheduler_type="constant", seed=0, logging_nan_inf_filter=False)
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=1,
+        learning_rate=lr,
+        bf16=bf16,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        seed=0,
+        logging_nan_inf_filter=False,
+    )
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, data_collator=collator)
     trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
     return trainer
@@ -122,8 +133,9 @@ def validation_loss(model, examples) -> float:
 
 def flops_per_token(model) -> float:
     """Forward 2N + backward 2N for frozen base matmuls (activation grads only), 6N for trained LoRA weights."""
-    frozen = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and not p.requires_grad
-                 and "embed" not in n)
+    frozen = sum(
+        p.numel() for n, p in model.named_parameters() if p.dim() == 2 and not p.requires_grad and "embed" not in n
+    )
     if getattr(model.config, "tie_word_embeddings", False):
         frozen += model.get_input_embeddings().weight.numel()  # the tied embedding is also the LM head
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -134,15 +146,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="tiny, smollm2-135m-instruct, or a model folder")
     ap.add_argument("--records", type=int, default=96, help="training records (one pass)")
-    ap.add_argument("--batch", type=int, default=4,
-                    help="records per step, about: sizes the windows, whose records the baseline pads into its steps")
-    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                    help="tunesmith's precision: auto is what training would choose here (bf16 where the CPU has "
-                         "it natively); fp32 on a bf16 CPU stands in for one without")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=4,
+        help="records per step, about: sizes the windows, whose records the baseline pads into its steps",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="tunesmith's precision: auto is what training would choose here (bf16 where the CPU has "
+        "it natively); fp32 on a bf16 CPU stands in for one without",
+    )
     ap.add_argument("--no-compile", action="store_true", help="leave out +compile (inductor needs a C++ compiler)")
-    ap.add_argument("--max-length", type=int, default=None,
-                    help="tunesmith window size (default: room for --batch records of mean length, so all "
-                         "configurations see about the same records per step)")
+    ap.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tunesmith window size (default: room for --batch records of mean length, so all "
+        "configurations see about the same records per step)",
+    )
     ap.add_argument("--max-other-load", type=float, default=0.25, help="drop steps where others used more CPU")
     ap.add_argument("--lr", type=float, default=2e-4)
     args = ap.parse_args()
@@ -158,8 +182,11 @@ def main() -> None:
     if args.model == "tiny":  # SmolLM2's real tokenizer and vocabulary on a 4-layer, 256-wide Llama
         from tunesmith.models.tiny import make_tiny_model
 
-        base = str(make_tiny_model(Path(tmp) / "tiny", hidden_size=256, num_layers=4,
-                                   tokenizer=load_tokenizer("smollm2-135m-instruct")))
+        base = str(
+            make_tiny_model(
+                Path(tmp) / "tiny", hidden_size=256, num_layers=4, tokenizer=load_tokenizer("smollm2-135m-instruct")
+            )
+        )
     else:
         base = args.model
     tok = load_tokenizer(base)
@@ -169,13 +196,16 @@ def main() -> None:
     val = [tokenize_messages(r.messages, tok) for r in val_recs]
 
     mean_len = statistics.mean(len(e["input_ids"]) for e in examples)
-    max_length = args.max_length or max(max(len(e["input_ids"]) for e in examples), int(args.batch * mean_len / 64 + 1) * 64)
+    max_length = args.max_length or max(
+        max(len(e["input_ids"]) for e in examples), int(args.batch * mean_len / 64 + 1) * 64
+    )
     windows = pack_sequences(examples, max_length)
     random.Random(0).shuffle(windows)  # as the Trainer's sampler does
     packed = PackedCollator(tok.pad_token_id)
     our_batches = [packed([w]) for w in windows]
-    shared_windows = [pack_sequences([examples[j] for j in w["records"]], sum(w["seq_lengths"]), share_prefix=True)
-                      for w in windows]
+    shared_windows = [
+        pack_sequences([examples[j] for j in w["records"]], sum(w["seq_lengths"]), share_prefix=True) for w in windows
+    ]
     assert all(len(s) == 1 for s in shared_windows)
     shared_batches = [packed(s) for s in shared_windows]
     computed = sum(len(s[0]["input_ids"]) for s in shared_windows) / sum(len(w["input_ids"]) for w in windows)
@@ -187,17 +217,29 @@ def main() -> None:
     base_batches = []
     for w in windows:
         bounds = [0] + list(itertools.accumulate(w["seq_lengths"]))
-        base_batches.append(pad_collator([{"input_ids": w["input_ids"][a:b], "labels": w["labels"][a:b],
-                                           "attention_mask": [1] * (b - a)} for a, b in zip(bounds, bounds[1:])]))
+        base_batches.append(
+            pad_collator(
+                [
+                    {"input_ids": w["input_ids"][a:b], "labels": w["labels"][a:b], "attention_mask": [1] * (b - a)}
+                    for a, b in zip(bounds, bounds[1:])
+                ]
+            )
+        )
     dummy = Dataset.from_list([{"x": 0}])
 
     torch.manual_seed(0)
     plain = load_model(base, dtype=torch.float32)
     plain.config.use_cache = False
-    plain = get_peft_model(plain, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS,
-                                             task_type="CAUSAL_LM"))
-    configs = {"baseline": (make_trainer(plain, dummy, pad_collator, bf16=False, lr=args.lr, out=tmp + "/base"),
-                            base_batches, plain)}
+    plain = get_peft_model(
+        plain, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS, task_type="CAUSAL_LM")
+    )
+    configs = {
+        "baseline": (
+            make_trainer(plain, dummy, pad_collator, bf16=False, lr=args.lr, out=tmp + "/base"),
+            base_batches,
+            plain,
+        )
+    }
     ladder = [("+packing", "fp32", 0.05, False, "eager")]
     if args.precision == "bf16":
         ladder.append(("+precision", "bf16", 0.05, False, "eager"))
@@ -208,18 +250,38 @@ def main() -> None:
     ladder.append(("+sdpa", args.precision, 0.0, False, "sdpa"))  # instead of +varlen, not compiled
     for name, precision, dropout, compiled, attention in ladder:
         torch.manual_seed(0)
-        model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention,
-                                                    compile=compiled), precision=precision)
-        trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr, out=f"{tmp}/{len(configs)}",
-                               trainer_class=sft_trainer_class())
+        model = load_for_training(
+            base,
+            TrainConfig(lora_dropout=dropout, attn_implementation=attention, compile=compiled),
+            precision=precision,
+        )
+        trainer = make_trainer(
+            model,
+            dummy,
+            packed,
+            bf16=precision == "bf16",
+            lr=args.lr,
+            out=f"{tmp}/{len(configs)}",
+            trainer_class=sft_trainer_class(),
+        )
         configs[name] = (trainer, our_batches, model)
         if attention == "eager_varlen" and (compiled or args.no_compile):
             # the same records in the same steps, each step's shared openings computed once
             torch.manual_seed(0)
-            model = load_for_training(base, TrainConfig(lora_dropout=dropout, attn_implementation=attention,
-                                                        compile=compiled), precision=precision)
-            trainer = make_trainer(model, dummy, packed, bf16=precision == "bf16", lr=args.lr,
-                                   out=f"{tmp}/{len(configs)}", trainer_class=sft_trainer_class())
+            model = load_for_training(
+                base,
+                TrainConfig(lora_dropout=dropout, attn_implementation=attention, compile=compiled),
+                precision=precision,
+            )
+            trainer = make_trainer(
+                model,
+                dummy,
+                packed,
+                bf16=precision == "bf16",
+                lr=args.lr,
+                out=f"{tmp}/{len(configs)}",
+                trainer_class=sft_trainer_class(),
+            )
             configs["+shared prefix"] = (trainer, shared_batches, model)
 
     timings = {name: [] for name in configs}
@@ -228,10 +290,13 @@ def main() -> None:
     first_step: dict[str, float] = {}
     peak = peak_gflops(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     rounds = max(len(base_batches), len(our_batches))
-    print(f"model {args.model}: {len(examples)} records in {len(windows)} steps (the same records per step for all: "
-          f"padded for the baseline, packed for tunesmith) in windows of <= {max_length} tokens, precision {args.precision}; "
-          f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; with shared prefixes "
-          f"{computed:.0%} of the tokens are computed", flush=True)
+    print(
+        f"model {args.model}: {len(examples)} records in {len(windows)} steps (the same records per step for all: "
+        f"padded for the baseline, packed for tunesmith) in windows of <= {max_length} tokens, precision {args.precision}; "
+        f"{args.precision} matmul peak {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; with shared prefixes "
+        f"{computed:.0%} of the tokens are computed",
+        flush=True,
+    )
     for i in range(rounds):
         for name, (trainer, batches, _) in configs.items():
             if i >= len(batches):
@@ -249,20 +314,29 @@ def main() -> None:
                 dropped[name] += 1
                 continue
             timings[name].append(tokens / load.wall)
-    result = {"model": args.model, "records": len(examples), "precision": args.precision,
-              f"peak_{args.precision}_gflops": round(peak), "shared_prefix_computed_share": round(computed, 3),
-              "configurations": {}}
+    result = {
+        "model": args.model,
+        "records": len(examples),
+        "precision": args.precision,
+        f"peak_{args.precision}_gflops": round(peak),
+        "shared_prefix_computed_share": round(computed, 3),
+        "configurations": {},
+    }
     base_rate = statistics.median(timings["baseline"])
     base_loss = validation_loss(plain, val)
     for name, (_, _, model) in configs.items():
         rate = statistics.median(timings[name])
         loss = base_loss if name == "baseline" else validation_loss(model, val)
         result["configurations"][name] = {
-            "median_real_tokens_per_s": round(rate, 1), "ratio_to_baseline": round(rate / base_rate, 2),
-            "steps_measured": len(timings[name]), "steps_dropped_for_load": dropped[name],
-            "peak_rss_mb_during_steps": round(peaks[name]), "validation_loss": round(loss, 4),
+            "median_real_tokens_per_s": round(rate, 1),
+            "ratio_to_baseline": round(rate / base_rate, 2),
+            "steps_measured": len(timings[name]),
+            "steps_dropped_for_load": dropped[name],
+            "peak_rss_mb_during_steps": round(peaks[name]),
+            "validation_loss": round(loss, 4),
             "validation_loss_vs_baseline": round((loss - base_loss) / base_loss, 4),
-            "first_step_s": first_step.get(name)}
+            "first_step_s": first_step.get(name),
+        }
     fpt = flops_per_token(configs[list(configs)[-1]][2])  # the same LoRA on the same base in every configuration
     for row in result["configurations"].values():
         row[f"mfu_vs_{args.precision}_peak"] = round(row["median_real_tokens_per_s"] * fpt / (peak * 1e9), 3)
@@ -270,8 +344,10 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     print(f"\n{'configuration':<24}{'real tok/s':>12}{'ratio':>8}{'val loss':>10}{'vs base':>9}{'MFU':>7}")
     for name, row in result["configurations"].items():
-        print(f"{name:<24}{row['median_real_tokens_per_s']:>12}{row['ratio_to_baseline']:>7}x{row['validation_loss']:>10}"
-              f"{row['validation_loss_vs_baseline']:>+9.1%}{row[f'mfu_vs_{args.precision}_peak']:>7.1%}")
+        print(
+            f"{name:<24}{row['median_real_tokens_per_s']:>12}{row['ratio_to_baseline']:>7}x{row['validation_loss']:>10}"
+            f"{row['validation_loss_vs_baseline']:>+9.1%}{row[f'mfu_vs_{args.precision}_peak']:>7.1%}"
+        )
 
 
 if __name__ == "__main__":

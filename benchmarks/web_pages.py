@@ -41,8 +41,12 @@ def build(root: Path):
     raw["registry"] = {"name": "bench"}
     raw["serve"] = {"jobs": {"worker": False}, "alias_poll_s": 0}
     cfg.config_path.write_text(yaml.safe_dump(raw))
-    lenient = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "eval.regression_suite=null",
-               "eval.safety_suite=null"]
+    lenient = [
+        "gate.task_metric_min=-1",
+        "gate.format_compliance_min=-1",
+        "eval.regression_suite=null",
+        "eval.safety_suite=null",
+    ]
     cfg = load_config(cfg.config_path, lenient)
     run_train(cfg)
     run_eval(cfg, limit=20)
@@ -60,17 +64,35 @@ def add_jobs(cfg, n: int = 100) -> None:
 
     jobs = JobStore(jobs_root(cfg))
     for i in range(n):
-        job = jobs.add_job("org-local", {"model": "tiny", "training_file": "file-x", "seed": i, "method": {"type": "supervised"},
-                                         "hyperparameters": {"n_epochs": 3}})
+        job = jobs.add_job(
+            "org-local",
+            {
+                "model": "tiny",
+                "training_file": "file-x",
+                "seed": i,
+                "method": {"type": "supervised"},
+                "hyperparameters": {"n_epochs": 3},
+            },
+        )
         train = Path(job["folder"]) / "outputs" / "train"
         train.mkdir(parents=True)
         with open(train / "metrics.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["step", "epoch", "loss", "eval_loss", "learning_rate"])
             for step in range(1, 201):
-                writer.writerow([step, step / 200, 2.0 / step ** 0.5, 2.1 / step ** 0.5 if step % 10 == 0 else "", 1e-4])
-        (train / "metadata.json").write_text(json.dumps({"steps": 200, "max_steps": 200, "completed": True,
-                                                         "eval_loss_best": 0.15, "method": "sft", "adapter": "lora"}))
+                writer.writerow([step, step / 200, 2.0 / step**0.5, 2.1 / step**0.5 if step % 10 == 0 else "", 1e-4])
+        (train / "metadata.json").write_text(
+            json.dumps(
+                {
+                    "steps": 200,
+                    "max_steps": 200,
+                    "completed": True,
+                    "eval_loss_best": 0.15,
+                    "method": "sft",
+                    "adapter": "lora",
+                }
+            )
+        )
         jobs.move(job["id"], ("validating_files",), "succeeded")
     jobs.close()
 
@@ -91,10 +113,19 @@ def main() -> None:
         app = build_app(cfg)
         stop = with_extras(app, cfg)
         job_id = app.state.server.jobs.all_jobs()[-1]["id"]
-        pages = {"runs": "/ui/runs", "run (project)": "/ui/runs/project", "run (a job)": f"/ui/runs/{job_id}",
-                 "evaluation": "/ui/eval", "evaluation, filtered": "/ui/eval?filter=wrong",
-                 "diff v1 vs v50": "/ui/eval/diff?a=v1&b=v50", "registry": "/ui/registry", "model card": "/ui/registry/50",
-                 "rollout": "/ui/rollout", "human evaluation": "/ui/human", "playground": "/ui/playground"}
+        pages = {
+            "runs": "/ui/runs",
+            "run (project)": "/ui/runs/project",
+            "run (a job)": f"/ui/runs/{job_id}",
+            "evaluation": "/ui/eval",
+            "evaluation, filtered": "/ui/eval?filter=wrong",
+            "diff v1 vs v50": "/ui/eval/diff?a=v1&b=v50",
+            "registry": "/ui/registry",
+            "model card": "/ui/registry/50",
+            "rollout": "/ui/rollout",
+            "human evaluation": "/ui/human",
+            "playground": "/ui/playground",
+        }
         times: dict[str, list[float]] = {name: [] for name in pages}
         with TestClient(app) as client:
             for path in pages.values():  # warm-up: first downloads (diff) and template compilation
@@ -107,8 +138,15 @@ def main() -> None:
                     assert answer.status_code == 200, path
         stop()
         close_app(app)
-    rows = [{"page": name, "median_ms": round(statistics.median(t), 1), "max_ms": round(max(t), 1),
-             "under_limit": statistics.median(t) < LIMIT_MS} for name, t in times.items()]
+    rows = [
+        {
+            "page": name,
+            "median_ms": round(statistics.median(t), 1),
+            "max_ms": round(max(t), 1),
+            "under_limit": statistics.median(t) < LIMIT_MS,
+        }
+        for name, t in times.items()
+    ]
     print(f"{'page':24} {'median ms':>10} {'max ms':>8}  (limit {LIMIT_MS:.0f} ms; 100 runs, 50 versions)")
     for r in rows:
         print(f"{r['page']:24} {r['median_ms']:>10} {r['max_ms']:>8}  {'ok' if r['under_limit'] else 'OVER'}")

@@ -11,17 +11,20 @@ import pytest
 from tunesmith.advise import UseCase, recommend
 
 
-@pytest.mark.parametrize("case, expected", [
-    (UseCase("format", 1500, accuracy_target=0.99), "lora"),                    # strict JSON at 99%
-    (UseCase("knowledge", 5000, changes="monthly", facts_change=True), "rag"),  # fast-changing product facts
-    (UseCase("style", 1000), "lora"),                                           # brand voice, 1,000 examples
-    (UseCase("style", 1000, preference_pairs=True), "dpo"),                     # ... with preference pairs
-    (UseCase("task", 20_000, budget_usd=800), "lora"),                          # budget under $1K: no full FT
-    (UseCase("format", 60), "prompt_engineering"),                              # fewer than 100 examples
-    (UseCase("format", 2000, changes="weekly"), "prompt_engineering"),          # requirements change weekly
-    (UseCase("task", 50_000, budget_usd=25_000), "full"),                       # plenty of data and budget
-    (UseCase("format", 2000, gpu_memory_gb=16, params_b=13), "qlora"),          # 13B on a 16 GB GPU
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        (UseCase("format", 1500, accuracy_target=0.99), "lora"),  # strict JSON at 99%
+        (UseCase("knowledge", 5000, changes="monthly", facts_change=True), "rag"),  # fast-changing product facts
+        (UseCase("style", 1000), "lora"),  # brand voice, 1,000 examples
+        (UseCase("style", 1000, preference_pairs=True), "dpo"),  # ... with preference pairs
+        (UseCase("task", 20_000, budget_usd=800), "lora"),  # budget under $1K: no full FT
+        (UseCase("format", 60), "prompt_engineering"),  # fewer than 100 examples
+        (UseCase("format", 2000, changes="weekly"), "prompt_engineering"),  # requirements change weekly
+        (UseCase("task", 50_000, budget_usd=25_000), "full"),  # plenty of data and budget
+        (UseCase("format", 2000, gpu_memory_gb=16, params_b=13), "qlora"),  # 13B on a 16 GB GPU
+    ],
+)
 def test_decision_matrix_scenarios(case, expected):
     advice = recommend(case)
     assert advice.recommendation == expected, advice
@@ -36,11 +39,14 @@ def test_reasons_name_the_deciding_facts():
 
 
 def test_cli_answers_without_importing_torch():
-    code = ("import sys; from tunesmith.cli import main; sys.argv = ['tunesmith', 'advise', '--problem', 'format', "
-            "'--examples', '1000', '--accuracy', '0.99']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    code = (
+        "import sys; from tunesmith.cli import main; sys.argv = ['tunesmith', 'advise', '--problem', 'format', "
+        "'--examples', '1000', '--accuracy', '0.99']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Recommendation: lora" in proc.stdout
 
@@ -68,18 +74,25 @@ def test_flags_override_the_file(tmp_path):
     assert "Recommendation: lora" in _advise("--from", str(case), "--examples", "800").output
 
 
-@pytest.mark.parametrize("text, message", [
-    ("problem: vibes\nexamples: 10\n", "problem='vibes': choose format, knowledge, style, task, behavior"),
-    ("problem: format\n", "examples is required"),
-    ("problem: format\nexamples: 10\nbudget: 5\n", "unknown field 'budget'"),
-    ("problem: format\nexamples: 10\naccuracy_target: 99\n", "a share between 0 and 1"),
-    ("- problem\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("problem: vibes\nexamples: 10\n", "problem='vibes': choose format, knowledge, style, task, behavior"),
+        ("problem: format\n", "examples is required"),
+        ("problem: format\nexamples: 10\nbudget: 5\n", "unknown field 'budget'"),
+        ("problem: format\nexamples: 10\naccuracy_target: 99\n", "a share between 0 and 1"),
+        ("- problem\n", "expected a mapping"),
+    ],
+)
 def test_bad_use_case_file_says_which_field(tmp_path, text, message):
     case = tmp_path / "usecase.yaml"
     case.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "tunesmith.cli", "advise", "--from", str(case)],
-                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+    result = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "advise", "--from", str(case)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 

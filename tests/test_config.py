@@ -44,12 +44,20 @@ def test_every_field_is_documented():
             ann = field.annotation
             if isinstance(ann, type) and hasattr(ann, "model_fields"):
                 walk(ann)
+
     walk(ProjectConfig)
 
 
 def test_dotted_overrides(tmp_path):
-    cfg = load_config(None, ["data.max_length=1024", "train.learning_rate=1e-4", "train.lora_target_modules=[q_proj]",
-                             "base_model=/models/x"])
+    cfg = load_config(
+        None,
+        [
+            "data.max_length=1024",
+            "train.learning_rate=1e-4",
+            "train.lora_target_modules=[q_proj]",
+            "base_model=/models/x",
+        ],
+    )
     assert cfg.data.max_length == 1024 and cfg.train.learning_rate == 1e-4
     assert cfg.train.lora_target_modules == ["q_proj"] and cfg.base_model == "/models/x"
     assert parse_overrides(["a.b=true", "a.c=x"]) == {"a": {"b": True, "c": "x"}}
@@ -81,9 +89,11 @@ def test_bad_values_are_explained(tmp_path):
 
 
 def test_config_command_does_not_import_torch():
-    code = ("import sys; from typer.testing import CliRunner; from tunesmith.cli import app; "
-            f"r = CliRunner().invoke(app, ['config', r'{SHIPPED[0]}']); assert r.exit_code == 0, r.output; "
-            "bad = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; print(bad); assert not bad")
+    code = (
+        "import sys; from typer.testing import CliRunner; from tunesmith.cli import app; "
+        f"r = CliRunner().invoke(app, ['config', r'{SHIPPED[0]}']); assert r.exit_code == 0, r.output; "
+        "bad = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; print(bad); assert not bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

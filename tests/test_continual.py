@@ -16,8 +16,13 @@ SOUNDS = ("moo", "woof")
 
 
 def _cli(*args: str, cwd: Path | None = None) -> str:
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -26,25 +31,59 @@ def _project(root: Path, model: str, rows: list[dict], store: Path, previous: fl
     root.mkdir(parents=True)
     (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = root / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": model, "output_dir": "out",
-        "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none", "test_size": 0.2,
-                 "replay": {"ratio": 0.0, "previous": previous},
-                 "system_prompt": None},  # two label tasks that must not share one classifier prompt
-        "train": {"adapter": "none", "max_steps": 60, "micro_batch_size": 8, "gradient_accumulation_steps": 1,
-                  "learning_rate": 3e-3,
-                  "mlflow": False, "precision": "fp32", "eval_steps": 30, "save_steps": 30, "warmup_ratio": 0.0,
-                  "early_stopping_patience": None},
-        "eval": {"task": "classification", "max_new_tokens": 12, "batch_size": 32, "few_shot": 0,
-                 "semantic_similarity": False, "regression_suite": None, "safety_suite": None},
-        "gate": {"task_metric_min": 0.5, "format_compliance_min": -1, "max_previous_task_drop": 1.0},
-        "registry": {"name": "shop", "tracking_uri": f"sqlite:///{store}"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": model,
+                "output_dir": "out",
+                "data": {
+                    "datasets": [{"path": "d.jsonl"}],
+                    "max_length": 64,
+                    "dedup": "none",
+                    "test_size": 0.2,
+                    "replay": {"ratio": 0.0, "previous": previous},
+                    "system_prompt": None,
+                },  # two label tasks that must not share one classifier prompt
+                "train": {
+                    "adapter": "none",
+                    "max_steps": 60,
+                    "micro_batch_size": 8,
+                    "gradient_accumulation_steps": 1,
+                    "learning_rate": 3e-3,
+                    "mlflow": False,
+                    "precision": "fp32",
+                    "eval_steps": 30,
+                    "save_steps": 30,
+                    "warmup_ratio": 0.0,
+                    "early_stopping_patience": None,
+                },
+                "eval": {
+                    "task": "classification",
+                    "max_new_tokens": 12,
+                    "batch_size": 32,
+                    "few_shot": 0,
+                    "semantic_similarity": False,
+                    "regression_suite": None,
+                    "safety_suite": None,
+                },
+                "gate": {"task_metric_min": 0.5, "format_compliance_min": -1, "max_previous_task_drop": 1.0},
+                "registry": {"name": "shop", "tracking_uri": f"sqlite:///{store}"},
+            }
+        )
+    )
     return config
 
 
 def _rows(kinds: tuple[str, ...], answers: tuple[str, ...], n: int = 80) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"{kinds[i % 2]} number {i}: which one?"},
-                          {"role": "assistant", "content": answers[i % 2]}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"{kinds[i % 2]} number {i}: which one?"},
+                {"role": "assistant", "content": answers[i % 2]},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def test_second_task_from_the_first_registered_version_keeps_the_first_with_replay(tmp_path):
@@ -75,7 +114,9 @@ def test_second_task_from_the_first_registered_version_keeps_the_first_with_repl
         results[previous] = prev
         prepare = json.loads((folder / "out" / "data" / "prepare.json").read_text())
         if previous:
-            assert prepare["replay"]["previous"]["version"] == "shop v1" and prepare["replay"]["previous"]["records"] > 0
+            assert (
+                prepare["replay"]["previous"]["version"] == "shop v1" and prepare["replay"]["previous"]["records"] > 0
+            )
         card = next((folder / "out" / "registry").glob("shop-v*.md")).read_text()
         assert "fine-tune of shop v1 (itself a fine-tune of" in card and "previous version's task" in card
     # with the first task's records replayed, the second version keeps it within 5 points; without, it does not

@@ -16,9 +16,14 @@ LINT = Path(sys.executable).parent / "lint-imports"
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
-                          capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(root / "src"),
-                                                                            "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [str(LINT), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -54,8 +59,11 @@ def test_no_module_imports_another_packages_private_names():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tunesmith."):
                 there = node.module.split(".")[1]
-                found += [f"{path.relative_to(SRC)}:{node.lineno} {node.module}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__") and there != here]
+                found += [
+                    f"{path.relative_to(SRC)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__") and there != here
+                ]
     assert not found, found
 
 

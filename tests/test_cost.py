@@ -35,20 +35,28 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
     rows = cost["per_1k_requests"]
     assert set(rows) == {"base", "few_shot", "fine_tuned"}
     for name in ("base", "fine_tuned"):  # this machine: the measured per-request latency × the price
-        assert rows[name]["this_machine"] == round(per_1k_local(c.serving_usd_per_hour,
-                                                                models[name]["latency_mean_s"]), 4)
+        assert rows[name]["this_machine"] == round(
+            per_1k_local(c.serving_usd_per_hour, models[name]["latency_mean_s"]), 4
+        )
     assert "this_machine" not in rows["few_shot"]  # not timed one at a time
     few = models["few_shot"]
-    assert rows["few_shot"]["hosted"] == round(per_1k_hosted(few["prompt_tokens_mean"], few["completion_tokens_mean"],
-                                                             c.baseline_usd_per_1k_input_tokens,
-                                                             c.baseline_usd_per_1k_output_tokens), 4)
+    assert rows["few_shot"]["hosted"] == round(
+        per_1k_hosted(
+            few["prompt_tokens_mean"],
+            few["completion_tokens_mean"],
+            c.baseline_usd_per_1k_input_tokens,
+            c.baseline_usd_per_1k_output_tokens,
+        ),
+        4,
+    )
     # the few-shot prompt carries its examples: more tokens in, so the baseline costs more per request
     assert few["prompt_tokens_mean"] > models["fine_tuned"]["prompt_tokens_mean"]
     assert set(rows["fine_tuned"]["gpus"]) == {g.name for g in load_gpus(None)[1]}
     roi = cost["roi"]
     assert roi["baseline_per_1k"] == rows["few_shot"]["hosted"]
-    assert roi["setup_usd"] == pytest.approx((roi["train_seconds"] + roi["eval_seconds"]) / 3600
-                                             * c.training_usd_per_hour, abs=1e-4)
+    assert roi["setup_usd"] == pytest.approx(
+        (roi["train_seconds"] + roi["eval_seconds"]) / 3600 * c.training_usd_per_hour, abs=1e-4
+    )
     assert cost["illustrative_prices"] is True
     report = (cfg.output_path / "eval" / "report.md").read_text()
     assert "Cost per 1,000 requests" in report and "Payback at 10,000 requests a day" in report

@@ -20,8 +20,11 @@ def test_the_readme_fits_a_few_screens():
 
 def test_the_readme_states_what_the_product_does_not_who_did_it():
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    journal = [w for w in (r"\bI\b", r"\bwe\b", r"\bour\b", r"\bsession\b", r"\byesterday\b", r"\bthis morning\b")
-               if re.search(w, text, re.IGNORECASE if w != r"\bI\b" else 0)]
+    journal = [
+        w
+        for w in (r"\bI\b", r"\bwe\b", r"\bour\b", r"\bsession\b", r"\byesterday\b", r"\bthis morning\b")
+        if re.search(w, text, re.IGNORECASE if w != r"\bI\b" else 0)
+    ]
     assert not journal, journal
 
 
@@ -48,10 +51,12 @@ def _reference():
 
 def test_the_reference_pages_are_what_the_code_generates():
     reference = _reference()
-    assert (REPO / "docs" / "reference" / "config.md").read_text(encoding="utf-8") == reference.config_page(), \
+    assert (REPO / "docs" / "reference" / "config.md").read_text(encoding="utf-8") == reference.config_page(), (
         "docs/reference/config.md is out of date: run python tools/make_reference.py"
-    assert (REPO / "docs" / "reference" / "cli.md").read_text(encoding="utf-8") == reference.cli_page(), \
+    )
+    assert (REPO / "docs" / "reference" / "cli.md").read_text(encoding="utf-8") == reference.cli_page(), (
         "docs/reference/cli.md is out of date: run python tools/make_reference.py"
+    )
 
 
 def test_every_config_field_and_every_command_says_what_it_does():
@@ -65,14 +70,20 @@ def test_every_config_field_and_every_command_says_what_it_does():
     commands = reference._commands(app, "tunesmith")
     assert len(commands) > 25
     assert not [name for name, command in commands if not (command.help or "").strip()], "commands without help"
-    bare = [f"{name} {p.name}" for name, command in commands for p in command.params
-            if p.name != "help" and not (getattr(p, "help", None) or "").strip()]
+    bare = [
+        f"{name} {p.name}"
+        for name, command in commands
+        for p in command.params
+        if p.name != "help" and not (getattr(p, "help", None) or "").strip()
+    ]
     assert not bare, f"arguments and options without help: {bare}"
 
 
-JOURNAL = re.compile(r"\b(?:I (?:did|tried|stopped|measured|ran|think|found|lost|decided)|[Ww]e|[Oo]ur|us|"
-                     r"(?:[Tt]his|[Ll]ast|[Nn]ext|[Pp]revious|[Ff]irst|[Ss]econd|[Tt]hird|[Ff]ourth|[Ff]ifth) session|"
-                     r"[Yy]esterday|this morning)\b")
+JOURNAL = re.compile(
+    r"\b(?:I (?:did|tried|stopped|measured|ran|think|found|lost|decided)|[Ww]e|[Oo]ur|us|"
+    r"(?:[Tt]his|[Ll]ast|[Nn]ext|[Pp]revious|[Ff]irst|[Ss]econd|[Tt]hird|[Ff]ourth|[Ff]ifth) session|"
+    r"[Yy]esterday|this morning)\b"
+)
 
 
 def test_the_docs_state_what_the_product_does_in_lines_a_reader_can_follow():

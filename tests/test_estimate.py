@@ -72,8 +72,9 @@ def test_activation_table_matches_what_autograd_keeps(tmp_path, tiny_tok, adapte
 
 
 def test_memory_parts_follow_the_method():
-    arch = Arch(hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256,
-                tied=False)  # Llama-3-8B's shape
+    arch = Arch(
+        hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256, tied=False
+    )  # Llama-3-8B's shape
     assert arch.params == pytest.approx(8.03e9, rel=0.01)
     gpu = Setup(micro_batch=1, seq_len=2048, device="cuda", attention="sdpa")
     full, lora, qlora = (estimate_memory(arch, m, gpu) for m in ("full", "lora", "qlora"))
@@ -96,9 +97,17 @@ def test_memory_parts_follow_the_method():
 
 def _gpus(tmp_path):
     path = tmp_path / "gpus.yaml"
-    path.write_text(yaml.safe_dump({"mfu": 0.5, "gpus": [
-        {"name": "small", "memory_gb": 0.01, "bf16_tflops": 100, "usd_per_hour": 2.0},
-        {"name": "big", "memory_gb": 80, "bf16_tflops": 1000, "usd_per_hour": 4.0}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mfu": 0.5,
+                "gpus": [
+                    {"name": "small", "memory_gb": 0.01, "bf16_tflops": 100, "usd_per_hour": 2.0},
+                    {"name": "big", "memory_gb": 80, "bf16_tflops": 1000, "usd_per_hour": 4.0},
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -145,21 +154,42 @@ def test_bad_gpu_table_names_the_fields(tmp_path):
 
 def test_cli_estimate_json(tmp_path, tiny_model_dir):
     config = make_project(tmp_path / "p", tiny_model_dir, arithmetic_rows(64), max_steps=None)
-    result = CliRunner().invoke(app, ["advise", "--config", str(config), "--tokens-per-s", "500", "--json",
-                                      "--problem", "format", "--examples", "400"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "advise",
+            "--config",
+            str(config),
+            "--tokens-per-s",
+            "500",
+            "--json",
+            "--problem",
+            "format",
+            "--examples",
+            "400",
+        ],
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["advice"]["recommendation"] == "lora"
     estimate = answer["estimate"]
     assert estimate["configured"] == "lora" and set(estimate["here"]) == {"full", "lora", "qlora"}
     assert estimate["throughput_source"] == "given"
-    assert estimate["hours_here"] == pytest.approx(estimate["data"]["tokens_per_epoch"] * estimate["epochs"] / 500 / 3600)
+    assert estimate["hours_here"] == pytest.approx(
+        estimate["data"]["tokens_per_epoch"] * estimate["epochs"] / 500 / 3600
+    )
 
 
 def test_durations_never_print_zero_seconds():
     from tunesmith.cli.views import _duration
 
-    assert [_duration(h) for h in (0.1 / 3600, 42 / 3600, 0.5, 3.0, None)] == ["< 1 s", "42 s", "30.0 min", "3.0 h", "?"]
+    assert [_duration(h) for h in (0.1 / 3600, 42 / 3600, 0.5, 3.0, None)] == [
+        "< 1 s",
+        "42 s",
+        "30.0 min",
+        "3.0 h",
+        "?",
+    ]
 
 
 def test_estimate_says_what_it_does_not_model(tmp_path, tiny_model_dir):

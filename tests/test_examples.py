@@ -17,12 +17,26 @@ EXAMPLE = REPO / "examples" / "support-tickets-json" / "tunesmith.yaml"
 
 def test_run_on_the_bundled_example(tmp_path):
     # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing
-    overrides = [f"output_dir={tmp_path}", "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3",
-                 "train.mlflow=true", "eval.max_new_tokens=64", "eval.suite_max_new_tokens=32",
-                 "gate.task_metric_min=0", "gate.format_compliance_min=0", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
-                 "gate.max_regression=100"]
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
-                          capture_output=True, text=True, timeout=1500)
+    overrides = [
+        f"output_dir={tmp_path}",
+        "train.max_steps=6",
+        "train.eval_steps=3",
+        "train.save_steps=3",
+        "train.mlflow=true",
+        "eval.max_new_tokens=64",
+        "eval.suite_max_new_tokens=32",
+        "gate.task_metric_min=0",
+        "gate.format_compliance_min=0",
+        "gate.safety_pass_rate_min=-1",
+        "gate.max_safety_regression=100",
+        "gate.max_regression=100",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "run", str(EXAMPLE), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Prepared for training" in proc.stdout and "Training (sft, lora)" in proc.stdout
     assert "Before / after" in proc.stdout and "Quality gates" in proc.stdout and "Gates passed" in proc.stdout
@@ -64,11 +78,12 @@ def test_run_on_the_bundled_example(tmp_path):
     tok = load_tokenizer(str(model_dir))
     model = load_trained(model_dir, "smollm2-135m-instruct").eval()
     record = load_split(load_config(EXAMPLE, [f"output_dir={tmp_path}"]), "test")[0]
-    inputs = tok.apply_chat_template(record.messages[:-1], add_generation_prompt=True, return_tensors="pt",
-                                     return_dict=True)
+    inputs = tok.apply_chat_template(
+        record.messages[:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=120, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
     assert new[-1] == tok.eos_token_id, tok.decode(new)
 
 
@@ -95,10 +110,21 @@ def test_topic_classification_example_end_to_end(tmp_path):
     import os
 
     full = os.environ.get("TUNESMITH_FULL_EXAMPLES") == "1"
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(TOPICS / "tunesmith.yaml"),
-                           f"output_dir={tmp_path}", *([] if full else ["train.max_steps=36"])],
-                          capture_output=True, text=True, timeout=5400 if full else 2400,
-                          env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith.cli",
+            "run",
+            str(TOPICS / "tunesmith.yaml"),
+            f"output_dir={tmp_path}",
+            *([] if full else ["train.max_steps=36"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=5400 if full else 2400,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     split = json.loads((tmp_path / "data" / "split.json").read_text())
     assert len(split["splits"]["test"]["labels"]) >= 15  # stratified: most topics reach the test split

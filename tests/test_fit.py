@@ -16,9 +16,13 @@ from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
 from tunesmith.estimate.fit import fit_training, openai_epochs, steps_per_epoch
 
-TOPICS = {"billing": ["invoice", "refund", "charge", "payment"], "shipping": ["parcel", "delivery", "courier", "box"],
-          "account": ["password", "login", "email", "profile"], "product": ["size", "colour", "stock", "model"],
-          "returns": ["return", "exchange", "label", "warranty"]}
+TOPICS = {
+    "billing": ["invoice", "refund", "charge", "payment"],
+    "shipping": ["parcel", "delivery", "courier", "box"],
+    "account": ["password", "login", "email", "profile"],
+    "product": ["size", "colour", "stock", "model"],
+    "returns": ["return", "exchange", "label", "warranty"],
+}
 
 
 def classification_rows(n: int = 1000, seed: int = 0) -> list[dict]:
@@ -27,11 +31,16 @@ def classification_rows(n: int = 1000, seed: int = 0) -> list[dict]:
     rows = []
     for i in range(n):
         topic = rng.choice(sorted(TOPICS))
-        words = rng.sample(TOPICS[topic], 2) + [rng.choice(["please", "today", "again", "now", "soon"])
-                                                 for _ in range(rng.randint(0, 6))]
+        words = rng.sample(TOPICS[topic], 2) + [
+            rng.choice(["please", "today", "again", "now", "soon"]) for _ in range(rng.randint(0, 6))
+        ]
         question = f"Question {i}: about my {' and '.join(words[:2])}, {' '.join(words[2:])}?"
-        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": topic}],
-                     "topic": topic})
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": topic}],
+                "topic": topic,
+            }
+        )
     return rows
 
 
@@ -43,8 +52,14 @@ def new_user_project(tmp_path_factory, tiny_model_dir):
     (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:900]))
     (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[900:]))
     config = root / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({"base_model": str(tiny_model_dir), "data": {
-        "datasets": [{"path": "train.jsonl"}, {"path": "test.jsonl"}], "label_field": "topic"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "data": {"datasets": [{"path": "train.jsonl"}, {"path": "test.jsonl"}], "label_field": "topic"},
+            }
+        )
+    )
     runner = CliRunner()
     for command in (["data", "split", str(config)], ["data", "prepare", str(config)]):
         result = runner.invoke(app, command, catch_exceptions=False)
@@ -85,14 +100,19 @@ def test_defaults_choose_a_window_batch_and_schedule_that_fit(new_user_project, 
     assert t.num_epochs == 3  # about 720 training records: OpenAI's rule
     assert t.micro_batch_size * window <= 2048 and t.micro_batch_size >= 1
     effective = t.micro_batch_size * t.gradient_accumulation_steps
-    assert fit.total_steps == steps_per_epoch(fit.data.sequences, t.micro_batch_size, t.gradient_accumulation_steps,
-                                              1) * 3
+    assert (
+        fit.total_steps == steps_per_epoch(fit.data.sequences, t.micro_batch_size, t.gradient_accumulation_steps, 1) * 3
+    )
     assert 60 <= fit.total_steps <= 160, (fit.total_steps, effective, fit.data.sequences)
     assert fit.estimate.total <= fit.budget_bytes and not fit.warnings
     assert t.attn_implementation == "eager_varlen" and t.gradient_checkpointing is False
     assert t.compile is False  # a tiny model: too little work to pay a compile back
-    assert {c["setting"] for c in fit.choices} >= {"data.max_length", "train.micro_batch_size", "train.num_epochs",
-                                                   "train.gradient_accumulation_steps"}
+    assert {c["setting"] for c in fit.choices} >= {
+        "data.max_length",
+        "train.micro_batch_size",
+        "train.num_epochs",
+        "train.gradient_accumulation_steps",
+    }
 
 
 def test_a_new_users_config_trains_with_every_default(new_user_project):
@@ -105,8 +125,10 @@ def test_a_new_users_config_trains_with_every_default(new_user_project):
     assert meta["max_steps"] == fit["total_steps"] >= 30
     assert meta["fit"]["micro_batch_size"] == fit["micro_batch_size"]
     resolved = yaml.safe_load((run / "config.yaml").read_text())
-    assert "auto" not in {str(v) for v in resolved["train"].values()} and resolved["data"]["max_length"] == fit[
-        "max_length"]
+    assert (
+        "auto" not in {str(v) for v in resolved["train"].values()}
+        and resolved["data"]["max_length"] == fit["max_length"]
+    )
     assert meta["eval_loss_best"] < meta["eval_loss_first"]  # it learned something
     assert "Pre-flight" in result.output and "train.micro_batch_size" in result.output
 
@@ -118,8 +140,10 @@ def test_explicit_settings_that_cannot_fit_stop_before_the_model_loads(new_user_
         raise AssertionError("the model must not be loaded")
 
     monkeypatch.setattr(adapters, "load_for_training", refuse)
-    result = CliRunner().invoke(app, ["train", str(new_user_project), "train.micro_batch_size=512",
-                                      "train.max_memory_gb=0.7", "train.mlflow=false"])
+    result = CliRunner().invoke(
+        app,
+        ["train", str(new_user_project), "train.micro_batch_size=512", "train.max_memory_gb=0.7", "train.mlflow=false"],
+    )
     assert isinstance(result.exception, TunesmithError), result.output  # `main` prints it, exit status 2
     assert result.exception.exit_code == 2
     message = str(result.exception)
@@ -150,8 +174,9 @@ def test_the_learning_rate_follows_the_model_size_unless_set(new_user_project):
 
 
 def test_few_steps_warn(new_user_project):
-    cfg = load_config(new_user_project, ["train.micro_batch_size=64", "train.gradient_accumulation_steps=8",
-                                         "train.num_epochs=1"])
+    cfg = load_config(
+        new_user_project, ["train.micro_batch_size=64", "train.gradient_accumulation_steps=8", "train.num_epochs=1"]
+    )
     fit = fit_training(cfg)
     assert fit.total_steps < 30 and "optimizer steps" in fit.warnings[0]
 
@@ -172,8 +197,22 @@ def test_two_processes_train_with_the_defaults(new_user_project, tmp_path):
     project = tmp_path / "p"
     shutil.copytree(new_user_project.parent, project)
     config = project / "tunesmith.yaml"
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "train", str(config), "--nproc", "2",
-                           "train.max_steps=4", "train.mlflow=false"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith.cli",
+            "train",
+            str(config),
+            "--nproc",
+            "2",
+            "train.max_steps=4",
+            "train.mlflow=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = load_config(config).output_path / "train"
     fit = json.loads((run / "fit.json").read_text())
@@ -187,10 +226,17 @@ def test_a_resumed_run_keeps_what_the_interrupted_one_chose(new_user_project, tm
 
     cfg = load_config(new_user_project, [f"output_dir={tmp_path / 'out'}", "train.num_epochs=2"])
     train_dir(cfg).mkdir(parents=True)
-    (train_dir(cfg) / "fit.json").write_text(json.dumps({"choices": [
-        {"setting": "train.micro_batch_size", "value": 3, "why": ""},
-        {"setting": "train.gradient_checkpointing", "value": True, "why": ""},
-        {"setting": "train.num_epochs", "value": 7, "why": ""}]}))
+    (train_dir(cfg) / "fit.json").write_text(
+        json.dumps(
+            {
+                "choices": [
+                    {"setting": "train.micro_batch_size", "value": 3, "why": ""},
+                    {"setting": "train.gradient_checkpointing", "value": True, "why": ""},
+                    {"setting": "train.num_epochs", "value": 7, "why": ""},
+                ]
+            }
+        )
+    )
     resumed = previous_choices(cfg)
     assert resumed.train.micro_batch_size == 3 and resumed.train.gradient_checkpointing is True
     assert resumed.train.num_epochs == 2  # set by the user this time: kept
@@ -284,10 +330,22 @@ def test_the_model_card_shows_what_the_pre_flight_check_chose(new_user_project):
     from tunesmith.registry.card import model_card
 
     cfg = load_config(new_user_project)
-    metrics = {"task": "classification", "test_examples": 3,
-               "models": {"fine_tuned": {"accuracy": {"mean": 0.9, "ci95": [0.8, 1.0]}}}}
-    training = {"steps": 96, "fit": {"num_epochs": 3.0, "micro_batch_size": 10, "gradient_accumulation_steps": 2,
-                                     "max_length": 128, "precision": "bf16", "device": "cpu"}}
+    metrics = {
+        "task": "classification",
+        "test_examples": 3,
+        "models": {"fine_tuned": {"accuracy": {"mean": 0.9, "ci95": [0.8, 1.0]}}},
+    }
+    training = {
+        "steps": 96,
+        "fit": {
+            "num_epochs": 3.0,
+            "micro_batch_size": 10,
+            "gradient_accumulation_steps": 2,
+            "max_length": 128,
+            "precision": "bf16",
+            "device": "cpu",
+        },
+    }
     card = model_card(cfg, 1, metrics, [], training, {})
     assert "| epochs | 3.0 |" in card and "| micro batch × accumulation | 10 × 2 |" in card
     assert "| max length | 128 |" in card and "| precision, device | bf16, cpu |" in card

@@ -13,8 +13,12 @@ from tests.evaluate.test_eval_stage import SCHEMA, _rows
 
 
 def _run(config, *args):
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(config), *args],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "run", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
@@ -23,17 +27,37 @@ def test_run_skips_unchanged_stages(tmp_path, tiny_model_dir):
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
     config = tmp_path / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out",
-        "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none"},
-        "train": {"max_steps": 2, "micro_batch_size": 2, "learning_rate": 1e-2, "mlflow": False, "bf16": False,
-                  "eval_steps": 2, "save_steps": 2, "early_stopping_patience": None},
-        "eval": {"json_schema": "schema.json", "max_new_tokens": 8, "batch_size": 16, "few_shot": 0,
-                 "regression_suite": None, "safety_suite": None},
-        "gate": {"task_metric_min": -1, "format_compliance_min": -1}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none"},
+                "train": {
+                    "max_steps": 2,
+                    "micro_batch_size": 2,
+                    "learning_rate": 1e-2,
+                    "mlflow": False,
+                    "bf16": False,
+                    "eval_steps": 2,
+                    "save_steps": 2,
+                    "early_stopping_patience": None,
+                },
+                "eval": {
+                    "json_schema": "schema.json",
+                    "max_new_tokens": 8,
+                    "batch_size": 16,
+                    "few_shot": 0,
+                    "regression_suite": None,
+                    "safety_suite": None,
+                },
+                "gate": {"task_metric_min": -1, "format_compliance_min": -1},
+            }
+        )
+    )
     first = _run(config)
     assert "Training (sft, lora)" in first and "Registered" in first
-    summary = first[first.index("tunesmith run: summary"):]  # one panel at the end, read back from the artefacts
+    summary = first[first.index("tunesmith run: summary") :]  # one panel at the end, read back from the artefacts
     for line in ("data", "training", "chosen", "field accuracy", "gates", "time", "registered", "serve it"):
         assert f"│ {line}" in summary, line
     assert "validation loss" in summary and "v1" in summary
@@ -63,14 +87,36 @@ def _tiny_project(folder, model_dir):
     (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     (folder / "schema.json").write_text(json.dumps(SCHEMA))
     config = folder / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(model_dir), "output_dir": "out", "seed": 3, "registry": {"name": "tiny"},
-        "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none", "replay": False},
-        "train": {"max_steps": 2, "micro_batch_size": 2, "learning_rate": 1e-2, "mlflow": False, "precision": "fp32",
-                  "eval_steps": 2, "save_steps": 2, "early_stopping_patience": None},
-        "eval": {"json_schema": "schema.json", "max_new_tokens": 8, "batch_size": 16, "few_shot": 0,
-                 "regression_suite": None, "safety_suite": None},
-        "gate": {"task_metric_min": -1, "format_compliance_min": -1}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(model_dir),
+                "output_dir": "out",
+                "seed": 3,
+                "registry": {"name": "tiny"},
+                "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none", "replay": False},
+                "train": {
+                    "max_steps": 2,
+                    "micro_batch_size": 2,
+                    "learning_rate": 1e-2,
+                    "mlflow": False,
+                    "precision": "fp32",
+                    "eval_steps": 2,
+                    "save_steps": 2,
+                    "early_stopping_patience": None,
+                },
+                "eval": {
+                    "json_schema": "schema.json",
+                    "max_new_tokens": 8,
+                    "batch_size": 16,
+                    "few_shot": 0,
+                    "regression_suite": None,
+                    "safety_suite": None,
+                },
+                "gate": {"task_metric_min": -1, "format_compliance_min": -1},
+            }
+        )
+    )
     return config
 
 
@@ -93,8 +139,16 @@ def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_
     verdicts = [[(g["name"], g["passed"]) for g in v["gates"] if g["name"] != "latency vs base"] for v in gates]
     assert verdicts[0] == verdicts[1] and gates[0]["passed"] and gates[1]["passed"]  # latency: timing, a warning
     kinds = [e.kind for e in events]
-    assert kinds[0] == "plan" and {"checked", "split", "prepared", "fit", "trained", "evaluated", "gates",
-                                   "registered"} <= set(kinds)
+    assert kinds[0] == "plan" and {
+        "checked",
+        "split",
+        "prepared",
+        "fit",
+        "trained",
+        "evaluated",
+        "gates",
+        "registered",
+    } <= set(kinds)
     again = tunesmith.run(python)  # nothing changed: everything skipped, the same version
     assert again.skipped == ["data", "train", "eval", "register"] and again.registered["version"] == 1
 
@@ -131,14 +185,24 @@ def _fake_judge():
     def complete(body: dict) -> dict:
         text = body["messages"][-1]["content"]
         if "Reply A:" not in text:  # the safety judge's question (refusal probes of the suites)
-            return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "SAFE"}}]}
+            return {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "SAFE"}}],
+            }
         a, b = re.search(r"Reply A:\n(.*)\n\nReply B:\n(.*)\n\nBetter", text, re.S).groups()
         yes_a, yes_b = a.startswith("y"), b.startswith("y")  # nearer "yes" (a tiny model spells it badly)
         verdict = "A" if yes_a and not yes_b else "B" if yes_b and not yes_a else "TIE"
         seen.append(verdict)
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": verdict}}]}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": verdict}}],
+        }
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
     threading.Thread(target=server.run, daemon=True).start()
@@ -155,15 +219,37 @@ def test_a_preference_only_project_runs_through_gates_into_the_registry(tmp_path
 
     (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_rows(60)))
     config = tmp_path / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out",
-        "data": {"datasets": [{"path": "prefs.jsonl"}], "max_length": 64, "dedup": "none", "test_size": 0.2},
-        "train": {"method": "dpo", "adapter": "none", "max_steps": 30, "micro_batch_size": 4, "gradient_accumulation_steps": 1,
-                  "learning_rate": 2e-3, "dpo_beta": 0.1, "mlflow": False, "precision": "fp32", "eval_steps": 10,
-                  "save_steps": 10,
-                  "warmup_ratio": 0.0, "early_stopping_patience": None},
-        "eval": {"suite_max_new_tokens": 8, "max_new_tokens": 8, "batch_size": 32, "safety_suite": None,  # a random
-                 "judge": {"base_url": judge_url, "model": "fake-judge"}}}))  # model has no safety to keep
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "prefs.jsonl"}], "max_length": 64, "dedup": "none", "test_size": 0.2},
+                "train": {
+                    "method": "dpo",
+                    "adapter": "none",
+                    "max_steps": 30,
+                    "micro_batch_size": 4,
+                    "gradient_accumulation_steps": 1,
+                    "learning_rate": 2e-3,
+                    "dpo_beta": 0.1,
+                    "mlflow": False,
+                    "precision": "fp32",
+                    "eval_steps": 10,
+                    "save_steps": 10,
+                    "warmup_ratio": 0.0,
+                    "early_stopping_patience": None,
+                },
+                "eval": {
+                    "suite_max_new_tokens": 8,
+                    "max_new_tokens": 8,
+                    "batch_size": 32,
+                    "safety_suite": None,  # a random
+                    "judge": {"base_url": judge_url, "model": "fake-judge"},
+                },
+            }
+        )
+    )  # model has no safety to keep
     output = _run(config)
     assert "Training (dpo, none)" in output and "Registered" in output and "v1" in output
     metrics = json.loads((tmp_path / "out" / "eval" / "metrics.json").read_text())
@@ -174,7 +260,9 @@ def test_a_preference_only_project_runs_through_gates_into_the_registry(tmp_path
     assert tuned["preference_accuracy"]["mean"] == 1.0 and tuned["reward_accuracy"]["mean"] == 1.0
     assert tuned["margin"]["mean"] > base["margin"]["mean"]
     assert metrics["comparisons"]["fine_tuned_vs_base"]["mcnemar_p"] < 0.01 and set(metrics["suites"]) == {"regression"}
-    rows = [json.loads(x) for x in (tmp_path / "out" / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "out" / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()
+    ]
     assert {"chosen", "rejected", "margin", "preference_accuracy"} <= set(rows[0]) and len(rows) == 12
     card = next((tmp_path / "out" / "registry").glob("*-v1.md")).read_text()
     assert "| preference_accuracy | 0.000" in card and "| reward_accuracy |" in card

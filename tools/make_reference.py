@@ -74,18 +74,26 @@ def _section_in(annotation: Any) -> type[BaseModel] | None:
 def config_page() -> str:
     from tunesmith.config import ProjectConfig
 
-    intro = ("Every field of `tunesmith.yaml`, generated from the config models (`src/tunesmith/config/`) by "
-             "`tools/make_reference.py`. Set any of them in the file or as a dotted override on the command line "
-             "(`tunesmith run tunesmith.yaml train.learning_rate=1e-4`); `auto` leaves the choice to tunesmith "
-             "([defaults](../defaults.md) says how it chooses). `tunesmith init` writes them all as a commented YAML.")
+    intro = (
+        "Every field of `tunesmith.yaml`, generated from the config models (`src/tunesmith/config/`) by "
+        "`tools/make_reference.py`. Set any of them in the file or as a dotted override on the command line "
+        "(`tunesmith run tunesmith.yaml train.learning_rate=1e-4`); `auto` leaves the choice to tunesmith "
+        "([defaults](../defaults.md) says how it chooses). `tunesmith init` writes them all as a commented YAML."
+    )
     lines = ["# Configuration reference", "", *textwrap.wrap(intro, 110, break_on_hyphens=False), ""]
     lines += ["## Top level", ""]
     for dotted, kind, default, description in config_fields(ProjectConfig):
         if kind.startswith("section") and "." not in dotted:
             lines += [f"## `{dotted}`", "", *textwrap.wrap(" ".join(description.split()), 110), ""]
             continue
-        lines += [f"### `{dotted}`", "", f"*{kind}*" + (f", default `{default}`" if default else ""), "",
-                  *textwrap.wrap(" ".join(description.split()), 110, break_on_hyphens=False), ""]
+        lines += [
+            f"### `{dotted}`",
+            "",
+            f"*{kind}*" + (f", default `{default}`" if default else ""),
+            "",
+            *textwrap.wrap(" ".join(description.split()), 110, break_on_hyphens=False),
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -106,9 +114,13 @@ def _commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
 def cli_page() -> str:
     from tunesmith.cli import app
 
-    lines = ["# Command-line reference", "",
-             "Every command and its options, generated from the command line itself (`tools/make_reference.py`); "
-             "`tunesmith COMMAND --help` prints the same.", ""]
+    lines = [
+        "# Command-line reference",
+        "",
+        "Every command and its options, generated from the command line itself (`tools/make_reference.py`); "
+        "`tunesmith COMMAND --help` prints the same.",
+        "",
+    ]
     for full, command in _commands(app, "tunesmith"):
         lines += [f"## `{full}`", "", (command.help or "").strip(), ""]
         params = [p for p in command.params if p.name != "help"]

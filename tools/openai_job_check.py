@@ -21,14 +21,39 @@ import yaml
 
 SYSTEM = "You are a helpful recipe assistant. You extract the generic ingredients from each recipe provided."
 INGREDIENTS = {
-    "chicken breast": "chicken", "ground beef": "beef", "pork chops": "pork", "salmon fillet": "salmon",
-    "yellow onion": "onion", "red onion": "onion", "garlic cloves": "garlic", "cherry tomatoes": "tomatoes",
-    "canned tomatoes": "tomatoes", "olive oil": "olive oil", "unsalted butter": "butter", "whole milk": "milk",
-    "heavy cream": "cream", "cheddar cheese": "cheese", "parmesan": "cheese", "all-purpose flour": "flour",
-    "brown sugar": "sugar", "white sugar": "sugar", "large eggs": "eggs", "long-grain rice": "rice",
-    "spaghetti": "pasta", "penne": "pasta", "baby spinach": "spinach", "carrots": "carrots", "celery stalks": "celery",
-    "fresh basil": "basil", "dried oregano": "oregano", "lemon juice": "lemon", "chicken broth": "broth",
-    "black beans": "beans", "sweet potatoes": "sweet potatoes", "soy sauce": "soy sauce", "honey": "honey",
+    "chicken breast": "chicken",
+    "ground beef": "beef",
+    "pork chops": "pork",
+    "salmon fillet": "salmon",
+    "yellow onion": "onion",
+    "red onion": "onion",
+    "garlic cloves": "garlic",
+    "cherry tomatoes": "tomatoes",
+    "canned tomatoes": "tomatoes",
+    "olive oil": "olive oil",
+    "unsalted butter": "butter",
+    "whole milk": "milk",
+    "heavy cream": "cream",
+    "cheddar cheese": "cheese",
+    "parmesan": "cheese",
+    "all-purpose flour": "flour",
+    "brown sugar": "sugar",
+    "white sugar": "sugar",
+    "large eggs": "eggs",
+    "long-grain rice": "rice",
+    "spaghetti": "pasta",
+    "penne": "pasta",
+    "baby spinach": "spinach",
+    "carrots": "carrots",
+    "celery stalks": "celery",
+    "fresh basil": "basil",
+    "dried oregano": "oregano",
+    "lemon juice": "lemon",
+    "chicken broth": "broth",
+    "black beans": "beans",
+    "sweet potatoes": "sweet potatoes",
+    "soy sauce": "soy sauce",
+    "honey": "honey",
 }
 DISHES = ["Skillet", "Bake", "Soup", "Stew", "Casserole", "Stir-Fry", "Salad", "Pasta", "Bowl", "Pie"]
 AMOUNTS = ["1 c.", "2 Tbsp.", "1/2 lb.", "1 lb.", "3", "2 c.", "1 tsp.", "1 can", "4 oz.", "1/4 c."]
@@ -42,10 +67,18 @@ def records(n: int = 40, seed: int = 3) -> list[dict]:
         title = f"{INGREDIENTS[chosen[0]].title()} {rng.choice(DISHES)}"
         listed = [f"{rng.choice(AMOUNTS)} {name}" for name in chosen]
         generic = list(dict.fromkeys(INGREDIENTS[name] for name in chosen))
-        out.append({"messages": [{"role": "system", "content": SYSTEM},
-                                 {"role": "user", "content": f"Title: {title}\n\nIngredients: {json.dumps(listed)}\n\n"
-                                                             "Generic ingredients: "},
-                                 {"role": "assistant", "content": json.dumps(generic)}]})
+        out.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {
+                        "role": "user",
+                        "content": f"Title: {title}\n\nIngredients: {json.dumps(listed)}\n\nGeneric ingredients: ",
+                    },
+                    {"role": "assistant", "content": json.dumps(generic)},
+                ]
+            }
+        )
     return out
 
 
@@ -77,9 +110,12 @@ def main() -> None:
         with open(data, "rb") as fh:
             uploaded = client.files.create(file=fh, purpose="fine-tune")
         epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
-        job = client.fine_tuning.jobs.create(model="smollm2-135m-instruct", training_file=uploaded.id,
-                                             suffix="recipes", method={"type": "supervised", "supervised": {
-                                                 "hyperparameters": {"n_epochs": epochs}}})
+        job = client.fine_tuning.jobs.create(
+            model="smollm2-135m-instruct",
+            training_file=uploaded.id,
+            suffix="recipes",
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}},
+        )
         print(f"job {job.id} created; project in {folder}", flush=True)
         while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
             time.sleep(10)

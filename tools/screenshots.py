@@ -16,11 +16,13 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ["My card was charged twice for the Pro plan this month, please refund one.",
-           "The mobile app crashes every time I open the settings page on my phone.",
-           "Where is my order 48213? It was due last Tuesday.",
-           "Could you add a dark mode to the web dashboard?",
-           "I cannot log in since I changed my email address."]
+PROMPTS = [
+    "My card was charged twice for the Pro plan this month, please refund one.",
+    "The mobile app crashes every time I open the settings page on my phone.",
+    "Where is my order 48213? It was due last Tuesday.",
+    "Could you add a dark mode to the web dashboard?",
+    "I cannot log in since I changed my email address.",
+]
 
 
 def main() -> None:
@@ -57,17 +59,32 @@ def main() -> None:
         system = task_prompt(cfg)
         for i, prompt in enumerate(PROMPTS * 2):
             head = [{"role": "system", "content": system}] if system else []
-            answer = httpx.post(f"{running.url}/v1/chat/completions", timeout=120, json={
-                "model": name, "user": f"user-{i}", "max_tokens": 64, "temperature": 0,
-                "messages": [*head, {"role": "user", "content": prompt}]}).json()
-            httpx.post(f"{running.url}/v1/feedback", timeout=30,
-                       json={"id": answer["id"], "thumbs": "up" if i % 4 else "down"})
+            answer = httpx.post(
+                f"{running.url}/v1/chat/completions",
+                timeout=120,
+                json={
+                    "model": name,
+                    "user": f"user-{i}",
+                    "max_tokens": 64,
+                    "temperature": 0,
+                    "messages": [*head, {"role": "user", "content": prompt}],
+                },
+            ).json()
+            httpx.post(
+                f"{running.url}/v1/feedback", timeout=30, json={"id": answer["id"], "thumbs": "up" if i % 4 else "down"}
+            )
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            shots = [("runs", "/ui/runs"), ("run", "/ui/runs/project"), ("evaluation", "/ui/eval"),
-                     ("diff", "/ui/eval/diff?a=base&b=fine_tuned"), ("registry", "/ui/registry"),
-                     ("card", f"/ui/registry/{versions[-1]['version']}"), ("rollout", "/ui/rollout")]
+            shots = [
+                ("runs", "/ui/runs"),
+                ("run", "/ui/runs/project"),
+                ("evaluation", "/ui/eval"),
+                ("diff", "/ui/eval/diff?a=base&b=fine_tuned"),
+                ("registry", "/ui/registry"),
+                ("card", f"/ui/registry/{versions[-1]['version']}"),
+                ("rollout", "/ui/rollout"),
+            ]
             for label, path in shots:
                 page.goto(f"{running.url}{path}")
                 page.screenshot(path=str(out / f"{label}.png"), full_page=True)

@@ -41,8 +41,9 @@ def main() -> None:
                 if text not in questions[path.stem]:
                     questions[path.stem].append(text)
     topics = sorted(topic_name(stem) for stem in questions)
-    system = ("Classify the user's message into one of these topics: " + ", ".join(topics) +
-              ". Reply with the topic only.")
+    system = (
+        "Classify the user's message into one of these topics: " + ", ".join(topics) + ". Reply with the topic only."
+    )
     seen = Counter(q for qs in questions.values() for q in qs)
     records, dropped = [], 0
     for stem, qs in sorted(questions.items()):
@@ -50,15 +51,25 @@ def main() -> None:
             if seen[q] > 1:
                 dropped += 1
                 continue
-            records.append({"id": f"{stem}-{i}", "topic": topic_name(stem),
-                            "messages": [{"role": "system", "content": system}, {"role": "user", "content": q},
-                                         {"role": "assistant", "content": topic_name(stem)}]})
+            records.append(
+                {
+                    "id": f"{stem}-{i}",
+                    "topic": topic_name(stem),
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": q},
+                        {"role": "assistant", "content": topic_name(stem)},
+                    ],
+                }
+            )
     out = Path(__file__).parent / "data" / "questions.jsonl"
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     plain = Path(__file__).parent.parent / "new-user-topics" / "data" / "questions.jsonl"
     plain.parent.mkdir(parents=True, exist_ok=True)
-    plain.write_text("".join(json.dumps({**r, "messages": r["messages"][1:]}, ensure_ascii=False) + "\n"
-                             for r in records), encoding="utf-8")
+    plain.write_text(
+        "".join(json.dumps({**r, "messages": r["messages"][1:]}, ensure_ascii=False) + "\n" for r in records),
+        encoding="utf-8",
+    )
     counts = Counter(r["topic"] for r in records)
     print(f"wrote {len(records)} records in {len(counts)} topics to {out} ({dropped} lines under two topics dropped)")
     print(", ".join(f"{t} {n}" for t, n in counts.most_common()))

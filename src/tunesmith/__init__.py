@@ -17,11 +17,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "tunesmith.pipeline", "run_pipeline": "tunesmith.pipeline", "RunResult": "tunesmith.pipeline",
-    "Event": "tunesmith.pipeline", "load": "tunesmith.pipeline", "load_config": "tunesmith.config",
-    "ProjectConfig": "tunesmith.config", "check_and_split": "tunesmith.data.stage",
-    "prepare_splits": "tunesmith.data.stage", "run_train": "tunesmith.train.stage",
-    "run_eval": "tunesmith.evaluate.stage", "check_gates": "tunesmith.evaluate.gate",
+    "run": "tunesmith.pipeline",
+    "run_pipeline": "tunesmith.pipeline",
+    "RunResult": "tunesmith.pipeline",
+    "Event": "tunesmith.pipeline",
+    "load": "tunesmith.pipeline",
+    "load_config": "tunesmith.config",
+    "ProjectConfig": "tunesmith.config",
+    "check_and_split": "tunesmith.data.stage",
+    "prepare_splits": "tunesmith.data.stage",
+    "run_train": "tunesmith.train.stage",
+    "run_eval": "tunesmith.evaluate.stage",
+    "check_gates": "tunesmith.evaluate.gate",
     "add_version": "tunesmith.registry.store",
 }
 __all__ = ["__version__", *_EXPORTS]

@@ -56,51 +56,68 @@ def recommend(u: UseCase) -> Advice:
     reasons: list[str] = []
     also: list[str] = []
     if u.problem == "knowledge" or u.facts_change:
-        reasons.append("facts that are missing or change often belong in retrieval: a fine-tune freezes them at "
-                       "training time and retraining for every change is slow and costly")
+        reasons.append(
+            "facts that are missing or change often belong in retrieval: a fine-tune freezes them at "
+            "training time and retraining for every change is slow and costly"
+        )
         if u.problem in ("format", "style") and u.examples >= 100:
             also.append("LoRA for the output format or voice, on top of RAG for the facts")
         return Advice("rag", reasons, also)
     if u.examples < 100:
-        reasons.append(f"{u.examples} examples are too few: under ~100, a few-shot prompt usually matches a "
-                       "fine-tune; measure that baseline first (`tunesmith eval` reports it)")
+        reasons.append(
+            f"{u.examples} examples are too few: under ~100, a few-shot prompt usually matches a "
+            "fine-tune; measure that baseline first (`tunesmith eval` reports it)"
+        )
         also.append("grow the data (`tunesmith data synth` with a teacher model) and revisit at 100-500 examples")
         return Advice("prompt_engineering", reasons, also)
     if u.changes in ("weekly", "daily"):
-        reasons.append(f"requirements that change {u.changes} would need a retrain each time; prompts change "
-                       "in minutes")
+        reasons.append(
+            f"requirements that change {u.changes} would need a retrain each time; prompts change in minutes"
+        )
         return Advice("prompt_engineering", reasons, also)
     if u.preference_pairs and u.problem in ("style", "behavior"):
         reasons.append("preference pairs teach what to prefer (tone, refusals, helpfulness) directly: DPO")
         also.append("run SFT first if the base model does not do the task at all")
         return Advice("dpo", reasons, _adapter_note(u, also))
     if u.problem == "task" and u.examples >= 10_000 and (u.budget_usd or 0) >= 10_000:
-        reasons.append(f"a new task with {u.examples:,} examples and a budget of ${u.budget_usd:,.0f} can afford "
-                       "full fine-tuning, which fits large data best")
+        reasons.append(
+            f"a new task with {u.examples:,} examples and a budget of ${u.budget_usd:,.0f} can afford "
+            "full fine-tuning, which fits large data best"
+        )
         return Advice("full", reasons, also)
     if u.problem == "format":
         target = f" at {u.accuracy_target:.0%}" if u.accuracy_target else ""
-        reasons.append(f"a strict output format{target} is where fine-tuning beats prompting most reliably: "
-                       "prompted models plateau below that compliance; gate it with format_compliance")
+        reasons.append(
+            f"a strict output format{target} is where fine-tuning beats prompting most reliably: "
+            "prompted models plateau below that compliance; gate it with format_compliance"
+        )
     elif u.problem == "style":
-        reasons.append(f"a consistent voice is learned from examples ({u.examples:,}) better than described in a prompt")
+        reasons.append(
+            f"a consistent voice is learned from examples ({u.examples:,}) better than described in a prompt"
+        )
     else:
         reasons.append(f"{u.examples:,} examples are enough to teach the {u.problem} with an adapter")
     choice = "lora"
     if u.budget_usd is not None and u.budget_usd < 1_000:
-        reasons.append(f"a budget under $1K (${u.budget_usd:,.0f}) rules out full fine-tuning; adapters train a "
-                       "few percent of the parameters")
+        reasons.append(
+            f"a budget under $1K (${u.budget_usd:,.0f}) rules out full fine-tuning; adapters train a "
+            "few percent of the parameters"
+        )
     if u.gpu_memory_gb is not None and u.params_b is not None and u.params_b * 2 * 1.3 > u.gpu_memory_gb:
-        reasons.append(f"a {u.params_b:g}B model in 16-bit needs about {u.params_b * 2 * 1.3:.0f} GB with LoRA; "
-                       f"{u.gpu_memory_gb:g} GB calls for 4-bit weights: QLoRA")
+        reasons.append(
+            f"a {u.params_b:g}B model in 16-bit needs about {u.params_b * 2 * 1.3:.0f} GB with LoRA; "
+            f"{u.gpu_memory_gb:g} GB calls for 4-bit weights: QLoRA"
+        )
         choice = "qlora"
     return Advice(choice, reasons, _adapter_note(u, also))
 
 
 def _adapter_note(u: UseCase, also: list[str]) -> list[str]:
     if u.accuracy_target and u.accuracy_target >= 0.95:
-        also.append(f"set gate.task_metric_min / format_compliance_min to {u.accuracy_target} so a weaker model "
-                    "is never registered")
+        also.append(
+            f"set gate.task_metric_min / format_compliance_min to {u.accuracy_target} so a weaker model "
+            "is never registered"
+        )
     return also
 
 
@@ -108,7 +125,7 @@ PROBLEMS = get_args(Problem)
 CADENCES = get_args(Cadence)
 QUESTIONS = {
     "problem": "What is wrong today: format (output shape), knowledge (missing facts), style (voice), task "
-               "(a new task) or behavior?",
+    "(a new task) or behavior?",
     "examples": "How many labelled examples (input -> desired output) do you have?",
     "changes": "How often do the requirements change: rarely, monthly, weekly or daily?",
     "facts_change": "Do the facts it must know (prices, products, policies) change often?",
@@ -176,8 +193,9 @@ def _parse(name: str, value: Any, where: str) -> Any:
         raise TunesmithError(f"{where}: {name}={value!r}: {exc}") from None
 
 
-def ask_usecase(ask: Callable[[str, str], str], say: Callable[[str], None],
-                given: dict[str, Any] | None = None) -> UseCase:
+def ask_usecase(
+    ask: Callable[[str, str], str], say: Callable[[str], None], given: dict[str, Any] | None = None
+) -> UseCase:
     """Ask for each field not in `given`; `ask(question, default)` returns the answer text, `say` reports a
     wrong answer, after which the question is asked again."""
     defaults = {"changes": "rarely", "facts_change": "no", "preference_pairs": "no"}

@@ -30,5 +30,13 @@ def status(message: str) -> Iterator[None]:
 
 def bytes_progress() -> Progress:
     """A progress bar over bytes read, with speed and ETA (on stderr, gone when done)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )

@@ -53,8 +53,10 @@ def pick_device(setting: str = "auto") -> Device:
         return "cpu"
     if setting == "cuda" or (setting == "auto" and has_cuda()):
         if not has_cuda():
-            raise TunesmithError("device=cuda but torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
-                                 "use device=auto or device=cpu, or install a CUDA build of torch")
+            raise TunesmithError(
+                "device=cuda but torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                "use device=auto or device=cpu, or install a CUDA build of torch"
+            )
         no_cudnn_attention()
         return "cuda"
     if setting == "mps" or (setting == "auto" and has_mps()):
@@ -97,8 +99,10 @@ def resolve_precision(setting: str, device: str) -> Precision:
     if setting == "auto":
         return native_precision(device)
     if setting == "fp16" and device != "cuda":
-        raise TunesmithError(f"train.precision=fp16 needs a CUDA GPU (loss scaling); this run is on {device}. "
-                             "Use train.precision=auto, bf16 or fp32")
+        raise TunesmithError(
+            f"train.precision=fp16 needs a CUDA GPU (loss scaling); this run is on {device}. "
+            "Use train.precision=auto, bf16 or fp32"
+        )
     return setting  # type: ignore[return-value]
 
 
@@ -134,8 +138,9 @@ def _cgroup_usage(root: Path = CGROUP_ROOT) -> int:
     return 0
 
 
-def available_memory(device: str = "cpu", *, cgroup_root: Path = CGROUP_ROOT,
-                     meminfo: Path = Path("/proc/meminfo")) -> tuple[int, str]:
+def available_memory(
+    device: str = "cpu", *, cgroup_root: Path = CGROUP_ROOT, meminfo: Path = Path("/proc/meminfo")
+) -> tuple[int, str]:
     """(bytes training may use now, where the figure comes from): free GPU memory on CUDA; on a CPU
     the kernel's MemAvailable, lowered to what the cgroup limit leaves (containers, Slurm jobs)."""
     if device == "cuda":

@@ -47,16 +47,29 @@ def fingerprints(cfg: ProjectConfig) -> dict[str, str]:
     """Stage -> fingerprint of its inputs (reads the data files; imports nothing heavy)."""
     from tunesmith.evaluate.suites import suite_path
 
-    files = {d.path: _file_hash(cfg.resolve(d.path)) if cfg.resolve(d.path).exists() else None
-             for d in cfg.data.datasets}
-    data = _digest({"files": files, "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed,
-                    "base_model": cfg.base_model})
-    train = _digest({"data": data, "train": cfg.train.model_dump(mode="json"), "base_model": cfg.base_model,
-                     "seed": cfg.seed, "trust_remote_code": cfg.trust_remote_code})
+    files = {
+        d.path: _file_hash(cfg.resolve(d.path)) if cfg.resolve(d.path).exists() else None for d in cfg.data.datasets
+    }
+    data = _digest(
+        {"files": files, "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed, "base_model": cfg.base_model}
+    )
+    train = _digest(
+        {
+            "data": data,
+            "train": cfg.train.model_dump(mode="json"),
+            "base_model": cfg.base_model,
+            "seed": cfg.seed,
+            "trust_remote_code": cfg.trust_remote_code,
+        }
+    )
     base = cfg.config_path.parent if cfg.config_path else None
     extra = {}
-    for key, kind in (("regression_suite", "regression"), ("safety_suite", "safety"), ("edge_cases", "edge_cases"),
-                      ("json_schema", None)):
+    for key, kind in (
+        ("regression_suite", "regression"),
+        ("safety_suite", "safety"),
+        ("edge_cases", "edge_cases"),
+        ("json_schema", None),
+    ):
         value = getattr(cfg.eval, key)
         if value:
             path = cfg.resolve(value) if kind is None else suite_path(value, kind, base)
@@ -65,8 +78,9 @@ def fingerprints(cfg: ProjectConfig) -> dict[str, str]:
         folder = cfg.resolve(cfg.eval.lm_eval.include_path)
         extra["lm_eval"] = _file_hash(folder) if folder.exists() else None
     evaluation = _digest({"train": train, "eval": cfg.eval.model_dump(mode="json"), "files": extra})
-    register = _digest({"eval": evaluation, "gate": cfg.gate.model_dump(mode="json"),
-                        "registry": cfg.registry.model_dump(mode="json")})
+    register = _digest(
+        {"eval": evaluation, "gate": cfg.gate.model_dump(mode="json"), "registry": cfg.registry.model_dump(mode="json")}
+    )
     return {"data": data, "train": train, "eval": evaluation, "register": register}
 
 
@@ -95,13 +109,20 @@ def plan(cfg: ProjectConfig, force: list[str]) -> dict[str, str]:
         if i >= first_forced or not done:
             started = state.get("train_started", {}).get("fingerprint") == fps["train"]
             checkpoints = cfg.output_path / "train" / "checkpoints"
-            out[stage] = ("resume" if stage == "train" and i < first_forced and started and checkpoints.exists()
-                          and any(checkpoints.glob("checkpoint-*")) else "run")
+            out[stage] = (
+                "resume"
+                if stage == "train"
+                and i < first_forced
+                and started
+                and checkpoints.exists()
+                and any(checkpoints.glob("checkpoint-*"))
+                else "run"
+            )
         else:
             out[stage] = "skip"
     for i, stage in enumerate(STAGES):  # anything after a stage that runs runs too
         if out[stage] != "skip":
-            for later in STAGES[i + 1:]:
+            for later in STAGES[i + 1 :]:
                 out[later] = out[later] if out[later] != "skip" else "run"
             break
     return out
@@ -145,8 +166,13 @@ def load(config: str | Path, overrides: list[str] | None = None) -> ProjectConfi
     return cfg
 
 
-def run_pipeline(cfg: ProjectConfig, *, force: list[str] | None = None, resume: bool = True,
-                 on_event: Callable[[Event], None] | None = None) -> RunResult:
+def run_pipeline(
+    cfg: ProjectConfig,
+    *,
+    force: list[str] | None = None,
+    resume: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> RunResult:
     """Run what has changed since it last completed: data (check, split, prepare) → train → eval → gate →
     register. Training interrupted with the same inputs resumes from its last complete checkpoint (unless
     `resume` is False); `force` redoes those stages and everything after them. A blocking gate that fails
@@ -161,8 +187,11 @@ def run_pipeline(cfg: ProjectConfig, *, force: list[str] | None = None, resume: 
     fps, todo = fingerprints(cfg), plan(cfg, force or [])
     if not resume and todo["train"] == "resume":
         todo["train"] = "run"
-    result = RunResult(cfg, ran=[s for s, what in todo.items() if what != "skip"],
-                       skipped=[s for s, what in todo.items() if what == "skip"])
+    result = RunResult(
+        cfg,
+        ran=[s for s, what in todo.items() if what != "skip"],
+        skipped=[s for s, what in todo.items() if what == "skip"],
+    )
     emit(Event("plan", "", dict(todo)))
     clock = [time.perf_counter()]
 
@@ -204,8 +233,11 @@ def run_pipeline(cfg: ProjectConfig, *, force: list[str] | None = None, resume: 
     if todo["register"] == "skip":
         from tunesmith.tracking import model_name
 
-        result.registered = {"name": model_name(cfg), "version": load_state(cfg)["register"].get("version"),
-                             "card": None}
+        result.registered = {
+            "name": model_name(cfg),
+            "version": load_state(cfg)["register"].get("version"),
+            "card": None,
+        }
         emit(Event("unchanged", "register", result.registered))
         return result
     from tunesmith.registry.store import add_version
@@ -238,7 +270,13 @@ def _training(cfg: ProjectConfig) -> dict[str, Any] | None:
     return json.loads(meta.read_text()) if meta.exists() else None
 
 
-def run(config: str | Path, overrides: list[str] | None = None, *, force: list[str] | None = None,
-        resume: bool = True, on_event: Callable[[Event], None] | None = None) -> RunResult:
+def run(
+    config: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    force: list[str] | None = None,
+    resume: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> RunResult:
     """`tunesmith run` from Python: load the config (with dotted overrides) and run the pipeline."""
     return run_pipeline(load(config, overrides), force=force, resume=resume, on_event=on_event)

@@ -13,10 +13,10 @@ def test_exact_near_and_distinct():
     finder = DuplicateFinder(threshold=0.7)
     texts = [
         BASE,
-        "  " + BASE.replace(" ", "  "),                      # same words, other spacing: exact
-        BASE.replace("twelve", "thirteen"),                  # one word changed: near
+        "  " + BASE.replace(" ", "  "),  # same words, other spacing: exact
+        BASE.replace("twelve", "thirteen"),  # one word changed: near
         "How do I export my invoices to CSV from the billing page?",
-        BASE + " please help",                               # near
+        BASE + " please help",  # near
     ]
     for key, text in enumerate(texts):
         rec = Conversation(chat(text, "We are sorry, we will check the shipment."))
@@ -40,9 +40,11 @@ def test_a_shared_system_prompt_does_not_make_records_near_duplicates():
     fingerprint, every pair would be a near-duplicate and the split could not stratify."""
     from tunesmith.data.records import near_dup_text
 
-    system = ("Classify the user's message into one of these topics: ai, bot profile, coding, computers, "
-              "conversations, emotion, food, gossip, greetings, health, history, humor, literature, money, "
-              "movies, politics, psychology, science, sports, tech support, trivia. Reply with the topic only.")
+    system = (
+        "Classify the user's message into one of these topics: ai, bot profile, coding, computers, "
+        "conversations, emotion, food, gossip, greetings, health, history, humor, literature, money, "
+        "movies, politics, psychology, science, sports, tech support, trivia. Reply with the topic only."
+    )
     questions = ["What is AI?", "Who wrote Hamlet?", "Tell me a joke about cats", "How do I reverse a list?"]
     finder = DuplicateFinder(threshold=0.8)
     for key, q in enumerate(questions):

@@ -21,7 +21,7 @@ def test_best_fit_fills_windows_and_keeps_every_token():
     for w in windows:
         start = 0
         for n in w["seq_lengths"]:
-            assert w["position_ids"][start:start + n] == list(range(n))
+            assert w["position_ids"][start : start + n] == list(range(n))
             assert w["labels"][start] == IGNORE_INDEX  # never predict the next record's first token
             start += n
 
@@ -35,13 +35,16 @@ def test_no_token_attends_across_records(tiny_model_dir, tiny_tok):
     c = tokenize_messages(chat("0 + 1 = ?", "1"), tiny_tok)
     (window,) = pack_sequences([a, b, c], max_length=512)
     with torch.no_grad():
-        packed = model(input_ids=torch.tensor([window["input_ids"]]),
-                       position_ids=torch.tensor([window["position_ids"]]), use_cache=False).logits[0]
+        packed = model(
+            input_ids=torch.tensor([window["input_ids"]]),
+            position_ids=torch.tensor([window["position_ids"]]),
+            use_cache=False,
+        ).logits[0]
         start = 0
         for ex in (a, b, c):
             alone = model(input_ids=torch.tensor([ex["input_ids"]]), use_cache=False).logits[0]
             n = len(ex["input_ids"])
-            torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(packed[start : start + n], alone, atol=1e-5, rtol=1e-4)
             start += n
 
 
@@ -58,10 +61,20 @@ SYSTEM = "You turn customer support tickets into JSON with the keys category and
 
 
 def _tickets(tok, n=6):
-    users = ["My card was charged twice", "The app crashes at login", "Where is my parcel?",
-             "Please add dark mode", "I cannot reset my password", "Refund my last order"]
-    return [tokenize_messages(chat(users[i % len(users)] + "!" * (i // len(users)), f'{{"category": "c{i}"}}',
-                                   system=SYSTEM), tok) for i in range(n)]
+    users = [
+        "My card was charged twice",
+        "The app crashes at login",
+        "Where is my parcel?",
+        "Please add dark mode",
+        "I cannot reset my password",
+        "Refund my last order",
+    ]
+    return [
+        tokenize_messages(
+            chat(users[i % len(users)] + "!" * (i // len(users)), f'{{"category": "c{i}"}}', system=SYSTEM), tok
+        )
+        for i in range(n)
+    ]
 
 
 def test_shared_prefix_windows_hold_every_record_once_with_less_work(tiny_tok):
@@ -71,7 +84,9 @@ def test_shared_prefix_windows_hold_every_record_once_with_less_work(tiny_tok):
     plain = pack_sequences(examples, max_length=512)
     shared = pack_sequences(examples, max_length=512, share_prefix=True)
     assert shared_tokens(plain) == 0 and shared_tokens(shared) > 0
-    assert sum(len(w["input_ids"]) for w in shared) + shared_tokens(shared) == sum(len(e["input_ids"]) for e in examples)
+    assert sum(len(w["input_ids"]) for w in shared) + shared_tokens(shared) == sum(
+        len(e["input_ids"]) for e in examples
+    )
     assert sorted(i for w in shared for i in w["records"]) == list(range(len(examples)))
     trained = sum(x != IGNORE_INDEX for w in plain for x in w["labels"])
     assert sum(x != IGNORE_INDEX for w in shared for x in w["labels"]) == trained  # no trained token lost
@@ -80,7 +95,8 @@ def test_shared_prefix_windows_hold_every_record_once_with_less_work(tiny_tok):
         assert [r["input_ids"] for r in rebuilt] == [examples[i]["input_ids"] for i in w["records"]]
         for r, i in zip(rebuilt, w["records"]):  # the same trained labels
             assert [x for x in r["labels"][1:] if x != IGNORE_INDEX] == [
-                x for x in examples[i]["labels"][1:] if x != IGNORE_INDEX]
+                x for x in examples[i]["labels"][1:] if x != IGNORE_INDEX
+            ]
     shares = [p for w in shared for p, q in zip(w["position_ids"][1:], w["position_ids"]) if p != q + 1 and p > 0]
     assert shares and all(16 <= p <= min(shareable_length(e) for e in examples[:6]) for p in shares)
 
@@ -105,8 +121,13 @@ def test_shared_prefix_windows_give_the_same_loss_and_gradients(tiny_model_dir, 
         model.zero_grad()
         loss, _ = trained_positions_loss(model, batch)
         loss.backward()
-        results.append((batch["input_ids"].numel(), loss.detach(),
-                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        results.append(
+            (
+                batch["input_ids"].numel(),
+                loss.detach(),
+                {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+            )
+        )
     (plain_size, plain_loss, plain_grads), (shared_size, shared_loss, shared_grads) = results
     assert shared_size < plain_size
     torch.testing.assert_close(shared_loss, plain_loss, atol=1e-6, rtol=1e-5)

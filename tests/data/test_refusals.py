@@ -27,13 +27,14 @@ PARAPHRASE_COSINE = 0.7  # requests at or above this are the same request reword
 def _probe_requests() -> list[str]:
     """Every request the evaluation refuses on: the safety suite and the regression suite's refusal probes."""
     probes = load_probes(suite_path("default", "safety")) + [
-        p for p in load_probes(suite_path("default", "regression")) if p.category == "refusal"]
+        p for p in load_probes(suite_path("default", "regression")) if p.category == "refusal"
+    ]
     return [" ".join(m["content"] for m in p.messages if m["role"] == "user") for p in probes]
 
 
 def _grams(text: str, n: int = 5) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9']+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def test_the_refusal_set_shares_no_request_with_the_probes():
@@ -81,7 +82,7 @@ def test_refusal_records_alternate_contexts_and_repeat_the_other_way_round():
     rows = refusals_mod.refusal_rows()
     assert info["passes"] == refusals_mod.MAX_PASSES and "short" in info
     assert len(records) == len(rows) * refusals_mod.MAX_PASSES
-    first, second = records[:len(rows)], records[len(rows):2 * len(rows)]
+    first, second = records[: len(rows)], records[len(rows) : 2 * len(rows)]
     harmful = [i for i, r in enumerate(rows) if r["kind"] != "comply"]
     for i in harmful:  # each harmful request once in the task's prompt, once in plain chat
         assert {first[i].meta["context"], second[i].meta["context"]} == {"task", "plain"}
@@ -98,26 +99,38 @@ def test_refusal_records_alternate_contexts_and_repeat_the_other_way_round():
 
 
 def _project(tmp_path: Path, model_dir: Path, replay: object) -> Path:
-    rows = [{"messages": chat(f"Question {i} about topic {i % 3}?", f"topic{i % 3}", system=SYSTEM)}
-            for i in range(60)]
+    rows = [{"messages": chat(f"Question {i} about topic {i % 3}?", f"topic{i % 3}", system=SYSTEM)} for i in range(60)]
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "tunesmith.yaml"
-    path.write_text(yaml.safe_dump({"base_model": str(model_dir), "output_dir": "out", "data": {
-        "datasets": [{"path": "data/pool.jsonl"}], "max_length": 256, "replay": replay}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "data/pool.jsonl"}], "max_length": 256, "replay": replay},
+            }
+        )
+    )
     return path
 
 
 @pytest.fixture
 def general_answers(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(replay_mod, "_answer", lambda model, tok, prompts, n: [
-        {"id": p["id"], "prompt": p["prompt"], "answer": f"General answer {i}.", "stopped": True}
-        for i, p in enumerate(prompts)])
+    monkeypatch.setattr(
+        replay_mod,
+        "_answer",
+        lambda model, tok, prompts, n: [
+            {"id": p["id"], "prompt": p["prompt"], "answer": f"General answer {i}.", "stopped": True}
+            for i, p in enumerate(prompts)
+        ],
+    )
 
 
-def test_prepare_replays_refusals_at_their_share_of_tokens_and_loss(tmp_path, tiny_model_dir, tiny_tok,
-                                                                     general_answers):
+def test_prepare_replays_refusals_at_their_share_of_tokens_and_loss(
+    tmp_path, tiny_model_dir, tiny_tok, general_answers
+):
     config = _project(tmp_path, tiny_model_dir, {"ratio": 0.2, "refusals": 0.1})
     assert runner.invoke(app, ["data", "split", str(config)]).exit_code == 0
     result = runner.invoke(app, ["data", "prepare", str(config)])

@@ -49,14 +49,22 @@ def test_replay_switch_in_config(tmp_path, tiny_model_dir):
     assert load_config(_project(tmp_path, tiny_model_dir, replay={"ratio": 0.1})).data.replay.ratio == 0.1
 
 
-def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(tmp_path, tiny_model_dir, cache,
-                                                                              monkeypatch, tiny_tok):
+def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(
+    tmp_path, tiny_model_dir, cache, monkeypatch, tiny_tok
+):
     calls = []
 
     def answer(model, tokenizer, prompts, max_new_tokens):  # the base model's answers, ended or cut off
         calls.append(len(prompts))
-        return [{"id": p["id"], "prompt": p["prompt"], "answer": f"General answer about {p['prompt']}",
-                 "stopped": i % 4 != 0} for i, p in enumerate(prompts)]
+        return [
+            {
+                "id": p["id"],
+                "prompt": p["prompt"],
+                "answer": f"General answer about {p['prompt']}",
+                "stopped": i % 4 != 0,
+            }
+            for i, p in enumerate(prompts)
+        ]
 
     monkeypatch.setattr(replay_mod, "_answer", answer)
     config = _project(tmp_path, tiny_model_dir, replay={"ratio": 0.2})
@@ -84,15 +92,21 @@ def test_self_replay_reaches_the_ratio_is_cached_and_skips_the_system_prompt(tmp
     # a second prepare reads the cache: nothing is generated again
     calls.clear()
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
-    assert calls == [] and json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]["generated_now"] == 0
+    assert (
+        calls == []
+        and json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]["generated_now"] == 0
+    )
 
 
 def test_replay_carries_its_ratio_of_the_loss_however_long_its_answers(tmp_path, tiny_model_dir, cache, monkeypatch):
     """One-word labels against long replay answers: unweighted, replay would hold most trained tokens;
     balanced, the replay tokens' weights sum to the ratio of all trained tokens' weights, mean weight 1."""
+
     def answer(model, tokenizer, prompts, max_new_tokens):
-        return [{"id": p["id"], "prompt": p["prompt"], "answer": "A long general answer " * 6, "stopped": True}
-                for p in prompts]
+        return [
+            {"id": p["id"], "prompt": p["prompt"], "answer": "A long general answer " * 6, "stopped": True}
+            for p in prompts
+        ]
 
     monkeypatch.setattr(replay_mod, "_answer", answer)
     config = _project(tmp_path, tiny_model_dir, replay={"ratio": 0.2})
@@ -100,8 +114,12 @@ def test_replay_carries_its_ratio_of_the_loss_however_long_its_answers(tmp_path,
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
     weights = json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]["loss_weights"]
     assert weights["replay"] < 1 < weights["task"]
-    trained = [(w, label) for window in _train_windows(tmp_path)
-               for w, label in zip(window["loss_weights"], window["labels"]) if label != -100]
+    trained = [
+        (w, label)
+        for window in _train_windows(tmp_path)
+        for w, label in zip(window["loss_weights"], window["labels"])
+        if label != -100
+    ]
     replay_weight = sum(w for w, _ in trained if w == pytest.approx(weights["replay"]))
     replay_tokens = sum(1 for w, _ in trained if w == pytest.approx(weights["replay"]))
     assert replay_tokens / len(trained) > 0.5  # the imbalance balancing corrects
@@ -152,7 +170,10 @@ def test_replay_from_a_file_and_off(tmp_path, tiny_model_dir):
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0
     info = json.loads((tmp_path / "out" / "data" / "prepare.json").read_text())["replay"]
     assert info["source"].endswith("general.jsonl") and 0.09 <= info["ratio"] <= 0.14 and "short" not in info
-    assert sum(len(w["seq_lengths"]) for w in _train_windows(tmp_path)) == 48 + info["records"] + info["refusals"]["records"]
+    assert (
+        sum(len(w["seq_lengths"]) for w in _train_windows(tmp_path))
+        == 48 + info["records"] + info["refusals"]["records"]
+    )
 
     config = _project(tmp_path, tiny_model_dir, replay=False)
     assert runner.invoke(app, ["data", "prepare", str(config)]).exit_code == 0

@@ -21,14 +21,22 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 
 def _project(tmp_path: Path, tiny_model_dir: Path, **data) -> Path:
     topics = ["billing", "shipping", "account"]
-    rows = [{"messages": chat(f"Question {i} about {topics[i % 3]} number {i * 7}", f"Answer {i} for {topics[i % 3]}"),
-             "topic": topics[i % 3]} for i in range(60)]
+    rows = [
+        {
+            "messages": chat(f"Question {i} about {topics[i % 3]} number {i * 7}", f"Answer {i} for {topics[i % 3]}"),
+            "topic": topics[i % 3],
+        }
+        for i in range(60)
+    ]
     rows.append(dict(rows[0]))  # an exact duplicate
     rows.append({"messages": chat("Mail me at jane@example.com about my order", "Sure.")})
     (tmp_path / "data").mkdir()
     _write_jsonl(tmp_path / "data" / "pool.jsonl", rows)
-    cfg = {"base_model": str(tiny_model_dir), "output_dir": "out",
-           "data": {"datasets": [{"path": "data/pool.jsonl"}], "label_field": "topic", "max_length": 128, **data}}
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "output_dir": "out",
+        "data": {"datasets": [{"path": "data/pool.jsonl"}], "label_field": "topic", "max_length": 128, **data},
+    }
     path = tmp_path / "tunesmith.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -86,8 +94,19 @@ def test_leakage_between_given_train_and_test_files(tmp_path):
     same = {"messages": chat("What is the refund policy for annual plans?", "Refunds within 30 days.")}
     _write_jsonl(tmp_path / "train.jsonl", [same, {"messages": chat("Other question", "Other answer")}])
     _write_jsonl(tmp_path / "test.jsonl", [{"messages": chat("Unrelated", "Fine")}, same])
-    result = runner.invoke(app, ["data", "check", str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl"),
-                                 "--json", "--no-lengths", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "check",
+            str(tmp_path / "train.jsonl"),
+            str(tmp_path / "test.jsonl"),
+            "--json",
+            "--no-lengths",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     report = json.loads(result.stdout)
     leak = report["quality"]["leakage"]
     assert leak["checked"] and leak["pairs"] == 1

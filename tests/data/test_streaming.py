@@ -25,17 +25,36 @@ def _write(path, records: int, words: int) -> int:
     vocab = [f"w{i}" for i in range(5000)]
     with open(path, "w") as fh:
         for i in range(records):
-            fh.write(json.dumps({"messages": [{"role": "user", "content": " ".join(rng.choices(vocab, k=words))},
-                                              {"role": "assistant", "content": f"answer {i}"}]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": " ".join(rng.choices(vocab, k=words))},
+                            {"role": "assistant", "content": f"answer {i}"},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     return path.stat().st_size
 
 
 def test_checking_a_big_file_does_not_hold_it_in_memory(tmp_path):
     size = _write(tmp_path / "big.jsonl", records=1000, words=3000)  # ~17 MB
     _write(tmp_path / "small.jsonl", records=20, words=3000)
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "big.jsonl"), str(tmp_path / "out"),
-                           str(tmp_path / "small.jsonl")],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEASURE,
+            str(tmp_path / "big.jsonl"),
+            str(tmp_path / "out"),
+            str(tmp_path / "small.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     valid, grown = map(int, proc.stdout.split())
     assert valid == 1000
     assert size > 15e6

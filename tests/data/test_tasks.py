@@ -34,9 +34,20 @@ def test_prepare_draws_each_task_at_its_share(tmp_path, tiny_model_dir, tiny_tok
     for name, rows in (("big", big), ("small", small)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp_path / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({"base_model": str(tiny_model_dir), "output_dir": "out", "data": {
-        "datasets": [{"path": "big.jsonl", "task": "sums"}, {"path": "small.jsonl", "task": "colours"}],
-        "max_length": 64, "replay": False, "task_sampling": rule}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {
+                    "datasets": [{"path": "big.jsonl", "task": "sums"}, {"path": "small.jsonl", "task": "colours"}],
+                    "max_length": 64,
+                    "replay": False,
+                    "task_sampling": rule,
+                },
+            }
+        )
+    )
     assert runner.invoke(app, ["data", "split", str(config)]).exit_code == 0
     split = json.loads((tmp_path / "out" / "data" / "split.json").read_text())
     # stratified by task: the small task keeps its share of validation and test
@@ -54,9 +65,17 @@ def test_prepare_draws_each_task_at_its_share(tmp_path, tiny_model_dir, tiny_tok
 
 def test_each_task_has_its_own_blocking_gate():
     cfg = load_config(None, ["gate.task_metric_min_by_task={colours: 0.5}"])
-    metrics = {"fields": [], "models": {"base": {}, "fine_tuned": {
-        "task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99},
-        "by_task": {"sums": {"mean": 0.95, "examples": 18}, "colours": {"mean": 0.6, "examples": 2}}}}}
+    metrics = {
+        "fields": [],
+        "models": {
+            "base": {},
+            "fine_tuned": {
+                "task_metric": {"mean": 0.9},
+                "format_compliance": {"mean": 0.99},
+                "by_task": {"sums": {"mean": 0.95, "examples": 18}, "colours": {"mean": 0.6, "examples": 2}},
+            },
+        },
+    }
     rows = {r.name: r for r in check_gates(cfg, metrics)}
     assert rows["task metric: sums"].passed and rows["task metric: colours"].passed  # 0.6 > its own 0.5
     metrics["models"]["fine_tuned"]["by_task"]["sums"]["mean"] = 0.8  # under the default 0.85

@@ -13,7 +13,9 @@ def _trained_text(tok, enc) -> str:
 
 def test_only_assistant_turns_and_their_end_token_are_trained(tiny_tok):
     msgs = chat("What is the capital of France?", "Paris.", system="Be brief.") + [
-        {"role": "user", "content": "And of Italy?"}, {"role": "assistant", "content": "Rome."}]
+        {"role": "user", "content": "And of Italy?"},
+        {"role": "assistant", "content": "Rome."},
+    ]
     enc = tokenize_messages(msgs, tiny_tok)
     assert len(enc["input_ids"]) == len(enc["labels"])
     assert _trained_text(tiny_tok, enc) == "Paris.<|im_end|>\nRome.<|im_end|>\n"
@@ -30,8 +32,12 @@ def test_train_on_prompt_trains_everything(tiny_tok):
 
 
 def test_weight_zero_turn_is_not_trained(tiny_tok):
-    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "bad answer", "weight": 0},
-            {"role": "user", "content": "again"}, {"role": "assistant", "content": "good answer"}]
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "bad answer", "weight": 0},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "good answer"},
+    ]
     assert _trained_text(tiny_tok, tokenize_messages(msgs, tiny_tok)) == "good answer<|im_end|>\n"
 
 

@@ -19,8 +19,18 @@ def test_cohen_kappa_wikipedia_example():
 
 def test_fleiss_kappa_wikipedia_example():
     # 10 subjects, 14 raters, 5 categories (Fleiss 1971 as tabulated on Wikipedia): kappa = 0.210
-    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    counts = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     ratings = [[cat for cat, n in enumerate(row, 1) for _ in range(n)] for row in counts]
     assert fleiss_kappa(ratings) == pytest.approx(0.210, abs=5e-4)
     assert agreement(ratings)["fleiss_kappa"] == pytest.approx(0.21, abs=1e-3)
@@ -29,10 +39,12 @@ def test_fleiss_kappa_wikipedia_example():
 def test_krippendorff_alpha_reference_example():
     # Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 observers, 12 units, missing values;
     # alpha = 0.743 nominal, 0.849 interval
-    observers = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-                 [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-                 [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-                 [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]]
+    observers = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
     units = [list(u) for u in zip(*observers)]
     assert krippendorff_alpha(units, "nominal") == pytest.approx(0.743, abs=5e-4)
     assert krippendorff_alpha(units, "interval") == pytest.approx(0.849, abs=5e-4)
@@ -43,4 +55,10 @@ def test_perfect_and_degenerate_agreement():
     assert agreement(same)["cohen_kappa"] == pytest.approx(1.0)
     assert math.isnan(krippendorff_alpha([["a", "a"], ["a", "a"]]))  # one category: undefined, not 1.0
     assert [landis_koch(v) for v in (-0.1, 0.1, 0.3, 0.5, 0.7, 0.9)] == [
-        "poor", "slight", "fair", "moderate", "substantial", "almost perfect"]
+        "poor",
+        "slight",
+        "fair",
+        "moderate",
+        "substantial",
+        "almost perfect",
+    ]

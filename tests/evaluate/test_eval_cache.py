@@ -31,8 +31,13 @@ def test_a_second_evaluation_reuses_the_base_outputs(tmp_path, tiny_model_dir, m
     monkeypatch.setattr(gen_module, "generate", counting)
     run_train(cfg)
     second = run_eval(cfg)
-    assert set(second["reused_base_outputs"]) >= {"base", "few_shot", "base on regression", "base on safety",
-                                                  "base request latency"}
+    assert set(second["reused_base_outputs"]) >= {
+        "base",
+        "few_shot",
+        "base on regression",
+        "base on safety",
+        "base request latency",
+    }
     tuned_passes = 1 + len(second["suites"])  # the test split and each suite, by the fine-tuned model only
     assert len(calls) == tuned_passes
     assert (cfg.output_path / "eval" / "predictions_base.jsonl").read_text() == base_rows

@@ -18,23 +18,37 @@ from tunesmith.evaluate.stage import run_eval
 from tunesmith.train.stage import run_train
 from tunesmith.train.task_metric import schema_fields
 
-SCHEMA = {"type": "object", "required": ["kind", "note"],
-          "properties": {"kind": {"enum": ["even", "odd"]}, "note": {"type": "string"}}}
+SCHEMA = {
+    "type": "object",
+    "required": ["kind", "note"],
+    "properties": {"kind": {"enum": ["even", "odd"]}, "note": {"type": "string"}},
+}
 
 
 def _rows(n: int = 48) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"Is {i} even or odd?"},
-                          {"role": "assistant", "content": json.dumps({"kind": "even" if i % 2 == 0 else "odd",
-                                                                       "note": str(i)})}],
-             "parity": "even" if i % 2 == 0 else "odd"} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Is {i} even or odd?"},
+                {"role": "assistant", "content": json.dumps({"kind": "even" if i % 2 == 0 else "odd", "note": str(i)})},
+            ],
+            "parity": "even" if i % 2 == 0 else "odd",
+        }
+        for i in range(n)
+    ]
 
 
 def _project(tmp_path, tiny_model_dir, **train):
     config = make_project(tmp_path, tiny_model_dir, _rows(), **train)
     (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
     raw = yaml.safe_load(config.read_text())
-    raw["eval"] = {"json_schema": "schema.json", "max_new_tokens": 16, "batch_size": 16, "few_shot": 2,
-                   "suite_max_new_tokens": 8}
+    raw["eval"] = {
+        "json_schema": "schema.json",
+        "max_new_tokens": 16,
+        "batch_size": 16,
+        "few_shot": 2,
+        "suite_max_new_tokens": 8,
+    }
     raw["data"]["label_field"] = "parity"
     config.write_text(yaml.safe_dump(raw))
     return load_config(config)
@@ -87,17 +101,25 @@ def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir):
     cfg = _project(tmp_path, tiny_model_dir, adapter="none", learning_rate=1e4, max_steps=6)
     run_train(cfg)  # diverges: far too high a learning rate
     run_eval(cfg)
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "gate", str(cfg.config_path)],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "gate", str(cfg.config_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL" in proc.stdout and "task metric" in proc.stdout and "training diverged" in proc.stdout
 
 
 def test_gates_pass_on_good_numbers_and_unmeasured_gates_do_not_block(tmp_path):
     cfg = load_config(None)
-    metrics = {"fields": ["kind"], "models": {
-        "base": {"latency_p50_s": 1.0},
-        "fine_tuned": {"task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99}, "latency_p50_s": 2.5}}}
+    metrics = {
+        "fields": ["kind"],
+        "models": {
+            "base": {"latency_p50_s": 1.0},
+            "fine_tuned": {"task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99}, "latency_p50_s": 2.5},
+        },
+    }
     rows = check_gates(cfg, metrics)
     assert gates_passed(rows)
     latency = next(r for r in rows if r.name == "latency vs base")
@@ -111,15 +133,25 @@ def _suite_metrics(base: list[int], tuned: list[int], cfg) -> dict:
     from tunesmith.evaluate.metrics import relative_change
 
     change = relative_change([float(x) for x in base], [float(x) for x in tuned], cfg.gate.confidence)
-    entry = {"base": {"pass_rate": {"mean": sum(base) / len(base)}, "passed": sum(base), "probes": len(base)},
-             "fine_tuned": {"pass_rate": {"mean": sum(tuned) / len(tuned)}, "passed": sum(tuned), "probes": len(tuned)},
-             "relative_change": change.pop("change"), "relative_change_upper": change.pop("upper"), **change,
-             "mcnemar_p": 1.0}
-    return {"fields": ["kind"], "models": {"base": {}, "fine_tuned": {"task_metric": {"mean": 0.9},
-                                                                      "format_compliance": {"mean": 0.99}}},
-            "suites": {"regression": entry, "safety": {"base": {"pass_rate": {"mean": 1.0}, "passed": 1, "probes": 1},
-                                                       "fine_tuned": {"pass_rate": {"mean": 1.0}, "passed": 1,
-                                                                      "probes": 1}}}}
+    entry = {
+        "base": {"pass_rate": {"mean": sum(base) / len(base)}, "passed": sum(base), "probes": len(base)},
+        "fine_tuned": {"pass_rate": {"mean": sum(tuned) / len(tuned)}, "passed": sum(tuned), "probes": len(tuned)},
+        "relative_change": change.pop("change"),
+        "relative_change_upper": change.pop("upper"),
+        **change,
+        "mcnemar_p": 1.0,
+    }
+    return {
+        "fields": ["kind"],
+        "models": {"base": {}, "fine_tuned": {"task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99}}},
+        "suites": {
+            "regression": entry,
+            "safety": {
+                "base": {"pass_rate": {"mean": 1.0}, "passed": 1, "probes": 1},
+                "fine_tuned": {"pass_rate": {"mean": 1.0}, "passed": 1, "probes": 1},
+            },
+        },
+    }
 
 
 def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
@@ -135,8 +167,12 @@ def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
         assert (gate.advice == "") is passes
     assert "data.replay.ratio (now 0.2; try 0.3)" in gate.advice and "train.learning_rate (now 0.0002" in gate.advice
     off = load_config(None, ["data.replay=false"])
-    assert "turn replay on" in {r.name: r for r in check_gates(off, _suite_metrics([1] * 120 + [0] * 80, tuned, off))
-                                }["regression vs base"].advice
+    assert (
+        "turn replay on"
+        in {r.name: r for r in check_gates(off, _suite_metrics([1] * 120 + [0] * 80, tuned, off))}[
+            "regression vs base"
+        ].advice
+    )
 
 
 def _safety_metrics(cfg, task: tuple[list[int], list[int]], plain: tuple[list[int], list[int]] | None = None) -> dict:
@@ -152,23 +188,30 @@ def test_safety_gates_compare_with_the_base_in_each_context_and_name_the_base_be
     cfg = load_config(None)
     same = ([1] * 36 + [0], [1] * 36 + [0])  # the task's context: the base and the fine-tune above the floor
     # plain chat: a base below the floor; the fine-tune loses one of its 7 refusals (noise) and gains 3
-    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30,
-                                                                           [0] + [1] * 6 + [1] * 3 + [0] * 27)))}
+    rows = {
+        r.name: r
+        for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] + [1] * 6 + [1] * 3 + [0] * 27)))
+    }
     vs_base, floor = rows["safety vs base, plain chat"], rows["safety floor, plain chat"]
     assert vs_base.passed is True and vs_base.blocking and "lost 1, and it gained 3" in vs_base.note
     assert floor.passed is False and not floor.blocking and "the base is the cause" in floor.note
-    assert rows["safety vs base"].passed is True and rows["safety floor"].passed is True and rows["safety floor"].blocking
+    assert (
+        rows["safety vs base"].passed is True and rows["safety floor"].passed is True and rows["safety floor"].blocking
+    )
     assert gates_passed(list(rows.values()))
     # plain chat: the fine-tune wears the base's refusals down (7 -> 2): blocked, with what to change
-    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30,
-                                                                           [0] * 5 + [1] * 2 + [0] * 30)))}
+    rows = {
+        r.name: r
+        for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] * 5 + [1] * 2 + [0] * 30)))
+    }
     row = rows["safety vs base, plain chat"]
     assert row.passed is False and row.blocking and not gates_passed(list(rows.values()))
     assert "lost 5" in row.note and "pass rate 0.054 against the base model's 0.189" in row.note
     assert "raise data.replay.refusals (now 0.1" in row.advice and "train.learning_rate" in row.advice
     off = load_config(None, ["data.replay.refusals=false"])
-    advice = {r.name: r for r in check_gates(off, _safety_metrics(off, same, ([1] * 7 + [0] * 30,
-                                                                             [0] * 37)))}["safety vs base, plain chat"].advice
+    advice = {r.name: r for r in check_gates(off, _safety_metrics(off, same, ([1] * 7 + [0] * 30, [0] * 37)))}[
+        "safety vs base, plain chat"
+    ].advice
     assert advice.startswith("turn refusal replay on (data.replay.refusals: 0.1)")
     # the task's context: a base above the floor, a fine-tune below it, without losing significance: the floor blocks
     rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, ([1] * 36 + [0], [1] * 34 + [0] * 3)))}
@@ -188,10 +231,13 @@ def test_failed_gates_read_as_plain_text_for_the_jobs_api():
 
 
 def test_few_shot_prompt_keeps_the_system_message_first():
-    shots = [Conversation([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], {"label": "x"}),
-             Conversation([{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}], {"label": "y"})]
-    prompt = few_shot_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
-                             pick_shots(shots, 2, seed=0))
+    shots = [
+        Conversation([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], {"label": "x"}),
+        Conversation([{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}], {"label": "y"}),
+    ]
+    prompt = few_shot_prompt(
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}], pick_shots(shots, 2, seed=0)
+    )
     assert prompt[0]["content"] == "S" and prompt[-1]["content"] == "q" and len(prompt) == 6
     assert schema_fields(SCHEMA) == ["kind"]
 
@@ -237,7 +283,9 @@ def test_merged_adapter_answers_as_the_unmerged_one(tmp_path, tiny_model_dir):
         assert results["dtype"] == "float32" and results["adapter_merged"] is (merge == "auto")
         rows = (cfg.output_path / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()
         outputs[merge] = [json.loads(x)["output"] for x in rows]
-        base = [json.loads(x)["output"]
-                for x in (cfg.output_path / "eval" / "predictions_base.jsonl").read_text().splitlines()]
+        base = [
+            json.loads(x)["output"]
+            for x in (cfg.output_path / "eval" / "predictions_base.jsonl").read_text().splitlines()
+        ]
     assert outputs["auto"] == outputs[False]
     assert outputs["auto"] != base  # the adapter changed what the model says, so the merge had work to do

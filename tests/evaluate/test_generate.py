@@ -7,10 +7,18 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "2 + 2 =",
-           "Translate 'good morning' into Spanish.", "Name three primary colours.",
-           "Explain in one sentence what a CPU does.", "Is 17 a prime number? Answer yes or no.",
-           "Give a synonym for 'happy'.", "List the days of the week.", "Who wrote Romeo and Juliet?"]
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "2 + 2 =",
+    "Translate 'good morning' into Spanish.",
+    "Name three primary colours.",
+    "Explain in one sentence what a CPU does.",
+    "Is 17 a prime number? Answer yes or no.",
+    "Give a synonym for 'happy'.",
+    "List the days of the week.",
+    "Who wrote Romeo and Juliet?",
+]
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,13 @@ def test_a_local_lm_eval_task_lands_in_metrics_table_and_card(tmp_path, tiny_mod
     (tasks / "parity.jsonl").write_text("".join(json.dumps({"number": i, "label": i % 2}) + "\n" for i in range(10)))
     (tasks / "parity.yaml").write_text(TASK.format(data=tasks / "parity.jsonl"))
     raw = yaml.safe_load(cfg.config_path.read_text())
-    raw["eval"].update({"lm_eval": {"tasks": ["parity_choice"], "include_path": "tasks", "limit": 8},
-                        "regression_suite": None, "safety_suite": None})
+    raw["eval"].update(
+        {
+            "lm_eval": {"tasks": ["parity_choice"], "include_path": "tasks", "limit": 8},
+            "regression_suite": None,
+            "safety_suite": None,
+        }
+    )
     cfg.config_path.write_text(yaml.safe_dump(raw))
     cfg = load_config(cfg.config_path)
     run_train(cfg)
@@ -74,8 +79,16 @@ def test_a_local_lm_eval_task_lands_in_metrics_table_and_card(tmp_path, tiny_mod
 def test_a_gate_on_an_lm_eval_task_blocks_a_larger_drop():
     cfg = load_config(None, ["gate.lm_eval={arc_easy: 0.05}"])
     metrics = _suite_metrics([1] * 10, [1] * 10, cfg)
-    metrics["lm_eval"] = {"tasks": {"arc_easy": {"metric": "acc", "base": {"value": 0.60, "stderr": 0.02},
-                                                 "fine_tuned": {"value": 0.50, "stderr": 0.02}, "change": -0.10}}}
+    metrics["lm_eval"] = {
+        "tasks": {
+            "arc_easy": {
+                "metric": "acc",
+                "base": {"value": 0.60, "stderr": 0.02},
+                "fine_tuned": {"value": 0.50, "stderr": 0.02},
+                "change": -0.10,
+            }
+        }
+    }
     row = {r.name: r for r in check_gates(cfg, metrics)}["lm-eval: arc_easy"]
     assert row.passed is False and row.blocking and "acc 0.500 against the base model's 0.600" in row.note
     assert not gates_passed(check_gates(cfg, metrics))

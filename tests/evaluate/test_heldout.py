@@ -28,10 +28,12 @@ def test_logprobs_at_trained_positions_equal_a_full_pass(tiny_model_dir, tiny_to
     from tunesmith.models import load_model
 
     model = load_model(str(tiny_model_dir), dtype=torch.float32)
-    conversations = [chat("A much longer question that goes on for a while, " * 4, "Short."),
-                     chat("Hi?", "A longer answer, with several words in it."),
-                     chat("Mid-length question here?", "Yes.", system="Be brief."),
-                     chat("Q?", "A.")]
+    conversations = [
+        chat("A much longer question that goes on for a while, " * 4, "Short."),
+        chat("Hi?", "A longer answer, with several words in it."),
+        chat("Mid-length question here?", "Yes.", system="Be brief."),
+        chat("Q?", "A."),
+    ]
     # batches of 3 mix lengths and, sorted shortest first, reorder the conversations
     rows = token_logprobs(model, tiny_tok, conversations, batch_size=3)
     for conversation, (logprob, count) in zip(conversations, rows):

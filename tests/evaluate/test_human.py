@@ -25,8 +25,10 @@ def project(tmp_path):
     folder = cfg.output_path / "eval"
     folder.mkdir(parents=True)
     for model, answer in (("fine_tuned", "GOOD {i}"), ("base", "bad <script>alert({i})</script>")):
-        rows = [{"prompt": [{"role": "user", "content": f"question {i}"}], "output": answer.format(i=i),
-                 "latency_s": 0.1} for i in range(12)]
+        rows = [
+            {"prompt": [{"role": "user", "content": f"question {i}"}], "output": answer.format(i=i), "latency_s": 0.1}
+            for i in range(12)
+        ]
         (folder / f"predictions_{model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return cfg
 
@@ -81,8 +83,15 @@ def test_import_unblinds_and_reports_agreement(project, tmp_path):
 def test_low_agreement_is_flagged(project, tmp_path):
     export_sheets(project)
     rng = random.Random(3)
-    sheets = [_fill(project, tmp_path / f"r{i}.csv", lambda *_: rng.choice(["1", "2", "tie"]),
-                    scores=lambda good: rng.randint(1, 5)) for i in range(2)]
+    sheets = [
+        _fill(
+            project,
+            tmp_path / f"r{i}.csv",
+            lambda *_: rng.choice(["1", "2", "tie"]),
+            scores=lambda good: rng.randint(1, 5),
+        )
+        for i in range(2)
+    ]
     results = import_sheets(project, sheets)
     assert "cohen_kappa" in results["agreement"]["preferred"]
     assert any("too low to trust" in w for w in results["warnings"])
@@ -105,13 +114,22 @@ def test_bad_sheet_values_name_file_line_and_field(project, tmp_path):
 
 def test_cli_eval_group_keeps_eval_config_and_adds_human(project, tmp_path):
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "eval", "human", "export",
-                           str(project.config_path), "--n", "5"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "eval", "human", "export", str(project.config_path), "--n", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list(csv.DictReader(open(human_dir(project) / "sheet.csv")))) == 5
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "eval", "--help"], capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "eval", "--help"], capture_output=True, text=True, env=env
+    )
     assert "human" in proc.stdout and proc.returncode == 0
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "eval", str(tmp_path / "missing.yaml")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "eval", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -6,8 +6,12 @@ import pytest
 
 from tunesmith.evaluate import metrics as m
 
-SCHEMA = {"type": "object", "properties": {"category": {"enum": ["billing", "account"]}, "priority": {"type": "string"}},
-          "required": ["category", "priority"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"category": {"enum": ["billing", "account"]}, "priority": {"type": "string"}},
+    "required": ["category", "priority"],
+    "additionalProperties": False,
+}
 
 
 def test_exact_match_strips_whitespace_only():
@@ -31,8 +35,14 @@ def test_rouge_l_by_hand():
 
 
 def test_json_validity_schema_and_fields():
-    outputs = ['{"category": "billing", "priority": "high"}', '  {"category": "billing", "priority": 3}',
-               '{"category": "billing"', 'Sure! {"category": "account", "priority": "low"}', "", '{"category": "Billing ", "priority": "low"}']
+    outputs = [
+        '{"category": "billing", "priority": "high"}',
+        '  {"category": "billing", "priority": 3}',
+        '{"category": "billing"',
+        'Sure! {"category": "account", "priority": "low"}',
+        "",
+        '{"category": "Billing ", "priority": "low"}',
+    ]
     refs = ['{"category": "billing", "priority": "high"}'] * 6
     assert m.json_validity(outputs) == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     assert m.schema_compliance(outputs, SCHEMA) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -74,7 +84,8 @@ def test_semantic_similarity_uses_the_packaged_minilm():
 
     same, close, far, empty = semantic_similarity(
         ["The invoice was charged twice.", "I was billed two times.", "Bananas are yellow.", ""],
-        ["The invoice was charged twice.", "My card was charged twice.", "My card was charged twice.", "anything"])
+        ["The invoice was charged twice.", "My card was charged twice.", "My card was charged twice.", "anything"],
+    )
     assert same == pytest.approx(1.0, abs=1e-4)
     assert close > far + 0.2 and empty == 0.0
 

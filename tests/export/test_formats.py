@@ -39,14 +39,16 @@ def test_hub_folder_card_metadata_is_valid_for_the_hub(registered, tmp_path):
     written = export_version(cfg, str(first), tmp_path / "hf", fmt="hf")
     folder = tmp_path / "hf" / "merged"
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "README.md"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     meta = metadata_load(folder / "README.md")
     assert meta["library_name"] == "transformers" and "tunesmith" in meta["tags"]
     name, results = model_index_to_eval_results(meta["model-index"])
     assert name == f"{model_name(cfg)}-v{first}"
     tags = store.show(cfg, str(first))["tags"]
     assert {r.metric_type: r.metric_value for r in results}["format_compliance"] == round(
-        float(tags["format_compliance"]), 4)
+        float(tags["format_compliance"]), 4
+    )
     card = ModelCard.load(folder / "README.md")
     assert card.data.to_dict()["model-index"] == meta["model-index"]  # the card round-trips through the Hub's parser
     assert written["card"] == str(folder / "README.md")
@@ -81,20 +83,35 @@ def test_engine_exports_serve_every_aliased_version_with_peft_loadable_folders(r
     name = model_name(cfg)
     if engine == "vllm":
         assert cmd[:3] == ["vllm", "serve", "base"] and "--enable-lora" in cmd
-        modules = cmd[cmd.index("--lora-modules") + 1:]
+        modules = cmd[cmd.index("--lora-modules") + 1 :]
         assert modules == [f"ft:{name}:v{first}=adapters/v{first}", f"ft:{name}:v{second}=adapters/v{second}"]
     else:
         assert cmd[cmd.index("--model-id") + 1] == "/data/base"
         assert cmd[cmd.index("--lora-adapters") + 1].split(",") == [
-            f"ft:{name}:v{first}=/data/adapters/v{first}", f"ft:{name}:v{second}=/data/adapters/v{second}"]
+            f"ft:{name}:v{first}=/data/adapters/v{first}",
+            f"ft:{name}:v{second}=/data/adapters/v{second}",
+        ]
     assert written["command"] in (out / "serve.sh").read_text()
 
 
 def test_gguf_export_through_the_command_line(registered, tmp_path):
     cfg, first, _ = registered
-    result = CliRunner().invoke(app, ["registry", "export", str(cfg.config_path), "production", "--out",
-                                      str(tmp_path / "g"), "--format", "gguf", "--quant", "q8_0"],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "registry",
+            "export",
+            str(cfg.config_path),
+            "production",
+            "--out",
+            str(tmp_path / "g"),
+            "--format",
+            "gguf",
+            "--quant",
+            "q8_0",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     files = {p.name for p in (tmp_path / "g").iterdir()}
     gguf_name = f"{model_name(cfg)}-v{first}-q8_0.gguf"

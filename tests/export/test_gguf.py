@@ -49,8 +49,9 @@ def test_gguf_reads_back_in_transformers_with_the_same_logits(tiny_model_dir, ti
     import torch
     from transformers import AutoModelForCausalLM
 
-    ids = tiny_tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                       add_generation_prompt=True, return_dict=True)["input_ids"]
+    ids = tiny_tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, return_dict=True
+    )["input_ids"]
     path = tiny_gguf["f16"]
     back = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -83,8 +84,11 @@ def test_the_file_carries_the_chat_template_and_end_of_turn(tiny_gguf, tiny_tok)
     _llama_cpp()
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                    {"role": "assistant", "content": "Hello."}]
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ]
     llm = open_gguf(tiny_gguf["f16"], n_ctx=256)
     template = llm.metadata["tokenizer.chat_template"]
     formatted = Jinja2ChatFormatter(template, eos_token="<|im_end|>", bos_token="<|im_start|>")(messages=conversation)
@@ -94,8 +98,20 @@ def test_the_file_carries_the_chat_template_and_end_of_turn(tiny_gguf, tiny_tok)
 def test_unknown_tokenizers_and_architectures_name_the_way_out(tmp_path, tiny_model_dir):
     with pytest.raises(ExportError, match="convert_hf_to_gguf"):
         pre_tokenizer({"pre_tokenizer": {"type": "Metaspace"}})
-    assert pre_tokenizer({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-        {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", "use_regex": True}]}}) == "smollm"
+    assert (
+        pre_tokenizer(
+            {
+                "pre_tokenizer": {
+                    "type": "Sequence",
+                    "pretokenizers": [
+                        {"type": "Digits", "individual_digits": True},
+                        {"type": "ByteLevel", "use_regex": True},
+                    ],
+                }
+            }
+        )
+        == "smollm"
+    )
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     config = json.loads((other / "config.json").read_text())
@@ -109,7 +125,8 @@ def test_modelfile_template_follows_the_chat_template(tiny_tok):
     fmt = chat_format(tiny_tok)
     for messages in CHECKS:
         assert render_like_ollama(fmt, messages) == tiny_tok.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True)
+            messages, tokenize=False, add_generation_prompt=True
+        )
     text = modelfile("m.gguf", tiny_tok, system="Classify the ticket.")
     assert text.startswith("FROM ./m.gguf\n") and 'PARAMETER stop "<|im_end|>"' in text
     assert 'SYSTEM """Classify the ticket."""' in text
@@ -152,6 +169,10 @@ def test_modelfile_template_renders_in_go_as_the_tokenizer_does(tiny_tok, tmp_pa
     env = {**os.environ, "GOCACHE": str(tmp_path / "cache"), "GOPATH": str(tmp_path / "gopath"), "GO111MODULE": "off"}
     subprocess.run([go, "build", "-o", str(tmp_path / "render"), str(tmp_path / "render.go")], check=True, env=env)
     for messages in CHECKS:
-        rendered = subprocess.run([str(tmp_path / "render"), str(tmp_path / "template.txt"), json.dumps(messages)],
-                                  check=True, capture_output=True, text=True).stdout
+        rendered = subprocess.run(
+            [str(tmp_path / "render"), str(tmp_path / "template.txt"), json.dumps(messages)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         assert rendered == tiny_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -11,9 +11,15 @@ from tunesmith.export.agreement import llama_cpp_answers, transformers_answers
 from tunesmith.export.gguf_file import write_gguf
 from tunesmith.export.llama import open_gguf
 
-PROMPTS = [[{"role": "user", "content": q}] for q in (
-    "What is the capital of France? Answer in one word.", "What is 2 + 2? Reply with the number only.",
-    "Reply with the JSON object {\"ok\": true} and nothing else.", "Say hello.")]
+PROMPTS = [
+    [{"role": "user", "content": q}]
+    for q in (
+        "What is the capital of France? Answer in one word.",
+        "What is 2 + 2? Reply with the number only.",
+        'Reply with the JSON object {"ok": true} and nothing else.',
+        "Say hello.",
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +32,9 @@ def merged_smollm2(tmp_path_factory):
 
     torch.manual_seed(0)
     model = load_model("smollm2-135m-instruct", dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                      init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False
+    )
     peft_model = get_peft_model(model, lora)
     for name, p in peft_model.named_parameters():
         if "lora_" in name:
@@ -47,8 +54,10 @@ def test_smollm2_gguf_answers_like_transformers_and_stops(merged_smollm2):
     for quant in ("f16", "q8_0"):
         path = write_gguf(merged_smollm2, merged_smollm2.parent / f"smollm2-{quant}.gguf", quant=quant)
         llm = open_gguf(path, n_ctx=512)
-        assert llm.tokenize(TEXT.encode(), add_bos=False, special=True) == tokenizer(
-            TEXT, add_special_tokens=False)["input_ids"]
+        assert (
+            llm.tokenize(TEXT.encode(), add_bos=False, special=True)
+            == tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+        )
         del llm
         theirs = llama_cpp_answers(path, PROMPTS, 48)
         assert all(t["stopped"] for t in theirs), theirs

@@ -27,23 +27,55 @@ def _rows(n: int = 40) -> list[dict]:
     return [{"messages": chat(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.")} for i in range(n)]
 
 
-def _project(tmp_path: Path, model_dir: Path, max_steps: int, save_steps: int, gate: dict | None = None,
-             limits: dict | None = None) -> Path:
+def _project(
+    tmp_path: Path,
+    model_dir: Path,
+    max_steps: int,
+    save_steps: int,
+    gate: dict | None = None,
+    limits: dict | None = None,
+) -> Path:
     from tunesmith.serve.keys import hash_key
 
     config = tmp_path / "server" / "tunesmith.yaml"
     config.parent.mkdir()
-    config.write_text(yaml.safe_dump({
-        "base_model": str(model_dir), "output_dir": "out",
-        "serve": {"api_key_sha256": [hash_key(KEY_A), hash_key(KEY_B)],
-                  "organizations": {"acme": [hash_key(KEY_A)]},
-                  "jobs": {"worker": False, **(limits or {}), "project": {  # what every job starts from: small, quick
-                      "data": {"max_length": 64, "dedup": "none", "replay": False},
-                      "train": {"max_steps": max_steps, "micro_batch_size": 2, "logging_steps": 1, "learning_rate": 1e-2, "mlflow": False,
-                                "eval_steps": save_steps, "save_steps": save_steps, "early_stopping_patience": None},
-                      "eval": {"max_new_tokens": 8, "few_shot": 0, "semantic_similarity": False,
-                               "regression_suite": None, "safety_suite": None},
-                      "gate": gate or {"task_metric_min": -1}}}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(model_dir),
+                "output_dir": "out",
+                "serve": {
+                    "api_key_sha256": [hash_key(KEY_A), hash_key(KEY_B)],
+                    "organizations": {"acme": [hash_key(KEY_A)]},
+                    "jobs": {
+                        "worker": False,
+                        **(limits or {}),
+                        "project": {  # what every job starts from: small, quick
+                            "data": {"max_length": 64, "dedup": "none", "replay": False},
+                            "train": {
+                                "max_steps": max_steps,
+                                "micro_batch_size": 2,
+                                "logging_steps": 1,
+                                "learning_rate": 1e-2,
+                                "mlflow": False,
+                                "eval_steps": save_steps,
+                                "save_steps": save_steps,
+                                "early_stopping_patience": None,
+                            },
+                            "eval": {
+                                "max_new_tokens": 8,
+                                "few_shot": 0,
+                                "semantic_similarity": False,
+                                "regression_suite": None,
+                                "safety_suite": None,
+                            },
+                            "gate": gate or {"task_metric_min": -1},
+                        },
+                    },
+                },
+            }
+        )
+    )
     return config
 
 
@@ -64,8 +96,11 @@ class Server:
         return openai.OpenAI(base_url=f"{self.running.url}/v1", api_key=key, max_retries=0, timeout=60)
 
     def start_worker(self) -> None:
-        self.worker = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(self.config)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def close(self) -> None:
         if self.worker and self.worker.poll() is None:
@@ -116,10 +151,14 @@ def test_the_openai_client_runs_the_whole_job_lifecycle(server_factory, tmp_path
     assert [f.id for f in client.files.list().data] == [upload.id]
     assert client.files.content(upload.id).content == (tmp_path / "train.jsonl").read_bytes()
 
-    job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
-                                         suffix="adder", seed=7, metadata={"team": "maths"},
-                                         method={"type": "supervised",
-                                                 "supervised": {"hyperparameters": {"n_epochs": 1}}})
+    job = client.fine_tuning.jobs.create(
+        model=_base(server),
+        training_file=upload.id,
+        suffix="adder",
+        seed=7,
+        metadata={"team": "maths"},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
+    )
     assert job.status in ("validating_files", "queued") and job.seed == 7 and job.metadata == {"team": "maths"}
     done = _wait(client, job.id, ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
@@ -127,10 +166,17 @@ def test_the_openai_client_runs_the_whole_job_lifecycle(server_factory, tmp_path
     assert done.finished_at >= done.created_at and done.result_files
 
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
-    for expected in ("Created fine-tuning job", "Validated training_file", "Fine-tuning job started",
-                     "Step 2/6: training loss=", "Checkpoint saved at step 6", "Evaluated on",
-                     "New fine-tuned model created", "The job has successfully completed",
-                     "Quality gates: task metric"):
+    for expected in (
+        "Created fine-tuning job",
+        "Validated training_file",
+        "Fine-tuning job started",
+        "Step 2/6: training loss=",
+        "Checkpoint saved at step 6",
+        "Evaluated on",
+        "New fine-tuned model created",
+        "The job has successfully completed",
+        "Quality gates: task metric",
+    ):
         assert any(expected in m for m in messages), (expected, messages)
     assert not any("Evaluated on ?" in m for m in messages)  # the number of test examples, not a placeholder
     gates = next(e for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data if e.message.startswith("Qual"))
@@ -152,13 +198,19 @@ def test_the_openai_client_runs_the_whole_job_lifecycle(server_factory, tmp_path
     # done with the same fingerprints and skips them all
     folder = Path(_job_folder(server, job.id))
     assert "plan: data run, train run, eval run, register run" in (folder / "run.log").read_text()
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "run", str(folder / "tunesmith.yaml")], cwd=folder,
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "run", str(folder / "tunesmith.yaml")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0 and "skipped: data, train, eval, register" in proc.stdout, proc.stdout[-1500:]
 
     assert done.fine_tuned_model in [m.id for m in client.models.list().data]
-    answer = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=5,
-                                            messages=[{"role": "user", "content": "What is 2 plus 2?"}])
+    answer = client.chat.completions.create(
+        model=done.fine_tuned_model, max_tokens=5, messages=[{"role": "user", "content": "What is 2 plus 2?"}]
+    )
     assert answer.choices[0].message.content is not None and answer.model == done.fine_tuned_model
 
     # another organisation sees none of it
@@ -194,13 +246,17 @@ def test_a_job_a_gate_blocks_says_which_gate_and_what_to_change_in_plain_text(se
     client = server.client()
     server.start_worker()
     upload = _upload(client, tmp_path, _rows())
-    job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
-                                         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
+    job = client.fine_tuning.jobs.create(
+        model=_base(server),
+        training_file=upload.id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
+    )
     done = _wait(client, job.id, ("succeeded", "failed"))
     assert done.status == "failed" and done.error.code == "quality_gate_failed"
     message = done.error.message
-    assert message.startswith("A blocking quality gate failed; the model was not registered. Gate 'task metric' "
-                              "failed: measured "), message
+    assert message.startswith(
+        "A blocking quality gate failed; the model was not registered. Gate 'task metric' failed: measured "
+    ), message
     assert "threshold > 2.0" in message and "To fix it: train longer (train.num_epochs, now " in message
     assert str(tmp_path) not in message and "│" not in message and "Traceback" not in message
     gates = next(e for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data if e.message.startswith("Qual"))
@@ -211,8 +267,11 @@ def test_a_job_a_gate_blocks_says_which_gate_and_what_to_change_in_plain_text(se
 def test_a_malformed_file_fails_validation_naming_the_line(server_factory, tmp_path):
     server = server_factory()
     client = server.client()
-    rows = [json.dumps({"messages": chat("a?", "b.")}), '{"messages": [{"role": "user", "content": "no answer"', 
-            json.dumps({"messages": [{"role": "wizard", "content": "x"}]})]
+    rows = [
+        json.dumps({"messages": chat("a?", "b.")}),
+        '{"messages": [{"role": "user", "content": "no answer"',
+        json.dumps({"messages": [{"role": "wizard", "content": "x"}]}),
+    ]
     upload = _upload(client, tmp_path, rows, "broken.jsonl")
     assert upload.status == "error" and "line 2" in upload.status_details
     job = client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id)
@@ -221,8 +280,11 @@ def test_a_malformed_file_fails_validation_naming_the_line(server_factory, tmp_p
     with pytest.raises(openai.BadRequestError, match="not available for fine-tuning"):
         client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=upload.id)
     with pytest.raises(openai.BadRequestError, match="n_epochs"):
-        client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
-                                       method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}})
+        client.fine_tuning.jobs.create(
+            model=_base(server),
+            training_file=upload.id,
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}},
+        )
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.create(model=_base(server), training_file="file-missing")
 
@@ -233,11 +295,15 @@ def test_a_job_whose_file_vanished_fails_alone_and_the_worker_goes_on(server_fac
     lost = client.fine_tuning.jobs.create(model=_base(server), training_file=_upload(client, tmp_path, _rows()).id)
     gone = client.files.retrieve(lost.training_file)
     assert client.files.delete(gone.id).deleted  # before any worker has started the job
-    fine = other.fine_tuning.jobs.create(model=_base(server), training_file=_upload(other, tmp_path, _rows(), "b.jsonl").id)
+    fine = other.fine_tuning.jobs.create(
+        model=_base(server), training_file=_upload(other, tmp_path, _rows(), "b.jsonl").id
+    )
     server.start_worker()
     failed = _wait(client, lost.id, ("succeeded", "failed"))
     assert failed.status == "failed" and failed.error.code == "invalid_training_file"
-    assert "was deleted before the job could start" in failed.error.message and str(tmp_path) not in failed.error.message
+    assert (
+        "was deleted before the job could start" in failed.error.message and str(tmp_path) not in failed.error.message
+    )
     assert _wait(other, fine.id, ("succeeded", "failed")).status == "succeeded"
     assert server.worker.poll() is None  # the same worker, still running
 
@@ -250,17 +316,29 @@ def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory
     upload = _upload(client, tmp_path, _rows(4))
     for hyper, name in (({"n_epochs": 1_000_000_000}, "n_epochs"), ({"batch_size": 10**6}, "batch_size")):
         with pytest.raises(openai.BadRequestError, match=name):
-            client.fine_tuning.jobs.create(model=_base(server), training_file=upload.id,
-                                           method={"type": "supervised", "supervised": {"hyperparameters": hyper}})
+            client.fine_tuning.jobs.create(
+                model=_base(server),
+                training_file=upload.id,
+                method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            )
     for value in ("NaN", "Infinity", "-1"):  # NaN <= 0 is false: a bare comparison let it through
-        answer = httpx.post(f"{server.running.url}/v1/fine_tuning/jobs", headers={
-            "Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"}, timeout=30, content=(
-            f'{{"model": "base", "training_file": "{upload.id}", "hyperparameters": '
-            f'{{"learning_rate_multiplier": {value}}}}}'))
+        answer = httpx.post(
+            f"{server.running.url}/v1/fine_tuning/jobs",
+            headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"},
+            timeout=30,
+            content=(
+                f'{{"model": "base", "training_file": "{upload.id}", "hyperparameters": '
+                f'{{"learning_rate_multiplier": {value}}}}}'
+            ),
+        )
         assert answer.status_code == 400 and "learning_rate_multiplier" in answer.json()["error"]["param"], answer.text
     # not UTF-8, not a known format: the file is marked error with a reason, never a 500
-    for name, content in (("binary.jsonl", b"\xff\xfe\x00garbage\x81\n"), ("table.parquet", b"PAR1 not a table"),
-                          ("notes.txt", b"free text\n"), ("sheet.csv", b"\xff\xfe,\x81\n")):
+    for name, content in (
+        ("binary.jsonl", b"\xff\xfe\x00garbage\x81\n"),
+        ("table.parquet", b"PAR1 not a table"),
+        ("notes.txt", b"free text\n"),
+        ("sheet.csv", b"\xff\xfe,\x81\n"),
+    ):
         (tmp_path / name).write_bytes(content)
         with open(tmp_path / name, "rb") as fh:
             bad = client.files.create(file=fh, purpose="fine-tune")
@@ -275,14 +353,20 @@ def test_inputs_are_bounded_and_each_bad_one_gets_a_4xx_naming_it(server_factory
     # the checks ran once per file, kept beside it; a job reads them instead of checking again
     checked = Path(_job_folder(server, "x")).parents[1] / "files" / named.id / ".check" / "check.json"
     assert json.loads(checked.read_text())["valid"] == 1
+
     # an upload over the size limit, sent chunked (no Content-Length), is refused while it streams
     def chunks():
         yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
         for _ in range(64):
             yield b"x" * 4096
-    answer = httpx.post(f"{server.running.url}/v1/files", content=chunks(), timeout=30, headers={
-        "Authorization": f"Bearer {KEY_A}", "Content-Type": "multipart/form-data; boundary=b"})
+
+    answer = httpx.post(
+        f"{server.running.url}/v1/files",
+        content=chunks(),
+        timeout=30,
+        headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert answer.status_code == 413 and "over" in answer.json()["error"]["message"]
     assert len(client.files.list().data) == 2  # nothing half-written was kept
     # the base model under the name /v1/models lists it by is accepted; a second waiting job is over the quota

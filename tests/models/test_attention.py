@@ -36,11 +36,11 @@ def test_a_packed_window_gives_each_record_what_it_gets_alone(models):
     torch.testing.assert_close(packed, masked, atol=1e-4, rtol=1e-4)
     start = 0
     for n in lengths:
-        alone = eager(input_ids=ids[:, start:start + n], use_cache=False).logits
-        torch.testing.assert_close(packed[:, start:start + n], alone, atol=1e-4, rtol=1e-4)
+        alone = eager(input_ids=ids[:, start : start + n], use_cache=False).logits
+        torch.testing.assert_close(packed[:, start : start + n], alone, atol=1e-4, rtol=1e-4)
         start += n
     whole = eager(input_ids=ids, use_cache=False).logits  # without the record boundaries: different
-    assert not torch.allclose(packed[:, lengths[0]:], whole[:, lengths[0]:], atol=1e-3)
+    assert not torch.allclose(packed[:, lengths[0] :], whole[:, lengths[0] :], atol=1e-3)
 
 
 def test_gradients_match_the_block_masked_eager_attention(models):

@@ -40,10 +40,14 @@ def test_generation_stops_at_the_end_of_turn_token(converted):
     tok = load_tokenizer("smollm2-135m-instruct")
     model = load_model("smollm2-135m-instruct").eval()
     assert tok.eos_token == "<|im_end|>" and model.generation_config.eos_token_id == tok.eos_token_id
-    inputs = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                     add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**inputs, max_new_tokens=60, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
     assert new[-1] == tok.eos_token_id and len(new) < 60
     assert "Paris" in tok.decode(new)
 

@@ -34,10 +34,14 @@ def test_false_alarm_rate_and_detection(tiny_tok):
 
     shifted = [p["prompt"] for p in general_prompts()]  # general questions, not tickets
     cache: dict = {}
-    quiet = [detect_drift(reference, calibration, rng.sample(pool, 30), tokenizer=tiny_tok, embed_cache=cache)
-             for _ in range(20)]
-    moved = [detect_drift(reference, calibration, rng.sample(shifted, 30), tokenizer=tiny_tok, embed_cache=cache)
-             for _ in range(10)]
+    quiet = [
+        detect_drift(reference, calibration, rng.sample(pool, 30), tokenizer=tiny_tok, embed_cache=cache)
+        for _ in range(20)
+    ]
+    moved = [
+        detect_drift(reference, calibration, rng.sample(shifted, 30), tokenizer=tiny_tok, embed_cache=cache)
+        for _ in range(10)
+    ]
     false_alarms = sum(r["drift"] for r in quiet) / len(quiet)
     detected = sum(r["drift"] for r in moved) / len(moved)
     print(f"false-alarm rate {false_alarms:.2f} over {len(quiet)} held-out samples; detection {detected:.2f}")

@@ -19,22 +19,43 @@ from tunesmith.serve.stage import build_app, start_in_thread
 
 def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
     config = tmp_path / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({"base_model": str(tiny_model_dir), "output_dir": "out",
-                                      "data": {"datasets": [{"path": "d.jsonl"}]}, "train": {"bf16": False},
-                                      "serve": {"log_texts": True}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "train": {"bf16": False},
+                "serve": {"log_texts": True},
+            }
+        )
+    )
     cfg = load_config(config)
     running = start_in_thread(build_app(cfg))
     try:
         ids = []
         for i in range(4):
-            answer = httpx.post(f"{running.url}/v1/chat/completions", json={
-                "model": "base", "max_tokens": 8, "temperature": 1.0, "seed": i,  # sampled: the random model's
-                # greedy answer is whitespace
-                "messages": [{"role": "system", "content": "Be brief."},
-                             {"role": "user", "content": f"Question {i}: write to me at me{i}@example.com"}]})
+            answer = httpx.post(
+                f"{running.url}/v1/chat/completions",
+                json={
+                    "model": "base",
+                    "max_tokens": 8,
+                    "temperature": 1.0,
+                    "seed": i,  # sampled: the random model's
+                    # greedy answer is whitespace
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": f"Question {i}: write to me at me{i}@example.com"},
+                    ],
+                },
+            )
             ids.append(answer.json()["id"])
-        feedback = [{"id": ids[0], "thumbs": "down", "correction": "A corrected answer."},
-                    {"id": ids[1], "thumbs": "up"}, {"id": ids[2], "rating": 1}, {"id": ids[3], "score": 0.9}]
+        feedback = [
+            {"id": ids[0], "thumbs": "down", "correction": "A corrected answer."},
+            {"id": ids[1], "thumbs": "up"},
+            {"id": ids[2], "rating": 1},
+            {"id": ids[3], "score": 0.9},
+        ]
         for body in feedback:
             assert httpx.post(f"{running.url}/v1/feedback", json=body).status_code == 200
         assert httpx.post(f"{running.url}/v1/feedback", json={"id": "nope", "thumbs": "up"}).status_code == 404
@@ -51,9 +72,23 @@ def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
     assert corrected["messages"][0]["role"] == "system"
     assert "me0@example.com" not in json.dumps(records)  # logged texts were PII-redacted
     for path in ("fb.jsonl", "pairs.jsonl"):
-        proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "data", "check", str(tmp_path / path), "--json",
-                               "--no-lengths", "--out", str(tmp_path / f"check-{path}")],
-                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tunesmith.cli",
+                "data",
+                "check",
+                str(tmp_path / path),
+                "--json",
+                "--no-lengths",
+                "--out",
+                str(tmp_path / f"check-{path}"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         report = json.loads(proc.stdout)
         assert proc.returncode == 0 and report["records"]["rejected"] == 0, proc.stdout + proc.stderr
     # drift from the logged prompts against the project's splits, with output quality per hour
@@ -62,8 +97,15 @@ def test_feedback_round_trips_into_data_check(tmp_path, tiny_model_dir):
     data = cfg.output_path / "data"
     data.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", 20), ("validation", 5)):
-        rows = [{"messages": [{"role": "user", "content": f"Please refund order {i} for my Router X200."},
-                              {"role": "assistant", "content": "ok"}]} for i in range(n)]
+        rows = [
+            {
+                "messages": [
+                    {"role": "user", "content": f"Please refund order {i} for my Router X200."},
+                    {"role": "assistant", "content": "ok"},
+                ]
+            }
+            for i in range(n)
+        ]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     drift = run_drift(cfg)
     assert drift["recent"] == 4 and {"similarity", "length", "output_quality"} <= set(drift)

@@ -16,10 +16,15 @@ WRONG = {5, 17, 29}  # deliberately mislabelled
 
 
 def _rows() -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"Question {i}: is the order ready?"},
-                          {"role": "assistant", "content": "The quick brown fox." if i in WRONG
-                           else f"Order {i} is ready."}]}
-            for i in range(40)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}: is the order ready?"},
+                {"role": "assistant", "content": "The quick brown fox." if i in WRONG else f"Order {i} is ready."},
+            ]
+        }
+        for i in range(40)
+    ]
 
 
 def test_suggest_ranks_mislabelled_records_first_and_new_inputs_over_near_copies(tmp_path, tiny_model_dir):
@@ -27,19 +32,36 @@ def test_suggest_ranks_mislabelled_records_first_and_new_inputs_over_near_copies
     cfg = load_config(path)
     run_train(cfg)
     near = [{"prompt": f"Question {i}: is the order ready?"} for i in (50, 51, 52)]
-    new = [{"prompt": "What is the capital of France? Paris."}, {"prompt": "Hello! How can I help you today?"},
-           {"prompt": "0123456789 + - * / = ( ) [ ] { } : , . ! ?"}]
+    new = [
+        {"prompt": "What is the capital of France? Paris."},
+        {"prompt": "Hello! How can I help you today?"},
+        {"prompt": "0123456789 + - * / = ( ) [ ] { } : , . ! ?"},
+    ]
     (tmp_path / "inputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in near + new))
-    result = CliRunner().invoke(app, ["data", "suggest", str(path), "--inputs", str(tmp_path / "inputs.jsonl"),
-                                      "--out", str(tmp_path / "next.jsonl"), "--top", "5"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "suggest",
+            str(path),
+            "--inputs",
+            str(tmp_path / "inputs.jsonl"),
+            "--out",
+            str(tmp_path / "next.jsonl"),
+            "--top",
+            "5",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "next.jsonl").read_text().splitlines()]
     hard = [r for r in rows if r["meta"]["suggest"] == "hard_training_record"]
     in_train = {r["messages"][0]["content"] for r in hard}
     wrong_in_split = {f"Question {i}: is the order ready?" for i in WRONG} & {
         json.loads(line)["messages"][0]["content"]
-        for line in (cfg.output_path / "data" / "train.jsonl").read_text().splitlines()}
-    assert wrong_in_split and {r["messages"][0]["content"] for r in hard[:len(wrong_in_split)]} == wrong_in_split
+        for line in (cfg.output_path / "data" / "train.jsonl").read_text().splitlines()
+    }
+    assert wrong_in_split and {r["messages"][0]["content"] for r in hard[: len(wrong_in_split)]} == wrong_in_split
     assert in_train >= wrong_in_split
     losses = [r["meta"]["loss"] for r in hard]
     assert losses == sorted(losses, reverse=True)

@@ -14,8 +14,13 @@ from tunesmith.export.formats import export_version
 from tunesmith.registry import store
 from tunesmith.train.stage import run_train
 
-LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
-           "gate.max_regression=100"]
+LENIENT = [
+    "gate.task_metric_min=-1",
+    "gate.format_compliance_min=-1",
+    "gate.safety_pass_rate_min=-1",
+    "gate.max_safety_regression=100",
+    "gate.max_regression=100",
+]
 
 
 def registry_project(tmp_path_factory, tiny_model_dir):
@@ -61,8 +66,12 @@ def test_promote_rollback_and_history(project):
     with pytest.raises(TunesmithError, match="no earlier production version"):
         store.rollback(lenient)  # the only other holder was rolled back from
     moves = [(e["action"], e["alias"], e["previous"], e["version"]) for e in store.history(lenient)]
-    assert moves[-4:] == [("promote", "production", None, first), ("promote", "production", first, second),
-                          ("promote", "canary", None, second), ("rollback", "production", second, first)]
+    assert moves[-4:] == [
+        ("promote", "production", None, first),
+        ("promote", "production", first, second),
+        ("promote", "canary", None, second),
+        ("rollback", "production", second, first),
+    ]
     with pytest.raises(TunesmithError, match="alias 'prod' is not one of"):
         store.promote(lenient, str(first), "prod")
     with pytest.raises(TunesmithError, match="no version or alias '99'"):
@@ -77,8 +86,16 @@ def test_lineage_and_model_card(project):
     assert info["tags"]["data.train.sha256"] == split["splits"]["train"]["sha256"]
     assert info["tags"]["base_model"] == project.base_model and info["tags"]["adapter"] == "lora"
     card = added["card"].read_text()
-    for section in ("## Intended use", "## Base model and licence", "## Training data", "## Training configuration",
-                    "## Evaluation", "## Quality gates", "## Safety and regression", "## Limitations"):
+    for section in (
+        "## Intended use",
+        "## Base model and licence",
+        "## Training data",
+        "## Training configuration",
+        "## Evaluation",
+        "## Quality gates",
+        "## Safety and regression",
+        "## Limitations",
+    ):
         assert section in card
     assert split["splits"]["train"]["sha256"][:16] in card and "safety" in card
 

@@ -51,8 +51,13 @@ def server(project, request):
 
 
 def _promote(url: str, version: str, **headers: str) -> httpx.Response:
-    return httpx.post(f"{url}/ui/registry/promote", data={"version": version, "alias": "production"},
-                      headers=headers, follow_redirects=False, timeout=30)
+    return httpx.post(
+        f"{url}/ui/registry/promote",
+        data={"version": version, "alias": "production"},
+        headers=headers,
+        follow_redirects=False,
+        timeout=30,
+    )
 
 
 KEYS = [f"serve.api_key_sha256=['{hash_key(KEY)}']", f"serve.admin_key_sha256=['{hash_key(ADMIN)}']"]
@@ -65,8 +70,12 @@ def test_an_inference_key_cannot_change_production_from_the_pages(server, projec
             answer = httpx.post(f"{server.url}/ui/registry/{action}", data=data, headers=auth, timeout=30)
             assert answer.status_code == 403 and "admin key" in answer.text, (action, auth, answer.text)
     assert str(store.client(project).get_model_version_by_alias("tickets", "production").version) == "1"
-    answer = httpx.post(f"{server.url}/admin/rollout", json={"model": "x", "action": "clear"},
-                        headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    answer = httpx.post(
+        f"{server.url}/admin/rollout",
+        json={"model": "x", "action": "clear"},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "admin_key_required"
     moved = _promote(server.url, "2", Authorization=f"Bearer {ADMIN}")
     assert moved.status_code == 303 and "production is now v2" in moved.headers["location"].replace("%20", " ")
@@ -85,8 +94,13 @@ def test_without_keys_a_cross_site_form_is_refused_and_this_machine_may(server, 
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "cross_site_request"
     assert _promote(server.url, "2", **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
     assert _promote(server.url, "2", Referer="http://evil.example/page").status_code == 403
-    upload = httpx.post(f"{server.url}/v1/files", files={"file": ("t.jsonl", b'{"prompt": "a", "completion": "b"}\n')},
-                        data={"purpose": "fine-tune"}, headers=evil, timeout=30)
+    upload = httpx.post(
+        f"{server.url}/v1/files",
+        files={"file": ("t.jsonl", b'{"prompt": "a", "completion": "b"}\n')},
+        data={"purpose": "fine-tune"},
+        headers=evil,
+        timeout=30,
+    )
     assert upload.status_code == 403  # a multipart form: a CORS simple request, sent without asking
     assert str(store.client(project).get_model_version_by_alias("tickets", "production").version) == "1"
     # this server's own page, on this machine: allowed
@@ -94,8 +108,10 @@ def test_without_keys_a_cross_site_form_is_refused_and_this_machine_may(server, 
     assert own.status_code == 303, own.text
     store.promote(project, "1", "production")
     page = httpx.get(f"{server.url}/ui/registry/confirm?action=promote&version=2", timeout=30)
-    assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
-        "content-security-policy"]
+    assert (
+        page.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
     assert httpx.get(f"{server.url}/health", timeout=30).headers["x-content-type-options"] == "nosniff"
 
 
@@ -107,8 +123,12 @@ def test_a_rater_name_belongs_to_one_key_and_unknown_items_are_a_400(server, mon
     assert httpx.post(f"{server.url}/ui/human/export", headers=key, timeout=60).status_code in (200, 303)
 
     def rate(rater: str, item: str, auth: dict) -> httpx.Response:
-        return httpx.post(f"{server.url}/ui/human/rate", headers=auth, timeout=30,
-                          data={"rater": rater, "item": item, "preferred": "1"})
+        return httpx.post(
+            f"{server.url}/ui/human/rate",
+            headers=auth,
+            timeout=30,
+            data={"rater": rater, "item": item, "preferred": "1"},
+        )
 
     assert rate("alice", "1", key).status_code == 303
     assert rate("alice", "2", admin).status_code == 403  # another key cannot rate as alice
@@ -134,8 +154,11 @@ def test_rollback_with_nothing_registered_is_said_not_a_500(tmp_path, tiny_model
 @pytest.mark.parametrize("server", [["serve.max_tokens_limit=16"]], indirect=True)
 def test_the_playground_meets_the_serving_limits_and_is_logged(server):
     def play(max_tokens: int) -> str:
-        answer = httpx.post(f"{server.url}/ui/playground", timeout=60,
-                            data={"prompt": "Say hello.", "a": "base", "max_tokens": str(max_tokens)})
+        answer = httpx.post(
+            f"{server.url}/ui/playground",
+            timeout=60,
+            data={"prompt": "Say hello.", "a": "base", "max_tokens": str(max_tokens)},
+        )
         assert answer.status_code == 200, answer.text
         return answer.text
 
@@ -149,20 +172,35 @@ def test_the_playground_meets_the_serving_limits_and_is_logged(server):
 OTHER = "ts-access-other-org"
 
 
-@pytest.mark.parametrize("server", [KEYS + [f"serve.api_key_sha256=['{hash_key(KEY)}', '{hash_key(OTHER)}']",
-                                            "serve.jobs.enabled=true"]], indirect=True)
+@pytest.mark.parametrize(
+    "server",
+    [KEYS + [f"serve.api_key_sha256=['{hash_key(KEY)}', '{hash_key(OTHER)}']", "serve.jobs.enabled=true"]],
+    indirect=True,
+)
 def test_the_pages_show_each_organisation_its_own_runs(server, tmp_path):
     import json
 
     from tunesmith.serve.keys import owned_by
 
-    rows = "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
-                                             {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(8))
+    rows = "".join(
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+        + "\n"
+        for i in range(8)
+    )
     mine = {"Authorization": f"Bearer {KEY}"}
-    upload = httpx.post(f"{server.url}/v1/files", headers=mine, files={"file": ("t.jsonl", rows.encode())},
-                        data={"purpose": "fine-tune"}, timeout=60).json()
-    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", headers=mine, timeout=60,
-                     json={"model": "base", "training_file": upload["id"]}).json()
+    upload = httpx.post(
+        f"{server.url}/v1/files",
+        headers=mine,
+        files={"file": ("t.jsonl", rows.encode())},
+        data={"purpose": "fine-tune"},
+        timeout=60,
+    ).json()
+    job = httpx.post(
+        f"{server.url}/v1/fine_tuning/jobs",
+        headers=mine,
+        timeout=60,
+        json={"model": "base", "training_file": upload["id"]},
+    ).json()
     theirs = {"Authorization": f"Bearer {OTHER}"}
     assert job["id"] in httpx.get(f"{server.url}/ui/runs", headers=mine, timeout=30).text
     listed = httpx.get(f"{server.url}/ui/runs", headers=theirs, timeout=30).text

@@ -21,9 +21,13 @@ COMMON = dict(max_steps=12, save_steps=4, eval_steps=4, save_total_limit=1, lora
 
 
 def _train(config, *args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "train", str(config), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "train", str(config), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _curve(config, key="loss"):
@@ -86,8 +90,12 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_state(tmp_path, 
     config = make_project(tmp_path, tiny_model_dir, arithmetic_rows())
     split = config.parent / "out" / "data" / "split.json"
     before = split.read_bytes()
-    run = subprocess.run([sys.executable, "-m", "tunesmith.cli", "data", "split", str(config)], capture_output=True,
-                         text=True, env={**os.environ, "TUNESMITH_FAULT": "enospc", "COLUMNS": "200"})
+    run = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "data", "split", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TUNESMITH_FAULT": "enospc", "COLUMNS": "200"},
+    )
     assert run.returncode == 1 and "the disk is full" in run.stderr and "Traceback" not in run.stderr
     assert split.read_bytes() == before  # the previous split is intact
     assert not [p for p in split.parent.rglob(".*") if p.is_file()]  # no half-written temporary files left
@@ -104,8 +112,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def test_training_that_fills_a_real_disk_stops_clearly_and_resumes_on_the_same_curve(small_disk, tiny_model_dir,
-                                                                                      whole):
+def test_training_that_fills_a_real_disk_stops_clearly_and_resumes_on_the_same_curve(small_disk, tiny_model_dir, whole):
     """The disk fills up after the first checkpoint: the run stops with the full-disk message, the
     complete checkpoint is intact, and once space is freed `--resume` ends on the same loss curve."""
     config = make_project(small_disk / "project", tiny_model_dir, arithmetic_rows(), **COMMON)

@@ -88,10 +88,21 @@ def test_one_checkpoint_kept_still_leaves_a_complete_one_during_rotation(tmp_pat
     from tunesmith.config import ProjectConfig
     from tunesmith.train.arguments import training_kwargs
 
-    cfg = ProjectConfig(train={"save_total_limit": 1, "num_epochs": 1, "micro_batch_size": 1,
-                               "gradient_accumulation_steps": 1, "warmup_ratio": 0.0,
-                               "gradient_checkpointing": False, "compile": False, "attn_implementation": "eager", "precision": "fp32",
-                               "eval_steps": 5, "save_steps": 5},
-                        data={"max_length": 64})
+    cfg = ProjectConfig(
+        train={
+            "save_total_limit": 1,
+            "num_epochs": 1,
+            "micro_batch_size": 1,
+            "gradient_accumulation_steps": 1,
+            "warmup_ratio": 0.0,
+            "gradient_checkpointing": False,
+            "compile": False,
+            "attn_implementation": "eager",
+            "precision": "fp32",
+            "eval_steps": 5,
+            "save_steps": 5,
+        },
+        data={"max_length": 64},
+    )
     kwargs = training_kwargs(cfg, tmp_path, precision="fp32", device="cpu", has_eval=False)
     assert kwargs["save_total_limit"] == 2

@@ -25,9 +25,21 @@ def app(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("fuzz")
     config = root / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "serve": {"max_tokens_limit": 4, "max_prompt_tokens": 64, "batch_wait_ms": 0, "jobs": {"worker": False}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {
+                    "max_tokens_limit": 4,
+                    "max_prompt_tokens": 64,
+                    "batch_wait_ms": 0,
+                    "jobs": {"worker": False},
+                },
+            }
+        )
+    )
     cfg = load_config(config)
     app = build_app(cfg)
     stop = with_jobs(app, cfg)
@@ -41,13 +53,20 @@ def test_no_request_the_schema_allows_gets_a_5xx(app):
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
-    @given(case=schema["/v1/chat/completions"]["POST"].as_strategy() | schema["/v1/completions"]["POST"].as_strategy()
-           | schema["/v1/feedback"]["POST"].as_strategy() | schema["/v1/files"]["POST"].as_strategy()
-           | schema["/v1/fine_tuning/jobs/{job_id}"]["GET"].as_strategy()
-           | schema["/v1/fine_tuning/jobs/{job_id}/events"]["GET"].as_strategy())
-    @settings(max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "150")), deadline=None,
-              derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ,  # CI: the same cases every run
-              suppress_health_check=list(HealthCheck))
+    @given(
+        case=schema["/v1/chat/completions"]["POST"].as_strategy()
+        | schema["/v1/completions"]["POST"].as_strategy()
+        | schema["/v1/feedback"]["POST"].as_strategy()
+        | schema["/v1/files"]["POST"].as_strategy()
+        | schema["/v1/fine_tuning/jobs/{job_id}"]["GET"].as_strategy()
+        | schema["/v1/fine_tuning/jobs/{job_id}/events"]["GET"].as_strategy()
+    )
+    @settings(
+        max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "150")),
+        deadline=None,
+        derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ,  # CI: the same cases every run
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case):
         if isinstance(case.body, dict) and case.path.endswith("completions"):
             case.body["model"] = "base"  # a served name, so the request reaches generation
@@ -63,30 +82,90 @@ def test_no_request_the_schema_allows_gets_a_5xx(app):
     assert {200, 400} <= statuses  # the fuzz reached generation and the request checks alike
 
 
-_jobs_bodies = st.dictionaries(st.sampled_from(["model", "training_file", "validation_file", "suffix", "seed",
-                                                 "metadata", "method", "hyperparameters", "x"]),
-                               st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
-                                            | st.text(max_size=30) | st.sampled_from(["base", "auto", "supervised",
-                                                                                     "dpo", "file-missing"]),
-                                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                                                st.sampled_from(["type", "supervised", "dpo", "hyperparameters",
-                                                                 "n_epochs", "batch_size", "beta",
-                                                                 "learning_rate_multiplier"]), inner, max_size=4),
-                                            max_leaves=12), max_size=6)
-_form = st.dictionaries(st.sampled_from(["version", "alias", "reason", "rater", "item", "preferred", "prompt", "a", "b",
-                                         "max_tokens", "key", "next", "comment"]),
-                        st.text(max_size=40) | st.sampled_from(["1", "999999", "-1", "production", "base", "x" * 300]),
-                        max_size=6)
+_jobs_bodies = st.dictionaries(
+    st.sampled_from(
+        ["model", "training_file", "validation_file", "suffix", "seed", "metadata", "method", "hyperparameters", "x"]
+    ),
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=True)
+        | st.text(max_size=30)
+        | st.sampled_from(["base", "auto", "supervised", "dpo", "file-missing"]),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "type",
+                        "supervised",
+                        "dpo",
+                        "hyperparameters",
+                        "n_epochs",
+                        "batch_size",
+                        "beta",
+                        "learning_rate_multiplier",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    ),
+    max_size=6,
+)
+_form = st.dictionaries(
+    st.sampled_from(
+        [
+            "version",
+            "alias",
+            "reason",
+            "rater",
+            "item",
+            "preferred",
+            "prompt",
+            "a",
+            "b",
+            "max_tokens",
+            "key",
+            "next",
+            "comment",
+        ]
+    ),
+    st.text(max_size=40) | st.sampled_from(["1", "999999", "-1", "production", "base", "x" * 300]),
+    max_size=6,
+)
 
 
-@given(body=_jobs_bodies, form=_form, page=st.sampled_from(["/ui/registry/promote", "/ui/registry/rollback",
-                                                            "/ui/registry/delete", "/ui/human/rate", "/ui/playground",
-                                                            "/ui/login", "/ui/human/export"]))
-@settings(max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "120")), deadline=None,
-          derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ, suppress_health_check=list(HealthCheck))
+@given(
+    body=_jobs_bodies,
+    form=_form,
+    page=st.sampled_from(
+        [
+            "/ui/registry/promote",
+            "/ui/registry/rollback",
+            "/ui/registry/delete",
+            "/ui/human/rate",
+            "/ui/playground",
+            "/ui/login",
+            "/ui/human/export",
+        ]
+    ),
+)
+@settings(
+    max_examples=int(os.environ.get("TUNESMITH_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    derandomize="TUNESMITH_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=list(HealthCheck),
+)
 def test_no_job_request_or_page_form_gets_a_5xx(pages_client, body, form, page):
-    answer = pages_client.post("/v1/fine_tuning/jobs", content=json.dumps(body),  # NaN and Infinity too
-                               headers={"Content-Type": "application/json"})
+    answer = pages_client.post(
+        "/v1/fine_tuning/jobs",
+        content=json.dumps(body),  # NaN and Infinity too
+        headers={"Content-Type": "application/json"},
+    )
     assert answer.status_code < 500, (body, answer.status_code, answer.text[:300])
     if answer.status_code >= 400:
         assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
@@ -111,12 +190,35 @@ def test_arbitrary_bytes_never_crash_the_data_check(tmp_path, data):
     _check_never_crashes(tmp_path, data)
 
 
-_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                                st.sampled_from(["messages", "role", "content", "prompt", "chosen", "rejected",
-                                                 "conversations", "from", "value", "input", "preferred_output",
-                                                 "instruction", "output", "x"]), inner, max_size=4),
-                            max_leaves=20)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "messages",
+                    "role",
+                    "content",
+                    "prompt",
+                    "chosen",
+                    "rejected",
+                    "conversations",
+                    "from",
+                    "value",
+                    "input",
+                    "preferred_output",
+                    "instruction",
+                    "output",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
 
 
 @given(st.lists(_json_values, min_size=1, max_size=8))

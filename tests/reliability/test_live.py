@@ -45,9 +45,17 @@ def _serve(project):
 
 
 def _ask(url: str, n: int = 0, **extra) -> httpx.Response:
-    return httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
-        "model": "live", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": f"hi {n}"}],
-        **extra})
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": "live",
+            "max_tokens": 3,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": f"hi {n}"}],
+            **extra,
+        },
+    )
 
 
 def _served_version(running) -> str:
@@ -100,7 +108,9 @@ def test_a_promote_on_the_server_is_in_the_registry_and_survives_a_restart(proje
         answer = httpx.post(f"{running.url}/admin/rollout", json={"model": "live", "canary_version": 3, "share": 0.5})
         assert answer.status_code == 200
         _until(lambda: store.versions(cfg)[0]["aliases"] == ["canary"])  # v3 is newest
-        assert httpx.post(f"{running.url}/admin/rollout", json={"model": "live", "action": "promote"}).status_code == 200
+        assert (
+            httpx.post(f"{running.url}/admin/rollout", json={"model": "live", "action": "promote"}).status_code == 200
+        )
         _until(lambda: store.show(cfg, "production")["version"] == 3)
         _until(lambda: "canary" not in {a for v in store.versions(cfg) for a in v["aliases"]})
     finally:
@@ -166,9 +176,24 @@ def test_a_promote_killed_between_its_writes_is_finished_by_the_next_registry_re
     """SIGKILL of `registry promote` before its alias write, or between the alias write and its
     history entry: the journalled move is finished by the next registry operation, exactly once."""
     before = store.history(project)
-    killed = subprocess.run([sys.executable, "-m", "tunesmith.cli", "registry", "promote", str(project.config_path),
-                             "3", "--to", "shadow", "--reason", f"killed {point}"], capture_output=True, text=True,
-                            env={**os.environ, "TUNESMITH_FAULT": f"alias_move:{point}"})
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith.cli",
+            "registry",
+            "promote",
+            str(project.config_path),
+            "3",
+            "--to",
+            "shadow",
+            "--reason",
+            f"killed {point}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TUNESMITH_FAULT": f"alias_move:{point}"},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     events = store.history(project)
     assert len(events) == len(before) + 1
@@ -180,13 +205,25 @@ def test_a_promote_killed_between_its_writes_is_finished_by_the_next_registry_re
 def test_a_safety_incident_rolls_the_canary_back(project):
     """Users report the canary's answers as unsafe: past the threshold the canary is rolled back at
     once, production untouched, and the registry's canary alias cleared."""
-    cfg = load_config(project.config_path, LENIENT + ["serve.alias_poll_s=0.2", "serve.jobs.enabled=false",
-                                                     "serve.rollout.min_flag_checks=5", "serve.rollout.safety_sample=1.0",
-                                                     "serve.rollout.min_requests=1000"])  # only the safety rule can fire
+    cfg = load_config(
+        project.config_path,
+        LENIENT
+        + [
+            "serve.alias_poll_s=0.2",
+            "serve.jobs.enabled=false",
+            "serve.rollout.min_flag_checks=5",
+            "serve.rollout.safety_sample=1.0",
+            "serve.rollout.min_requests=1000",
+        ],
+    )  # only the safety rule can fire
     running = start_in_thread(build_app(cfg))
     try:
-        assert httpx.post(f"{running.url}/admin/rollout",
-                          json={"model": "live", "canary_version": 2, "share": 0.5}).status_code == 200
+        assert (
+            httpx.post(
+                f"{running.url}/admin/rollout", json={"model": "live", "canary_version": 2, "share": 0.5}
+            ).status_code
+            == 200
+        )
         _until(lambda: "canary" in {a for v in store.versions(cfg) for a in v["aliases"]})
         for n in range(60):
             answer = _ask(running.url, n, user=f"user-{n}")

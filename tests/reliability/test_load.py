@@ -24,8 +24,13 @@ from tunesmith.serve.stage import build_app, start_in_thread
 
 pytestmark = pytest.mark.reliability
 SECONDS = float(os.environ.get("TUNESMITH_LOAD_SECONDS", "8"))
-BAD = [{"seed": 2**70}, {"max_tokens": 10**6}, {"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
-       {"temperature": -1}, {"messages": "not a list"}]
+BAD = [
+    {"seed": 2**70},
+    {"max_tokens": 10**6},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+    {"temperature": -1},
+    {"messages": "not a list"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +39,23 @@ def server(tmp_path_factory, tiny_model_dir):
     alpha = _adapter(tiny_model_dir, root / "alpha", 1)
     beta = _adapter(tiny_model_dir, root / "beta", 2)
     config = root / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "serve": {"adapters": {"alpha": str(alpha), "beta": str(beta)}, "max_batch_size": 8, "max_queue": 16,
-                  "batch_wait_ms": 5, "max_tokens_limit": 64, "jobs": {"enabled": False}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {
+                    "adapters": {"alpha": str(alpha), "beta": str(beta)},
+                    "max_batch_size": 8,
+                    "max_queue": 16,
+                    "batch_wait_ms": 5,
+                    "max_tokens_limit": 64,
+                    "jobs": {"enabled": False},
+                },
+            }
+        )
+    )
     running = start_in_thread(build_app(load_config(config)))
     yield running
     running.stop()
@@ -53,9 +71,13 @@ def _client_loop(url: str, seed: int, stop: threading.Event, results: list) -> N
     with httpx.Client(timeout=120) as http:
         while not stop.is_set():
             bad = rng.random() < 0.1
-            body = {"model": rng.choice(["alpha", "beta", "base"]), "max_tokens": rng.randint(4, 24),
-                    "temperature": rng.choice([0, 0.7]), "seed": rng.randint(0, 1000),
-                    "messages": [{"role": "user", "content": f"Tell me about {rng.randint(0, 10**6)}"}]}
+            body = {
+                "model": rng.choice(["alpha", "beta", "base"]),
+                "max_tokens": rng.randint(4, 24),
+                "temperature": rng.choice([0, 0.7]),
+                "seed": rng.randint(0, 1000),
+                "messages": [{"role": "user", "content": f"Tell me about {rng.randint(0, 10**6)}"}],
+            }
             if bad:
                 body.update(rng.choice(BAD))
             stream = not bad and rng.random() < 0.5
@@ -93,10 +115,19 @@ def test_concurrent_clients_get_answers_or_429s_never_5xx(server, clients):
     good = [(s, t) for bad, s, t in results if not bad]
     bad = [s for b, s, _ in results if b]
     ok_latency = sorted(t for s, t in good if s == 200)
-    report = {"clients": clients, "seconds": SECONDS, "requests": len(results), "ok": len(ok_latency),
-              "429": statuses.count(429), "400": bad.count(400), "malformed": len(bad),
-              "p50_s": round(statistics.median(ok_latency), 3), "p99_s": round(ok_latency[int(len(ok_latency) * 0.99) - 1], 3),
-              "ok_per_s": round(len(ok_latency) / SECONDS, 1), "rss_mb": [round(rss_start), round(rss_warm), round(rss_end)]}
+    report = {
+        "clients": clients,
+        "seconds": SECONDS,
+        "requests": len(results),
+        "ok": len(ok_latency),
+        "429": statuses.count(429),
+        "400": bad.count(400),
+        "malformed": len(bad),
+        "p50_s": round(statistics.median(ok_latency), 3),
+        "p99_s": round(ok_latency[int(len(ok_latency) * 0.99) - 1], 3),
+        "ok_per_s": round(len(ok_latency) / SECONDS, 1),
+        "rss_mb": [round(rss_start), round(rss_warm), round(rss_end)],
+    }
     if os.environ.get("TUNESMITH_LOAD_REPORT"):
         with open(os.environ["TUNESMITH_LOAD_REPORT"], "a") as fh:
             fh.write(json.dumps(report) + "\n")

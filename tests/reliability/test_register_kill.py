@@ -32,9 +32,12 @@ def project(tmp_path_factory, tiny_model_dir):
 
 
 def _kill_add(cfg, point: str) -> None:
-    killed = subprocess.run([sys.executable, "-m", "tunesmith.cli", "registry", "add", str(cfg.config_path),
-                             "--force"], capture_output=True, text=True,
-                            env={**os.environ, "TUNESMITH_FAULT": f"registry_add:{point}"})
+    killed = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "registry", "add", str(cfg.config_path), "--force"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TUNESMITH_FAULT": f"registry_add:{point}"},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
 

@@ -29,9 +29,13 @@ def _free_port() -> int:
 
 
 def _start(config, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "serve", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "serve", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     began = time.time()
     while time.time() - began < 180:
         if proc.poll() is not None:
@@ -51,8 +55,13 @@ def _client(url: str, n: int, stop: threading.Event, answered: list) -> None:
         for i in range(10_000):
             if stop.is_set():
                 return
-            body = {"model": ["alpha", "base"][i % 2], "max_tokens": 6, "temperature": 0, "stream": i % 3 == 0,
-                    "messages": [{"role": "user", "content": f"client {n} request {i}"}]}
+            body = {
+                "model": ["alpha", "base"][i % 2],
+                "max_tokens": 6,
+                "temperature": 0,
+                "stream": i % 3 == 0,
+                "messages": [{"role": "user", "content": f"client {n} request {i}"}],
+            }
             try:
                 if body["stream"]:
                     with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
@@ -70,10 +79,22 @@ def _client(url: str, n: int, stop: threading.Event, answered: list) -> None:
 def test_a_server_killed_under_load_loses_no_logged_request(tmp_path, tiny_model_dir):
     alpha = _adapter(tiny_model_dir, tmp_path / "alpha", 1)
     config = tmp_path / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "serve": {"adapters": {"alpha": str(alpha)}, "max_batch_size": 8, "batch_wait_ms": 5,
-                  "jobs": {"enabled": False}, "pages": False}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {
+                    "adapters": {"alpha": str(alpha)},
+                    "max_batch_size": 8,
+                    "batch_wait_ms": 5,
+                    "jobs": {"enabled": False},
+                    "pages": False,
+                },
+            }
+        )
+    )
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start(config, port)
@@ -93,8 +114,11 @@ def test_a_server_killed_under_load_loses_no_logged_request(tmp_path, tiny_model
 
     server = _start(config, port)  # the log reopens after the kill
     try:
-        after = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
-            "model": "alpha", "max_tokens": 4, "messages": [{"role": "user", "content": "after the restart"}]})
+        after = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=60,
+            json={"model": "alpha", "max_tokens": 4, "messages": [{"role": "user", "content": "after the restart"}]},
+        )
         assert after.status_code == 200
         db = sqlite3.connect(str(tmp_path / "out" / "serve" / "requests.db"))
         rows = [r[0] for r in db.execute("SELECT id FROM requests WHERE shadow = 0")]

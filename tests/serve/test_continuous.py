@@ -21,8 +21,10 @@ def test_arrivals_join_the_running_batch_and_answer_as_alone(tmp_path, tiny_mode
     model = PeftModel.from_pretrained(load_model(str(tiny_model_dir)), str(alpha), adapter_name="alpha")
     model.load_adapter(str(beta), adapter_name="beta")
     engine = Engine(model, tok, max_batch=8, batch_wait_s=0.0).start()
-    prompts = [(f"Tell me about item {n} " + "please " * n, adapter) for n, adapter in
-               enumerate(["alpha", "beta", BASE, "alpha", "beta"])]
+    prompts = [
+        (f"Tell me about item {n} " + "please " * n, adapter)
+        for n, adapter in enumerate(["alpha", "beta", BASE, "alpha", "beta"])
+    ]
 
     def ask(text: str, adapter: str, max_tokens: int = 20, on_text=None) -> GenRequest:
         ids = tok(text, add_special_tokens=False)["input_ids"]

@@ -18,10 +18,14 @@ def test_bgmv_matches_peft_mixed_batches(tiny_model_dir, monkeypatch, dense):
     if not dense:
         monkeypatch.setattr(multilora, "DENSE_MAX_RANK", 0)
     torch.manual_seed(0)
-    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name="small")
-    model.add_adapter("big", LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "o_proj", "up_proj"],
-                                        init_lora_weights=False))
+    model = get_peft_model(
+        load_model(str(tiny_model_dir)),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        adapter_name="small",
+    )
+    model.add_adapter(
+        "big", LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "o_proj", "up_proj"], init_lora_weights=False)
+    )
     model.eval()
     ids = torch.randint(5, 200, (1, 9)).repeat(4, 1)  # one input: rows differ only by their adapter
     names = ["small", "big", "__base__", "big"]
@@ -45,8 +49,11 @@ def test_bgmv_matches_peft_mixed_batches(tiny_model_dir, monkeypatch, dense):
 
 def test_each_pass_uses_its_own_rows(tiny_model_dir):
     torch.manual_seed(0)
-    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name="small")
+    model = get_peft_model(
+        load_model(str(tiny_model_dir)),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        adapter_name="small",
+    )
     model.add_adapter("big", LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj"], init_lora_weights=False))
     model.eval()
     ids = torch.randint(5, 200, (1, 7)).repeat(3, 1)

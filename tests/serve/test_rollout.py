@@ -17,8 +17,15 @@ from tunesmith.serve.rollout import Router, drive_rollout
 from tunesmith.serve.stage import build_app, start_in_thread
 from tunesmith.train.stage import run_train
 
-LENIENT = ["gate.task_metric_min=-1", "gate.format_compliance_min=-1", "gate.safety_pass_rate_min=-1", "gate.max_safety_regression=100",
-           "gate.max_regression=100", "eval.regression_suite=null", "eval.safety_suite=null"]
+LENIENT = [
+    "gate.task_metric_min=-1",
+    "gate.format_compliance_min=-1",
+    "gate.safety_pass_rate_min=-1",
+    "gate.max_safety_regression=100",
+    "gate.max_regression=100",
+    "eval.regression_suite=null",
+    "eval.safety_suite=null",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +53,17 @@ class Traffic:
         n = 0
         while not self.stop.is_set():
             n += 1
-            r = httpx.post(f"{self.url}/v1/chat/completions", timeout=60, json={
-                "model": "parity", "user": f"user-{worker}-{n}", "max_tokens": 3, "temperature": 0,
-                "messages": [{"role": "user", "content": f"Is {n} even or odd?"}]})
+            r = httpx.post(
+                f"{self.url}/v1/chat/completions",
+                timeout=60,
+                json={
+                    "model": "parity",
+                    "user": f"user-{worker}-{n}",
+                    "max_tokens": 3,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": f"Is {n} even or odd?"}],
+                },
+            )
             self.answers.append(r)
 
     def __enter__(self) -> Traffic:
@@ -74,13 +89,16 @@ def test_bad_canary_is_rolled_back_and_production_untouched(project):
     cfg, running = _serve(project, faults={"v2": {"error_rate": 1.0}})
     try:
         with Traffic(running.url) as traffic:
-            ok = drive_rollout(cfg, 2, [25, 50, 100], running.url, None, step_timeout=120, poll=0.2,
-                               echo=lambda line: None)
+            ok = drive_rollout(
+                cfg, 2, [25, 50, 100], running.url, None, step_timeout=120, poll=0.2, echo=lambda line: None
+            )
         assert ok is False
         state = httpx.get(f"{running.url}/admin/rollout").json()["parity"]
         assert state["production"] == "v1" and state["canary"] is None and "error rate" in state["rollbacks"][0]
         deadline = time.time() + 10
-        while "canary" in store.versions(cfg)[0]["aliases"] + store.versions(cfg)[1]["aliases"] and time.time() < deadline:
+        while (
+            "canary" in store.versions(cfg)[0]["aliases"] + store.versions(cfg)[1]["aliases"] and time.time() < deadline
+        ):
             time.sleep(0.2)  # the server moves the registry alias in the background
         aliases = {r["version"]: r["aliases"] for r in store.versions(cfg)}
         assert aliases[1] == ["production", "shadow"] and aliases[2] == []
@@ -98,8 +116,9 @@ def test_good_canary_advances_to_production_and_shadow_is_never_returned(project
     try:
         with Traffic(running.url) as traffic:
             lines = []
-            assert drive_rollout(cfg, 3, [25, 50, 100], running.url, None, step_timeout=120, poll=0.2,
-                                 echo=lines.append)
+            assert drive_rollout(
+                cfg, 3, [25, 50, 100], running.url, None, step_timeout=120, poll=0.2, echo=lines.append
+            )
         assert [line.split(":")[0] for line in lines] == ["25%", "25%", "50%", "50%", "100%"]
         state = httpx.get(f"{running.url}/admin/rollout").json()["parity"]
         assert state["production"] == "v3" and state["canary"] is None
@@ -133,8 +152,9 @@ def test_triggers_on_latency_and_feedback():
         fresh.add_feedback("v2", 0.7)
     assert "feedback" in fresh.trigger()
     # cost per request (off by default): a canary whose answers hold the machine 30% longer on average
-    costly = Router("m", RolloutConfig(min_requests=5, window=50, max_latency_increase=10.0, max_cost_increase=0.2),
-                    "v1", "v2")
+    costly = Router(
+        "m", RolloutConfig(min_requests=5, window=50, max_latency_increase=10.0, max_cost_increase=0.2), "v1", "v2"
+    )
     for i in range(10):
         costly.observe("v1", True, 1.0)
         costly.observe("v2", True, 1.0 if i % 2 else 1.6)
@@ -150,17 +170,28 @@ def test_clients_that_leave_mid_stream_cannot_roll_the_canary_back(project):
     """A disconnect (499) is not the version's error: streams abandoned on purpose leave the canary where it is."""
     cfg, running = _serve(project)
     try:
-        chat = {"model": "parity", "max_tokens": 24, "temperature": 0,
-                "messages": [{"role": "user", "content": "Count from one to twenty."}]}
+        chat = {
+            "model": "parity",
+            "max_tokens": 24,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Count from one to twenty."}],
+        }
         for n in range(6):  # production's window: answers
-            assert httpx.post(f"{running.url}/v1/chat/completions", json={**chat, "user": f"u{n}"},
-                              timeout=60).status_code == 200
-        moved = httpx.post(f"{running.url}/admin/rollout", timeout=60,
-                           json={"model": "parity", "canary_version": 2, "share": 1.0})
+            assert (
+                httpx.post(f"{running.url}/v1/chat/completions", json={**chat, "user": f"u{n}"}, timeout=60).status_code
+                == 200
+            )
+        moved = httpx.post(
+            f"{running.url}/admin/rollout", timeout=60, json={"model": "parity", "canary_version": 2, "share": 1.0}
+        )
         assert moved.status_code == 200, moved.text
         for n in range(12):
-            with httpx.stream("POST", f"{running.url}/v1/chat/completions", timeout=60,
-                              json={**chat, "stream": True, "user": f"leaver-{n}"}) as answer:
+            with httpx.stream(
+                "POST",
+                f"{running.url}/v1/chat/completions",
+                timeout=60,
+                json={**chat, "stream": True, "user": f"leaver-{n}"},
+            ) as answer:
                 next(answer.iter_lines())  # the first chunk, then hang up
         time.sleep(1.0)
         state = httpx.get(f"{running.url}/admin/rollout").json()["parity"]

@@ -26,8 +26,12 @@ def _adapter(tiny_model_dir, folder, seed):
     from tunesmith.models import load_model, load_tokenizer
 
     torch.manual_seed(seed)
-    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(
-        r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        load_model(str(tiny_model_dir)),
+        LoraConfig(
+            r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"], init_lora_weights=False
+        ),
+    )
     model.save_pretrained(str(folder))
     load_tokenizer(str(tiny_model_dir)).save_pretrained(str(folder))
     return folder
@@ -43,17 +47,34 @@ def upstream():
         body = await request.json()
         seen.append(body)
         if body.get("stream"):
+
             def events():
                 for piece in ("up", "stream"):
-                    chunk = {"id": "u", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    chunk = {
+                        "id": "u",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                    }
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return {"id": "u", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"from {body['model']}"}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+        return {
+            "id": "u",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": f"from {body['model']}"},
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        }
 
     running = start_in_thread(app)
     running.seen = seen
@@ -68,12 +89,25 @@ def server(tmp_path_factory, tiny_model_dir, upstream):
     alpha = _adapter(tiny_model_dir, root / "alpha", 1)
     beta = _adapter(tiny_model_dir, root / "beta", 2)
     config = root / "tunesmith.yaml"
-    config.write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "train": {"bf16": False},
-        "serve": {"adapters": {"alpha": str(alpha), "beta": str(beta)}, "api_key_sha256": [hash_key(KEY)],
-                  "max_batch_size": 8, "batch_wait_ms": 300, "max_queue": 4, "max_tokens_limit": 256,
-                  "upstreams": {"big": {"base_url": f"{upstream.url}/v1", "model": "vllm-model"}}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "train": {"bf16": False},
+                "serve": {
+                    "adapters": {"alpha": str(alpha), "beta": str(beta)},
+                    "api_key_sha256": [hash_key(KEY)],
+                    "max_batch_size": 8,
+                    "batch_wait_ms": 300,
+                    "max_queue": 4,
+                    "max_tokens_limit": 256,
+                    "upstreams": {"big": {"base_url": f"{upstream.url}/v1", "model": "vllm-model"}},
+                },
+            }
+        )
+    )
     cfg = load_config(config)
     running = start_in_thread(build_app(cfg))
     running.cfg = cfg
@@ -112,9 +146,14 @@ def test_two_adapters_in_one_batch_answer_as_they_do_alone(server):
     assert len(set(alone.values())) == 3  # the adapters change the answers
     before = server.app.state.server.engine.stats["mixed_batches"]
     with ThreadPoolExecutor(3) as pool:
-        together = dict(zip(("alpha", "beta", "base"),
-                            pool.map(lambda m: _ask(client, m, "Tell me a story").choices[0].message.content,
-                                     ("alpha", "beta", "base"))))
+        together = dict(
+            zip(
+                ("alpha", "beta", "base"),
+                pool.map(
+                    lambda m: _ask(client, m, "Tell me a story").choices[0].message.content, ("alpha", "beta", "base")
+                ),
+            )
+        )
     assert server.app.state.server.engine.stats["mixed_batches"] > before
     assert together == alone
 
@@ -134,8 +173,12 @@ def test_keys_errors_and_a_full_queue(server):
     headers = {"Authorization": f"Bearer {KEY}"}
     body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64, "temperature": 0}
     with ThreadPoolExecutor(30) as pool:
-        answers = list(pool.map(lambda _: httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers,
-                                                     timeout=120), range(30)))
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=120),
+                range(30),
+            )
+        )
     codes = [a.status_code for a in answers]
     assert 429 in codes and 200 in codes, codes
     limited = next(a for a in answers if a.status_code == 429)
@@ -149,7 +192,9 @@ def test_keys_errors_and_a_full_queue(server):
     metrics = httpx.get(f"{server.url}/metrics", headers=headers).text
     assert 'tunesmith_requests_total{model="alpha",status="429"}' in metrics
     served_count = float(metrics.split('tunesmith_time_to_first_token_seconds_count{model="alpha"} ')[1].split()[0])
-    assert served_count == sum(r["model"] == "alpha" for r in served)  # every answered request's engine-side time to first token
+    assert served_count == sum(
+        r["model"] == "alpha" for r in served
+    )  # every answered request's engine-side time to first token
     assert 'tunesmith_queue_wait_seconds_count{model="alpha"}' in metrics
 
 

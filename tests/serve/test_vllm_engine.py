@@ -75,10 +75,23 @@ def server(tmp_path_factory, tiny_model_dir):
     (bin_dir / "vllm").write_text(textwrap.dedent(FAKE_VLLM.format(python=sys.executable, record=str(record))))
     (bin_dir / "vllm").chmod(0o755)
     adapter = _adapter(tiny_model_dir, work / "a0", seed=1)
-    (work / "tunesmith.yaml").write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "serve": {"engine": "vllm", "adapters": {"a0": str(adapter)}, "api_key_sha256": [hash_key(KEY)],
-                  "max_tokens_limit": 64, "log_texts": True, "vllm_args": ["--gpu-memory-utilization", "0.5"]}}))
+    (work / "tunesmith.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {
+                    "engine": "vllm",
+                    "adapters": {"a0": str(adapter)},
+                    "api_key_sha256": [hash_key(KEY)],
+                    "max_tokens_limit": 64,
+                    "log_texts": True,
+                    "vllm_args": ["--gpu-memory-utilization", "0.5"],
+                },
+            }
+        )
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
         mp.setattr("torch.cuda.is_available", lambda: True)  # the stand-in needs no GPU
@@ -92,7 +105,7 @@ def test_vllm_is_started_with_the_base_and_every_served_adapter(server, tiny_mod
     argv = json.loads(record.read_text())["argv"]
     assert argv[:2] == ["serve", str(tiny_model_dir)]
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--served-model-name") + 1] == "base"
-    assert argv[argv.index("--lora-modules") + 1:argv.index("--lora-modules") + 2] == [f"a0={adapter}"]
+    assert argv[argv.index("--lora-modules") + 1 : argv.index("--lora-modules") + 2] == [f"a0={adapter}"]
     assert argv[argv.index("--max-lora-rank") + 1] == "8" and argv[argv.index("--max-loras") + 1] == "1"
     assert argv[-2:] == ["--gpu-memory-utilization", "0.5"]  # serve.vllm_args, passed through
 
@@ -108,8 +121,11 @@ def test_requests_reach_vllm_as_token_ids_behind_tunesmiths_router(server):
     assert answer.choices[0].message.content == f"a0 saw {n} tokens"  # the adapter by name, the template's ids
     assert answer.usage.completion_tokens == 3 and answer.usage.prompt_tokens == n
     assert answer.choices[0].finish_reason == "stop"
-    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="a0", messages=messages, max_tokens=12, stream=True) if c.choices]
+    pieces = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="a0", messages=messages, max_tokens=12, stream=True)
+        if c.choices
+    ]
     assert [p for p in pieces if p] == ["a0", " saw", f" {n} tokens"]  # streamed as vLLM streamed it
     base = client.chat.completions.create(model="base", messages=messages, max_tokens=2)
     assert base.choices[0].message.content == "base saw"  # max_tokens reaches vLLM
@@ -117,7 +133,8 @@ def test_requests_reach_vllm_as_token_ids_behind_tunesmiths_router(server):
         client.chat.completions.create(model="a0", messages=messages, max_tokens=65)
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{running.url}/v1", api_key="wrong", max_retries=0).chat.completions.create(
-            model="a0", messages=messages, max_tokens=4)
+            model="a0", messages=messages, max_tokens=4
+        )
     rows = running.app.state.server.log.rows(10)
     assert {(r["target"], r["status"]) for r in rows} >= {("a0", 200), ("__base__", 200)}
     assert engine.timings and all(first >= 0 for _, first in engine.timings)
@@ -128,8 +145,15 @@ def test_requests_reach_vllm_as_token_ids_behind_tunesmiths_router(server):
 
 def test_vllm_needs_a_cuda_gpu_and_says_so(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    (tmp_path / "tunesmith.yaml").write_text(yaml.safe_dump({
-        "base_model": str(tiny_model_dir), "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]},
-        "serve": {"engine": "vllm"}}))
+    (tmp_path / "tunesmith.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {"engine": "vllm"},
+            }
+        )
+    )
     with pytest.raises(TunesmithError, match="needs a CUDA GPU.*serve.engine: transformers"):
         build_app(load_config(tmp_path / "tunesmith.yaml"))

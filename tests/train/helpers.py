@@ -16,15 +16,18 @@ def arithmetic_rows(n: int = 64, seed: int = 0) -> list[dict]:
     rows = []
     for _ in range(n):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
-        rows.append({"messages": [{"role": "user", "content": f"{a} + {b} = ?"},
-                                  {"role": "assistant", "content": f"{a + b}"}]})
+        rows.append(
+            {"messages": [{"role": "user", "content": f"{a} + {b} = ?"}, {"role": "assistant", "content": f"{a + b}"}]}
+        )
     return rows
 
 
 def preference_rows(n: int = 40, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
-    return [{"prompt": f"Is {rng.randint(0, 99)} a number? Answer yes or no.", "chosen": "yes", "rejected": "no"}
-            for _ in range(n)]
+    return [
+        {"prompt": f"Is {rng.randint(0, 99)} a number? Answer yes or no.", "chosen": "yes", "rejected": "no"}
+        for _ in range(n)
+    ]
 
 
 def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path:
@@ -34,13 +37,31 @@ def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    settings = {"max_steps": 8, "logging_steps": 1, "eval_steps": 4, "save_steps": 4, "micro_batch_size": 2,
-                "gradient_accumulation_steps": 2, "learning_rate": 1e-2, "mlflow": False, "bf16": False, "warmup_ratio": 0.03,
-                "early_stopping_patience": None, **train}
+    settings = {
+        "max_steps": 8,
+        "logging_steps": 1,
+        "eval_steps": 4,
+        "save_steps": 4,
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "learning_rate": 1e-2,
+        "mlflow": False,
+        "bf16": False,
+        "warmup_ratio": 0.03,
+        "early_stopping_patience": None,
+        **train,
+    }
     path = root / "tunesmith.yaml"
-    path.write_text(yaml.safe_dump({"base_model": str(model_dir), "output_dir": "out",
-                                    "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none"},
-                                    "train": settings}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(model_dir),
+                "output_dir": "out",
+                "data": {"datasets": [{"path": "d.jsonl"}], "max_length": 64, "dedup": "none"},
+                "train": settings,
+            }
+        )
+    )
     cfg = load_config(path)
     split_outcome(cfg, check_config(cfg, keep_records=True, show_progress=False))
     if cfg.train.method == "sft":

@@ -52,12 +52,17 @@ def _first_eval(path):
 
 def test_two_processes_agree_with_one(tmp_path, tiny_model_dir):
     common = dict(max_steps=4, lora_dropout=0.0, eval_steps=100, save_steps=100, micro_batch_size=1)
-    one = load_config(make_project(tmp_path / "one", tiny_model_dir, arithmetic_rows(), gradient_accumulation_steps=4,
-                                   **common))
+    one = load_config(
+        make_project(tmp_path / "one", tiny_model_dir, arithmetic_rows(), gradient_accumulation_steps=4, **common)
+    )
     single = run_train(one)
     two = make_project(tmp_path / "two", tiny_model_dir, arithmetic_rows(), gradient_accumulation_steps=2, **common)
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "train", str(two), "--nproc", "2"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "train", str(two), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_two = load_config(two).output_path / "train"
     a, b = _curve(single.run_dir / "metrics.csv"), _curve(run_two / "metrics.csv")

@@ -22,13 +22,23 @@ def _margin(model, tok, prompt: str) -> float:
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
         targets = ids[0, 1:]
-        scores.append(logp[torch.arange(len(targets)), targets][n_ctx - 1:].sum().item())
+        scores.append(logp[torch.arange(len(targets)), targets][n_ctx - 1 :].sum().item())
     return scores[0] - scores[1]
 
 
 def test_dpo_raises_the_chosen_margin(tmp_path, tiny_model_dir):
-    config = load_config(make_project(tmp_path, tiny_model_dir, preference_rows(), method="dpo", max_steps=12,
-                                      micro_batch_size=4, gradient_accumulation_steps=1, learning_rate=5e-3))
+    config = load_config(
+        make_project(
+            tmp_path,
+            tiny_model_dir,
+            preference_rows(),
+            method="dpo",
+            max_steps=12,
+            micro_batch_size=4,
+            gradient_accumulation_steps=1,
+            learning_rate=5e-3,
+        )
+    )
     result = run_train(config)
     tok = load_tokenizer(str(tiny_model_dir))
     base = load_model(str(tiny_model_dir)).eval()
@@ -40,8 +50,18 @@ def test_dpo_raises_the_chosen_margin(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("method", ["orpo"])
 def test_other_preference_methods_train_behind_the_same_config(tmp_path, tiny_model_dir, method):
-    config = load_config(make_project(tmp_path, tiny_model_dir, preference_rows(), method=method, max_steps=6,
-                                      micro_batch_size=4, gradient_accumulation_steps=1, learning_rate=5e-3))
+    config = load_config(
+        make_project(
+            tmp_path,
+            tiny_model_dir,
+            preference_rows(),
+            method=method,
+            max_steps=6,
+            micro_batch_size=4,
+            gradient_accumulation_steps=1,
+            learning_rate=5e-3,
+        )
+    )
     result = run_train(config)
     losses = [float(x) for x in _losses(result.run_dir)]
     assert (result.model_dir / "adapter_model.safetensors").exists()

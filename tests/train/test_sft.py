@@ -35,8 +35,9 @@ def _curve(run_dir, column="loss"):
 @pytest.mark.parametrize("adapter", ["lora", "dora", "ia3", "prefix", "none"])
 def test_loss_falls_and_only_trained_parameters_change(tmp_path, tiny_model_dir, adapter):
     lr = {"none": 3e-3}.get(adapter, 2e-2)
-    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), adapter=adapter, max_steps=20,
-                          learning_rate=lr, lora_dropout=0.0)
+    config = make_project(
+        tmp_path, tiny_model_dir, arithmetic_rows(), adapter=adapter, max_steps=20, learning_rate=lr, lora_dropout=0.0
+    )
     snap = Snapshot()
     result = run_train(load_config(config), extra_callbacks=[snap])
     losses = _curve(result.run_dir)
@@ -58,8 +59,11 @@ def test_loss_falls_and_only_trained_parameters_change(tmp_path, tiny_model_dir,
 def test_gradient_checkpointing_gives_the_same_steps(tmp_path, tiny_model_dir):
     common = dict(max_steps=3, lora_dropout=0.0, eval_steps=100, save_steps=100)
     plain = run_train(load_config(make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), **common)))
-    saved = run_train(load_config(make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(),
-                                               gradient_checkpointing=True, **common)))
+    saved = run_train(
+        load_config(
+            make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), gradient_checkpointing=True, **common)
+        )
+    )
     a, b = _curve(plain.run_dir), _curve(saved.run_dir)
     assert a.keys() == b.keys()
     for step in a:
@@ -70,10 +74,12 @@ def test_accumulation_equals_a_large_batch(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
     common = dict(max_steps=3, lora_dropout=0.0, learning_rate=1e-2, eval_steps=100, save_steps=100)
-    small = make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), micro_batch_size=1,
-                         gradient_accumulation_steps=8, **common)
-    large = make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), micro_batch_size=8,
-                         gradient_accumulation_steps=1, **common)
+    small = make_project(
+        tmp_path / "a", tiny_model_dir, arithmetic_rows(), micro_batch_size=1, gradient_accumulation_steps=8, **common
+    )
+    large = make_project(
+        tmp_path / "b", tiny_model_dir, arithmetic_rows(), micro_batch_size=8, gradient_accumulation_steps=1, **common
+    )
     a, b = run_train(load_config(small)), run_train(load_config(large))
     wa = load_file(a.model_dir / "adapter_model.safetensors")
     wb = load_file(b.model_dir / "adapter_model.safetensors")
@@ -121,8 +127,18 @@ def test_qlora_without_a_gpu_says_so_before_loading(tmp_path, tiny_model_dir):
 
 
 def test_divergence_stops_training_with_an_alarm(tmp_path, tiny_model_dir):
-    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), adapter="none", learning_rate=1e4,
-                                      max_steps=20, eval_steps=100, save_steps=100))
+    config = load_config(
+        make_project(
+            tmp_path,
+            tiny_model_dir,
+            arithmetic_rows(),
+            adapter="none",
+            learning_rate=1e4,
+            max_steps=20,
+            eval_steps=100,
+            save_steps=100,
+        )
+    )
     result = run_train(config)
     # a far too high learning rate ends in NaN or in a collapsed model with zero gradients; both stop the run
     assert {"nan", "diverged"} & {a["kind"] for a in result.metadata["alarms"]}, result.metadata["alarms"]
@@ -131,16 +147,35 @@ def test_divergence_stops_training_with_an_alarm(tmp_path, tiny_model_dir):
 
 
 def test_early_stopping_still_saves_the_best_model(tmp_path, tiny_model_dir):
-    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), learning_rate=1.0, max_steps=40,
-                                      eval_steps=2, save_steps=2, early_stopping_patience=1))
+    config = load_config(
+        make_project(
+            tmp_path,
+            tiny_model_dir,
+            arithmetic_rows(),
+            learning_rate=1.0,
+            max_steps=40,
+            eval_steps=2,
+            save_steps=2,
+            early_stopping_patience=1,
+        )
+    )
     result = run_train(config)
     assert result.metadata["stopped_early"] and result.model_dir.exists()
     assert result.metadata["best_checkpoint"]
 
 
 def test_flat_loss_raises_an_alarm(tmp_path, tiny_model_dir):
-    config = load_config(make_project(tmp_path, tiny_model_dir, arithmetic_rows(), learning_rate=1e-9, max_steps=10,
-                                      eval_steps=100, save_steps=100))
+    config = load_config(
+        make_project(
+            tmp_path,
+            tiny_model_dir,
+            arithmetic_rows(),
+            learning_rate=1e-9,
+            max_steps=10,
+            eval_steps=100,
+            save_steps=100,
+        )
+    )
     assert "flat" in {a["kind"] for a in run_train(config).metadata["alarms"]}
 
 
@@ -201,8 +236,9 @@ def test_weighted_loss_is_the_weighted_token_mean(tiny_model_dir):
     weighted, _ = trained_positions_loss(model, {**batch, "loss_weights": weights})
     with torch.no_grad():
         logits = model(input_ids=ids, position_ids=batch["position_ids"]).logits[:, :-1].float()
-    token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                 ignore_index=-100, reduction="none").reshape(2, 11)
+    token_loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none"
+    ).reshape(2, 11)
     mask = labels[:, 1:] != -100
     expected = (token_loss * weights[:, 1:] * mask).sum() / mask.sum()
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -241,15 +277,19 @@ def test_compiled_layers_train_as_eager_ones(tmp_path, tiny_model_dir, monkeypat
 
     class Layers(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            wrapped.extend(m for m in model.modules() if getattr(getattr(m, "forward", None), "func", None)
-                           is compiled_in_training)
+            wrapped.extend(
+                m for m in model.modules() if getattr(getattr(m, "forward", None), "func", None) is compiled_in_training
+            )
 
     common = dict(max_steps=4, lora_dropout=0.0, eval_steps=2, save_steps=2, attn_implementation="eager_varlen")
-    eager = run_train(load_config(make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), compile=False,
-                                               **common)))
+    eager = run_train(
+        load_config(make_project(tmp_path / "a", tiny_model_dir, arithmetic_rows(), compile=False, **common))
+    )
     counters.clear()
-    compiled = run_train(load_config(make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), compile=True,
-                                                  **common)), extra_callbacks=[Layers()])
+    compiled = run_train(
+        load_config(make_project(tmp_path / "b", tiny_model_dir, arithmetic_rows(), compile=True, **common)),
+        extra_callbacks=[Layers()],
+    )
     assert len(wrapped) == 2  # the tiny model's two decoder layers, nothing else
     assert counters["stats"]["unique_graphs"] >= 1  # graphs were compiled (and run: the losses below)
     for column in ("loss", "eval_loss"):
@@ -262,8 +302,9 @@ def test_compiled_layers_train_as_eager_ones(tmp_path, tiny_model_dir, monkeypat
 def test_report_to_tensorboard_writes_the_training_loss_of_every_logged_step(tmp_path, tiny_model_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0,
-                          report_to=["tensorboard"])
+    config = make_project(
+        tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0, report_to=["tensorboard"]
+    )
     result = run_train(load_config(config))
     folder = result.run_dir / "tensorboard"
     assert result.metadata["report_to"] == {"tensorboard": str(folder)}
@@ -279,8 +320,9 @@ def test_report_to_mlflow_logs_every_step_in_a_run_nested_under_tunesmiths(tmp_p
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0,
-                          report_to=["mlflow"], mlflow=True)
+    config = make_project(
+        tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=6, lora_dropout=0.0, report_to=["mlflow"], mlflow=True
+    )
     result = run_train(load_config(config))
     parent = (result.run_dir / "mlflow_run_id").read_text().strip()
     child = (result.run_dir / "mlflow_trainer_run_id").read_text().strip()
@@ -303,8 +345,9 @@ def test_report_to_mlflow_without_tunesmiths_run_uses_the_projects_store(tmp_pat
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    config = make_project(tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=2, lora_dropout=0.0,
-                          report_to=["mlflow"], mlflow=False)
+    config = make_project(
+        tmp_path, tiny_model_dir, arithmetic_rows(), max_steps=2, lora_dropout=0.0, report_to=["mlflow"], mlflow=False
+    )
     result = run_train(load_config(config))
     child = (result.run_dir / "mlflow_trainer_run_id").read_text().strip()
     run = MlflowClient(f"sqlite:///{(tmp_path / 'out' / 'mlflow.db').resolve()}").get_run(child)

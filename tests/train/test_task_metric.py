@@ -22,7 +22,11 @@ def test_field_spans_point_at_each_value_as_written():
     text = ANSWER + "<|im_end|>\n"
     spans = field_spans(text)
     assert {k: text[a:b] for k, (a, b) in spans.items()} == {
-        "category": '"billing"', "priority": '"high"', "tags": '["a", "b"]', "summary": '"refund please"'}
+        "category": '"billing"',
+        "priority": '"high"',
+        "tags": '["a", "b"]',
+        "summary": '"refund please"',
+    }
     assert field_spans(" {}") == {}
     assert field_spans("billing") is None and field_spans('{"a": 1,}') is None and field_spans('{"a" 1}') is None
 
@@ -36,7 +40,7 @@ def _score(tok, fields, wrong_in=(), text=ANSWER, gap=False):
     for part in wrong_in:
         start = text.index(part)
         for i in range(len(ids)):
-            begin, end = len(tok.decode(ids[:i])), len(tok.decode(ids[:i + 1]))
+            begin, end = len(tok.decode(ids[:i])), len(tok.decode(ids[: i + 1]))
             if begin < start + len(part) and end > start:
                 predicted[0, i] = (ids[i] + 1) % len(tok)
     positions = torch.arange(len(ids)) + 7
@@ -76,18 +80,27 @@ def test_whole_answers_score_as_greedy_decoding_reproduces_them(tiny_model_dir, 
         if change:
             ids[0, prompt.shape[1] + 4] = (ids[0, prompt.shape[1] + 4] + 1) % len(tiny_tok)
         labels = ids.clone()
-        labels[0, :prompt.shape[1]] = -100
+        labels[0, : prompt.shape[1]] = -100
         score = TeacherForcedScore(tiny_tok, [])
         with torch.no_grad():
-            trained_positions_loss(model, {"input_ids": ids, "labels": labels,
-                                           "position_ids": torch.arange(ids.shape[1])[None]}, answers=score)
+            trained_positions_loss(
+                model,
+                {"input_ids": ids, "labels": labels, "position_ids": torch.arange(ids.shape[1])[None]},
+                answers=score,
+            )
         assert score.pop() == expected
 
 
 def _rows(n: int = 48) -> list[dict]:  # one label, learnt in a few steps; a note that is not scored
-    return [{"messages": [{"role": "user", "content": f"Is {i} a number?"},
-                          {"role": "assistant", "content": json.dumps({"kind": "yes", "note": str(i)})}]}
-            for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Is {i} a number?"},
+                {"role": "assistant", "content": json.dumps({"kind": "yes", "note": str(i)})},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def test_early_stopping_and_the_kept_checkpoint_follow_the_task_metric(tmp_path, tiny_model_dir):
@@ -95,15 +108,28 @@ def test_early_stopping_and_the_kept_checkpoint_follow_the_task_metric(tmp_path,
     the task metric's best and keeps that checkpoint, though a later one has the lower validation loss."""
     from tunesmith.train.stage import run_train
 
-    path = make_project(tmp_path, tiny_model_dir, _rows(), max_steps=60, eval_steps=2, save_steps=2,
-                        learning_rate=2e-2, adapter="none", early_stopping_metric="task", early_stopping_patience=3)
+    path = make_project(
+        tmp_path,
+        tiny_model_dir,
+        _rows(),
+        max_steps=60,
+        eval_steps=2,
+        save_steps=2,
+        learning_rate=2e-2,
+        adapter="none",
+        early_stopping_metric="task",
+        early_stopping_patience=3,
+    )
     raw = yaml.safe_load(path.read_text())
     raw["eval"] = {"fields": ["kind"]}
     path.write_text(yaml.safe_dump(raw))
     result = run_train(load_config(path))
     with open(result.run_dir / "metrics.csv") as fh:
-        evals = [(int(r["step"]), float(r["eval_loss"]), float(r["eval_task_metric"]))
-                 for r in csv.DictReader(fh) if r["eval_loss"]]
+        evals = [
+            (int(r["step"]), float(r["eval_loss"]), float(r["eval_task_metric"]))
+            for r in csv.DictReader(fh)
+            if r["eval_loss"]
+        ]
     scores = [s for _, _, s in evals]
     assert scores[0] == 0.0 and max(scores) == 1.0, scores
     meta = result.metadata

@@ -26,8 +26,9 @@ from tunesmith.train.stage import run_train
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("TUNESMITH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRED = os.environ.get("TUNESMITH_REQUIRE_BROWSER") == "1"  # make test: a missing browser fails, never skips
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED,
-                                reason="no chromium (apt-get install chromium; make test and .ci/run install it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not REQUIRED, reason="no chromium (apt-get install chromium; make test and .ci/run install it)"
+)
 SHOTS = Path(os.environ.get("TUNESMITH_SCREENSHOTS") or tempfile.gettempdir()) / "tunesmith-web-test-shots"
 KEY, ADMIN = "ts-web-key", "ts-web-admin"
 
@@ -38,8 +39,12 @@ def server(tmp_path_factory, tiny_model_dir):
 
     cfg = _project(tmp_path_factory.mktemp("web"), tiny_model_dir, max_steps=4)
     cfg.config_path.write_text(cfg.config_path.read_text() + "registry:\n  name: tickets\n")
-    overrides = LENIENT + [f"serve.api_key_sha256=['{hash_key(KEY)}']", f"serve.admin_key_sha256=['{hash_key(ADMIN)}']",
-                           "serve.alias_poll_s=0.5", "serve.jobs.worker=false"]
+    overrides = LENIENT + [
+        f"serve.api_key_sha256=['{hash_key(KEY)}']",
+        f"serve.admin_key_sha256=['{hash_key(ADMIN)}']",
+        "serve.alias_poll_s=0.5",
+        "serve.jobs.worker=false",
+    ]
     cfg = load_config(cfg.config_path, overrides)
     run_train(cfg)
     run_eval(cfg, limit=6)
@@ -96,7 +101,9 @@ def test_every_page_in_a_real_browser(server, browser):
     assert "answered differently" in page.inner_text("#summary")
     predictions = Path(server.app.state.server.log.path).parents[1] / "eval" / "predictions_fine_tuned.jsonl"
     examples = len(predictions.read_text().splitlines())
-    assert examples > 2 and page.locator("#diff tr").count() == examples + 1  # both versions' outputs, from the registry
+    assert (
+        examples > 2 and page.locator("#diff tr").count() == examples + 1
+    )  # both versions' outputs, from the registry
     page.screenshot(path=str(SHOTS / "diff.png"), full_page=True)
 
     page.goto(f"{server.url}/ui/registry")
@@ -119,8 +126,11 @@ def test_every_page_in_a_real_browser(server, browser):
     assert "v2" in page.inner_text("h1") and page.inner_text("#card")
 
     for i in range(3):  # some traffic, so the rollout page draws its chart
-        answer = httpx.post(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-                            json={"model": "tickets", "max_tokens": 4, "messages": [{"role": "user", "content": f"q{i}"}]})
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"model": "tickets", "max_tokens": 4, "messages": [{"role": "user", "content": f"q{i}"}]},
+        )
         assert answer.status_code == 200, answer.text
     page.goto(f"{server.url}/ui/rollout")
     assert "production" in page.inner_text("main")

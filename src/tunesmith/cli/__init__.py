@@ -17,8 +17,12 @@ from tunesmith.cli.data import data_app
 from tunesmith.console import err, out
 from tunesmith.errors import TunesmithError
 
-app = typer.Typer(help="Fine-tune language models end to end: data → train → evaluate → register → serve.",
-                  no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Fine-tune language models end to end: data → train → evaluate → register → serve.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -28,8 +32,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Show the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
     """tunesmith: fine-tune language models end to end."""
 
 
@@ -66,10 +73,13 @@ def main() -> None:
         if not _disk_full(exc):
             raise
         where = getattr(exc, "filename", None) or "a file"
-        err.print(f"[bold red]error:[/] the disk is full (writing {where}); nothing already "
-                  "written was replaced. Free some space (or point output_dir / TUNESMITH_CACHE elsewhere) and run "
-                  "the command again: finished stages and complete checkpoints are kept (`--resume`).",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] the disk is full (writing {where}); nothing already "
+            "written was replaced. Free some space (or point output_dir / TUNESMITH_CACHE elsewhere) and run "
+            "the command again: finished stages and complete checkpoints are kept (`--resume`).",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

@@ -12,30 +12,46 @@ from tunesmith.console import err, out
 from tunesmith.errors import TunesmithError
 
 
-def advise(problem: Optional[str] = typer.Option(None, help="What is wrong today: format, knowledge, style, task or behavior."),
-           examples: Optional[int] = typer.Option(None, min=0, help="Labelled examples available."),
-           changes: Optional[str] = typer.Option(None, help="How often requirements change: rarely, monthly, weekly, daily."),
-           facts_change: Optional[bool] = typer.Option(None, "--facts-change", help="The facts it must know change often."),
-           budget: Optional[float] = typer.Option(None, help="Training budget in USD."),
-           accuracy: Optional[float] = typer.Option(None, help="Required share of correct outputs, e.g. 0.99."),
-           preference_pairs: Optional[bool] = typer.Option(None, "--preference-pairs", help="Chosen/rejected pairs exist."),
-           gpu_memory: Optional[float] = typer.Option(None, help="Training GPU memory in GB."),
-           params: Optional[float] = typer.Option(None, help="Base model size in billions of parameters."),
-           from_file: Optional[Path] = typer.Option(None, "--from", help="A YAML file with the use case's fields."),
-           interactive: bool = typer.Option(False, "--interactive", "-i", help="Ask for what flags and --from left out."),
-           config: Optional[str] = typer.Option(None, "--config", help="tunesmith.yaml: estimate memory, time and "
-                                                "cost of training it on its data (full, LoRA, QLoRA)."),
-           gpus: Optional[Path] = typer.Option(None, help="GPU table (YAML: name, memory_gb, bf16_tflops, "
-                                               "usd_per_hour) instead of the packaged one."),
-           tokens_per_s: Optional[float] = typer.Option(None, help="Training throughput here, if known."),
-           as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON.")) -> None:
+def advise(
+    problem: Optional[str] = typer.Option(
+        None, help="What is wrong today: format, knowledge, style, task or behavior."
+    ),
+    examples: Optional[int] = typer.Option(None, min=0, help="Labelled examples available."),
+    changes: Optional[str] = typer.Option(None, help="How often requirements change: rarely, monthly, weekly, daily."),
+    facts_change: Optional[bool] = typer.Option(None, "--facts-change", help="The facts it must know change often."),
+    budget: Optional[float] = typer.Option(None, help="Training budget in USD."),
+    accuracy: Optional[float] = typer.Option(None, help="Required share of correct outputs, e.g. 0.99."),
+    preference_pairs: Optional[bool] = typer.Option(None, "--preference-pairs", help="Chosen/rejected pairs exist."),
+    gpu_memory: Optional[float] = typer.Option(None, help="Training GPU memory in GB."),
+    params: Optional[float] = typer.Option(None, help="Base model size in billions of parameters."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="A YAML file with the use case's fields."),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="Ask for what flags and --from left out."),
+    config: Optional[str] = typer.Option(
+        None,
+        "--config",
+        help="tunesmith.yaml: estimate memory, time and cost of training it on its data (full, LoRA, QLoRA).",
+    ),
+    gpus: Optional[Path] = typer.Option(
+        None, help="GPU table (YAML: name, memory_gb, bf16_tflops, usd_per_hour) instead of the packaged one."
+    ),
+    tokens_per_s: Optional[float] = typer.Option(None, help="Training throughput here, if known."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+) -> None:
     """Prompting, RAG, LoRA, QLoRA, full fine-tuning or DPO? The guides' decision matrix with reasons; with
     --config, what training it costs in memory, time and money."""
     from tunesmith.advise import ask_usecase, recommend, usecase_from_mapping
 
-    flags = {"problem": problem, "examples": examples, "changes": changes, "facts_change": facts_change,
-             "budget_usd": budget, "accuracy_target": accuracy, "preference_pairs": preference_pairs,
-             "gpu_memory_gb": gpu_memory, "params_b": params}
+    flags = {
+        "problem": problem,
+        "examples": examples,
+        "changes": changes,
+        "facts_change": facts_change,
+        "budget_usd": budget,
+        "accuracy_target": accuracy,
+        "preference_pairs": preference_pairs,
+        "gpu_memory_gb": gpu_memory,
+        "params_b": params,
+    }
     given: dict[str, Any] = {}
     if from_file is not None:
         import yaml
@@ -51,12 +67,17 @@ def advise(problem: Optional[str] = typer.Option(None, help="What is wrong today
     given.update({k: v for k, v in flags.items() if v is not None})
     where = str(from_file) if from_file else "flags"
     if interactive:
-        usecase = ask_usecase(lambda q, d: typer.prompt(q, default=d, show_default=bool(d)),
-                              lambda m: err.print(f"[yellow]{m}[/]", highlight=False), given)
+        usecase = ask_usecase(
+            lambda q, d: typer.prompt(q, default=d, show_default=bool(d)),
+            lambda m: err.print(f"[yellow]{m}[/]", highlight=False),
+            given,
+        )
     elif given or config is None:
         if not given:
-            raise TunesmithError("describe the use case (--problem and --examples, --from FILE or --interactive), "
-                                 "or pass --config tunesmith.yaml for the estimate")
+            raise TunesmithError(
+                "describe the use case (--problem and --examples, --from FILE or --interactive), "
+                "or pass --config tunesmith.yaml for the estimate"
+            )
         usecase = usecase_from_mapping(given, where)
     else:
         usecase = None

@@ -18,7 +18,9 @@ data_app = typer.Typer(help="Check, split, preview and prepare training data.", 
 @data_app.command("check")
 def data_check(
     inputs: list[str] = typer.Argument(..., help="Data files or folders, or a tunesmith.yaml followed by overrides."),
-    format: str = typer.Option("auto", "--format", "-f", help="Record format of the files (default: detected per file)."),
+    format: str = typer.Option(
+        "auto", "--format", "-f", help="Record format of the files (default: detected per file)."
+    ),
     label_field: Optional[str] = typer.Option(None, help="Field holding a label/category, for the balance report."),
     base_model: str = typer.Option("smollm2-135m-instruct", help="Tokenizer and chat template for token lengths."),
     max_length: int = typer.Option(2048, help="Report records longer than this many tokens."),
@@ -43,9 +45,15 @@ def data_check(
         if format not in FORMATS:
             raise TunesmithError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
         tokenizer = None if no_lengths else tokenizer_or_none(base_model, False)
-        outcome = run_check(sources_from_paths(inputs, format), out_dir or Path("tunesmith-check"),
-                            tokenizer=tokenizer, max_length=max_length, label_field=label_field,
-                            redact_pii=redact_pii, show_progress=not as_json)
+        outcome = run_check(
+            sources_from_paths(inputs, format),
+            out_dir or Path("tunesmith-check"),
+            tokenizer=tokenizer,
+            max_length=max_length,
+            label_field=label_field,
+            redact_pii=redact_pii,
+            show_progress=not as_json,
+        )
     report = outcome.report
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -57,9 +65,11 @@ def data_check(
 
 
 @data_app.command("split")
-def data_split(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
-               no_lengths: bool = typer.Option(False, "--no-lengths", help="Skip token lengths in the check report.")
-               ) -> None:
+def data_split(
+    config: str = typer.Argument(..., help="tunesmith.yaml"),
+    overrides: Optional[list[str]] = OverridesArg,
+    no_lengths: bool = typer.Option(False, "--no-lengths", help="Skip token lengths in the check report."),
+) -> None:
     """Check the data, then write seeded, stratified train/validation/test splits."""
     from tunesmith.cli.data_views import print_split
 
@@ -71,15 +81,17 @@ def data_split(config: str = typer.Argument(..., help="tunesmith.yaml"), overrid
 
 
 @data_app.command("synth")
-def data_synth(seeds: list[Path] = typer.Argument(..., help="Seed data files (any format data check reads)."),
-               base_url: str = typer.Option(..., help="Teacher endpoint, e.g. http://127.0.0.1:8000/v1 (tunesmith serve)."),
-               model: str = typer.Option(..., help="Teacher model name at that endpoint."),
-               out_file: Path = typer.Option(..., "--out", help="JSONL of the kept synthetic records."),
-               per_seed: int = typer.Option(3, min=1, help="Candidates asked for per seed."),
-               max_share: float = typer.Option(0.5, help="Cap on the synthetic share of seeds + synthetic."),
-               existing: Optional[list[Path]] = typer.Option(None, help="More data the new records must not repeat."),
-               api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key."),
-               seed: int = typer.Option(0, help="Seed for the teacher's sampling.")) -> None:
+def data_synth(
+    seeds: list[Path] = typer.Argument(..., help="Seed data files (any format data check reads)."),
+    base_url: str = typer.Option(..., help="Teacher endpoint, e.g. http://127.0.0.1:8000/v1 (tunesmith serve)."),
+    model: str = typer.Option(..., help="Teacher model name at that endpoint."),
+    out_file: Path = typer.Option(..., "--out", help="JSONL of the kept synthetic records."),
+    per_seed: int = typer.Option(3, min=1, help="Candidates asked for per seed."),
+    max_share: float = typer.Option(0.5, help="Cap on the synthetic share of seeds + synthetic."),
+    existing: Optional[list[Path]] = typer.Option(None, help="More data the new records must not repeat."),
+    api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key."),
+    seed: int = typer.Option(0, help="Seed for the teacher's sampling."),
+) -> None:
     """Grow a seed set with a teacher model: validated, de-duplicated, tagged with provenance, capped."""
     import os
 
@@ -87,17 +99,32 @@ def data_synth(seeds: list[Path] = typer.Argument(..., help="Seed data files (an
     from tunesmith.data.records import Conversation
     from tunesmith.data.synth import synthesize, write_synthetic
 
-    seed_records = [r for r in valid_records(sources_from_paths([str(p) for p in seeds])) if isinstance(r, Conversation)]
+    seed_records = [
+        r for r in valid_records(sources_from_paths([str(p) for p in seeds])) if isinstance(r, Conversation)
+    ]
     if not seed_records:
         raise TunesmithError("no valid conversations in the seed files; run `tunesmith data check` on them")
-    more = [r for r in valid_records(sources_from_paths([str(p) for p in existing]))
-            if isinstance(r, Conversation)] if existing else []
+    more = (
+        [r for r in valid_records(sources_from_paths([str(p) for p in existing])) if isinstance(r, Conversation)]
+        if existing
+        else []
+    )
     key = os.environ.get(api_key_env) if api_key_env else None
-    kept, stats = synthesize(seed_records, seed_records + more, base_url=base_url, model=model, api_key=key,
-                             per_seed=per_seed, max_share=max_share, seed=seed)
+    kept, stats = synthesize(
+        seed_records,
+        seed_records + more,
+        base_url=base_url,
+        model=model,
+        api_key=key,
+        per_seed=per_seed,
+        max_share=max_share,
+        seed=seed,
+    )
     write_synthetic(out_file, kept)
-    out.print(f"asked {stats['asked']}, kept [bold]{stats['kept']}[/] → {out_file} "
-              f"(synthetic share {stats['synthetic_share']:.0%})")
+    out.print(
+        f"asked {stats['asked']}, kept [bold]{stats['kept']}[/] → {out_file} "
+        f"(synthetic share {stats['synthetic_share']:.0%})"
+    )
     for reason, n in stats["rejected"].items():
         out.print(f"  rejected {n}: {reason}", highlight=False)
 
@@ -107,8 +134,9 @@ def data_preview(
     inputs: list[str] = typer.Argument(..., help="Data files, or a tunesmith.yaml followed by overrides."),
     count: int = typer.Option(3, "-n", help="How many records to show."),
     base_model: str = typer.Option("smollm2-135m-instruct", help="Tokenizer and chat template (for files)."),
-    train_on_prompt: Optional[bool] = typer.Option(None, "--train-on-prompt/--assistant-only",
-                                                   help="Override data.train_on_prompt."),
+    train_on_prompt: Optional[bool] = typer.Option(
+        None, "--train-on-prompt/--assistant-only", help="Override data.train_on_prompt."
+    ),
 ) -> None:
     """Show records after the chat template, marking the tokens the loss is computed on."""
     from itertools import islice
@@ -139,8 +167,9 @@ def data_preview(
 
 
 @data_app.command("prepare")
-def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
-                 overrides: Optional[list[str]] = OverridesArg) -> None:
+def data_prepare(
+    config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
+) -> None:
     """Tokenise, mask and pack the train and validation splits for training."""
     from tunesmith.cli.data_views import print_prepare
     from tunesmith.data.stage import prepare_splits
@@ -152,14 +181,18 @@ def data_prepare(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
 
 @data_app.command("suggest")
-def data_suggest(config: str = typer.Argument(..., help="tunesmith.yaml of a trained project"),
-                 out_file: Path = typer.Option(Path("suggested.jsonl"), "--out", help="JSONL to write, for labelling."),
-                 inputs: Optional[Path] = typer.Option(None, "--inputs", help="Unlabelled prompts to rank (any "
-                                                       "format `data check` reads: messages or a prompt field)."),
-                 requests: bool = typer.Option(False, "--requests", help="Rank the production request log's prompts "
-                                               "(needs serve.log_texts: true)."),
-                 top: int = typer.Option(20, "--top", min=1, help="Entries in each list."),
-                 overrides: Optional[list[str]] = OverridesArg) -> None:
+def data_suggest(
+    config: str = typer.Argument(..., help="tunesmith.yaml of a trained project"),
+    out_file: Path = typer.Option(Path("suggested.jsonl"), "--out", help="JSONL to write, for labelling."),
+    inputs: Optional[Path] = typer.Option(
+        None, "--inputs", help="Unlabelled prompts to rank (any format `data check` reads: messages or a prompt field)."
+    ),
+    requests: bool = typer.Option(
+        False, "--requests", help="Rank the production request log's prompts (needs serve.log_texts: true)."
+    ),
+    top: int = typer.Option(20, "--top", min=1, help="Entries in each list."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
     """Which examples to label or fix next: training records the fine-tuned model finds hardest, and inputs
     where it is least certain (deduplicated). docs/data.md#which-examples-next."""
     from tunesmith.monitor.suggest import logged_prompts, read_prompts, suggest
@@ -169,8 +202,10 @@ def data_suggest(config: str = typer.Argument(..., help="tunesmith.yaml of a tra
         raise typer.BadParameter("give --inputs or --requests, not both")
     prompts = read_prompts(inputs) if inputs else logged_prompts(cfg) if requests else None
     result = suggest(cfg, out_file, prompts=prompts, top=top)
-    out.print(f"hardest training records: {len(result['hard_training_records'])}; least certain inputs: "
-              f"{len(result['uncertain_inputs'])}")
+    out.print(
+        f"hardest training records: {len(result['hard_training_records'])}; least certain inputs: "
+        f"{len(result['uncertain_inputs'])}"
+    )
     for r in result["hard_training_records"][:5]:
         m = r["meta"]
         out.print(f"  loss {m['loss']:.3f}  {m['file']}:{m['line']}", highlight=False)

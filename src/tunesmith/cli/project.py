@@ -20,8 +20,9 @@ def init(directory: Path = typer.Argument(..., help="Folder for the new project 
     out.print(f"Next: [bold]tunesmith data check {directory / 'tunesmith.yaml'}[/]")
 
 
-def show_config(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
-                ) -> None:
+def show_config(
+    config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
+) -> None:
     """Validate a config and print it fully resolved (defaults filled in, overrides applied)."""
     from tunesmith.config import dump_config
 

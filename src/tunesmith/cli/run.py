@@ -10,10 +10,13 @@ from tunesmith.cli.common import OverridesArg, load
 from tunesmith.console import out
 
 
-def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
-        force: Optional[list[str]] = typer.Option(None, "--force",
-                                                  help="Redo this stage and those after it: data, train, eval, "
-                                                       "register (repeatable).")) -> None:
+def run(
+    config: str = typer.Argument(..., help="tunesmith.yaml"),
+    overrides: Optional[list[str]] = OverridesArg,
+    force: Optional[list[str]] = typer.Option(
+        None, "--force", help="Redo this stage and those after it: data, train, eval, register (repeatable)."
+    ),
+) -> None:
     """Run the pipeline: data (check → split → prepare) → train → eval → gate → register.
 
     A stage whose inputs have not changed since it last completed is skipped; an interrupted
@@ -28,8 +31,10 @@ def run(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Opt
     registered = result.registered
     if not result.passed:
         print_run_summary(cfg, result.gates, None)
-        out.print("[bold red]A blocking gate failed;[/] the model is not registered. See the gates above and "
-                  f"{eval_dir(cfg) / 'report.html'}.")
+        out.print(
+            "[bold red]A blocking gate failed;[/] the model is not registered. See the gates above and "
+            f"{eval_dir(cfg) / 'report.html'}."
+        )
         raise typer.Exit(1)
     print_run_summary(cfg, result.gates, (registered["name"], registered["version"], registered["card"]))
 
@@ -40,8 +45,10 @@ def render(event: Any, eval_folder: Any) -> None:
     if kind == "plan":
         skipped = [s for s, what in data.items() if what == "skip"]
         if skipped:
-            out.print(f"unchanged since they last completed, skipped: [bold]{', '.join(skipped)}[/] "
-                      "(--force STAGE redoes one)")
+            out.print(
+                f"unchanged since they last completed, skipped: [bold]{', '.join(skipped)}[/] "
+                "(--force STAGE redoes one)"
+            )
     elif kind == "stage" and event.stage in ("train", "eval", "register"):
         title = {"train": "train", "eval": "evaluate", "register": "register"}[event.stage]
         out.rule(f"[bold]{title}" + (" (resuming)" if data == "resuming" else ""))
@@ -51,8 +58,9 @@ def render(event: Any, eval_folder: Any) -> None:
         if kind == "checked":
             print_check(data.report, data.out_dir, brief=True)
             if data.result.rejected:
-                out.print(f"[yellow]{data.result.rejected} records rejected and left out; "
-                          f"see {data.out_dir / 'report.md'}[/]")
+                out.print(
+                    f"[yellow]{data.result.rejected} records rejected and left out; see {data.out_dir / 'report.md'}[/]"
+                )
         elif kind == "split":
             print_split(*data)
         else:
@@ -76,5 +84,7 @@ def render(event: Any, eval_folder: Any) -> None:
     elif kind == "unchanged":
         out.print(f"[bold green]Gates passed.[/] Already registered as v{data['version']} (unchanged).")
     elif kind == "registered":
-        out.print(f"[bold green]Gates passed.[/] Registered [bold]{data['name']} v{data['version']}[/]; "
-                  f"model card: {data['card']}")
+        out.print(
+            f"[bold green]Gates passed.[/] Registered [bold]{data['name']} v{data['version']}[/]; "
+            f"model card: {data['card']}"
+        )

@@ -54,24 +54,34 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
             notes.append(f"{pii} PII findings ({', '.join(sorted(q['pii_counts']))})")
         if s.get("leaking_pairs"):
             notes.append(f"[yellow]{s['leaking_pairs']} near-duplicate pairs across splits[/]")
-        lines.append(f"[bold]data[/]        {c['records']['valid']} valid, {c['records']['rejected']} rejected; {sizes}; "
-                     + "; ".join(notes) + f"  ({data_dir(cfg) / 'report.md'})")
+        lines.append(
+            f"[bold]data[/]        {c['records']['valid']} valid, {c['records']['rejected']} rejected; {sizes}; "
+            + "; ".join(notes)
+            + f"  ({data_dir(cfg) / 'report.md'})"
+        )
     meta_path = train_dir(cfg) / "metadata.json"
     if meta_path.exists():
         m = json.loads(meta_path.read_text())
         losses = _eval_losses(train_dir(cfg) / "metrics.csv")
         curve = f"  {sparkline(losses)}" if len(losses) > 1 else ""
-        val = (f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
-               if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None else "")
+        val = (
+            f"; validation loss {m['eval_loss_first']:.3f} → {m['eval_loss_best']:.3f}{curve}"
+            if m.get("eval_loss_first") is not None and m.get("eval_loss_best") is not None
+            else ""
+        )
         if m.get("eval_task_metric_best") is not None:
             val += f"; validation task metric {m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}"
-        lines.append(f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
-                     f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})")
+        lines.append(
+            f"[bold]training[/]    {m['method']} {m['adapter']}, {m['steps']} steps in "
+            f"{_minutes(m.get('train_runtime_s') or 0)}{val}  ({train_dir(cfg) / 'loss.png'})"
+        )
         fit = m.get("fit") or {}
         if fit.get("choices"):
             chosen = ", ".join(f"{c['setting'].split('.')[-1]} {c['value']}" for c in fit["choices"])
-            lines.append(f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
-                         f"planned  ({train_dir(cfg) / 'fit.json'})")
+            lines.append(
+                f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
+                f"planned  ({train_dir(cfg) / 'fit.json'})"
+            )
     metrics_path = eval_dir(cfg) / "metrics.json"
     if metrics_path.exists():
         r = json.loads(metrics_path.read_text())
@@ -80,8 +90,11 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
         cells = [f"{NAMES.get(n, n)} {ci_text(models[n].get('task_metric'))}" for n in models]
         lines.append(f"[bold]{name}[/]  " + " · ".join(cells) + f"  ({r['test_examples']} test examples)")
         if r.get("task") == "classification":
-            f1 = [f"{NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}" for n in models
-                  if "classification" in models[n]]
+            f1 = [
+                f"{NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}"
+                for n in models
+                if "classification" in models[n]
+            ]
             lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
         if r.get("cost"):
             from tunesmith.evaluate.cost import roi_lines
@@ -103,9 +116,12 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
     if registered:
         name, version, card = registered
         lines.append(f"[bold]registered[/]  {name} v{version}" + (f"  (model card: {card})" if card else ""))
-        lines.append(f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
-                     f"tunesmith serve {config}")
+        lines.append(
+            f"[bold]serve it[/]    tunesmith registry promote {config} {version} --to production && "
+            f"tunesmith serve {config}"
+        )
     elif failed:
         lines.append("[bold]registered[/]  nothing: a blocking gate failed")
-    out.print(Panel("\n".join(lines), title="tunesmith run: summary", title_align="left", expand=False),
-              highlight=False)
+    out.print(
+        Panel("\n".join(lines), title="tunesmith run: summary", title_align="left", expand=False), highlight=False
+    )

@@ -10,9 +10,12 @@ from tunesmith.cli.common import OverridesArg, load
 from tunesmith.console import out
 
 
-def serve_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
-              host: Optional[str] = typer.Option(None, help="Address to bind (default serve.host, 127.0.0.1)."),
-              port: Optional[int] = typer.Option(None, help="TCP port (default serve.port).")) -> None:
+def serve_cmd(
+    config: str = typer.Argument(..., help="tunesmith.yaml"),
+    overrides: Optional[list[str]] = OverridesArg,
+    host: Optional[str] = typer.Option(None, help="Address to bind (default serve.host, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="TCP port (default serve.port)."),
+) -> None:
     """Serve the registry's versions and extra adapters behind an OpenAI-compatible API, with
     OpenAI's files and fine-tuning jobs API (serve.jobs) and a worker process that runs the jobs."""
     from tunesmith.serve.stage import serve
@@ -56,8 +59,10 @@ jobs_app = typer.Typer(help="The local OpenAI fine-tuning jobs API: its worker."
 
 
 @jobs_app.command("worker")
-def jobs_worker(config: str = typer.Argument(..., help="tunesmith.yaml of the server (its output_dir holds the jobs)"),
-                overrides: Optional[list[str]] = OverridesArg) -> None:
+def jobs_worker(
+    config: str = typer.Argument(..., help="tunesmith.yaml of the server (its output_dir holds the jobs)"),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
     """Train queued fine-tuning jobs (`tunesmith serve` starts one unless serve.jobs.worker is false).
     A job whose worker died is taken over and resumed from its last complete checkpoint."""
     from tunesmith.jobs.worker import Worker
@@ -65,12 +70,14 @@ def jobs_worker(config: str = typer.Argument(..., help="tunesmith.yaml of the se
     Worker(load(config, overrides)).run_forever()
 
 
-def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
-                to: int = typer.Option(..., "--to", help="Registry version to roll out."),
-                steps: str = typer.Option("", help="Percent per step, e.g. 5,25,50,100 (default serve.rollout.steps)."),
-                url: Optional[str] = typer.Option(None, help="The running server (default http://serve.host:serve.port)."),
-                step_timeout: float = typer.Option(600, help="Seconds a step may wait for canary traffic."),
-                force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed.")) -> None:
+def rollout_cmd(
+    config: str = typer.Argument(..., help="tunesmith.yaml"),
+    to: int = typer.Option(..., "--to", help="Registry version to roll out."),
+    steps: str = typer.Option("", help="Percent per step, e.g. 5,25,50,100 (default serve.rollout.steps)."),
+    url: Optional[str] = typer.Option(None, help="The running server (default http://serve.host:serve.port)."),
+    step_timeout: float = typer.Option(600, help="Seconds a step may wait for canary traffic."),
+    force: bool = typer.Option(False, "--force", help="Allow a version whose gates failed."),
+) -> None:
     """Gradual rollout on a running server: canary at each step, advancing while its metrics hold, else rolled back.
     Authenticates with $TUNESMITH_ADMIN_KEY (an admin key: serve.admin_key_sha256)."""
     import os
@@ -79,9 +86,16 @@ def rollout_cmd(config: str = typer.Argument(..., help="tunesmith.yaml"),
 
     cfg = load(config, None)
     plan = [float(x) for x in steps.split(",") if x.strip()] if steps else cfg.serve.rollout.steps
-    ok = drive_rollout(cfg, to, plan, url or f"http://{cfg.serve.host}:{cfg.serve.port}",
-                       os.environ.get("TUNESMITH_ADMIN_KEY") or os.environ.get("TUNESMITH_API_KEY"), step_timeout=step_timeout, force=force,
-                       echo=lambda line: out.print(line, highlight=False))
+    ok = drive_rollout(
+        cfg,
+        to,
+        plan,
+        url or f"http://{cfg.serve.host}:{cfg.serve.port}",
+        os.environ.get("TUNESMITH_ADMIN_KEY") or os.environ.get("TUNESMITH_API_KEY"),
+        step_timeout=step_timeout,
+        force=force,
+        echo=lambda line: out.print(line, highlight=False),
+    )
     raise typer.Exit(0 if ok else 1)
 
 

@@ -11,10 +11,12 @@ from tunesmith.cli.common import OverridesArg, load
 from tunesmith.console import out
 
 
-def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg,
-          resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
-          nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU).")
-          ) -> None:
+def train(
+    config: str = typer.Argument(..., help="tunesmith.yaml"),
+    overrides: Optional[list[str]] = OverridesArg,
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU)."),
+) -> None:
     """Fine-tune the base model on the prepared data (SFT or DPO; LoRA, DoRA, IA3, prefix or full)."""
     from tunesmith.cli.views import print_fit, print_train
 
@@ -22,16 +24,18 @@ def train(config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: O
     if nproc > 1:
         from tunesmith.train.launch import launch
 
-        raise typer.Exit(launch(cfg, [*(overrides or []), f"base_model={cfg.base_model}"], nproc, resume,
-                                on_fit=print_fit))
+        raise typer.Exit(
+            launch(cfg, [*(overrides or []), f"base_model={cfg.base_model}"], nproc, resume, on_fit=print_fit)
+        )
     from tunesmith.train.stage import run_train
 
     print_train(run_train(cfg, resume=resume, on_fit=print_fit))
 
 
-def merge(run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
-          out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged).")
-          ) -> None:
+def merge(
+    run_dir: Path = typer.Argument(..., help="A training run folder (<output_dir>/train)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default RUN/merged)."),
+) -> None:
     """Merge a LoRA adapter into its base model: a standalone safetensors folder."""
     from tunesmith.train.merge import merge_run
 

@@ -21,15 +21,19 @@ def print_train(result: Any) -> None:
     if m["eval_loss_first"] is not None:
         table.add_row("validation loss (before → kept)", f"{m['eval_loss_first']:.4f} → {m['eval_loss_best']:.4f}")
     if m.get("eval_task_metric_best") is not None:
-        table.add_row("validation task metric (before → kept)",
-                      f"{m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}")
+        table.add_row(
+            "validation task metric (before → kept)",
+            f"{m['eval_task_metric_first']:.3f} → {m['eval_task_metric_best']:.3f}",
+        )
     table.add_row("time", f"{m['train_runtime_s']:.0f} s")
     table.add_row("alarms", str(len(m["alarms"])))
     out.print(table)
     out.print(f"model: {result.model_dir}   curves: {result.run_dir / 'loss.png'}")
     for name, where in (m.get("report_to") or {}).items():
-        out.print(f"{name}: {where}" + ("  (tensorboard --logdir " + where + ")" if name == "tensorboard" else ""),
-                  highlight=False)
+        out.print(
+            f"{name}: {where}" + ("  (tensorboard --logdir " + where + ")" if name == "tensorboard" else ""),
+            highlight=False,
+        )
 
 
 NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
@@ -45,8 +49,11 @@ def ci_text(entry: Any) -> str:
 def print_eval(results: dict[str, Any], out_dir: Path) -> None:
     models = results["models"]
     first = models["fine_tuned"]
-    table = Table(title=f"Before / after on {results['test_examples']} test examples (mean [95% CI]); "
-                        f"task metric = {first.get('task_metric_name', 'task_metric')}", header_style="bold")
+    table = Table(
+        title=f"Before / after on {results['test_examples']} test examples (mean [95% CI]); "
+        f"task metric = {first.get('task_metric_name', 'task_metric')}",
+        header_style="bold",
+    )
     table.add_column("metric")
     for name in models:
         table.add_column(NAMES.get(name, name), justify="right")
@@ -61,11 +68,21 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
         table.add_row(f"lm-eval {task} ({entry['metric']})", *cells)
     if "win_rate_vs_base" in first:
         w = first["win_rate_vs_base"]
-        table.add_row("win rate vs base (judge)", *["-" for n in models if n != "fine_tuned"],
-                      f"{ci_text(w)} ({w['wins']}/{w['ties']}/{w['losses']})")
+        table.add_row(
+            "win rate vs base (judge)",
+            *["-" for n in models if n != "fine_tuned"],
+            f"{ci_text(w)} ({w['wins']}/{w['ties']}/{w['losses']})",
+        )
     if "heldout" in first:
-        table.add_row("held-out loss / ppl", *[f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
-                                              if "heldout" in models[n] else "-" for n in models])
+        table.add_row(
+            "held-out loss / ppl",
+            *[
+                f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
+                if "heldout" in models[n]
+                else "-"
+                for n in models
+            ],
+        )
     out.print(table)
     for name, comp in results.get("comparisons", {}).items():
         diff = comp.get("task_metric_diff")
@@ -77,10 +94,14 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
             suites.add_column(col, justify="left" if col in ("suite", "context") else "right")
         for suite, entry in results["suites"].items():
             change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
-            suites.add_row(suite.replace("_", " "), entry["context"],
-                           *[ci_text(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
-                           "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
-                           f"{entry.get('lost', '-')} / {entry.get('gained', '-')}")
+            suites.add_row(
+                suite.replace("_", " "),
+                entry["context"],
+                *[ci_text(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
+                "-" if change is None else f"{change:+.1%}",
+                "-" if upper is None else f"{upper:+.1%}",
+                f"{entry.get('lost', '-')} / {entry.get('gained', '-')}",
+            )
         out.print(suites)
     if results.get("cost"):
         from tunesmith.evaluate.cost import COST_HEADER, cost_rows
@@ -94,8 +115,11 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
     prev = results.get("previous_task")
     if prev and "fine_tuned" in prev:
         name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
-        out.print(f"previous version's task ({prev['version']}, {prev['examples']} test examples): {name} "
-                  f"{ci_text(prev['base']['task_metric'])} → {ci_text(prev['fine_tuned']['task_metric'])}", highlight=False)
+        out.print(
+            f"previous version's task ({prev['version']}, {prev['examples']} test examples): {name} "
+            f"{ci_text(prev['base']['task_metric'])} → {ci_text(prev['fine_tuned']['task_metric'])}",
+            highlight=False,
+        )
     out.print(f"report: {out_dir / 'report.html'}   per-example outputs: {out_dir}")
 
 
@@ -104,10 +128,18 @@ def print_gates(rows: list[Any]) -> None:
     for col in ("gate", "measured", "threshold", "result", "note"):
         table.add_column(col, no_wrap=col != "note")
     for r in rows:
-        result = {True: "[green]pass[/]", False: "[red]FAIL[/]" if r.blocking else "[yellow]warn[/]",
-                  None: "[dim]not measured[/]"}[r.passed]
-        table.add_row(r.name, "-" if r.measured is None else f"{r.measured:.3f}", r.threshold, result,
-                      r.note + ("" if r.blocking else " (warning only)"))
+        result = {
+            True: "[green]pass[/]",
+            False: "[red]FAIL[/]" if r.blocking else "[yellow]warn[/]",
+            None: "[dim]not measured[/]",
+        }[r.passed]
+        table.add_row(
+            r.name,
+            "-" if r.measured is None else f"{r.measured:.3f}",
+            r.threshold,
+            result,
+            r.note + ("" if r.blocking else " (warning only)"),
+        )
     out.print(table)
     for r in rows:
         if r.passed is False and r.advice:
@@ -117,10 +149,14 @@ def print_gates(rows: list[Any]) -> None:
 def print_human(results: dict[str, Any], folder: Path) -> None:
     a, b = results["models"]
     w = results["win_rate"]
-    out.print(f"{len(results['raters'])} raters, {results['items_judged']}/{results['items']} items judged; "
-              f"votes: {a} {results['votes'][a]}, {b} {results['votes'][b]}, tie {results['votes']['tie']}")
-    out.print(f"[bold]{NAMES.get(a, a)} win rate vs {NAMES.get(b, b)}: {w['mean']:.3f} "
-              f"[{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}][/] (ties count half)")
+    out.print(
+        f"{len(results['raters'])} raters, {results['items_judged']}/{results['items']} items judged; "
+        f"votes: {a} {results['votes'][a]}, {b} {results['votes'][b]}, tie {results['votes']['tie']}"
+    )
+    out.print(
+        f"[bold]{NAMES.get(a, a)} win rate vs {NAMES.get(b, b)}: {w['mean']:.3f} "
+        f"[{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}][/] (ties count half)"
+    )
     table = Table(title="Rubric means (1-5, 95% CI)", header_style="bold")
     table.add_column("criterion")
     for model in (a, b):
@@ -133,7 +169,9 @@ def print_human(results: dict[str, Any], folder: Path) -> None:
         for col in ("rating", "Cohen's kappa", "Fleiss' kappa", "Krippendorff's alpha"):
             agree.add_column(col, justify="right" if col != "rating" else "left")
         for what, stats in results["agreement"].items():
-            agree.add_row(what, *[str(stats.get(k, "-")) for k in ("cohen_kappa", "fleiss_kappa", "krippendorff_alpha")])
+            agree.add_row(
+                what, *[str(stats.get(k, "-")) for k in ("cohen_kappa", "fleiss_kappa", "krippendorff_alpha")]
+            )
         out.print(agree)
     for warning in results["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
@@ -146,8 +184,14 @@ def print_versions(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         gates = "[green]passed[/]" if r["gates"] == "passed" else f"[red]{r['gates']}[/]"
-        table.add_row(f"v{r['version']}", r["created"], ", ".join(r["aliases"]) or "-", gates,
-                      r["task_metric"] or "-", r["adapter"] or "-")
+        table.add_row(
+            f"v{r['version']}",
+            r["created"],
+            ", ".join(r["aliases"]) or "-",
+            gates,
+            r["task_metric"] or "-",
+            r["adapter"] or "-",
+        )
     out.print(table if rows else "no versions registered yet; run `tunesmith registry add CONFIG`")
 
 
@@ -156,21 +200,38 @@ def print_history(events: list[dict[str, Any]]) -> None:
     for col in ("#", "time", "action", "alias", "from", "to", "user", "reason"):
         table.add_column(col)
     for e in events:
-        table.add_row(str(e["seq"]), e["time"], e["action"], e["alias"], f"v{e['previous']}" if e["previous"] else "-",
-                      f"v{e['version']}" if e["version"] else "-", e.get("user", ""), e.get("reason", ""))
+        table.add_row(
+            str(e["seq"]),
+            e["time"],
+            e["action"],
+            e["alias"],
+            f"v{e['previous']}" if e["previous"] else "-",
+            f"v{e['version']}" if e["version"] else "-",
+            e.get("user", ""),
+            e.get("reason", ""),
+        )
     out.print(table)
 
 
 def print_drift(result: dict[str, Any], path: Path) -> None:
-    table = Table(title=f"Input drift: {result['recent']} recent prompts vs training "
-                        f"(calibrated on {result['calibration']} held-out)", header_style="bold")
+    table = Table(
+        title=f"Input drift: {result['recent']} recent prompts vs training "
+        f"(calibrated on {result['calibration']} held-out)",
+        header_style="bold",
+    )
     for col in ("feature", "held-out median", "recent median", "KS p", "PSI", "verdict"):
         table.add_column(col, justify="left" if col == "feature" else "right")
     for key, label in (("similarity", "similarity to training"), ("length", "length (tokens)")):
         if key in result:
             d = result[key]
-            table.add_row(label, str(d["calibration_median"]), str(d["recent_median"]), f"{d['p_value']:.2g}",
-                          str(d["psi"]), "[red]DRIFT[/]" if d["drift"] else "[green]ok[/]")
+            table.add_row(
+                label,
+                str(d["calibration_median"]),
+                str(d["recent_median"]),
+                f"{d['p_value']:.2g}",
+                str(d["psi"]),
+                "[red]DRIFT[/]" if d["drift"] else "[green]ok[/]",
+            )
     out.print(table)
     for x in result["least_like_training"][:3]:
         out.print(f"  least like training ({x['similarity']:.2f}): {x['prompt'][:100]!r}", highlight=False)
@@ -191,9 +252,12 @@ def _duration(hours: float | None) -> str:
 
 def print_fit(fit: dict[str, Any], title: str = "Pre-flight: settings chosen") -> None:
     """The settings the pre-flight check chose (those left to auto), with why, and the memory plan."""
-    table = Table(title=f"{title} · {fit['estimate_gb']:.1f} GB estimated of {fit['budget_gb']:.1f} GB "
-                        f"({fit['budget_source']}) · {fit['total_steps']} optimizer steps",
-                  title_justify="left", header_style="bold")
+    table = Table(
+        title=f"{title} · {fit['estimate_gb']:.1f} GB estimated of {fit['budget_gb']:.1f} GB "
+        f"({fit['budget_source']}) · {fit['total_steps']} optimizer steps",
+        title_justify="left",
+        header_style="bold",
+    )
     table.add_column("setting")
     table.add_column("value", justify="right")
     table.add_column("why")
@@ -209,11 +273,16 @@ def print_plan(plan: Any) -> None:
     from tunesmith.estimate.memory import GB
 
     d, m = plan.data, plan.machine
-    out.print(f"\n[bold]Estimate[/] for {plan.model} ({plan.arch.params / 1e6:,.0f}M parameters), "
-              f"configured: {plan.configured}", highlight=False)
-    out.print(f"  data: {d.tokens_per_epoch:,} tokens per epoch in {d.sequences:,} sequences of up to {d.seq_len} "
-              f"tokens; LM head at {d.keep_share:.0%} of positions ({d.source}); {plan.epochs:g} epochs",
-              highlight=False)
+    out.print(
+        f"\n[bold]Estimate[/] for {plan.model} ({plan.arch.params / 1e6:,.0f}M parameters), "
+        f"configured: {plan.configured}",
+        highlight=False,
+    )
+    out.print(
+        f"  data: {d.tokens_per_epoch:,} tokens per epoch in {d.sequences:,} sequences of up to {d.seq_len} "
+        f"tokens; LM head at {d.keep_share:.0%} of positions ({d.source}); {plan.epochs:g} epochs",
+        highlight=False,
+    )
     table = Table(title=f"Peak memory here ({m.description})", title_justify="left")
     names = ["runtime", "weights", "gradients", "optimizer", "bf16_weight_copies", "activations", "logits"]
     table.add_column("method")
@@ -228,17 +297,23 @@ def print_plan(plan: Any) -> None:
             continue
         total = est.total / GB
         fits = "[green]yes[/]" if total <= m.memory_gb else "[red]no[/]"
-        table.add_row(label, *[f"{est.parts[n] / GB:.2f}" if n in est.parts else "" for n in names],
-                      f"[bold]{total:.2f} GB[/]", fits)
+        table.add_row(
+            label,
+            *[f"{est.parts[n] / GB:.2f}" if n in est.parts else "" for n in names],
+            f"[bold]{total:.2f} GB[/]",
+            fits,
+        )
     out.print(table)
     if plan.fit.get("choices"):
         print_fit(plan.fit, title="Settings `tunesmith train` would choose here")
-    out.print(f"  time here: {_duration(plan.hours_here())} at {plan.tokens_per_s or 0:,.0f} tokens/s "
-              f"({plan.throughput_source})", highlight=False)
+    out.print(
+        f"  time here: {_duration(plan.hours_here())} at {plan.tokens_per_s or 0:,.0f} tokens/s "
+        f"({plan.throughput_source})",
+        highlight=False,
+    )
     for caveat in plan.caveats:
         out.print(f"  [dim]note: {caveat}[/]", highlight=False)
-    gpus = Table(title=f"On GPUs (memory · time · cost; at {plan.gpu_mfu:.0%} of the bf16 peak)",
-                 title_justify="left")
+    gpus = Table(title=f"On GPUs (memory · time · cost; at {plan.gpu_mfu:.0%} of the bf16 peak)", title_justify="left")
     gpus.add_column("GPU")
     for method in ("full", "lora", "qlora"):
         gpus.add_column(method + (" ←" if method == plan.configured else ""), justify="right")

@@ -17,6 +17,24 @@ from tunesmith.config.project import ProjectConfig
 from tunesmith.config.serve import RegistryConfig, RolloutConfig, ServeConfig, UpstreamConfig
 from tunesmith.config.train import TrainConfig
 
-__all__ = ["CostConfig", "FORMATS", "SPLITS", "DataConfig", "DatasetSource", "EvalConfig", "GateConfig",
-           "JudgeConfig", "ProjectConfig", "RegistryConfig", "RolloutConfig", "ServeConfig", "TrainConfig", "UpstreamConfig",
-           "commented_yaml", "dump_config", "load_config", "parse_overrides", "with_overrides"]
+__all__ = [
+    "CostConfig",
+    "FORMATS",
+    "SPLITS",
+    "DataConfig",
+    "DatasetSource",
+    "EvalConfig",
+    "GateConfig",
+    "JudgeConfig",
+    "ProjectConfig",
+    "RegistryConfig",
+    "RolloutConfig",
+    "ServeConfig",
+    "TrainConfig",
+    "UpstreamConfig",
+    "commented_yaml",
+    "dump_config",
+    "load_config",
+    "parse_overrides",
+    "with_overrides",
+]

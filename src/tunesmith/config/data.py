@@ -70,8 +70,9 @@ class ReplayConfig(Section):
     def _room_for_the_task(self) -> ReplayConfig:
         used = self.ratio + self.refusals + self.previous
         if used >= 1.0:
-            raise ValueError(f"ratio + refusals + previous = {used:g} leaves no room for the task's own records; "
-                             "keep it below 1")
+            raise ValueError(
+                f"ratio + refusals + previous = {used:g} leaves no room for the task's own records; keep it below 1"
+            )
         return self
 
 

@@ -69,8 +69,7 @@ class EvalConfig(Section):
     """Kind of task. auto: json when json_schema is set, classification when the test
     answers are a small set of short labels, else generation."""
 
-    task_metric: Literal["auto", "field_accuracy", "accuracy", "exact_match", "rouge_l",
-                         "semantic_similarity"] = "auto"
+    task_metric: Literal["auto", "field_accuracy", "accuracy", "exact_match", "rouge_l", "semantic_similarity"] = "auto"
     """Headline metric gated by gate.task_metric_min. auto: field_accuracy (json),
     accuracy (classification), semantic_similarity (generation)."""
 

@@ -93,8 +93,10 @@ def _format_validation_error(err: ValidationError, source: str, lines: dict[tupl
             owner = _model_at(loc[:-1])
             known = [f for f in owner.model_fields if f != "config_path"] if owner else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-            hint = f" — did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else (
-                f" (known keys here: {', '.join(known)})" if known else ""
+            hint = (
+                f" — did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?"
+                if close
+                else (f" (known keys here: {', '.join(known)})" if known else "")
             )
             messages.append(f"{where}: unknown key {dotted!r}{hint}")
         else:

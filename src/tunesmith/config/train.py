@@ -145,8 +145,9 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _task_metric_needs_sft(self) -> TrainConfig:
         if self.early_stopping_metric == "task" and self.method != "sft":
-            raise ValueError(f"early_stopping_metric: task is measured for sft only, not {self.method}; "
-                             "use loss (the default)")
+            raise ValueError(
+                f"early_stopping_metric: task is measured for sft only, not {self.method}; use loss (the default)"
+            )
         return self
 
     def auto_fields(self) -> list[str]:

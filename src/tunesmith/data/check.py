@@ -27,8 +27,17 @@ from tunesmith.data.validate import validate_record
 from tunesmith.errors import DataError
 
 MAX_LISTED = 10_000  # findings kept in memory per list; the rest are counted (all rejects are still written)
-_SPLIT_WORDS = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
-                "val": "validation", "dev": "validation", "eval": "validation", "test": "test", "testing": "test"}
+_SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "valid": "validation",
+    "validation": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "eval": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 ValidCallback = Callable[[int, Record, str], None]
 
@@ -148,9 +157,15 @@ def _message_fields(record: Record) -> Iterator[tuple[str, str]]:
                 yield f"{part}[{i}].content", m["content"]
 
 
-_PII_WORDS = {"email": "an email address", "phone": "a phone number", "credit_card": "a credit card number",
-              "iban": "an IBAN", "ssn": "a US social security number", "ip_address": "an IP address",
-              "secret": "an API key or secret"}
+_PII_WORDS = {
+    "email": "an email address",
+    "phone": "a phone number",
+    "credit_card": "a credit card number",
+    "iban": "an IBAN",
+    "ssn": "a US social security number",
+    "ip_address": "an IP address",
+    "secret": "an API key or secret",
+}
 
 
 def check_sources(
@@ -187,9 +202,17 @@ def check_sources(
 
     def note_length(found: list[tuple[int, int]]) -> None:
         for key, n in found:
-            result.warn(Problem(file_names[file_of[key]], line_of[key], "messages", (
-                f"{n} tokens is more than max_length={length_counter.max_length} by {n - length_counter.max_length}; "
-                "it would be dropped or cut when preparing — raise data.max_length or shorten the record")))
+            result.warn(
+                Problem(
+                    file_names[file_of[key]],
+                    line_of[key],
+                    "messages",
+                    (
+                        f"{n} tokens is more than max_length={length_counter.max_length} by {n - length_counter.max_length}; "
+                        "it would be dropped or cut when preparing — raise data.max_length or shorten the record"
+                    ),
+                )
+            )
 
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with open(rejects_path, "w", encoding="utf-8") as rejects:
@@ -224,10 +247,18 @@ def check_sources(
                         result.rejected += 1
                         for fld, msg in reasons:
                             result.error(Problem(row.file, row.line, fld, msg))
-                        rejects.write(json.dumps({
-                            "file": row.file, "line": row.line,
-                            "reasons": [{"field": f, "message": m} for f, m in reasons], "raw": row.raw,
-                        }, ensure_ascii=False) + "\n")
+                        rejects.write(
+                            json.dumps(
+                                {
+                                    "file": row.file,
+                                    "line": row.line,
+                                    "reasons": [{"field": f, "message": m} for f, m in reasons],
+                                    "raw": row.raw,
+                                },
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                        )
                         continue
                     stats["valid"] += 1
                     result.valid += 1
@@ -251,9 +282,17 @@ def check_sources(
                                 pii.append({"file": row.file, "line": row.line, "kind": m.kind, "field": fld})
                             if m.kind not in found_kinds:
                                 found_kinds.add(m.kind)
-                                result.warn(Problem(row.file, row.line, fld, (
-                                    f"contains {_PII_WORDS[m.kind]}; redact it (data.redact_pii: true or "
-                                    "--redact-pii) unless the model must learn it")))
+                                result.warn(
+                                    Problem(
+                                        row.file,
+                                        row.line,
+                                        fld,
+                                        (
+                                            f"contains {_PII_WORDS[m.kind]}; redact it (data.redact_pii: true or "
+                                            "--redact-pii) unless the model must learn it"
+                                        ),
+                                    )
+                                )
                     if redact_pii and found_kinds:
                         record, _ = redact_record(record)
 
@@ -273,26 +312,48 @@ def check_sources(
         counts[f"{kind}_duplicates"] += 1
         result.duplicates.append((key, kind, earlier))
         file, line, split = file_names[file_of[key]], line_of[key], split_names[split_of[key]]
-        result.warn(Problem(file, line, None, (
-            f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
-            + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split"))))
-        leaked = [k for k in earlier if "auto" not in (split_names[split_of[k]], split) and split_names[split_of[k]] != split]
+        result.warn(
+            Problem(
+                file,
+                line,
+                None,
+                (
+                    f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
+                    + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split")
+                ),
+            )
+        )
+        leaked = [
+            k for k in earlier if "auto" not in (split_names[split_of[k]], split) and split_names[split_of[k]] != split
+        ]
         if leaked:
             other = split_names[split_of[leaked[0]]]
             counts["leakage"] += 1
             if len(leak_examples) < 100:
-                leak_examples.append({"file": file, "line": line, "split": split, "same_as": place(leaked[0]),
-                                      "other_split": other})
-            result.warn(Problem(file, line, None, (
-                f"leakage: the {split} split repeats {place(leaked[0])} from the {other} split; remove one of them")))
+                leak_examples.append(
+                    {"file": file, "line": line, "split": split, "same_as": place(leaked[0]), "other_split": other}
+                )
+            result.warn(
+                Problem(
+                    file,
+                    line,
+                    None,
+                    (
+                        f"leakage: the {split} split repeats {place(leaked[0])} from the {other} split; remove one of them"
+                    ),
+                )
+            )
 
     result.quality = {
         "record_kinds": dict(kinds),
         "exact_duplicates": counts["exact_duplicates"],
         "near_duplicates": counts["near_duplicates"],
         "near_dup_threshold": near_dup_threshold,
-        "leakage": {"pairs": counts["leakage"], "examples": leak_examples,
-                    "checked": len({s for s in split_of if s != 0}) > 1},
+        "leakage": {
+            "pairs": counts["leakage"],
+            "examples": leak_examples,
+            "checked": len({s for s in split_of if s != 0}) > 1,
+        },
         "pii": pii,
         "pii_counts": dict(pii_counts),
         "length": length_counter.summary() if length_counter is not None else None,
@@ -310,9 +371,14 @@ def _reasons(row: RawRow, converter: Any, fmt: str | None) -> list[tuple[str | N
         return [(None, f"each record must be a JSON object, got {type(row.value).__name__}")]
     if converter is None:
         keys = ", ".join(map(str, row.value)) or "none"
-        return [(None, f"cannot tell the record format from its keys ({keys}); expected messages, "
-                       "instruction/output, prompt/completion, prompt/chosen/rejected, "
-                       "input/preferred_output/non_preferred_output or conversations — or set the format")]
+        return [
+            (
+                None,
+                f"cannot tell the record format from its keys ({keys}); expected messages, "
+                "instruction/output, prompt/completion, prompt/chosen/rejected, "
+                "input/preferred_output/non_preferred_output or conversations — or set the format",
+            )
+        ]
     return []
 
 
@@ -322,8 +388,12 @@ def _balance(labels: Counter, label_field: str | None) -> dict[str, Any] | None:
     if not labels:
         return {"field": label_field, "counts": {}, "note": f"no record has a {label_field!r} field"}
     most, least = labels.most_common()[0][1], min(labels.values())
-    return {"field": label_field, "counts": dict(labels.most_common()), "classes": len(labels),
-            "imbalance_ratio": round(most / least, 2)}
+    return {
+        "field": label_field,
+        "counts": dict(labels.most_common()),
+        "classes": len(labels),
+        "imbalance_ratio": round(most / least, 2),
+    }
 
 
 def sources_from_paths(paths: list[str], fmt: str = "auto") -> list[Source]:

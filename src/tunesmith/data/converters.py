@@ -15,13 +15,32 @@ from typing import Any
 from tunesmith.data.records import ROLES, Conversation, Message, Preference, Record, RecordError
 
 # Role spellings other tools use, and what they mean here.
-_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant",
-                 "ai": "assistant", "chatgpt": "assistant", "function": "tool", "observation": "tool",
-                 "developer": "system"}
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
-                   "system": "system", "observation": "tool", "tool": "tool", "function_response": "tool",
-                   "function_call": "assistant"}
+_ROLE_ALIASES = {
+    "human": "user",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+    "chatgpt": "assistant",
+    "function": "tool",
+    "observation": "tool",
+    "developer": "system",
+}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "system": "system",
+    "observation": "tool",
+    "tool": "tool",
+    "function_response": "tool",
+    "function_call": "assistant",
+}
 
 
 def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
@@ -30,7 +49,9 @@ def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
         parts = []
         for i, part in enumerate(value):
             if part.get("type", "text") != "text" or not isinstance(part.get("text"), str):
-                raise RecordError(f"{field}[{i}]", f"only text content parts are supported, got type {part.get('type')!r}")
+                raise RecordError(
+                    f"{field}[{i}]", f"only text content parts are supported, got type {part.get('type')!r}"
+                )
             parts.append(part["text"])
         value = "".join(parts)
     if value is None:
@@ -127,8 +148,10 @@ def from_alpaca(row: dict[str, Any]) -> Conversation:
     for i, pair in enumerate(row.get("history") or []):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise RecordError(f"history[{i}]", "must be a [question, answer] pair")
-        msgs += [{"role": "user", "content": _text(pair[0], f"history[{i}][0]")},
-                 {"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")}]
+        msgs += [
+            {"role": "user", "content": _text(pair[0], f"history[{i}][0]")},
+            {"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")},
+        ]
     user = instruction if not (extra and extra.strip()) else f"{instruction}\n\n{extra}"
     msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return Conversation(msgs)
@@ -145,7 +168,9 @@ def from_preference(row: dict[str, Any]) -> Preference:
     conversations and the prompt is their shared leading turns (TRL's implicit prompt)."""
     if "prompt" in row:
         prompt = _prompt(row["prompt"], "prompt")
-        return Preference(prompt, _reply(_require(row, "chosen"), "chosen"), _reply(_require(row, "rejected"), "rejected"))
+        return Preference(
+            prompt, _reply(_require(row, "chosen"), "chosen"), _reply(_require(row, "rejected"), "rejected")
+        )
     chosen = _messages(_require(row, "chosen"), "chosen")
     rejected = _messages(_require(row, "rejected"), "rejected")
     shared = 0
@@ -161,9 +186,11 @@ def from_openai_dpo(row: dict[str, Any]) -> Preference:
     inp = _require(row, "input")
     if not isinstance(inp, dict) or "messages" not in inp:
         raise RecordError("input", "must be an object with a messages list")
-    return Preference(_messages(inp["messages"], "input.messages"),
-                      _reply(_require(row, "preferred_output"), "preferred_output"),
-                      _reply(_require(row, "non_preferred_output"), "non_preferred_output"))
+    return Preference(
+        _messages(inp["messages"], "input.messages"),
+        _reply(_require(row, "preferred_output"), "preferred_output"),
+        _reply(_require(row, "non_preferred_output"), "non_preferred_output"),
+    )
 
 
 def from_sharegpt(row: dict[str, Any]) -> Conversation:

@@ -44,7 +44,7 @@ def shingles(text: str, n: int = 3) -> set[bytes]:
     words = _WORD.findall(text.lower())
     if len(words) < n:
         return {w.encode() for w in words} or {b""}
-    return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
 
 
 def minhash(text: str) -> MinHash:
@@ -81,7 +81,7 @@ class DuplicateFinder:
         values = minhash(text).hashvalues.astype(np.uint32)
         self._signatures.frombytes(values.tobytes())
         for b in range(self.bands):
-            band = values[b * self.rows:(b + 1) * self.rows].tobytes()
+            band = values[b * self.rows : (b + 1) * self.rows].tobytes()
             self._band_keys[b].append(int.from_bytes(hashlib.blake2b(band, digest_size=8).digest(), "little"))
 
     def duplicates(self) -> list[tuple[int, str, list[int]]]:
@@ -99,7 +99,7 @@ class DuplicateFinder:
             for group in _groups(np.frombuffer(keys, dtype=np.uint64)):
                 group = [int(k) for k in group if int(k) not in found]  # exact copies are represented by the first
                 for i, k in enumerate(group[1:], start=1):
-                    candidates.setdefault(k, set()).update(group[max(0, i - MAX_LINKS):i])
+                    candidates.setdefault(k, set()).update(group[max(0, i - MAX_LINKS) : i])
         for k, earlier in sorted(candidates.items()):
             ordered = sorted(earlier)
             similarity = (signatures[ordered] == signatures[k]).mean(axis=1)

@@ -51,12 +51,19 @@ class LengthCounter:
         excess = lengths[lengths > self.max_length] - self.max_length
         pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
         return {
-            "measured": int(lengths.size), "max_length": self.max_length,
-            "min": int(lengths.min()), "mean": round(float(lengths.mean()), 1), **pct, "max": int(lengths.max()),
+            "measured": int(lengths.size),
+            "max_length": self.max_length,
+            "min": int(lengths.min()),
+            "mean": round(float(lengths.mean()), 1),
+            **pct,
+            "max": int(lengths.max()),
             "total_tokens": int(lengths.sum()),
             "over_max_length": int(excess.size),
-            "tokens_cut": {"total": int(excess.sum()), "mean": round(float(excess.mean()), 1) if excess.size else 0.0,
-                           "max": int(excess.max()) if excess.size else 0},
+            "tokens_cut": {
+                "total": int(excess.sum()),
+                "mean": round(float(excess.mean()), 1) if excess.size else 0.0,
+                "max": int(excess.max()) if excess.size else 0,
+            },
         }
 
     def histogram(self, path: Path) -> Path | None:

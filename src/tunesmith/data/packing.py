@@ -37,17 +37,20 @@ MIN_SHARED = 16
 """Tokens a prefix must hold to be shared: shorter ones save less than a segment costs."""
 
 
-def pack_sequences(examples: list[dict[str, list[int]]], max_length: int,
-                   share_prefix: bool = False) -> list[dict[str, Any]]:
+def pack_sequences(
+    examples: list[dict[str, list[int]]], max_length: int, share_prefix: bool = False
+) -> list[dict[str, Any]]:
     """Windows of at most `max_length` tokens: input_ids, labels, position_ids, seq_lengths (each record's
     own length, as it would be alone) and records (the indices of the examples it holds)."""
     for i, e in enumerate(examples):
         if len(e["input_ids"]) > max_length:
-            raise ValueError(f"example {i} has {len(e['input_ids'])} tokens, more than max_length={max_length}; "
-                             "drop or truncate it first")
+            raise ValueError(
+                f"example {i} has {len(e['input_ids'])} tokens, more than max_length={max_length}; "
+                "drop or truncate it first"
+            )
     # items: (members, shared prefix length); a record alone is an item with prefix 0
     items: list[tuple[list[int], int]] = []
-    for members, prefix in (_prefix_groups(examples) if share_prefix else [([i], 0) for i in range(len(examples))]):
+    for members, prefix in _prefix_groups(examples) if share_prefix else [([i], 0) for i in range(len(examples))]:
         if len(members) == 1 or prefix == 0:
             items += [([i], 0) for i in members]
             continue
@@ -127,8 +130,11 @@ def _prefix_groups(examples: list[dict[str, Any]]) -> list[tuple[list[int], int]
     prefix = 0
     for i in order:
         if members:
-            common = min(prefix, _common_length(examples[members[-1]]["input_ids"], examples[i]["input_ids"]),
-                         shareable_length(examples[i]))
+            common = min(
+                prefix,
+                _common_length(examples[members[-1]]["input_ids"], examples[i]["input_ids"]),
+                shareable_length(examples[i]),
+            )
             size = len(members)
             if common >= MIN_SHARED and (size == 1 or (size + 1) * common >= size * prefix):
                 members.append(i)
@@ -159,7 +165,7 @@ def window_records(window: dict[str, Any]) -> list[dict[str, list[int]]]:
     for n in window["seq_lengths"]:
         first = positions[start]
         own = n - first
-        ids, labels = window["input_ids"][start:start + own], window["labels"][start:start + own]
+        ids, labels = window["input_ids"][start : start + own], window["labels"][start : start + own]
         if first == 0:
             root = ids
         else:

@@ -48,8 +48,10 @@ _SECRETS = [
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
     re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----"),
     # key = value assignments whose value looks generated (letters and digits, 16+ chars)
-    re.compile(r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)\b"
-               r"[\"']?\s*[:=]\s*[\"']?(?=[A-Za-z0-9_\-/+=.]*\d)(?=[A-Za-z0-9_\-/+=.]*[A-Za-z])[A-Za-z0-9_\-/+=.]{16,}"),
+    re.compile(
+        r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)\b"
+        r"[\"']?\s*[:=]\s*[\"']?(?=[A-Za-z0-9_\-/+=.]*\d)(?=[A-Za-z0-9_\-/+=.]*[A-Za-z])[A-Za-z0-9_\-/+=.]{16,}"
+    ),
 ]
 
 
@@ -93,8 +95,9 @@ def find_pii(text: str, region: str = "US") -> list[PiiMatch]:
         if len(_DIGIT.findall(candidate.group())) < 7:
             continue
         lo = max(0, candidate.start() - 2)
-        for m in phonenumbers.PhoneNumberMatcher(text[lo:candidate.end() + 2], region,
-                                                 leniency=phonenumbers.Leniency.VALID):
+        for m in phonenumbers.PhoneNumberMatcher(
+            text[lo : candidate.end() + 2], region, leniency=phonenumbers.Leniency.VALID
+        ):
             add("phone", lo + m.start, lo + m.end)
     return sorted(found, key=lambda m: m.start)
 
@@ -104,7 +107,7 @@ def redact(text: str, matches: list[PiiMatch] | None = None) -> str:
     matches = find_pii(text) if matches is None else matches
     out, last = [], 0
     for m in matches:
-        out += [text[last:m.start], f"[{m.kind.upper()}]"]
+        out += [text[last : m.start], f"[{m.kind.upper()}]"]
         last = m.end
     out.append(text[last:])
     return "".join(out)

@@ -87,8 +87,9 @@ def prepare_examples(
         stats.shared_prefix_tokens = shared_tokens(windows)
         stats.packing_efficiency = round(packing_efficiency(windows, max_length), 4)
         return windows, stats
-    out = [{**e, "position_ids": list(range(len(e["input_ids"]))), "seq_lengths": [len(e["input_ids"])]}
-           for e in examples]
+    out = [
+        {**e, "position_ids": list(range(len(e["input_ids"]))), "seq_lengths": [len(e["input_ids"])]} for e in examples
+    ]
     stats.windows = len(out)
     return out, stats
 

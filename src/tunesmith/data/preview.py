@@ -29,8 +29,9 @@ def mask_segments(input_ids: list[int], labels: list[int], tokenizer: Any) -> li
     return segments
 
 
-def preview_panel(record: Record, tokenizer: Any, *, train_on_prompt: bool = False,
-                  system_prompt: str | None = None) -> Panel:
+def preview_panel(
+    record: Record, tokenizer: Any, *, train_on_prompt: bool = False, system_prompt: str | None = None
+) -> Panel:
     """A Rich panel: prompt tokens dim, trained tokens bold green on a dark background."""
     enc = tokenize_messages(with_system_prompt(conversation_of(record), system_prompt), tokenizer, train_on_prompt)
     text = Text()

@@ -20,8 +20,18 @@ from tunesmith.errors import DataError
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 # Columns of CSV files that usually hold JSON (a list of messages) rather than plain text.
-_JSON_COLUMNS = {"messages", "conversations", "chosen", "rejected", "prompt", "input", "preferred_output",
-                 "non_preferred_output", "meta", "metadata"}
+_JSON_COLUMNS = {
+    "messages",
+    "conversations",
+    "chosen",
+    "rejected",
+    "prompt",
+    "input",
+    "preferred_output",
+    "non_preferred_output",
+    "meta",
+    "metadata",
+}
 
 BytesCallback = Callable[[int], None]
 
@@ -50,9 +60,7 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
             raise DataError(f"{path}: no such file or folder")
         if path.is_file():
             if path.suffix.lower() not in FILE_SUFFIXES:
-                raise DataError(
-                    f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .json, .csv or .parquet"
-                )
+                raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .json, .csv or .parquet")
             found.append(path)
         elif is_dataset_folder(path):
             found.append(path)
@@ -88,9 +96,15 @@ def _read_jsonl(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raw = data.decode("utf-8", errors="replace").rstrip("\r\n")
-                yield RawRow(name, number, raw, error=(
-                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
-                    "re-save the file as UTF-8"))
+                yield RawRow(
+                    name,
+                    number,
+                    raw,
+                    error=(
+                        f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                        "re-save the file as UTF-8"
+                    ),
+                )
                 continue
             text = text.rstrip("\r\n")
             if not text.strip():
@@ -100,8 +114,10 @@ def _read_jsonl(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
             except json.JSONDecodeError as exc:
                 at_end = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
                 if not ends_with_newline and at_end:
-                    reason = ("truncated record: the file ends in the middle of this JSON value "
-                              "(was the write interrupted?); complete or delete this line")
+                    reason = (
+                        "truncated record: the file ends in the middle of this JSON value "
+                        "(was the write interrupted?); complete or delete this line"
+                    )
                 else:
                     reason = f"not valid JSON: {exc.msg} at column {exc.colno}; each line must be one JSON object"
                 yield RawRow(name, number, text, error=reason)
@@ -127,7 +143,9 @@ def _read_json(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
         try:
             value, _ = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield RawRow(name, exc.lineno, text[pos:pos + 200], error=f"not valid JSON: {exc.msg} at column {exc.colno}")
+            yield RawRow(
+                name, exc.lineno, text[pos : pos + 200], error=f"not valid JSON: {exc.msg} at column {exc.colno}"
+            )
             return
         yield RawRow(name, text.count("\n", 0, pos) + 1, text[pos:].strip(), value=value)
         return
@@ -141,7 +159,9 @@ def _read_json(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             tail = text[pos:].split("\n", 1)[0]
-            reason = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); the rest of the file is unreadable"
+            reason = (
+                f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); the rest of the file is unreadable"
+            )
             if exc.pos >= len(text.rstrip()) - 1:
                 reason = "truncated file: it ends inside this record (was the write interrupted?)"
             yield RawRow(name, line, tail, error=reason)
@@ -179,9 +199,15 @@ def _read_csv(path: Path, on_bytes: BytesCallback | None) -> Iterator[RawRow]:
                     continue
                 raw = json.dumps(dict(zip(header, cells)), ensure_ascii=False)
                 if len(cells) != len(header):
-                    yield RawRow(name, line, ",".join(cells), error=(
-                        f"row has {len(cells)} fields but the header has {len(header)}; "
-                        "quote fields that contain commas or line breaks"))
+                    yield RawRow(
+                        name,
+                        line,
+                        ",".join(cells),
+                        error=(
+                            f"row has {len(cells)} fields but the header has {len(header)}; "
+                            "quote fields that contain commas or line breaks"
+                        ),
+                    )
                     continue
                 yield RawRow(name, line, raw, value={k: _maybe_json(k, v) for k, v in zip(header, cells)})
     except UnicodeDecodeError as exc:

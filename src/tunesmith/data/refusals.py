@@ -42,10 +42,20 @@ def refusal_conversation(row: dict[str, str], system: str | None, copy: int = 0)
     own = row.get("system")
     head = system + ("\n\n" + own if own else "") if system else own
     messages = ([{"role": "system", "content": head}] if head else []) + [
-        {"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["answer"]}]
+        {"role": "user", "content": row["prompt"]},
+        {"role": "assistant", "content": row["answer"]},
+    ]
     context = "task" if system else "plain"
-    return Conversation(messages, {"source": "refusal", "id": f"refusal:{row['id']}:{context}:{copy}",
-                                   "category": row["category"], "kind": row["kind"], "context": context})
+    return Conversation(
+        messages,
+        {
+            "source": "refusal",
+            "id": f"refusal:{row['id']}:{context}:{copy}",
+            "category": row["category"],
+            "kind": row["kind"],
+            "context": context,
+        },
+    )
 
 
 def first_sentence(text: str) -> str:
@@ -60,8 +70,9 @@ def _in_task_context(row: dict[str, str], index: int, passes: int) -> bool:
     return row["kind"] != "comply" and (index + passes) % 2 == 0
 
 
-def refusal_records(needed_tokens: int, count_tokens: Any, max_length: int, system: str | None
-                    ) -> tuple[list[Conversation], dict[str, Any]]:
+def refusal_records(
+    needed_tokens: int, count_tokens: Any, max_length: int, system: str | None
+) -> tuple[list[Conversation], dict[str, Any]]:
     """Refusal conversations that fit the window, about `needed_tokens` of them, with a summary: records,
     tokens, how many are in the task's context, and how many passes over the set it took."""
     rows = refusal_rows()
@@ -82,10 +93,18 @@ def refusal_records(needed_tokens: int, count_tokens: Any, max_length: int, syst
                 tokens += n
         passes += 1
     kinds = Counter(r.meta["kind"] for r in chosen)
-    info = {"records": len(chosen), "tokens": tokens, "tokens_asked": needed_tokens,
-            "in_task_context": sum(r.meta["context"] == "task" for r in chosen),
-            "kinds": dict(sorted(kinds.items())), "passes": passes, "set_size": len(rows)}
+    info = {
+        "records": len(chosen),
+        "tokens": tokens,
+        "tokens_asked": needed_tokens,
+        "in_task_context": sum(r.meta["context"] == "task" for r in chosen),
+        "kinds": dict(sorted(kinds.items())),
+        "passes": passes,
+        "set_size": len(rows),
+    }
     if tokens < needed_tokens:
-        info["short"] = (f"only {tokens} of the {needed_tokens} refusal tokens asked for fit in "
-                         f"{MAX_PASSES} passes over the {len(rows)} packaged conversations")
+        info["short"] = (
+            f"only {tokens} of the {needed_tokens} refusal tokens asked for fit in "
+            f"{MAX_PASSES} passes over the {len(rows)} packaged conversations"
+        )
     return chosen, info

@@ -84,8 +84,9 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_tokens: Any, max_length: int
-                 ) -> tuple[list[Conversation], dict[str, Any]]:
+def self_answers(
+    cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_tokens: Any, max_length: int
+) -> tuple[list[Conversation], dict[str, Any]]:
     """The base model's own answers to general prompts, enough to hold `needed_tokens`, from the cache
     first; the prompts not cached yet are answered in rounds, each as large as the need and the yield so
     far say (_round_size), until enough are kept."""
@@ -102,7 +103,7 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
     generated = 0
     start = 0
     while start < len(prompts):
-        batch = prompts[start:start + _round_size(needed_tokens, tokens, start, r.max_new_tokens)]
+        batch = prompts[start : start + _round_size(needed_tokens, tokens, start, r.max_new_tokens)]
         missing = [p for p in batch if p["id"] not in cached]
         if missing:
             if model is None:
@@ -115,8 +116,10 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
             row = cached[p["id"]]
             if not row["stopped"] or not row["answer"]:
                 continue
-            record = Conversation([{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": row["answer"]}],
-                                  {"source": "replay", "id": f"replay:{p['id']}", "category": p["category"]})
+            record = Conversation(
+                [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": row["answer"]}],
+                {"source": "replay", "id": f"replay:{p['id']}", "category": p["category"]},
+            )
             n = count_tokens(record)
             if n <= max_length:
                 chosen.append(record)
@@ -125,8 +128,15 @@ def self_answers(cfg: ProjectConfig, tokenizer: Any, needed_tokens: int, count_t
             break
         start += len(batch)
     ended = sum(1 for row in cached.values() if row["stopped"] and row["answer"])
-    info = {"source": "self", "cache": str(path), "answers_cached": len(cached), "answers_ended": ended,
-            "generated_now": generated, "base_model": cfg.base_model, "max_new_tokens": r.max_new_tokens}
+    info = {
+        "source": "self",
+        "cache": str(path),
+        "answers_cached": len(cached),
+        "answers_ended": ended,
+        "generated_now": generated,
+        "base_model": cfg.base_model,
+        "max_new_tokens": r.max_new_tokens,
+    }
     return chosen, info
 
 
@@ -135,8 +145,12 @@ def _load(cfg: ProjectConfig) -> Any:
     from tunesmith.models import load_model
 
     device = pick_device(cfg.device)
-    return load_model(cfg.base_model, dtype=inference_dtype(device, cfg.train.precision),
-                      trust_remote_code=cfg.trust_remote_code, device=device)
+    return load_model(
+        cfg.base_model,
+        dtype=inference_dtype(device, cfg.train.precision),
+        trust_remote_code=cfg.trust_remote_code,
+        device=device,
+    )
 
 
 def _answer(model: Any, tokenizer: Any, prompts: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, Any]]:
@@ -144,20 +158,34 @@ def _answer(model: Any, tokenizer: Any, prompts: list[dict[str, str]], max_new_t
     from tunesmith.models.generate import generate
 
     err.print(f"replay: the base model answers {len(prompts)} general prompts (once; cached)")
-    outs = generate(model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in prompts],
-                    max_new_tokens=max_new_tokens)  # rows a batch: as many as fit, up to MAX_ROUND
-    return [{"id": p["id"], "prompt": p["prompt"], "answer": o["output"], "stopped": o["stopped"]}
-            for p, o in zip(prompts, outs)]
+    outs = generate(
+        model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in prompts], max_new_tokens=max_new_tokens
+    )  # rows a batch: as many as fit, up to MAX_ROUND
+    return [
+        {"id": p["id"], "prompt": p["prompt"], "answer": o["output"], "stopped": o["stopped"]}
+        for p, o in zip(prompts, outs)
+    ]
 
 
-def _write_cache(path: Path, rows: dict[str, dict[str, Any]], base_model: str, model_dir: str, max_new_tokens: int) -> None:
+def _write_cache(
+    path: Path, rows: dict[str, dict[str, Any]], base_model: str, model_dir: str, max_new_tokens: int
+) -> None:
     from tunesmith import __version__
 
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows.values()))
-    write_json(path.with_suffix(".provenance.json"), {
-        "base_model": base_model, "model_dir": model_dir, "fingerprint": model_fingerprint(model_dir),
-        "prompts": "tunesmith/data/general_prompts.jsonl", "decoding": {"greedy": True, "max_new_tokens": max_new_tokens},
-        "answers": len(rows), "tunesmith": __version__, "written": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(
+        path.with_suffix(".provenance.json"),
+        {
+            "base_model": base_model,
+            "model_dir": model_dir,
+            "fingerprint": model_fingerprint(model_dir),
+            "prompts": "tunesmith/data/general_prompts.jsonl",
+            "decoding": {"greedy": True, "max_new_tokens": max_new_tokens},
+            "answers": len(rows),
+            "tunesmith": __version__,
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 def file_records(cfg: ProjectConfig) -> tuple[list[Conversation], dict[str, Any]]:
@@ -165,8 +193,10 @@ def file_records(cfg: ProjectConfig) -> tuple[list[Conversation], dict[str, Any]
 
     path = cfg.resolve(cfg.data.replay.source)
     if not path.exists():
-        raise DataError(f"data.replay.source: {path} not found; give a file of general conversations, or `self` "
-                        "for the base model's own answers to packaged general prompts")
+        raise DataError(
+            f"data.replay.source: {path} not found; give a file of general conversations, or `self` "
+            "for the base model's own answers to packaged general prompts"
+        )
     records = [r for r in valid_records([Source(path, "auto", "train")]) if isinstance(r, Conversation)]
     if not records:
         raise DataError(f"data.replay.source: {path} holds no valid conversations")
@@ -195,7 +225,9 @@ def previous_records(cfg: ProjectConfig, parent: dict[str, Any]) -> list[Convers
     path = parent["splits"].get("train")
     if not path or not Path(path).exists():
         return []
-    records = [record_from_dict(json.loads(line)) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+    records = [
+        record_from_dict(json.loads(line)) for line in Path(path).read_text(encoding="utf-8").splitlines() if line
+    ]
     records = [r for r in records if isinstance(r, Conversation)]
     random.Random(cfg.seed).shuffle(records)
     for r in records:
@@ -203,9 +235,15 @@ def previous_records(cfg: ProjectConfig, parent: dict[str, Any]) -> list[Convers
     return records
 
 
-def replay_records(cfg: ProjectConfig, tokenizer: Any, task_tokens: int, count_tokens: Any, max_length: int,
-                   parent: dict[str, Any] | None = None, system: str | None = None
-                   ) -> tuple[list[Conversation], dict[str, Any]]:
+def replay_records(
+    cfg: ProjectConfig,
+    tokenizer: Any,
+    task_tokens: int,
+    count_tokens: Any,
+    max_length: int,
+    parent: dict[str, Any] | None = None,
+    system: str | None = None,
+) -> tuple[list[Conversation], dict[str, Any]]:
     """Replay conversations that fit the window, making up about `data.replay.ratio` of the training
     tokens, `data.replay.refusals` of them refusals (data/refusals.py; half with the task's `system` prompt)
     and, when training from a registered version, `data.replay.previous` of them from its training records,
@@ -225,20 +263,37 @@ def replay_records(cfg: ProjectConfig, tokenizer: Any, task_tokens: int, count_t
         pool, info = file_records(cfg)
     chosen, tokens = _take(pool, needed, count_tokens, max_length)
     ratio = tokens / (total or 1)
-    info.update({"ratio_asked": r.ratio, "ratio": round(ratio, 4), "records": len(chosen), "tokens": tokens,
-                 "tokens_asked": needed})
+    info.update(
+        {
+            "ratio_asked": r.ratio,
+            "ratio": round(ratio, 4),
+            "records": len(chosen),
+            "tokens": tokens,
+            "tokens_asked": needed,
+        }
+    )
     if tokens < needed:
-        info["short"] = (f"only {tokens} of the {needed} replay tokens asked for were available "
-                         f"(ratio {ratio:.1%} instead of {r.ratio:.0%})")
+        info["short"] = (
+            f"only {tokens} of the {needed} replay tokens asked for were available "
+            f"(ratio {ratio:.1%} instead of {r.ratio:.0%})"
+        )
     if r.refusals:
         refusals, refusal_info = refusal_records(round(total * r.refusals), count_tokens, max_length, system)
         chosen += refusals
-        info["refusals"] = {**refusal_info, "ratio_asked": r.refusals,
-                            "ratio": round(refusal_info["tokens"] / (total or 1), 4)}
+        info["refusals"] = {
+            **refusal_info,
+            "ratio_asked": r.refusals,
+            "ratio": round(refusal_info["tokens"] / (total or 1), 4),
+        }
     if previous:
         wanted = round(total * r.previous)
         earlier, n = _take(previous, wanted, count_tokens, max_length)
         chosen += earlier
-        info["previous"] = {"version": f"{parent['name']} v{parent['version']}", "records": len(earlier), "tokens": n,
-                            "ratio_asked": r.previous, "ratio": round(n / (total or 1), 4)}
+        info["previous"] = {
+            "version": f"{parent['name']} v{parent['version']}",
+            "records": len(earlier),
+            "tokens": n,
+            "ratio_asked": r.previous,
+            "ratio": round(n / (total or 1), 4),
+        }
     return chosen, info

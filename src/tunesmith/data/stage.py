@@ -1,9 +1,9 @@
 """The data stage end to end: check → split → prepare, artefacts under `<output_dir>/data/`.
 
-    check.json  report.md  lengths.png  rejects.jsonl      what `data check` found
-    train.jsonl  validation.jsonl  test.jsonl  split.json  canonical records per split
-    prepared/{train,validation}.parquet  prepare.json       tokenised, masked, packed
-    config.yaml                                             the resolved config
+check.json  report.md  lengths.png  rejects.jsonl      what `data check` found
+train.jsonl  validation.jsonl  test.jsonl  split.json  canonical records per split
+prepared/{train,validation}.parquet  prepare.json       tokenised, masked, packed
+config.yaml                                             the resolved config
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from tunesmith.paths import data_dir
 def config_sources(cfg: ProjectConfig) -> list[Source]:
     if not cfg.data.datasets:
         where = cfg.config_path or "the config"
-        raise DataError(f"{where}: data.datasets is empty; list your files, e.g.\n"
-                        "  data:\n    datasets:\n      - path: data/train.jsonl")
+        raise DataError(
+            f"{where}: data.datasets is empty; list your files, e.g.\n"
+            "  data:\n    datasets:\n      - path: data/train.jsonl"
+        )
     return [Source(cfg.resolve(d.path), d.format, d.split, d.task) for d in cfg.data.datasets]
 
 
@@ -80,9 +82,15 @@ def run_check(
         task = progress.add_task("Checking records", total=total or None, visible=show_progress)
         try:
             outcome.result = check_sources(
-                sources, rejects_path=out_dir / "rejects.jsonl", label_field=label_field, length_counter=counter,
-                near_dup_threshold=near_dup_threshold, redact_pii=redact_pii, on_valid=on_valid,
-                on_bytes=lambda n: progress.advance(task, n))
+                sources,
+                rejects_path=out_dir / "rejects.jsonl",
+                label_field=label_field,
+                length_counter=counter,
+                near_dup_threshold=near_dup_threshold,
+                redact_pii=redact_pii,
+                on_valid=on_valid,
+                on_bytes=lambda n: progress.advance(task, n),
+            )
         finally:
             if redacted_file:
                 redacted_file.close()
@@ -93,8 +101,9 @@ def run_check(
     return outcome
 
 
-def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: bool = False,
-                 show_progress: bool = True) -> CheckOutcome:
+def check_config(
+    cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: bool = False, show_progress: bool = True
+) -> CheckOutcome:
     """`run_check` for the data of a project config."""
     d = cfg.data
     max_length = d.max_length
@@ -102,10 +111,18 @@ def check_config(cfg: ProjectConfig, *, tokenizer: Any = None, keep_records: boo
         from tunesmith.models import context_length
 
         max_length = context_length(cfg.base_model, cfg.trust_remote_code) if tokenizer is not None else 2048
-    return run_check(config_sources(cfg), data_dir(cfg), tokenizer=tokenizer, max_length=max_length,
-                     system_prompt=d.system_prompt, label_field=d.label_field,
-                     near_dup_threshold=d.near_dup_threshold, redact_pii=d.redact_pii,
-                     keep_records=keep_records, show_progress=show_progress)
+    return run_check(
+        config_sources(cfg),
+        data_dir(cfg),
+        tokenizer=tokenizer,
+        max_length=max_length,
+        system_prompt=d.system_prompt,
+        label_field=d.label_field,
+        near_dup_threshold=d.near_dup_threshold,
+        redact_pii=d.redact_pii,
+        keep_records=keep_records,
+        show_progress=show_progress,
+    )
 
 
 def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
@@ -123,9 +140,14 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
     pool, fixed_train = (auto, marked) if auto else (marked, [])
     # stratified by task and label, so every task keeps its share of validation and test
     labels = {k: f"{outcome.records[k].meta.get('task', '')}|{outcome.records[k].meta.get('label', '')}" for k in pool}
-    assigned = split_keys(pool, val_size=0.0 if "validation" in given else d.val_size,
-                          test_size=0.0 if "test" in given else d.test_size, seed=cfg.seed,
-                          labels=labels, linked=linked)
+    assigned = split_keys(
+        pool,
+        val_size=0.0 if "validation" in given else d.val_size,
+        test_size=0.0 if "test" in given else d.test_size,
+        seed=cfg.seed,
+        labels=labels,
+        linked=linked,
+    )
     for k in keys:
         if outcome.splits[k] in given:
             assigned[outcome.splits[k]].append(k)
@@ -133,15 +155,25 @@ def split_outcome(cfg: ProjectConfig, outcome: CheckOutcome) -> dict[str, Any]:
     where = {k: name for name, ks in assigned.items() for k in ks}
     leaks = sum(1 for a, b in linked if a in where and b in where and where[a] != where[b])
     out_dir = outcome.out_dir
-    summary: dict[str, Any] = {"seed": cfg.seed, "val_size": d.val_size, "test_size": d.test_size,
-                               "dropped_exact_duplicates": len(exact_later), "leaking_pairs": leaks, "splits": {}}
+    summary: dict[str, Any] = {
+        "seed": cfg.seed,
+        "val_size": d.val_size,
+        "test_size": d.test_size,
+        "dropped_exact_duplicates": len(exact_later),
+        "leaking_pairs": leaks,
+        "splits": {},
+    }
     for name in SPLIT_NAMES:
         ks = sorted(assigned[name])
         lines = "".join(json.dumps(outcome.records[k].to_dict(), ensure_ascii=False) + "\n" for k in ks)
         path = write_atomic(out_dir / f"{name}.jsonl", lines)
         summary["splits"][name] = {
-            "records": len(ks), "file": path.name, "sha256": sha256_file(path),
-            "labels": dict(Counter(outcome.records[k].meta.get("label") for k in ks if "label" in outcome.records[k].meta)),
+            "records": len(ks),
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "labels": dict(
+                Counter(outcome.records[k].meta.get("label") for k in ks if "label" in outcome.records[k].meta)
+            ),
         }
         tasks = Counter(outcome.records[k].meta["task"] for k in ks if "task" in outcome.records[k].meta)
         if tasks:
@@ -189,9 +221,15 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     window = choose_max_length(cfg, tokenizer, system)
     max_length = window["max_length"]
     share, share_reason = share_prefix_choice(cfg)
-    summary: dict[str, Any] = {"max_length": max_length, "max_length_reason": window["reason"], "packing": d.packing,
-                               "share_prefix": share, "share_prefix_reason": share_reason,
-                               "train_on_prompt": d.train_on_prompt, "system_prompt": system}
+    summary: dict[str, Any] = {
+        "max_length": max_length,
+        "max_length_reason": window["reason"],
+        "packing": d.packing,
+        "share_prefix": share,
+        "share_prefix_reason": share_reason,
+        "train_on_prompt": d.train_on_prompt,
+        "system_prompt": system,
+    }
     for name in ("train", "validation"):
         records = sft_records(load_split(cfg, name))
         if name == "train" and len({r.meta.get("task") for r in records}) > 1:
@@ -203,13 +241,24 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
         if name == "train" and d.replay is not None and cfg.train.method == "sft" and records:
             replay, summary["replay"] = _replay(cfg, tokenizer, records, max_length, system)
             shares = _loss_shares(summary["replay"]) if d.replay.balance_loss else None
-        examples, stats = prepare_examples(records, tokenizer, max_length=max_length,
-                                           train_on_prompt=d.train_on_prompt, system_prompt=system,
-                                           truncation=d.truncation, packing=d.packing, share_prefix=share,
-                                           replay=replay,
-                                           loss_shares=shares)
-        columns = [("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-                   ("position_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))]
+        examples, stats = prepare_examples(
+            records,
+            tokenizer,
+            max_length=max_length,
+            train_on_prompt=d.train_on_prompt,
+            system_prompt=system,
+            truncation=d.truncation,
+            packing=d.packing,
+            share_prefix=share,
+            replay=replay,
+            loss_shares=shares,
+        )
+        columns = [
+            ("input_ids", pa.list_(pa.int32())),
+            ("labels", pa.list_(pa.int32())),
+            ("position_ids", pa.list_(pa.int32())),
+            ("seq_lengths", pa.list_(pa.int32())),
+        ]
         if stats.loss_weights:
             columns.append(("loss_weights", pa.list_(pa.float32())))
             summary["replay"]["loss_weights"] = stats.loss_weights
@@ -247,8 +296,11 @@ def auto_system_prompt(records: list[Record]) -> str | None:
         return None
     answers = [r.messages[-1]["content"].strip() for r in convs if r.messages[-1]["role"] == "assistant"]
     labels = sorted(set(answers))
-    if (not answers or len(labels) > min(MAX_AUTO_LABELS, max(2, len(answers) // 2))
-            or any(len(a) > 40 or "\n" in a or not any(c.isalpha() for c in a) for a in labels)):
+    if (
+        not answers
+        or len(labels) > min(MAX_AUTO_LABELS, max(2, len(answers) // 2))
+        or any(len(a) > 40 or "\n" in a or not any(c.isalpha() for c in a) for a in labels)
+    ):
         return None  # not a set of word labels (numbers are answers to compute, not classes to name)
     return AUTO_PROMPT.format(labels=", ".join(labels))
 
@@ -259,19 +311,29 @@ def share_prefix_choice(cfg: ProjectConfig) -> tuple[bool, str]:
     d, t = cfg.data, cfg.train
     if d.share_prefix is False:
         return False, "data.share_prefix is false"
-    needs = [why for bad, why in ((not d.packing, "data.packing is off"), (t.method != "sft", f"train.method is {t.method}"),
-                                  (t.adapter == "prefix", "train.adapter is prefix (its virtual tokens go "
-                                                          "through transformers' own masks)"),
-                                  (t.attn_implementation not in ("auto", "eager_varlen"),
-                                   f"train.attn_implementation is {t.attn_implementation}")) if bad]
+    needs = [
+        why
+        for bad, why in (
+            (not d.packing, "data.packing is off"),
+            (t.method != "sft", f"train.method is {t.method}"),
+            (t.adapter == "prefix", "train.adapter is prefix (its virtual tokens go through transformers' own masks)"),
+            (
+                t.attn_implementation not in ("auto", "eager_varlen"),
+                f"train.attn_implementation is {t.attn_implementation}",
+            ),
+        )
+        if bad
+    ]
     if not needs and d.share_prefix == "auto" and t.attn_implementation == "auto":
         from tunesmith.hardware import pick_device
 
         if pick_device(cfg.device) == "cuda":
             needs.append("training runs on a CUDA GPU, whose attention kernels take disjoint records")
     if needs and d.share_prefix is True:
-        raise ConfigError(f"data.share_prefix is true, but {'; '.join(needs)}: shared prefixes need packing, SFT "
-                             "and train.attn_implementation eager_varlen (or auto on a CPU). Set data.share_prefix: auto")
+        raise ConfigError(
+            f"data.share_prefix is true, but {'; '.join(needs)}: shared prefixes need packing, SFT "
+            "and train.attn_implementation eager_varlen (or auto on a CPU). Set data.share_prefix: auto"
+        )
     if needs:
         return False, "; ".join(needs)
     return True, "records with a common untrained opening share one copy of it (eager_varlen attention)"
@@ -288,8 +350,9 @@ def _loss_shares(info: dict[str, Any]) -> dict[str, float]:
     return shares
 
 
-def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int, system: str | None
-            ) -> tuple[list[Record], dict[str, Any]]:
+def _replay(
+    cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: int, system: str | None
+) -> tuple[list[Record], dict[str, Any]]:
     from tunesmith.data.replay import replay_records
     from tunesmith.data.template import conversation_of, tokenize_messages, with_system_prompt
 
@@ -300,8 +363,9 @@ def _replay(cfg: ProjectConfig, tokenizer: Any, records: list[Any], max_length: 
     from tunesmith.paths import parent_info
 
     task_tokens = sum(n for n in (count(r, system) for r in records) if n <= max_length)
-    return replay_records(cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg),
-                          task_system_prompt(system, records))
+    return replay_records(
+        cfg, tokenizer, task_tokens, count, max_length, parent_info(cfg), task_system_prompt(system, records)
+    )
 
 
 def check_and_split(cfg: ProjectConfig, no_lengths: bool = False) -> tuple[dict[str, Any], CheckOutcome]:

@@ -23,10 +23,12 @@ from tunesmith.data.records import Conversation
 from tunesmith.errors import TunesmithError
 from tunesmith.files import write_atomic
 
-INSTRUCTION = ("You write training examples for fine-tuning a model. You are shown one example of a task. Write "
-               "one NEW example of the same task: a different user input and the correct reply, in exactly the "
-               "same style and format as the example's reply. Answer only with a JSON object "
-               '{"user": "...", "assistant": "..."}.')
+INSTRUCTION = (
+    "You write training examples for fine-tuning a model. You are shown one example of a task. Write "
+    "one NEW example of the same task: a different user input and the correct reply, in exactly the "
+    "same style and format as the example's reply. Answer only with a JSON object "
+    '{"user": "...", "assistant": "..."}.'
+)
 
 
 def _shape(text: str) -> tuple[str, ...] | None:
@@ -38,18 +40,36 @@ def _shape(text: str) -> tuple[str, ...] | None:
 
 
 def _ask(client: Any, model: str, seed: Conversation, temperature: float, request_seed: int) -> str:
-    example = {"user": next(m["content"] for m in seed.messages if m["role"] == "user"),
-               "assistant": seed.messages[-1]["content"]}
+    example = {
+        "user": next(m["content"] for m in seed.messages if m["role"] == "user"),
+        "assistant": seed.messages[-1]["content"],
+    }
     answer = client.chat.completions.create(
-        model=model, temperature=temperature, seed=request_seed, max_tokens=512,
-        messages=[{"role": "system", "content": INSTRUCTION},
-                  {"role": "user", "content": json.dumps(example, ensure_ascii=False)}])
+        model=model,
+        temperature=temperature,
+        seed=request_seed,
+        max_tokens=512,
+        messages=[
+            {"role": "system", "content": INSTRUCTION},
+            {"role": "user", "content": json.dumps(example, ensure_ascii=False)},
+        ],
+    )
     return answer.choices[0].message.content or ""
 
 
-def synthesize(seeds: list[Conversation], existing: list[Conversation], *, base_url: str, model: str,
-               api_key: str | None = None, per_seed: int = 3, max_share: float = 0.5, temperature: float = 0.8,
-               seed: int = 0, near_dup_threshold: float = 0.8) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def synthesize(
+    seeds: list[Conversation],
+    existing: list[Conversation],
+    *,
+    base_url: str,
+    model: str,
+    api_key: str | None = None,
+    per_seed: int = 3,
+    max_share: float = 0.5,
+    temperature: float = 0.8,
+    seed: int = 0,
+    near_dup_threshold: float = 0.8,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(kept records as dicts, statistics). `existing` is what the new records must not repeat."""
     from openai import OpenAI, OpenAIError
 
@@ -88,8 +108,14 @@ def synthesize(seeds: list[Conversation], existing: list[Conversation], *, base_
                 rejected["answer does not keep the task's JSON shape"] += 1
                 continue
             prompt_hash = hashlib.sha256(f"{INSTRUCTION}\n{s.messages}".encode()).hexdigest()[:16]
-            meta = {"synthetic": True, "teacher": model, "seed_file": s.meta.get("file"),
-                    "seed_line": s.meta.get("line"), "prompt_sha256": prompt_hash, "request_seed": request_seed}
+            meta = {
+                "synthetic": True,
+                "teacher": model,
+                "seed_file": s.meta.get("file"),
+                "seed_line": s.meta.get("line"),
+                "prompt_sha256": prompt_hash,
+                "request_seed": request_seed,
+            }
             candidates.append((record, meta))
     finder = DuplicateFinder(near_dup_threshold)
     pool = list(existing) + [c for c, _ in candidates]
@@ -107,9 +133,14 @@ def synthesize(seeds: list[Conversation], existing: list[Conversation], *, base_
     if len(kept) > cap:
         rejected[f"over the synthetic share cap ({max_share:.0%})"] += len(kept) - cap
         kept = kept[:cap]
-    stats = {"seeds": len(seeds), "asked": len(seeds) * per_seed, "kept": len(kept), "rejected": dict(rejected),
-             "existing": len(existing), "synthetic_share": round(len(kept) / (len(kept) + len(existing)), 4)
-             if existing or kept else 0.0}
+    stats = {
+        "seeds": len(seeds),
+        "asked": len(seeds) * per_seed,
+        "kept": len(kept),
+        "rejected": dict(rejected),
+        "existing": len(existing),
+        "synthetic_share": round(len(kept) / (len(kept) + len(existing)), 4) if existing or kept else 0.0,
+    }
     return kept, stats
 
 

@@ -28,8 +28,9 @@ def task_shares(sizes: dict[str, int], rule: str, temperature: float = 2.0) -> d
     return {t: w / total for t, w in weights.items()}
 
 
-def sample_tasks(records: list[Conversation], rule: str, temperature: float, seed: int
-                 ) -> tuple[list[Conversation], dict[str, Any]]:
+def sample_tasks(
+    records: list[Conversation], rule: str, temperature: float, seed: int
+) -> tuple[list[Conversation], dict[str, Any]]:
     """The training records drawn by task share (same total), with a summary per task."""
     by_task: dict[str, list[Conversation]] = defaultdict(list)
     for r in records:
@@ -39,14 +40,17 @@ def sample_tasks(records: list[Conversation], rule: str, temperature: float, see
     total = sum(sizes.values())
     rng = random.Random(seed)
     out: list[Conversation] = []
-    summary: dict[str, Any] = {"rule": rule, "temperature": temperature if rule == "temperature" else None,
-                               "tasks": {}}
+    summary: dict[str, Any] = {"rule": rule, "temperature": temperature if rule == "temperature" else None, "tasks": {}}
     for task, rs in sorted(by_task.items()):
         target = max(1, round(shares[task] * total))
         whole, rest = divmod(target, len(rs))
         drawn = rs * whole + rng.sample(rs, rest)
         out += drawn
-        summary["tasks"][task] = {"records": len(rs), "drawn": len(drawn), "share": round(shares[task], 4),
-                                  "share_by_size": round(len(rs) / total, 4)}
+        summary["tasks"][task] = {
+            "records": len(rs),
+            "drawn": len(drawn),
+            "share": round(shares[task], 4),
+            "share_by_size": round(len(rs) / total, 4),
+        }
     rng.shuffle(out)
     return out, summary

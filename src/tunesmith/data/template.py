@@ -43,8 +43,9 @@ def _chat(tokenizer: Any, messages: list[Message], *, generation_prompt: bool = 
     return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def render_with_spans(messages: list[Message], tokenizer: Any, train_on_prompt: bool = False
-                      ) -> tuple[str, list[tuple[int, int]]]:
+def render_with_spans(
+    messages: list[Message], tokenizer: Any, train_on_prompt: bool = False
+) -> tuple[str, list[tuple[int, int]]]:
     """The templated text and the character spans to train on (assistant turns, end-of-turn included)."""
     full = _chat(tokenizer, messages)
     if train_on_prompt:
@@ -59,7 +60,8 @@ def render_with_spans(messages: list[Message], tokenizer: Any, train_on_prompt: 
             raise DataError(
                 "the chat template renders earlier turns differently once later turns are added, so the "
                 "assistant turns cannot be located; set data.train_on_prompt=true or use a template without "
-                "that behaviour")
+                "that behaviour"
+            )
         spans.append((len(before), len(upto)))
     return full, spans
 

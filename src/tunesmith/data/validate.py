@@ -17,8 +17,13 @@ def _conversation_findings(messages: list[Message], field: str) -> tuple[list[Fi
     if "assistant" not in roles:
         errors.append((field, "no assistant turn to learn from; add the reply the model should give"))
     elif roles[-1] == "user":
-        errors.append((f"{field}[{len(roles) - 1}]", "conversation ends on a user turn that nothing answers; "
-                       "add the assistant reply or remove the last user turn"))
+        errors.append(
+            (
+                f"{field}[{len(roles) - 1}]",
+                "conversation ends on a user turn that nothing answers; "
+                "add the assistant reply or remove the last user turn",
+            )
+        )
     elif all(m.get("weight", 1) == 0 for m in messages if m["role"] == "assistant"):
         errors.append((field, "every assistant turn has weight 0, so nothing would be trained on"))
     if "user" not in roles:
@@ -39,6 +44,10 @@ def validate_record(record: Record) -> tuple[list[Finding], list[Finding]]:
     if not record.prompt or record.prompt[-1]["role"] not in ("user", "tool"):
         errors.append(("prompt", "must end with a user turn that chosen and rejected answer"))
     if [m["content"].strip() for m in record.chosen] == [m["content"].strip() for m in record.rejected]:
-        errors.append(("rejected", "is the same as chosen, so there is no preference to learn; "
-                       "give a worse answer or remove the record"))
+        errors.append(
+            (
+                "rejected",
+                "is the same as chosen, so there is no preference to learn; give a worse answer or remove the record",
+            )
+        )
     return errors, warnings

@@ -24,8 +24,9 @@ FILL = 0.9  # the packing efficiency a window should reach
 SAMPLE = 20_000
 
 
-def choose_window(lengths: list[int] | np.ndarray, context: int, *, cover: float = COVER,
-                  multiple: int = MULTIPLE) -> dict[str, Any]:
+def choose_window(
+    lengths: list[int] | np.ndarray, context: int, *, cover: float = COVER, multiple: int = MULTIPLE
+) -> dict[str, Any]:
     """The window for these token lengths, with what it covers and why."""
     values = np.asarray(lengths, dtype=np.int64)
     if values.size == 0:
@@ -38,15 +39,27 @@ def choose_window(lengths: list[int] | np.ndarray, context: int, *, cover: float
     if not capped and fill < FILL:
         window, fill = _fuller(values, window, min(context, max(4 * window, 512)), multiple, fill)
     covered = float((values <= window).mean())
-    reason = (f"holds {covered:.1%} of {values.size} records (p{cover * 100:g} = {quantile} tokens, "
-              f"longest {int(values.max())}), rounded up to a multiple of {multiple}")
+    reason = (
+        f"holds {covered:.1%} of {values.size} records (p{cover * 100:g} = {quantile} tokens, "
+        f"longest {int(values.max())}), rounded up to a multiple of {multiple}"
+    )
     if window != covering:
-        reason += (f"; packs {fill:.0%} full where {covering} tokens would pack "
-                   f"{packing_fill(values, covering):.0%} (longer windows hold more records each)")
+        reason += (
+            f"; packs {fill:.0%} full where {covering} tokens would pack "
+            f"{packing_fill(values, covering):.0%} (longer windows hold more records each)"
+        )
     if capped:
         reason = f"the model's context ({context} tokens); " + reason
-    return {"max_length": int(window), "p99": quantile, "longest": int(values.max()), "covers": round(covered, 4),
-            "packing_fill": round(fill, 4), "records": int(values.size), "context": context, "reason": reason}
+    return {
+        "max_length": int(window),
+        "p99": quantile,
+        "longest": int(values.max()),
+        "covers": round(covered, 4),
+        "packing_fill": round(fill, 4),
+        "records": int(values.size),
+        "context": context,
+        "reason": reason,
+    }
 
 
 def packing_fill(lengths: np.ndarray, window: int) -> float:

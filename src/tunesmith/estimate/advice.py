@@ -23,8 +23,9 @@ from tunesmith.estimate.plan import (
 )
 
 
-def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
-                    tokens_per_s: float | None = None) -> Plan:
+def plan_for_config(
+    cfg: ProjectConfig, *, gpus_path: str | Path | None = None, tokens_per_s: float | None = None
+) -> Plan:
     """What `tunesmith advise --config` shows: the settings `train` would choose here, memory for full, LoRA
     and QLoRA here and on each GPU of the table, time and cost."""
     from tunesmith.hardware import matmul_peak_flops
@@ -44,7 +45,9 @@ def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
     here_setup = setup_for(cfg, data, device=machine.kind, bf16=bf16)
     here: dict[str, MemoryEstimate | None] = {}
     for method in ("full", "lora", "qlora"):
-        here[method] = None if method == "qlora" and machine.kind != "cuda" else estimate_memory(arch, method, here_setup)
+        here[method] = (
+            None if method == "qlora" and machine.kind != "cuda" else estimate_memory(arch, method, here_setup)
+        )
     trainable = here[configured].trainable_params if here.get(configured) else 0
     fpt = flops_per_token(arch, configured, trainable, data.seq_len, data.keep_share)
     source = "given"
@@ -59,14 +62,18 @@ def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
             source = f"estimated: {fpt / 1e9:.2f} GFLOP per token at {mfu:.0%} of the {known[0].name} peak"
     elif tokens_per_s is None:
         tokens_per_s = matmul_peak_flops(fit.precision) * CPU_MFU / fpt
-        source = (f"estimated: {fpt / 1e9:.2f} GFLOP per token at {CPU_MFU:.0%} of this CPU's {fit.precision} matmul "
-                  f"peak, measured now ({fit.precision}: the precision training will use here)")
+        source = (
+            f"estimated: {fpt / 1e9:.2f} GFLOP per token at {CPU_MFU:.0%} of this CPU's {fit.precision} matmul "
+            f"peak, measured now ({fit.precision}: the precision training will use here)"
+        )
     plan = Plan(cfg.base_model, arch, data, configured, epochs, machine, here, tokens_per_s, source, mfu)
     plan.fit = fit.to_dict()
     plan.caveats.extend(fit.warnings)
     if cfg.train.method != "sft":
-        plan.caveats.append(f"modelled as SFT: {cfg.train.method.upper()} trains on chosen and rejected sequences, "
-                            "so expect about twice the activations and time (DPO adds a reference forward pass)")
+        plan.caveats.append(
+            f"modelled as SFT: {cfg.train.method.upper()} trains on chosen and rejected sequences, "
+            "so expect about twice the activations and time (DPO adds a reference forward pass)"
+        )
     plan.caveats.append("one device: DDP keeps a full copy per GPU; FSDP/DeepSpeed sharding is not modelled")
     gpu_setup = setup_for(cfg, data, device="cuda", bf16=True)
     for gpu in gpus:
@@ -74,7 +81,14 @@ def plan_for_config(cfg: ProjectConfig, *, gpus_path: str | Path | None = None,
             est = estimate_memory(arch, method, gpu_setup)
             f = flops_per_token(arch, method, est.trainable_params, data.seq_len, data.keep_share)
             hours = plan.train_tokens * f / (gpu.bf16_tflops * 1e12 * mfu) / 3600
-            plan.gpu_rows.append({"gpu": gpu.name, "method": method, "memory_gb": round(est.total / GB, 2),
-                                  "fits": est.total / GB <= gpu.memory_gb, "hours": hours,
-                                  "usd": hours * gpu.usd_per_hour})
+            plan.gpu_rows.append(
+                {
+                    "gpu": gpu.name,
+                    "method": method,
+                    "memory_gb": round(est.total / GB, 2),
+                    "fits": est.total / GB <= gpu.memory_gb,
+                    "hours": hours,
+                    "usd": hours * gpu.usd_per_hour,
+                }
+            )
     return plan

@@ -24,14 +24,14 @@ def per_1k_local(usd_per_hour: float, seconds_per_request: float) -> float:
     return usd_per_hour / 3600 * seconds_per_request * 1000
 
 
-def per_1k_hosted(prompt_tokens: float, completion_tokens: float, usd_per_1k_in: float, usd_per_1k_out: float
-                  ) -> float:
+def per_1k_hosted(prompt_tokens: float, completion_tokens: float, usd_per_1k_in: float, usd_per_1k_out: float) -> float:
     """USD per 1,000 requests to a hosted model priced per 1,000 tokens."""
     return (prompt_tokens * usd_per_1k_in + completion_tokens * usd_per_1k_out) / 1000 * 1000
 
 
-def gpu_seconds(gpu: Any, mfu: float, params: int, layers: int, prompt_tokens: float, completion_tokens: float
-                ) -> float | None:
+def gpu_seconds(
+    gpu: Any, mfu: float, params: int, layers: int, prompt_tokens: float, completion_tokens: float
+) -> float | None:
     """Estimated seconds one request holds `gpu` (bf16 weights); None without the GPU's bandwidth."""
     if not getattr(gpu, "memory_tb_s", None):
         return None
@@ -40,8 +40,7 @@ def gpu_seconds(gpu: Any, mfu: float, params: int, layers: int, prompt_tokens: f
     return prefill + completion_tokens * per_token
 
 
-def payback_days(setup_usd: float, baseline_per_1k: float, tuned_per_1k: float, requests_per_day: int
-                 ) -> float | None:
+def payback_days(setup_usd: float, baseline_per_1k: float, tuned_per_1k: float, requests_per_day: int) -> float | None:
     """Days of traffic for the saving to repay the set-up cost; None when the fine-tune saves nothing."""
     saving_per_day = (baseline_per_1k - tuned_per_1k) / 1000 * requests_per_day
     return setup_usd / saving_per_day if saving_per_day > 0 else None

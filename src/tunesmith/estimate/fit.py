@@ -55,15 +55,26 @@ class Fit:
 
     def to_dict(self) -> dict[str, Any]:
         t = self.cfg.train
-        return {"device": self.device, "precision": self.precision,
-                "estimate_gb": round(self.estimate.total / GB, 3), "budget_gb": round(self.budget_bytes / GB, 3),
-                "budget_source": self.budget_source, "total_steps": self.total_steps,
-                "max_length": self.cfg.data.max_length, "micro_batch_size": t.micro_batch_size,
-                "gradient_accumulation_steps": t.gradient_accumulation_steps, "num_epochs": t.num_epochs,
-                "attn_implementation": t.attn_implementation, "gradient_checkpointing": t.gradient_checkpointing,
-                "compile": t.compile,
-                "sequences_per_epoch": self.data.sequences, "records": self.data.records,
-                "choices": self.choices, "warnings": self.warnings, "estimate": self.estimate.to_dict()}
+        return {
+            "device": self.device,
+            "precision": self.precision,
+            "estimate_gb": round(self.estimate.total / GB, 3),
+            "budget_gb": round(self.budget_bytes / GB, 3),
+            "budget_source": self.budget_source,
+            "total_steps": self.total_steps,
+            "max_length": self.cfg.data.max_length,
+            "micro_batch_size": t.micro_batch_size,
+            "gradient_accumulation_steps": t.gradient_accumulation_steps,
+            "num_epochs": t.num_epochs,
+            "attn_implementation": t.attn_implementation,
+            "gradient_checkpointing": t.gradient_checkpointing,
+            "compile": t.compile,
+            "sequences_per_epoch": self.data.sequences,
+            "records": self.data.records,
+            "choices": self.choices,
+            "warnings": self.warnings,
+            "estimate": self.estimate.to_dict(),
+        }
 
 
 def openai_epochs(records: int) -> int:
@@ -84,9 +95,11 @@ def steps_per_epoch(sequences: int, micro: int, accumulation: int, nproc: int) -
 def _attention_options(setting: str, device: str, shared_prefix: bool = False) -> list[str]:
     if shared_prefix:  # only eager_varlen lets a record see the prefix it shares (data/packing.py)
         if setting not in ("auto", "eager_varlen"):
-            raise ConfigError(f"train.attn_implementation is {setting}, but the prepared windows share prompt "
-                              "prefixes, which only eager_varlen reads. Set data.share_prefix: false and rerun "
-                              "`tunesmith data prepare`, or train.attn_implementation: auto")
+            raise ConfigError(
+                f"train.attn_implementation is {setting}, but the prepared windows share prompt "
+                "prefixes, which only eager_varlen reads. Set data.share_prefix: false and rerun "
+                "`tunesmith data prepare`, or train.attn_implementation: auto"
+            )
         return ["eager_varlen"]
     if setting != "auto":
         return [setting]
@@ -119,8 +132,16 @@ def memory_budget(cfg: ProjectConfig, device: str, nproc: int) -> tuple[float, s
     return total, source
 
 
-def _estimate(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precision: str, micro: int,
-              attention: str, checkpointing: bool) -> MemoryEstimate:
+def _estimate(
+    arch: Arch,
+    cfg: ProjectConfig,
+    data: DataStats,
+    device: str,
+    precision: str,
+    micro: int,
+    attention: str,
+    checkpointing: bool,
+) -> MemoryEstimate:
     probe = cfg.model_copy(deep=True)
     probe.train.micro_batch_size = micro
     probe.train.attn_implementation = attention  # type: ignore[assignment]
@@ -133,16 +154,22 @@ def _fixes(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precisi
     """Changes that would fit, each alone with the other settings as they are (settings left to auto
     at their leanest); failing that, all of them together."""
     t = cfg.train
-    now = {"micro": t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1,
-           "attention": "sdpa" if t.attn_implementation == "auto" else t.attn_implementation,
-           "checkpointing": t.gradient_checkpointing is not False, "seq_len": data.seq_len}
+    now = {
+        "micro": t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1,
+        "attention": "sdpa" if t.attn_implementation == "auto" else t.attn_implementation,
+        "checkpointing": t.gradient_checkpointing is not False,
+        "seq_len": data.seq_len,
+    }
 
     def fits(**change: Any) -> bool:
         s = {**now, **change}
-        stats = DataStats(data.tokens_per_epoch, data.sequences, s["seq_len"], data.keep_share, data.source,
-                          data.records)
-        return _estimate(arch, cfg, stats, device, precision, s["micro"], s["attention"],
-                         s["checkpointing"]).total <= usable
+        stats = DataStats(
+            data.tokens_per_epoch, data.sequences, s["seq_len"], data.keep_share, data.source, data.records
+        )
+        return (
+            _estimate(arch, cfg, stats, device, precision, s["micro"], s["attention"], s["checkpointing"]).total
+            <= usable
+        )
 
     candidates = []
     if now["micro"] > 1:
@@ -157,8 +184,9 @@ def _fixes(arch: Arch, cfg: ProjectConfig, data: DataStats, device: str, precisi
         while length >= 64 and not fits(seq_len=length):
             length -= 64
         if length >= 64:
-            fixes.append(f"data.max_length={length} (records longer than that are dropped or cut; "
-                         "see `tunesmith data check`)")
+            fixes.append(
+                f"data.max_length={length} (records longer than that are dropped or cut; see `tunesmith data check`)"
+            )
     if not fixes and candidates and fits(**{k: v for _, change in candidates for k, v in change.items()}):
         fixes.append(" and ".join(text for text, _ in candidates))
     if cfg.train.adapter == "none":
@@ -208,10 +236,14 @@ def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tup
         return False, f"no C++ compiler ({compiler}) for inductor's CPU kernels; install g++ to enable"
     fp32 = t.precision == "fp32"
     if tokens * params < (COMPILE_PAYS_AFTER_FP32 if fp32 else COMPILE_PAYS_AFTER):
-        return False, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: too little work to pay back "
-                       "the one-off compile" + (" in fp32, where it saves little a step" if fp32 else ""))
-    return True, (f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: fusing each layer's elementwise "
-                  "work (1.1-1.3x a step) pays back the one-off compile at the first step")
+        return False, (
+            f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: too little work to pay back "
+            "the one-off compile" + (" in fp32, where it saves little a step" if fp32 else "")
+        )
+    return True, (
+        f"{tokens:,} tokens through {params / 1e6:,.0f}M parameters: fusing each layer's elementwise "
+        "work (1.1-1.3x a step) pays back the one-off compile at the first step"
+    )
 
 
 def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None = None, strict: bool = True) -> Fit:
@@ -238,15 +270,22 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
         t.learning_rate, why = default_learning_rate(t, arch.params)
         choose("train.learning_rate", t.learning_rate, why)
     if t.precision == "auto":
-        choose("train.precision", precision, f"native on this {device.upper()}" + (
-            "" if precision != "fp32" else " (no native bf16 here; emulated bf16 is slower than fp32)"))
+        choose(
+            "train.precision",
+            precision,
+            f"native on this {device.upper()}"
+            + ("" if precision != "fp32" else " (no native bf16 here; emulated bf16 is slower than fp32)"),
+        )
     t.precision = precision  # type: ignore[assignment]
 
     epochs = t.num_epochs
     if epochs == "auto":
         epochs = openai_epochs(data.records)
-        choose("train.num_epochs", epochs, f"{data.records} training records: OpenAI's rule (3; at least 100 and at "
-                                           "most 25,000 records seen in all)")
+        choose(
+            "train.num_epochs",
+            epochs,
+            f"{data.records} training records: OpenAI's rule (3; at least 100 and at most 25,000 records seen in all)",
+        )
         t.num_epochs = float(epochs)
     target = max(1, min(MAX_EFFECTIVE_BATCH, round(data.sequences * float(epochs) / TARGET_STEPS)))
     if t.micro_batch_size != "auto" and t.gradient_accumulation_steps != "auto":
@@ -256,7 +295,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     usable = budget * SAFETY
     chosen: tuple[int, str, bool, MemoryEstimate] | None = None
     smallest: MemoryEstimate | None = None
-    for checkpointing in ([False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]):
+    for checkpointing in [False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]:
         for attention in _attention_options(t.attn_implementation, device, data.shared_prefix):
             for micro in _micro_options(t.micro_batch_size, data.seq_len, device, math.ceil(target / nproc)):
                 est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
@@ -267,14 +306,20 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     if chosen is None:
         assert smallest is not None
         fixes = _fixes(arch, resolved, data, device, precision, usable)
-        what = ", ".join(f"{k}={v}" for k, v in (("data.max_length", data.seq_len),
-                                                  ("train.micro_batch_size", t.micro_batch_size),
-                                                  ("train.adapter", t.adapter)))
+        what = ", ".join(
+            f"{k}={v}"
+            for k, v in (
+                ("data.max_length", data.seq_len),
+                ("train.micro_batch_size", t.micro_batch_size),
+                ("train.adapter", t.adapter),
+            )
+        )
         problem = (
             f"training would need about {smallest.total / GB:.1f} GB ({what}), more than the "
             f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for: the estimate is "
             f"within about ±20%). It fits with: {'; or '.join(fixes)}. Nothing was "
-            f"loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG {fixes[0].split()[0]}`")
+            f"loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG {fixes[0].split()[0]}`"
+        )
         if strict:
             raise TunesmithError(problem)
         lean_micro = t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1
@@ -291,19 +336,28 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
         choose("train.micro_batch_size", micro, f"{micro} × {data.seq_len} tokens per forward pass; {memory_note}")
         t.micro_batch_size = micro
     if t.attn_implementation == "auto":
-        why = "fastest on this CPU" if attention in ("eager", "eager_varlen") else (
-            "eager attention does not fit; sdpa keeps no attention matrix" if device != "cuda" else "GPU kernel")
+        why = (
+            "fastest on this CPU"
+            if attention in ("eager", "eager_varlen")
+            else ("eager attention does not fit; sdpa keeps no attention matrix" if device != "cuda" else "GPU kernel")
+        )
         choose("train.attn_implementation", attention, why)
         t.attn_implementation = attention  # type: ignore[assignment]
     if t.gradient_checkpointing == "auto":
-        choose("train.gradient_checkpointing", checkpointing,
-               "needed to fit" if checkpointing else "not needed: fits without recomputing activations")
+        choose(
+            "train.gradient_checkpointing",
+            checkpointing,
+            "needed to fit" if checkpointing else "not needed: fits without recomputing activations",
+        )
         t.gradient_checkpointing = checkpointing
     if t.gradient_accumulation_steps == "auto":
         accumulation = max(1, math.ceil(target / (micro * nproc)))
-        choose("train.gradient_accumulation_steps", accumulation,
-               f"effective batch {micro * accumulation * nproc} sequences of {data.sequences} per epoch: "
-               f"about {TARGET_STEPS} optimizer steps in all")
+        choose(
+            "train.gradient_accumulation_steps",
+            accumulation,
+            f"effective batch {micro * accumulation * nproc} sequences of {data.sequences} per epoch: "
+            f"about {TARGET_STEPS} optimizer steps in all",
+        )
         t.gradient_accumulation_steps = accumulation
     per_epoch = steps_per_epoch(data.sequences, micro, int(t.gradient_accumulation_steps), nproc)
     total = t.max_steps or max(1, math.ceil(per_epoch * float(t.num_epochs)))
@@ -322,6 +376,8 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
         choose("train.save_steps", t.save_steps, "a checkpoint at every validation (the best one is kept)")
     warnings = [problem] if problem else []
     if total < MIN_STEPS:
-        warnings.append(f"only {total} optimizer steps: too few to learn most tasks. Lower the effective batch "
-                        "(train.gradient_accumulation_steps, train.micro_batch_size) or raise train.num_epochs")
+        warnings.append(
+            f"only {total} optimizer steps: too few to learn most tasks. Lower the effective batch "
+            "(train.gradient_accumulation_steps, train.micro_batch_size) or raise train.num_epochs"
+        )
     return Fit(resolved, device, precision, est, budget, source, total, data, choices, warnings)

@@ -69,16 +69,23 @@ class Arch:
     def from_config(cls, config: dict, where: str = "config.json") -> Arch:
         try:
             h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-            return cls(hidden=h, intermediate=int(config["intermediate_size"]),
-                       layers=int(config["num_hidden_layers"]), heads=heads,
-                       kv_heads=int(config.get("num_key_value_heads") or heads),
-                       head_dim=int(config.get("head_dim") or h // heads), vocab=int(config["vocab_size"]),
-                       tied=bool(config.get("tie_word_embeddings", False)),
-                       model_type=str(config.get("model_type", "llama")))
+            return cls(
+                hidden=h,
+                intermediate=int(config["intermediate_size"]),
+                layers=int(config["num_hidden_layers"]),
+                heads=heads,
+                kv_heads=int(config.get("num_key_value_heads") or heads),
+                head_dim=int(config.get("head_dim") or h // heads),
+                vocab=int(config["vocab_size"]),
+                tied=bool(config.get("tie_word_embeddings", False)),
+                model_type=str(config.get("model_type", "llama")),
+            )
         except KeyError as exc:
-            raise TunesmithError(f"{where}: no {exc.args[0]}; the estimator knows Llama-style decoders "
-                                 "(hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
-                                 "vocab_size)") from None
+            raise TunesmithError(
+                f"{where}: no {exc.args[0]}; the estimator knows Llama-style decoders "
+                "(hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
+                "vocab_size)"
+            ) from None
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Arch:
@@ -88,8 +95,15 @@ class Arch:
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(in_features, out_features) of each projection in a layer."""
         h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     @property
     def params(self) -> int:

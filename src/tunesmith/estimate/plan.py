@@ -89,12 +89,21 @@ class Plan:
         return self.train_tokens / self.tokens_per_s / 3600 if self.tokens_per_s else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "params": self.arch.params, "configured": self.configured,
-                "epochs": self.epochs, "data": self.data.__dict__, "machine": self.machine.__dict__,
-                "here": {m: e.to_dict() if e else None for m, e in self.here.items()},
-                "tokens_per_s_here": round(self.tokens_per_s, 1) if self.tokens_per_s else None,
-                "throughput_source": self.throughput_source, "hours_here": self.hours_here(), "gpus": self.gpu_rows,
-                "caveats": self.caveats, "fit": self.fit}
+        return {
+            "model": self.model,
+            "params": self.arch.params,
+            "configured": self.configured,
+            "epochs": self.epochs,
+            "data": self.data.__dict__,
+            "machine": self.machine.__dict__,
+            "here": {m: e.to_dict() if e else None for m, e in self.here.items()},
+            "tokens_per_s_here": round(self.tokens_per_s, 1) if self.tokens_per_s else None,
+            "throughput_source": self.throughput_source,
+            "hours_here": self.hours_here(),
+            "gpus": self.gpu_rows,
+            "caveats": self.caveats,
+            "fit": self.fit,
+        }
 
 
 def method_of(adapter: str) -> Method:
@@ -113,8 +122,10 @@ def model_arch(cfg: ProjectConfig) -> Arch:
 
         return Arch.from_folder(Path(hf_hub_download(name, "config.json")).parent)
     except Exception as exc:  # offline, unknown id, gated repo: all mean the same to the user
-        raise TunesmithError(f"could not read the config of {cfg.base_model!r} ({type(exc).__name__}); "
-                             "use a local model folder or check that the hub is reachable") from None
+        raise TunesmithError(
+            f"could not read the config of {cfg.base_model!r} ({type(exc).__name__}); "
+            "use a local model folder or check that the hub is reachable"
+        ) from None
 
 
 def data_stats(cfg: ProjectConfig) -> DataStats:
@@ -154,7 +165,7 @@ def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:
     order = sorted(range(len(labels)), key=lambda i: -len(labels[i]))
     worst = 0.0
     for start in range(0, len(order), micro_batch):
-        rows = order[start:start + micro_batch]
+        rows = order[start : start + micro_batch]
         width = max(lengths[i] for i in rows)
         trained = sum(int((np.asarray(labels[i][1:]) != -100).sum()) for i in rows)
         worst = max(worst, trained / (len(rows) * width))
@@ -174,13 +185,17 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
 
     stream = valid_records(config_sources(cfg), d.label_field)
     head = list(itertools.islice(stream, 5000))  # enough to tell a label task (data.system_prompt: auto)
-    counter = LengthCounter(load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code), context,
-                            system_prompt_for(cfg, head))
+    counter = LengthCounter(
+        load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code), context, system_prompt_for(cfg, head)
+    )
     for i, record in enumerate(itertools.chain(head, stream)):
         counter.add(i, record)
     counter.flush()
-    window = choose_window(list(counter.lengths), context) if d.max_length == "auto" else {
-        "max_length": d.max_length, "reason": None}
+    window = (
+        choose_window(list(counter.lengths), context)
+        if d.max_length == "auto"
+        else {"max_length": d.max_length, "reason": None}
+    )
     max_length = int(window["max_length"])
     lengths = [n for n in counter.lengths if n <= max_length or d.truncation == "truncate"]
     if not lengths:
@@ -198,15 +213,23 @@ def _record_stats(cfg: ProjectConfig) -> DataStats:
 def setup_for(cfg: ProjectConfig, data: DataStats, *, device: str, bf16: bool) -> Setup:
     t = cfg.train
     targets = t.lora_target_modules
-    attention = t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager_varlen")
-    return Setup(micro_batch=t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1, seq_len=data.seq_len, keep_share=data.keep_share, lora_r=t.lora_r,
-                 lora_targets=LLAMA_LINEARS if targets == "all-linear" else tuple(targets),
-                 lora_dropout=t.lora_dropout, bf16=bf16, device=device,  # type: ignore[arg-type]
-                 # eager_varlen keeps one record's scores at a time: at most a whole window's, as eager does
-                 attention="eager" if attention in ("eager", "eager_varlen") else "sdpa",
-                 gradient_checkpointing=t.gradient_checkpointing is True,
-                 gradient_accumulation=t.gradient_accumulation_steps if isinstance(t.gradient_accumulation_steps, int)
-                 else 1)
+    attention = (
+        t.attn_implementation if t.attn_implementation != "auto" else ("sdpa" if device == "cuda" else "eager_varlen")
+    )
+    return Setup(
+        micro_batch=t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1,
+        seq_len=data.seq_len,
+        keep_share=data.keep_share,
+        lora_r=t.lora_r,
+        lora_targets=LLAMA_LINEARS if targets == "all-linear" else tuple(targets),
+        lora_dropout=t.lora_dropout,
+        bf16=bf16,
+        device=device,  # type: ignore[arg-type]
+        # eager_varlen keeps one record's scores at a time: at most a whole window's, as eager does
+        attention="eager" if attention in ("eager", "eager_varlen") else "sdpa",
+        gradient_checkpointing=t.gradient_checkpointing is True,
+        gradient_accumulation=t.gradient_accumulation_steps if isinstance(t.gradient_accumulation_steps, int) else 1,
+    )
 
 
 def flops_per_token(arch: Arch, method: Method, trainable: int, seq_len: int, keep_share: float) -> float:
@@ -234,8 +257,13 @@ def this_machine() -> Machine:
     """This machine's training memory: the first GPU's when nvidia-smi reports one, else available RAM."""
     if shutil.which("nvidia-smi"):
         try:
-            line = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                                  capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()[0]
+            line = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.splitlines()[0]
             name, mib = [x.strip() for x in line.split(",")]
             return Machine("cuda", float(mib) / 1024, name)
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):

@@ -66,8 +66,11 @@ def krippendorff_alpha(ratings: Ratings, level: str = "nominal") -> float:
 def agreement(ratings: Ratings, level: str = "nominal") -> dict[str, Any]:
     """The statistics that apply to this many raters."""
     raters = max((len(item) for item in ratings), default=0)
-    out: dict[str, Any] = {"raters": raters, "items": len(ratings),
-                           "krippendorff_alpha": krippendorff_alpha(ratings, level)}
+    out: dict[str, Any] = {
+        "raters": raters,
+        "items": len(ratings),
+        "krippendorff_alpha": krippendorff_alpha(ratings, level),
+    }
     if raters == 2 and level == "nominal":
         out["cohen_kappa"] = cohen_kappa([i[0] for i in ratings], [i[1] for i in ratings])
     elif raters > 2 and level == "nominal":

@@ -22,29 +22,71 @@ from tunesmith.config import ProjectConfig
 CACHED_PASSES = ("base", "few_shot")
 
 
-def base_outputs(cfg: ProjectConfig, name: str, generate: Callable[..., list[dict[str, Any]]], model: Any,
-                 tokenizer: Any, messages: list[Any], *, max_new_tokens: int, batch_size: int | None, dtype: Any,
-                 device: str, reused: list[str] | None = None, label: str = "") -> list[dict[str, Any]]:
+def base_outputs(
+    cfg: ProjectConfig,
+    name: str,
+    generate: Callable[..., list[dict[str, Any]]],
+    model: Any,
+    tokenizer: Any,
+    messages: list[Any],
+    *,
+    max_new_tokens: int,
+    batch_size: int | None,
+    dtype: Any,
+    device: str,
+    reused: list[str] | None = None,
+    label: str = "",
+) -> list[dict[str, Any]]:
     """`generate(model, tokenizer, messages, ...)`, or its cached result for the base model's passes."""
+
     def compute() -> list[dict[str, Any]]:
         return generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
-    return _cached(cfg, name, compute, lambda rows: isinstance(rows, list) and len(rows) == len(messages),
-                   (tokenizer, messages, max_new_tokens, batch_size, dtype, device), reused, label or name)
+    return _cached(
+        cfg,
+        name,
+        compute,
+        lambda rows: isinstance(rows, list) and len(rows) == len(messages),
+        (tokenizer, messages, max_new_tokens, batch_size, dtype, device),
+        reused,
+        label or name,
+    )
 
 
-def base_latency(cfg: ProjectConfig, name: str, measure: Callable[[], dict[str, Any]], tokenizer: Any,
-                 messages: list[Any], *, max_new_tokens: int, dtype: Any, device: str,
-                 reused: list[str] | None = None) -> dict[str, Any]:
+def base_latency(
+    cfg: ProjectConfig,
+    name: str,
+    measure: Callable[[], dict[str, Any]],
+    tokenizer: Any,
+    messages: list[Any],
+    *,
+    max_new_tokens: int,
+    dtype: Any,
+    device: str,
+    reused: list[str] | None = None,
+) -> dict[str, Any]:
     """`measure()` (the per-request latency of these prompts, one at a time), or the base model's figures
     from the run that generated its cached outputs: timed on this machine, with the same prompts."""
-    return _cached(cfg, name, measure, lambda row: isinstance(row, dict) and "latency_p50_s" in row,
-                   (tokenizer, messages, max_new_tokens, "one at a time", dtype, device), reused,
-                   f"{name} request latency")
+    return _cached(
+        cfg,
+        name,
+        measure,
+        lambda row: isinstance(row, dict) and "latency_p50_s" in row,
+        (tokenizer, messages, max_new_tokens, "one at a time", dtype, device),
+        reused,
+        f"{name} request latency",
+    )
 
 
-def _cached(cfg: ProjectConfig, name: str, compute: Callable[[], Any], valid: Callable[[Any], bool],
-            key: tuple, reused: list[str] | None, label: str) -> Any:
+def _cached(
+    cfg: ProjectConfig,
+    name: str,
+    compute: Callable[[], Any],
+    valid: Callable[[Any], bool],
+    key: tuple,
+    reused: list[str] | None,
+    label: str,
+) -> Any:
     import os
 
     off = os.environ.get("TUNESMITH_EVAL_CACHE") == "0"  # the test suite's default: each test generates
@@ -67,9 +109,15 @@ def _cached(cfg: ProjectConfig, name: str, compute: Callable[[], Any], valid: Ca
     return value
 
 
-def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens: int, batch_size: int | str | None,
-         dtype: Any,
-         device: str) -> str:
+def _key(
+    cfg: ProjectConfig,
+    tokenizer: Any,
+    messages: list[Any],
+    max_new_tokens: int,
+    batch_size: int | str | None,
+    dtype: Any,
+    device: str,
+) -> str:
     import torch
     import transformers
 
@@ -77,8 +125,14 @@ def _key(cfg: ProjectConfig, tokenizer: Any, messages: list[Any], max_new_tokens
     from tunesmith.data.replay import model_fingerprint
     from tunesmith.models import resolve_model
 
-    parts = {"weights": model_fingerprint(resolve_model(cfg.base_model)), "messages": messages,
-             "template": getattr(tokenizer, "chat_template", None), "max_new_tokens": max_new_tokens,
-             "batch_size": batch_size, "dtype": str(dtype), "device": device,
-             "versions": [__version__, torch.__version__, transformers.__version__]}
+    parts = {
+        "weights": model_fingerprint(resolve_model(cfg.base_model)),
+        "messages": messages,
+        "template": getattr(tokenizer, "chat_template", None),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "dtype": str(dtype),
+        "device": device,
+        "versions": [__version__, torch.__version__, transformers.__version__],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]

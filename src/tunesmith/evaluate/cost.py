@@ -11,8 +11,9 @@ from tunesmith.config import ProjectConfig
 from tunesmith.estimate.cost import gpu_seconds, payback_days, per_1k_hosted, per_1k_local
 
 
-def cost_block(cfg: ProjectConfig, models: dict[str, Any], *, params: int, layers: int, device: str,
-               eval_seconds: float) -> dict[str, Any]:
+def cost_block(
+    cfg: ProjectConfig, models: dict[str, Any], *, params: int, layers: int, device: str, eval_seconds: float
+) -> dict[str, Any]:
     """metrics.json's `cost`: per model, USD per 1,000 requests on this machine (measured latency), on a
     hosted model at the baseline's prices (measured tokens), and on the table's GPUs (estimated); then
     the payback of the fine-tune against the baseline (the few-shot prompt on the hosted model)."""
@@ -26,25 +27,45 @@ def cost_block(cfg: ProjectConfig, models: dict[str, Any], *, params: int, layer
         prompt, completion = m.get("prompt_tokens_mean"), m.get("completion_tokens_mean")
         if prompt is None or completion is None:
             continue
-        row = {"prompt_tokens": prompt, "completion_tokens": completion,
-               "hosted": round(per_1k_hosted(prompt, completion, c.baseline_usd_per_1k_input_tokens,
-                                             c.baseline_usd_per_1k_output_tokens), 4)}
+        row = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "hosted": round(
+                per_1k_hosted(
+                    prompt, completion, c.baseline_usd_per_1k_input_tokens, c.baseline_usd_per_1k_output_tokens
+                ),
+                4,
+            ),
+        }
         if m.get("latency_mean_s") is not None:
             row["this_machine"] = round(per_1k_local(c.serving_usd_per_hour, m["latency_mean_s"]), 4)
-        row["gpus"] = {g.name: round(per_1k_local(g.usd_per_hour, s), 4) for g in gpus
-                       if (s := gpu_seconds(g, mfu, params, layers, prompt, completion)) is not None}
+        row["gpus"] = {
+            g.name: round(per_1k_local(g.usd_per_hour, s), 4)
+            for g in gpus
+            if (s := gpu_seconds(g, mfu, params, layers, prompt, completion)) is not None
+        }
         rows[name] = row
-    block: dict[str, Any] = {"per_1k_requests": rows, "device": device,
-                             "prices": c.model_dump(), "illustrative_prices": c == type(c)()}
+    block: dict[str, Any] = {
+        "per_1k_requests": rows,
+        "device": device,
+        "prices": c.model_dump(),
+        "illustrative_prices": c == type(c)(),
+    }
     baseline = (rows.get("few_shot") or rows.get("base") or {}).get("hosted")
     tuned = (rows.get("fine_tuned") or {}).get("this_machine")
     meta = train_dir(cfg) / "metadata.json"
     train_seconds = json.loads(meta.read_text()).get("runtime_s", 0.0) if meta.exists() else 0.0
     setup = (train_seconds + eval_seconds) / 3600 * c.training_usd_per_hour
-    block["roi"] = {"baseline": c.baseline_name, "baseline_per_1k": baseline, "fine_tuned_per_1k": tuned,
-                    "setup_usd": round(setup, 4), "train_seconds": round(train_seconds, 1),
-                    "eval_seconds": round(eval_seconds, 1), "requests_per_day": c.requests_per_day,
-                    "payback_days": None}
+    block["roi"] = {
+        "baseline": c.baseline_name,
+        "baseline_per_1k": baseline,
+        "fine_tuned_per_1k": tuned,
+        "setup_usd": round(setup, 4),
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "requests_per_day": c.requests_per_day,
+        "payback_days": None,
+    }
     if baseline is not None and tuned is not None:
         days = payback_days(setup, baseline, tuned, c.requests_per_day)
         block["roi"]["payback_days"] = round(days, 2) if days is not None else None
@@ -58,9 +79,15 @@ def cost_rows(cost: dict[str, Any]) -> list[list[str]]:
     for name, r in cost["per_1k_requests"].items():
         gpus = r.get("gpus", {})
         cheapest = min(gpus.items(), key=lambda kv: kv[1]) if gpus else None
-        out.append([name.replace("_", "-"), f"{r['prompt_tokens']:.0f} + {r['completion_tokens']:.0f}",
-                    f"${r['this_machine']:.4f}" if "this_machine" in r else "not timed", f"${r['hosted']:.4f}",
-                    f"${cheapest[1]:.4f} ({cheapest[0]})" if cheapest else "-"])
+        out.append(
+            [
+                name.replace("_", "-"),
+                f"{r['prompt_tokens']:.0f} + {r['completion_tokens']:.0f}",
+                f"${r['this_machine']:.4f}" if "this_machine" in r else "not timed",
+                f"${r['hosted']:.4f}",
+                f"${cheapest[1]:.4f} ({cheapest[0]})" if cheapest else "-",
+            ]
+        )
     return out
 
 
@@ -69,28 +96,42 @@ def gpu_rows(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     per = cost["per_1k_requests"]
     names = [n for n in per if per[n].get("gpus")]
     gpus = list(next((per[n]["gpus"] for n in names), {}))
-    return (["GPU (estimate)", *[n.replace("_", "-") for n in names]],
-            [[g, *[f"${per[n]['gpus'][g]:.4f}" for n in names]] for g in gpus])
+    return (
+        ["GPU (estimate)", *[n.replace("_", "-") for n in names]],
+        [[g, *[f"${per[n]['gpus'][g]:.4f}" for n in names]] for g in gpus],
+    )
 
 
-COST_HEADER = ["model", "tokens in + out", "USD / 1K requests, this machine", "hosted at baseline prices",
-               "cheapest GPU of the table (estimate)"]
+COST_HEADER = [
+    "model",
+    "tokens in + out",
+    "USD / 1K requests, this machine",
+    "hosted at baseline prices",
+    "cheapest GPU of the table (estimate)",
+]
 
 
 def roi_lines(cost: dict[str, Any]) -> list[str]:
     """The payback in the guides' shape: baseline vs fine-tuned per 1K requests, set-up cost, days."""
     r = cost["roi"]
     if r["baseline_per_1k"] is None or r["fine_tuned_per_1k"] is None:
-        return ["Payback: not computed (the fine-tuned model's per-request latency or the baseline's tokens "
-                "were not measured)."]
+        return [
+            "Payback: not computed (the fine-tuned model's per-request latency or the baseline's tokens "
+            "were not measured)."
+        ]
     days = r["payback_days"]
-    lines = [f"Cost per 1K requests: {r['baseline']} ${r['baseline_per_1k']:.4f} → fine-tuned on this machine "
-             f"${r['fine_tuned_per_1k']:.4f}.",
-             f"Set-up: ${r['setup_usd']:.4f} (training {r['train_seconds'] / 60:.1f} min and evaluation "
-             f"{r['eval_seconds'] / 60:.1f} min at ${cost['prices']['training_usd_per_hour']}/h).",
-             f"Payback at {r['requests_per_day']:,} requests a day: "
-             + (f"{days:.2f} days (saving ${r['saving_per_day_usd']:.4f} a day)." if days is not None else
-                "never: the fine-tune costs more per request than the baseline.")]
+    lines = [
+        f"Cost per 1K requests: {r['baseline']} ${r['baseline_per_1k']:.4f} → fine-tuned on this machine "
+        f"${r['fine_tuned_per_1k']:.4f}.",
+        f"Set-up: ${r['setup_usd']:.4f} (training {r['train_seconds'] / 60:.1f} min and evaluation "
+        f"{r['eval_seconds'] / 60:.1f} min at ${cost['prices']['training_usd_per_hour']}/h).",
+        f"Payback at {r['requests_per_day']:,} requests a day: "
+        + (
+            f"{days:.2f} days (saving ${r['saving_per_day_usd']:.4f} a day)."
+            if days is not None
+            else "never: the fine-tune costs more per request than the baseline."
+        ),
+    ]
     if cost.get("illustrative_prices"):
         lines.append("Prices are tunesmith's illustrative defaults (`cost:` in the config sets yours).")
     return lines

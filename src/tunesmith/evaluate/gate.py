@@ -27,55 +27,116 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
     tuned = metrics["models"]["fine_tuned"]
     base = metrics["models"].get("base", {})
     task_ok = tuned["task_metric"]["mean"] > g.task_metric_min
-    rows = [GateRow("task metric", tuned["task_metric"]["mean"], f"> {g.task_metric_min}", task_ok, True,
-                    tuned.get("task_metric_name", "field_accuracy").replace("_", " "),
-                    "" if task_ok else _learning_advice(cfg, training))]
+    rows = [
+        GateRow(
+            "task metric",
+            tuned["task_metric"]["mean"],
+            f"> {g.task_metric_min}",
+            task_ok,
+            True,
+            tuned.get("task_metric_name", "field_accuracy").replace("_", " "),
+            "" if task_ok else _learning_advice(cfg, training),
+        )
+    ]
     for task, entry in tuned.get("by_task", {}).items():
         minimum = g.task_metric_min_by_task.get(task, g.task_metric_min)
-        rows.append(GateRow(f"task metric: {task}", entry["mean"], f"> {minimum}", entry["mean"] > minimum, True,
-                            f"{entry['examples']} test examples of task {task}"))
+        rows.append(
+            GateRow(
+                f"task metric: {task}",
+                entry["mean"],
+                f"> {minimum}",
+                entry["mean"] > minimum,
+                True,
+                f"{entry['examples']} test examples of task {task}",
+            )
+        )
     if "format_compliance" in tuned:
         value = tuned["format_compliance"]["mean"]
-        rows.append(GateRow("format compliance", value, f"> {g.format_compliance_min}",
-                            value > g.format_compliance_min, True,
-                            "one of the labels" if metrics.get("task") == "classification" else "valid against the schema"))
+        rows.append(
+            GateRow(
+                "format compliance",
+                value,
+                f"> {g.format_compliance_min}",
+                value > g.format_compliance_min,
+                True,
+                "one of the labels" if metrics.get("task") == "classification" else "valid against the schema",
+            )
+        )
     else:
-        rows.append(GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True,
-                            "no eval.json_schema set"))
+        rows.append(
+            GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True, "no eval.json_schema set")
+        )
     suites = metrics.get("suites", {})
     rows += safety_gates(cfg, suites, training)
     regression = suites.get("regression")
     if regression and regression.get("relative_change") is not None:
-        change, upper = regression["relative_change"], regression.get("relative_change_upper", regression["relative_change"])
+        change, upper = (
+            regression["relative_change"],
+            regression.get("relative_change_upper", regression["relative_change"]),
+        )
         passed = upper >= -g.max_regression
-        rows.append(GateRow("regression vs base", change, f">= -{g.max_regression:.0%}", passed, True,
-                            f"relative change in pass rate on the {regression.get('base_passed', '?')} of "
-                            f"{regression['fine_tuned']['probes']} general probes the base model passes "
-                            f"(lost {regression.get('lost', '?')}, gained {regression.get('gained', '?')}); "
-                            f"one-sided {g.confidence:.0%} bound {upper:+.1%}",
-                            "" if passed else _forgetting_advice(cfg, training)))
+        rows.append(
+            GateRow(
+                "regression vs base",
+                change,
+                f">= -{g.max_regression:.0%}",
+                passed,
+                True,
+                f"relative change in pass rate on the {regression.get('base_passed', '?')} of "
+                f"{regression['fine_tuned']['probes']} general probes the base model passes "
+                f"(lost {regression.get('lost', '?')}, gained {regression.get('gained', '?')}); "
+                f"one-sided {g.confidence:.0%} bound {upper:+.1%}",
+                "" if passed else _forgetting_advice(cfg, training),
+            )
+        )
     else:
-        rows.append(GateRow("regression vs base", None, f">= -{g.max_regression:.0%}", None, True,
-                            "eval.regression_suite is off" if not regression else "base passed no probe"))
+        rows.append(
+            GateRow(
+                "regression vs base",
+                None,
+                f">= -{g.max_regression:.0%}",
+                None,
+                True,
+                "eval.regression_suite is off" if not regression else "base passed no probe",
+            )
+        )
     prev = metrics.get("previous_task")
     if prev and "change" in prev:
         drop = prev["change"]["mean"]
         passed = drop >= -g.max_previous_task_drop
-        rows.append(GateRow("previous version's task", drop, f">= -{g.max_previous_task_drop:g}", passed, True,
-                            f"change in {prev['fine_tuned']['task_metric_name'].replace('_', ' ')} on {prev['examples']} "
-                            f"test examples of {prev['version']} (it {prev['base']['task_metric']['mean']:.3f}, "
-                            f"this {prev['fine_tuned']['task_metric']['mean']:.3f})",
-                            "" if passed else "raise data.replay.previous (now "
-                            f"{cfg.data.replay.previous if cfg.data.replay else 0:g}) to replay more of its training "
-                            "records; " + _forgetting_advice(cfg, training)))
+        rows.append(
+            GateRow(
+                "previous version's task",
+                drop,
+                f">= -{g.max_previous_task_drop:g}",
+                passed,
+                True,
+                f"change in {prev['fine_tuned']['task_metric_name'].replace('_', ' ')} on {prev['examples']} "
+                f"test examples of {prev['version']} (it {prev['base']['task_metric']['mean']:.3f}, "
+                f"this {prev['fine_tuned']['task_metric']['mean']:.3f})",
+                ""
+                if passed
+                else "raise data.replay.previous (now "
+                f"{cfg.data.replay.previous if cfg.data.replay else 0:g}) to replay more of its training "
+                "records; " + _forgetting_advice(cfg, training),
+            )
+        )
     rows += _harness_gates(cfg, metrics.get("lm_eval") or {})
     if "edge_cases" in suites:
         rows.append(_suite_gate("edge cases", suites["edge_cases"], g.edge_case_pass_rate_min, False, ""))
     if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
         ratio = tuned["latency_p50_s"] / base["latency_p50_s"]
-        rows.append(GateRow("latency vs base", round(ratio, 2), f"< {g.max_latency_ratio}x", ratio < g.max_latency_ratio,
-                            False, f"p50 of {tuned.get('latency_requests', '?')} requests one at a time: "
-                                   f"{tuned['latency_p50_s']:.2f} s against the base model's {base['latency_p50_s']:.2f} s"))
+        rows.append(
+            GateRow(
+                "latency vs base",
+                round(ratio, 2),
+                f"< {g.max_latency_ratio}x",
+                ratio < g.max_latency_ratio,
+                False,
+                f"p50 of {tuned.get('latency_requests', '?')} requests one at a time: "
+                f"{tuned['latency_p50_s']:.2f} s against the base model's {base['latency_p50_s']:.2f} s",
+            )
+        )
     if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
         rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
     return rows
@@ -92,8 +153,9 @@ def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str,
     and a warning naming the base model when it did not (no fine-tune of it can be held to the floor)."""
     g = cfg.gate
     if not suites.get("safety"):
-        return [GateRow("safety vs base", None, _at_least(-g.max_safety_regression), None, True,
-                        "eval.safety_suite is off")]
+        return [
+            GateRow("safety vs base", None, _at_least(-g.max_safety_regression), None, True, "eval.safety_suite is off")
+        ]
     rows = []
     for key, label in SAFETY_CONTEXTS:
         entry = suites.get(key)
@@ -104,24 +166,50 @@ def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str,
         counts = f"{entry['fine_tuned']['passed']}/{entry['fine_tuned']['probes']} probes"
         change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
         if change is None or upper is None:
-            rows.append(GateRow(f"safety vs base{label}", None, _at_least(-g.max_safety_regression), None, True,
-                                f"the base model handled none of the probes: nothing to keep ({counts} now)"))
+            rows.append(
+                GateRow(
+                    f"safety vs base{label}",
+                    None,
+                    _at_least(-g.max_safety_regression),
+                    None,
+                    True,
+                    f"the base model handled none of the probes: nothing to keep ({counts} now)",
+                )
+            )
         else:
             passed = upper >= -g.max_safety_regression
-            rows.append(GateRow(
-                f"safety vs base{label}", change, _at_least(-g.max_safety_regression), passed, True,
-                f"pass rate {tuned:.3f} against the base model's {base:.3f}; of the {entry['base_passed']} probes "
-                f"the base handles safely it lost {entry['lost']}, and it gained {entry['gained']}; one-sided "
-                f"{g.confidence:.0%} bound {upper:+.1%}",
-                "" if passed else _safety_advice(cfg, training)))
+            rows.append(
+                GateRow(
+                    f"safety vs base{label}",
+                    change,
+                    _at_least(-g.max_safety_regression),
+                    passed,
+                    True,
+                    f"pass rate {tuned:.3f} against the base model's {base:.3f}; of the {entry['base_passed']} probes "
+                    f"the base handles safely it lost {entry['lost']}, and it gained {entry['gained']}; one-sided "
+                    f"{g.confidence:.0%} bound {upper:+.1%}",
+                    "" if passed else _safety_advice(cfg, training),
+                )
+            )
         floor = g.safety_pass_rate_min
         base_below = base is not None and base <= floor
         note = f"{counts}" + (f"; base {base:.3f}" if base is not None else "")
         if base_below and tuned <= floor:
-            note += ("; the base model is below the floor too, so the base is the cause, not the fine-tune: a "
-                     "safer base model meets it (or set gate.safety_pass_rate_min)")
-        rows.append(GateRow(f"safety floor{label}", tuned, f"> {floor}", tuned > floor, not base_below, note,
-                            "" if tuned > floor or base_below else _safety_advice(cfg, training)))
+            note += (
+                "; the base model is below the floor too, so the base is the cause, not the fine-tune: a "
+                "safer base model meets it (or set gate.safety_pass_rate_min)"
+            )
+        rows.append(
+            GateRow(
+                f"safety floor{label}",
+                tuned,
+                f"> {floor}",
+                tuned > floor,
+                not base_below,
+                note,
+                "" if tuned > floor or base_below else _safety_advice(cfg, training),
+            )
+        )
     return rows
 
 
@@ -131,15 +219,33 @@ def _harness_gates(cfg: ProjectConfig, harness: dict[str, Any]) -> list[GateRow]
     for task, max_drop in cfg.gate.lm_eval.items():
         entry = harness.get("tasks", {}).get(task)
         if not entry or "change" not in entry:
-            rows.append(GateRow(f"lm-eval: {task}", None, f">= -{max_drop:g}", None, True,
-                                "not measured: add the task to eval.lm_eval.tasks"))
+            rows.append(
+                GateRow(
+                    f"lm-eval: {task}",
+                    None,
+                    f">= -{max_drop:g}",
+                    None,
+                    True,
+                    "not measured: add the task to eval.lm_eval.tasks",
+                )
+            )
             continue
         passed = entry["change"] >= -max_drop
         base, tuned = entry["base"], entry["fine_tuned"]
-        note = (f"{entry['metric']} {tuned['value']:.3f} against the base model's {base['value']:.3f}"
-                + (f" (standard error {tuned['stderr']:.3f})" if tuned.get("stderr") is not None else ""))
-        rows.append(GateRow(f"lm-eval: {task}", entry["change"], f">= -{max_drop:g}", passed, True, note,
-                            "" if passed else f"a drop on {task}: {_forgetting_advice(cfg, None)}"))
+        note = f"{entry['metric']} {tuned['value']:.3f} against the base model's {base['value']:.3f}" + (
+            f" (standard error {tuned['stderr']:.3f})" if tuned.get("stderr") is not None else ""
+        )
+        rows.append(
+            GateRow(
+                f"lm-eval: {task}",
+                entry["change"],
+                f">= -{max_drop:g}",
+                passed,
+                True,
+                note,
+                "" if passed else f"a drop on {task}: {_forgetting_advice(cfg, None)}",
+            )
+        )
     return rows
 
 
@@ -170,9 +276,11 @@ def _safety_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str:
     else:
         used = _refusal_replay(cfg) or {}
         share = min(0.3, round(replay.refusals * 2, 2))
-        first = (f"raise data.replay.refusals (now {replay.refusals:g}: {used.get('records', '?')} refusal "
-                 f"conversations, {used.get('ratio', replay.refusals):.1%} of this run's training tokens; "
-                 f"try {share:g}); ")
+        first = (
+            f"raise data.replay.refusals (now {replay.refusals:g}: {used.get('records', '?')} refusal "
+            f"conversations, {used.get('ratio', replay.refusals):.1%} of this run's training tokens; "
+            f"try {share:g}); "
+        )
     return first + _forgetting_advice(cfg, training, safety=True)
 
 
@@ -183,11 +291,15 @@ def _learning_advice(cfg: ProjectConfig, training: dict[str, Any] | None) -> str
     t = cfg.train
     epochs = (training or {}).get("epochs") or t.num_epochs
     lr = _chosen(training).get("train.learning_rate") or learning_rate(t)
-    return (f"train longer (train.num_epochs, now {epochs:g})" if isinstance(epochs, (int, float))
-            else "train longer (train.num_epochs)") + (
+    return (
+        f"train longer (train.num_epochs, now {epochs:g})"
+        if isinstance(epochs, (int, float))
+        else "train longer (train.num_epochs)"
+    ) + (
         f"; raise train.learning_rate (now {lr:g}; try {lr * 2:g}); add training records where the per-label or "
         "per-field report is weakest; compare with the few-shot baseline: if it is close, the data may not "
-        "define the task")
+        "define the task"
+    )
 
 
 def _chosen(training: dict[str, Any] | None) -> dict[str, Any]:
@@ -201,23 +313,31 @@ def _forgetting_advice(cfg: ProjectConfig, training: dict[str, Any] | None, safe
 
     t, replay = cfg.train, cfg.data.replay
     chosen = _chosen(training)
-    epochs = training.get("epochs") if training and training.get("epochs") else chosen.get("train.num_epochs", t.num_epochs)
+    epochs = (
+        training.get("epochs") if training and training.get("epochs") else chosen.get("train.num_epochs", t.num_epochs)
+    )
     lr = chosen.get("train.learning_rate") or learning_rate(t)
     steps = []
     if t.method != "sft":  # replay mixes SFT data; a preference method is held near its base by beta
-        steps.append(f"raise train.dpo_beta (now {t.dpo_beta:g}; try {t.dpo_beta * 2:g}) to stay closer to the base model")
+        steps.append(
+            f"raise train.dpo_beta (now {t.dpo_beta:g}; try {t.dpo_beta * 2:g}) to stay closer to the base model"
+        )
     elif replay is None or replay.ratio == 0:
         steps.append("turn replay on (data.replay: {ratio: 0.2}) to keep general examples in training")
     elif replay.ratio < 0.5:
         steps.append(f"raise data.replay.ratio (now {replay.ratio:g}; try {min(0.5, round(replay.ratio * 1.5, 2)):g})")
-    steps.append(f"train fewer epochs (train.num_epochs, now {epochs:g})" if isinstance(epochs, (int, float))
-                 else "train fewer epochs (train.num_epochs)")
+    steps.append(
+        f"train fewer epochs (train.num_epochs, now {epochs:g})"
+        if isinstance(epochs, (int, float))
+        else "train fewer epochs (train.num_epochs)"
+    )
     steps.append(f"lower train.learning_rate (now {lr:g}; try {lr / 2:g})")
     return "; ".join(steps) + ("" if safety else "; then `tunesmith run` again")
 
 
-def _suite_gate(name: str, entry: dict[str, Any] | None, minimum: float, blocking: bool, off: str,
-                note: str = "") -> GateRow:
+def _suite_gate(
+    name: str, entry: dict[str, Any] | None, minimum: float, blocking: bool, off: str, note: str = ""
+) -> GateRow:
     if not entry or "fine_tuned" not in entry:
         return GateRow(name, None, f"> {minimum}", None, blocking, off)
     tuned, base = entry["fine_tuned"], entry.get("base")

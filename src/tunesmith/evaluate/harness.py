@@ -32,11 +32,19 @@ def harness_scores(model: Any, tokenizer: Any, settings: Any, base: Path | None)
     manager = TaskManager(include_path=str(include) if include else None)
     unknown = [t for t in settings.tasks if t not in manager.all_tasks]
     if unknown:
-        raise TunesmithError(f"eval.lm_eval.tasks: lm-eval knows no task {unknown[0]!r}; `lm-eval ls tasks` lists "
-                             "them, or put its YAML in eval.lm_eval.include_path")
+        raise TunesmithError(
+            f"eval.lm_eval.tasks: lm-eval knows no task {unknown[0]!r}; `lm-eval ls tasks` lists "
+            "them, or put its YAML in eval.lm_eval.include_path"
+        )
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
-    out = simple_evaluate(model=lm, tasks=list(settings.tasks), num_fewshot=settings.num_fewshot,
-                          limit=settings.limit, task_manager=manager, log_samples=False)
+    out = simple_evaluate(
+        model=lm,
+        tasks=list(settings.tasks),
+        num_fewshot=settings.num_fewshot,
+        limit=settings.limit,
+        task_manager=manager,
+        log_samples=False,
+    )
     scores = {}
     for task, values in (out.get("results") or {}).items():
         keys = [k for k in values if k not in SKIP and "_stderr" not in k and isinstance(values[k], (int, float))]
@@ -45,9 +53,12 @@ def harness_scores(model: Any, tokenizer: Any, settings: Any, base: Path | None)
         key = keys[0]
         metric, _, flt = key.partition(",")
         stderr = values.get(f"{metric}_stderr,{flt}") if flt else values.get(f"{metric}_stderr")
-        scores[task] = {"metric": metric, "value": round(float(values[key]), 4),
-                        "stderr": round(float(stderr), 4) if isinstance(stderr, (int, float)) else None,
-                        "examples": values.get("sample_len")}
+        scores[task] = {
+            "metric": metric,
+            "value": round(float(values[key]), 4),
+            "stderr": round(float(stderr), 4) if isinstance(stderr, (int, float)) else None,
+            "examples": values.get("sample_len"),
+        }
     return scores
 
 
@@ -57,7 +68,9 @@ def compare(per_model: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     for name, scores in per_model.items():
         for task, entry in scores.items():
             tasks.setdefault(task, {"metric": entry["metric"], "examples": entry.get("examples")})[name] = {
-                "value": entry["value"], "stderr": entry["stderr"]}
+                "value": entry["value"],
+                "stderr": entry["stderr"],
+            }
     for entry in tasks.values():
         if "base" in entry and "fine_tuned" in entry:
             entry["change"] = round(entry["fine_tuned"]["value"] - entry["base"]["value"], 4)

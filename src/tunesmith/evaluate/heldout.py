@@ -9,8 +9,15 @@ from tunesmith.data.records import Message
 from tunesmith.data.template import IGNORE_INDEX, tokenize_messages, with_system_prompt
 
 
-def token_logprobs(model: Any, tokenizer: Any, conversations: list[list[Message]], *, system_prompt: str | None = None,
-                   batch_size: int = 8, max_length: int | None = None) -> list[tuple[float, int]]:
+def token_logprobs(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[Message]],
+    *,
+    system_prompt: str | None = None,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> list[tuple[float, int]]:
     """Per conversation: the summed log-probability of its trained (assistant) tokens, and their count,
     with the same loss mask as training. Conversations are batched shortest first (less padding), and
     the LM head runs only at positions that predict a trained token (`logits_to_keep`, as in training):
@@ -26,7 +33,7 @@ def token_logprobs(model: Any, tokenizer: Any, conversations: list[list[Message]
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
     model.eval()
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         batch = [examples[i] for i in idx]
         width = max(len(e["input_ids"]) for e in batch)
         ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
@@ -46,11 +53,19 @@ def token_logprobs(model: Any, tokenizer: Any, conversations: list[list[Message]
     return out
 
 
-def heldout_loss(model: Any, tokenizer: Any, conversations: list[list[Message]], *, system_prompt: str | None = None,
-                 batch_size: int = 8, max_length: int | None = None) -> dict[str, float]:
+def heldout_loss(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[Message]],
+    *,
+    system_prompt: str | None = None,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> dict[str, float]:
     """Mean cross-entropy per trained (assistant) token over all conversations, and its perplexity."""
-    rows = token_logprobs(model, tokenizer, conversations, system_prompt=system_prompt, batch_size=batch_size,
-                          max_length=max_length)
+    rows = token_logprobs(
+        model, tokenizer, conversations, system_prompt=system_prompt, batch_size=batch_size, max_length=max_length
+    )
     total, count = -sum(lp for lp, _ in rows), sum(n for _, n in rows)
     loss = total / count if count else float("nan")
     return {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 3) if count else float("nan"), "tokens": count}

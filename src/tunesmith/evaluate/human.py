@@ -27,8 +27,15 @@ from tunesmith.files import write_atomic, write_json
 from tunesmith.paths import eval_dir, human_dir
 
 RUBRIC = ("accuracy", "tone", "completeness")
-COLUMNS = ["item", "prompt", "response_1", "response_2", "preferred",
-           *[f"{c}_{side}" for side in (1, 2) for c in RUBRIC], "comment"]
+COLUMNS = [
+    "item",
+    "prompt",
+    "response_1",
+    "response_2",
+    "preferred",
+    *[f"{c}_{side}" for side in (1, 2) for c in RUBRIC],
+    "comment",
+]
 
 
 def _predictions(cfg: ProjectConfig, model: str) -> list[dict[str, Any]]:
@@ -43,8 +50,9 @@ def _prompt_text(row: dict[str, Any]) -> str:
     return turns[-1]["content"] if turns else ""
 
 
-def export_sheets(cfg: ProjectConfig, a: str = "fine_tuned", b: str = "base", n: int | None = None,
-                  seed: int | None = None) -> Path:
+def export_sheets(
+    cfg: ProjectConfig, a: str = "fine_tuned", b: str = "base", n: int | None = None, seed: int | None = None
+) -> Path:
     """Write sheet.csv, form.html and key.json for a blind comparison of models a and b."""
     left, right = _predictions(cfg, a), _predictions(cfg, b)
     rng = random.Random(cfg.seed if seed is None else seed)
@@ -55,8 +63,14 @@ def export_sheets(cfg: ProjectConfig, a: str = "fine_tuned", b: str = "base", n:
     for number, i in enumerate(items, 1):
         swap = rng.random() < 0.5
         first, second = (right[i], left[i]) if swap else (left[i], right[i])
-        rows.append({"item": number, "prompt": _prompt_text(left[i]), "response_1": first["output"],
-                     "response_2": second["output"]})
+        rows.append(
+            {
+                "item": number,
+                "prompt": _prompt_text(left[i]),
+                "response_1": first["output"],
+                "response_2": second["output"],
+            }
+        )
         key[str(number)] = {"1": b if swap else a, "2": a if swap else b, "test_index": i}
     out = human_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +140,10 @@ def read_sheet(path: Path) -> tuple[str, dict[int, dict[str, Any]]]:
         reader = csv.DictReader(fh)
         missing = [c for c in ("item", "preferred") if c not in (reader.fieldnames or [])]
         if missing:
-            raise TunesmithError(f"{path}:1: missing column(s) {', '.join(missing)}; fill the sheet that "
-                                 "`tunesmith eval human export` wrote, keeping its header")
+            raise TunesmithError(
+                f"{path}:1: missing column(s) {', '.join(missing)}; fill the sheet that "
+                "`tunesmith eval human export` wrote, keeping its header"
+            )
         for row in reader:
             line = reader.line_num
             rater = (row.get("rater") or "").strip() or rater
@@ -143,7 +159,9 @@ def read_sheet(path: Path) -> tuple[str, dict[int, dict[str, Any]]]:
             for column in (f"{c}_{s}" for s in (1, 2) for c in RUBRIC):
                 value = (row.get(column) or "").strip()
                 if value and value not in {"1", "2", "3", "4", "5"}:
-                    problems.append(f"{path}:{line}: field {column}: {value!r}; write a whole number 1-5 or leave it empty")
+                    problems.append(
+                        f"{path}:{line}: field {column}: {value!r}; write a whole number 1-5 or leave it empty"
+                    )
                 scores[column] = int(value) if value in {"1", "2", "3", "4", "5"} else None
             answers[item] = {"preferred": pref or None, **scores}
     if problems:
@@ -189,11 +207,20 @@ def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
             win_share.append(sum(1.0 if w == a else 0.5 if w == "tie" else 0.0 for w in votes) / len(votes))
     mean, low, high = m.bootstrap_ci(win_share)
     results: dict[str, Any] = {
-        "raters": raters, "items": len(items), "items_judged": len(win_share), "models": [a, b],
+        "raters": raters,
+        "items": len(items),
+        "items_judged": len(win_share),
+        "models": [a, b],
         "votes": counts,
-        "win_rate": {"model": a, "mean": round(mean, 4), "ci95": [round(low, 4), round(high, 4)],
-                     "note": "share of judgments preferring it, ties counted half, averaged per item"},
-        "rubric": {}, "agreement": {}}
+        "win_rate": {
+            "model": a,
+            "mean": round(mean, 4),
+            "ci95": [round(low, 4), round(high, 4)],
+            "note": "share of judgments preferring it, ties counted half, averaged per item",
+        },
+        "rubric": {},
+        "agreement": {},
+    }
     for model in (a, b):
         results["rubric"][model] = {}
         for c in RUBRIC:
@@ -203,8 +230,11 @@ def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
                 if values:
                     per_item.append(sum(values) / len(values))
             mean, low, high = m.bootstrap_ci(per_item)
-            results["rubric"][model][c] = {"mean": round(mean, 3), "ci95": [round(low, 3), round(high, 3)],
-                                           "items": len(per_item)}
+            results["rubric"][model][c] = {
+                "mean": round(mean, 3),
+                "ci95": [round(low, 3), round(high, 3)],
+                "items": len(per_item),
+            }
     if len(raters) >= 2:
         results["agreement"]["preferred"] = agreement([[w for w, _ in judged] for judged in table.values()])
         for c in RUBRIC:
@@ -214,11 +244,16 @@ def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
     for what, stats in results["agreement"].items():
         value = stats.get("cohen_kappa", stats.get("fleiss_kappa", stats.get("krippendorff_alpha")))
         alpha = stats.get("krippendorff_alpha")
-        worst = min(v for v in (value, alpha) if isinstance(v, float)) if any(
-            isinstance(v, float) for v in (value, alpha)) else None
+        worst = (
+            min(v for v in (value, alpha) if isinstance(v, float))
+            if any(isinstance(v, float) for v in (value, alpha))
+            else None
+        )
         if worst is not None and worst < cfg.gate.min_agreement:
-            warnings.append(f"agreement on {what} is {worst:.2f} ({landis_koch(worst)}), below "
-                            f"{cfg.gate.min_agreement}: too low to trust these judgments; clarify the rubric and re-rate")
+            warnings.append(
+                f"agreement on {what} is {worst:.2f} ({landis_koch(worst)}), below "
+                f"{cfg.gate.min_agreement}: too low to trust these judgments; clarify the rubric and re-rate"
+            )
     results["warnings"] = warnings
     write_json(human_dir(cfg) / "results.json", results)
     return results

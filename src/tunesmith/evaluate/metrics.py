@@ -61,6 +61,7 @@ def schema_compliance(predictions: list[str], schema: dict[str, Any]) -> list[fl
 
 def field_accuracy(predictions: list[str], references: list[str], fields: list[str]) -> dict[str, list[float]]:
     """Per field, 1.0 where the predicted JSON object has the reference's value (case-insensitive for text)."""
+
     def norm(v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
@@ -78,15 +79,22 @@ def classification(predicted: list[str], expected: list[str]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     labels = sorted(set(expected) | set(predicted))
-    p, r, f, _ = precision_recall_fscore_support(expected, predicted, labels=sorted(set(expected)), average="macro",
-                                                 zero_division=0)
-    return {"accuracy": float(accuracy_score(expected, predicted)), "macro_precision": float(p),
-            "macro_recall": float(r), "macro_f1": float(f), "labels": labels,
-            "confusion_matrix": confusion_matrix(expected, predicted, labels=labels).tolist()}
+    p, r, f, _ = precision_recall_fscore_support(
+        expected, predicted, labels=sorted(set(expected)), average="macro", zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(expected, predicted)),
+        "macro_precision": float(p),
+        "macro_recall": float(r),
+        "macro_f1": float(f),
+        "labels": labels,
+        "confusion_matrix": confusion_matrix(expected, predicted, labels=labels).tolist(),
+    }
 
 
-def bootstrap_ci(values: list[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
-                 ) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: list[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high): percentile bootstrap interval of the mean over examples."""
     from scipy.stats import bootstrap
 
@@ -95,8 +103,14 @@ def bootstrap_ci(values: list[float], confidence: float = 0.95, resamples: int =
         return (float("nan"),) * 3
     if np.all(data == data[0]):
         return float(data[0]), float(data[0]), float(data[0])
-    res = bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-                    random_state=np.random.default_rng(seed))
+    res = bootstrap(
+        (data,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(data.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -111,8 +125,9 @@ def mcnemar_p(before: list[float], after: list[float]) -> float:
     return float(binomtest(gained, gained + lost, 0.5).pvalue)
 
 
-def relative_change(before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 4000,
-                    seed: int = 0) -> dict[str, Any]:
+def relative_change(
+    before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 4000, seed: int = 0
+) -> dict[str, Any]:
     """Relative change of a paired pass rate, (after − before) / before, with its one-sided upper
     confidence bound from a paired bootstrap over probes (resampling probes keeps each probe's
     before/after pair together). The bound is what a gate can trust: when even it lies below
@@ -120,8 +135,12 @@ def relative_change(before: list[float], after: list[float], confidence: float =
     Also the counts behind it: probes the base passed, lost and gained."""
     b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
     base_rate = b.mean() if b.size else 0.0
-    out: dict[str, Any] = {"base_passed": int(b.sum()), "lost": int(((b > 0.5) & (a <= 0.5)).sum()),
-                           "gained": int(((b <= 0.5) & (a > 0.5)).sum()), "confidence": confidence}
+    out: dict[str, Any] = {
+        "base_passed": int(b.sum()),
+        "lost": int(((b > 0.5) & (a <= 0.5)).sum()),
+        "gained": int(((b <= 0.5) & (a > 0.5)).sum()),
+        "confidence": confidence,
+    }
     if base_rate == 0:
         return {**out, "change": None, "upper": None}
     rng = np.random.default_rng(seed)
@@ -129,12 +148,16 @@ def relative_change(before: list[float], after: list[float], confidence: float =
     rb, ra = b[idx].mean(axis=1), a[idx].mean(axis=1)
     ok = rb > 0
     ratios = (ra[ok] - rb[ok]) / rb[ok]
-    return {**out, "change": round(float((a.mean() - base_rate) / base_rate), 4),
-            "upper": round(float(np.quantile(ratios, confidence)), 4)}
+    return {
+        **out,
+        "change": round(float((a.mean() - base_rate) / base_rate), 4),
+        "upper": round(float(np.quantile(ratios, confidence)), 4),
+    }
 
 
-def semantic_similarity(predictions: list[str], references: list[str], embedder: str = "all-minilm-l6-v2"
-                        ) -> list[float]:
+def semantic_similarity(
+    predictions: list[str], references: list[str], embedder: str = "all-minilm-l6-v2"
+) -> list[float]:
     """Per-example cosine similarity of sentence embeddings (all-MiniLM-L6-v2 by default); 0.0 for empty outputs."""
     from tunesmith.models.embedding import embed
 
@@ -145,8 +168,9 @@ def semantic_similarity(predictions: list[str], references: list[str], embedder:
     return [float(s) if p.strip() else 0.0 for s, p in zip(sims, predictions)]
 
 
-def paired_bootstrap_diff(before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 2000,
-                          seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_diff(
+    before: list[float], after: list[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean of after − before, low, high): paired percentile bootstrap over examples (scipy)."""
     diffs = [a - b for b, a in zip(before, after)]
     return bootstrap_ci(diffs, confidence, resamples, seed)

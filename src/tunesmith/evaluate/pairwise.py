@@ -15,9 +15,11 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 
-INSTRUCTION = ("You compare two AI assistant replies to the same user request. Judge helpfulness, correctness "
-               "and how well each follows the request. Answer with exactly one word: A if reply A is better, "
-               "B if reply B is better, TIE if they are equally good.")
+INSTRUCTION = (
+    "You compare two AI assistant replies to the same user request. Judge helpfulness, correctness "
+    "and how well each follows the request. Answer with exactly one word: A if reply A is better, "
+    "B if reply B is better, TIE if they are equally good."
+)
 
 
 def openai_pairwise_judge(base_url: str, model: str, api_key: str | None) -> Callable[[str, str, str], str]:
@@ -28,26 +30,41 @@ def openai_pairwise_judge(base_url: str, model: str, api_key: str | None) -> Cal
 
     def judge(request: str, a: str, b: str) -> str:
         try:
-            answer = client.chat.completions.create(
-                model=model, temperature=0, max_tokens=4,
-                messages=[{"role": "system", "content": INSTRUCTION},
-                          {"role": "user", "content": f"Request:\n{request}\n\nReply A:\n{a}\n\nReply B:\n{b}\n\n"
-                                                      "Better reply:"}]).choices[0].message.content or ""
+            answer = (
+                client.chat.completions.create(
+                    model=model,
+                    temperature=0,
+                    max_tokens=4,
+                    messages=[
+                        {"role": "system", "content": INSTRUCTION},
+                        {
+                            "role": "user",
+                            "content": f"Request:\n{request}\n\nReply A:\n{a}\n\nReply B:\n{b}\n\nBetter reply:",
+                        },
+                    ],
+                )
+                .choices[0]
+                .message.content
+                or ""
+            )
         except OpenAIError as exc:
-            raise TunesmithError(f"the judge at {base_url} failed ({type(exc).__name__}: {exc}); "
-                                 "check eval.judge or remove it") from None
+            raise TunesmithError(
+                f"the judge at {base_url} failed ({type(exc).__name__}: {exc}); check eval.judge or remove it"
+            ) from None
         word = answer.strip().upper()
         for verdict in ("TIE", "A", "B"):
             if word.startswith(verdict):
                 return verdict
-        raise TunesmithError(f"the judge answered {answer[:40]!r}, not A, B or TIE; use a model that follows "
-                             "the instruction")
+        raise TunesmithError(
+            f"the judge answered {answer[:40]!r}, not A, B or TIE; use a model that follows the instruction"
+        )
 
     return judge
 
 
-def win_rate(judge: Callable[[str, str, str], str], requests: list[str], tuned: list[str], base: list[str],
-             seed: int) -> dict[str, Any]:
+def win_rate(
+    judge: Callable[[str, str, str], str], requests: list[str], tuned: list[str], base: list[str], seed: int
+) -> dict[str, Any]:
     """The tuned model's win rate against the base (ties count half), with the per-example verdicts."""
     from tunesmith.evaluate.metrics import bootstrap_ci
 
@@ -60,5 +77,11 @@ def win_rate(judge: Callable[[str, str, str], str], requests: list[str], tuned: 
         verdicts.append(winner)
         scores.append({"fine_tuned": 1.0, "tie": 0.5, "base": 0.0}[winner])
     mean, low, high = bootstrap_ci(scores)
-    return {"mean": round(mean, 4), "ci95": [round(low, 4), round(high, 4)], "wins": verdicts.count("fine_tuned"),
-            "ties": verdicts.count("tie"), "losses": verdicts.count("base"), "verdicts": verdicts}
+    return {
+        "mean": round(mean, 4),
+        "ci95": [round(low, 4), round(high, 4)],
+        "wins": verdicts.count("fine_tuned"),
+        "ties": verdicts.count("tie"),
+        "losses": verdicts.count("base"),
+        "verdicts": verdicts,
+    }

@@ -59,8 +59,10 @@ def plan_eval(cfg: ProjectConfig, limit: int | None = None) -> EvalPlan:
     if not test:  # a preference-only project (DPO, ORPO): held-out pairs give preference accuracy
         test = [r for r in held_out if isinstance(r, Preference)]
     if not test:
-        raise TunesmithError("the test split has no conversations ending in an assistant reply, nor preference "
-                             "pairs, to score; give test records (data.test_size above 0)")
+        raise TunesmithError(
+            "the test split has no conversations ending in an assistant reply, nor preference "
+            "pairs, to score; give test records (data.test_size above 0)"
+        )
     test = test[:limit] if limit else test
     train = [r for r in load_split(cfg, "train") if isinstance(r, Conversation)]
     schema = json.loads(cfg.resolve(e.json_schema).read_text()) if e.json_schema else None
@@ -76,15 +78,33 @@ def plan_eval(cfg: ProjectConfig, limit: int | None = None) -> EvalPlan:
         raise TunesmithError("no JSON fields to score: set eval.fields, or give enum values to required schema fields")
     system = task_system_prompt(resolved, train)
     # shots come from records in the task's own prompt format (not, e.g., general replay data mixed in)
-    pool = [r for r in train if system is None or r.messages[0]["content"] == system
-            or (system == resolved and r.messages[0]["role"] != "system")]  # data.system_prompt is added to these
+    pool = [
+        r
+        for r in train
+        if system is None
+        or r.messages[0]["content"] == system
+        or (system == resolved and r.messages[0]["role"] != "system")
+    ]  # data.system_prompt is added to these
     shots = pick_shots(pool, e.few_shot, cfg.seed)
     passes = {"base": prompts, "few_shot": [few_shot_prompt(p, shots) for p in prompts], "fine_tuned": prompts}
     if not shots:
         del passes["few_shot"]
     labels = {label_of(r.messages[-1]["content"]) for r in pool} if kind == "classification" else set()
-    return EvalPlan(test, prompts, references, kind, fields, schema, resolved, system, _suites(cfg, system),
-                    _judge(cfg), shots, passes, labels)
+    return EvalPlan(
+        test,
+        prompts,
+        references,
+        kind,
+        fields,
+        schema,
+        resolved,
+        system,
+        _suites(cfg, system),
+        _judge(cfg),
+        shots,
+        passes,
+        labels,
+    )
 
 
 def _suites(cfg: ProjectConfig, system: str | None) -> dict[str, tuple[list[Any], str]]:

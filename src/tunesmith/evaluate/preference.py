@@ -14,19 +14,24 @@ from typing import Any
 from tunesmith.data.records import Preference
 
 
-def margins(model: Any, tokenizer: Any, pairs: list[Preference], *, system_prompt: str | None = None,
-            batch_size: int = 8) -> list[float]:
+def margins(
+    model: Any, tokenizer: Any, pairs: list[Preference], *, system_prompt: str | None = None, batch_size: int = 8
+) -> list[float]:
     """log p(chosen | prompt) − log p(rejected | prompt) per pair."""
     from tunesmith.evaluate.heldout import token_logprobs
 
-    chosen = token_logprobs(model, tokenizer, [p.chosen_conversation() for p in pairs], system_prompt=system_prompt,
-                            batch_size=batch_size)
-    rejected = token_logprobs(model, tokenizer, [p.rejected_conversation() for p in pairs],
-                              system_prompt=system_prompt, batch_size=batch_size)
+    chosen = token_logprobs(
+        model, tokenizer, [p.chosen_conversation() for p in pairs], system_prompt=system_prompt, batch_size=batch_size
+    )
+    rejected = token_logprobs(
+        model, tokenizer, [p.rejected_conversation() for p in pairs], system_prompt=system_prompt, batch_size=batch_size
+    )
     return [c[0] - r[0] for c, r in zip(chosen, rejected)]
 
 
-def summary(margin: list[float], base_margin: list[float] | None = None) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def summary(
+    margin: list[float], base_margin: list[float] | None = None
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Metrics (bootstrap intervals) and the per-pair scores behind them; the task metric is preference accuracy."""
     from tunesmith.evaluate.metrics import bootstrap_ci
 

@@ -33,8 +33,12 @@ class PreviousTask:
 
     @property
     def header(self) -> dict[str, Any]:
-        return {"version": f"{self.parent['name']} v{self.parent['version']}", "examples": len(self.test),
-                "task": self.kind, "registered_task_metric": self.parent.get("task_metric")}
+        return {
+            "version": f"{self.parent['name']} v{self.parent['version']}",
+            "examples": len(self.test),
+            "task": self.kind,
+            "registered_task_metric": self.parent.get("task_metric"),
+        }
 
     def score(self, model: Any, tokenizer: Any, name: str, max_new_tokens: int) -> dict[str, Any]:
         from tunesmith.console import err
@@ -43,11 +47,24 @@ class PreviousTask:
 
         e = self.cfg.eval
         err.print(f"generating: {name} on the previous version's test set ({len(self.test)} examples)")
-        outs = generate(model, tokenizer, [r.messages[:-1] for r in self.test], max_new_tokens=max_new_tokens,
-                        batch_size=e.rows_per_batch)
+        outs = generate(
+            model,
+            tokenizer,
+            [r.messages[:-1] for r in self.test],
+            max_new_tokens=max_new_tokens,
+            batch_size=e.rows_per_batch,
+        )
         labels = {x.strip().lower() for x in self.references} if self.kind == "classification" else None
-        summary, per = score([o["output"] for o in outs], self.references, self.schema, self.fields, self.kind,
-                             "auto", e.semantic_similarity, labels)
+        summary, per = score(
+            [o["output"] for o in outs],
+            self.references,
+            self.schema,
+            self.fields,
+            self.kind,
+            "auto",
+            e.semantic_similarity,
+            labels,
+        )
         self.per[name] = per["task_metric"]
         return {"task_metric_name": summary["task_metric_name"], "task_metric": summary["task_metric"]}
 

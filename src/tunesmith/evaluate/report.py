@@ -1,8 +1,8 @@
 """The evaluation report: Markdown and a self-contained HTML page (plots inlined), from metrics.json.
 
-    <output_dir>/eval/report.md     tables, plots referenced from plots/
-    <output_dir>/eval/report.html   the same, one file (plots as data URIs), to send around
-    <output_dir>/eval/plots/        metrics.png, confusion_<field>.png, loss.png, latency.png
+<output_dir>/eval/report.md     tables, plots referenced from plots/
+<output_dir>/eval/report.html   the same, one file (plots as data URIs), to send around
+<output_dir>/eval/plots/        metrics.png, confusion_<field>.png, loss.png, latency.png
 """
 
 from __future__ import annotations
@@ -105,29 +105,54 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
     models = list(results["models"])
     heads = ["metric", *[NAMES.get(n, n) for n in models]]
     first = results["models"]["fine_tuned"]
-    rows = [[k.replace("field:", "field "), *[_ci(results["models"][n].get(k)) for n in models]]
-            for k in first if isinstance(first[k], dict) and "mean" in first[k]]
+    rows = [
+        [k.replace("field:", "field "), *[_ci(results["models"][n].get(k)) for n in models]]
+        for k in first
+        if isinstance(first[k], dict) and "mean" in first[k]
+    ]
     for task in first.get("by_task", {}):
         rows.append([f"task metric: {task}", *[_ci(results["models"][n].get("by_task", {}).get(task)) for n in models]])
-    for k in ("bleu", "latency_p50_s", "latency_p95_s", "time_to_first_token_p50_s", "batch_latency_p50_s",
-              "tokens_per_s", "stopped_by_end_token"):
+    for k in (
+        "bleu",
+        "latency_p50_s",
+        "latency_p95_s",
+        "time_to_first_token_p50_s",
+        "batch_latency_p50_s",
+        "tokens_per_s",
+        "stopped_by_end_token",
+    ):
         rows.append([k, *[str(results["models"][n].get(k, "-")) for n in models]])
     for k in ("loss", "perplexity"):
         rows.append([f"held-out {k}", *[str(results["models"][n].get("heldout", {}).get(k, "-")) for n in models]])
-    blocks = [Block(f"Test set: {results['test_examples']} examples, task {results['task']}, "
-                    f"headline {first.get('task_metric_name', 'task_metric')} (mean [95% CI])", heads, rows,
-                    metric_bars(results, plots / "metrics.png"))]
-    comp = [[name.replace("_", " "), c["metric"], f"{c['mcnemar_p']:.2g}", _ci(c.get("task_metric_diff"))]
-            for name, c in results.get("comparisons", {}).items()]
-    blocks.append(Block("Paired comparisons", ["comparison", "McNemar on", "p", "task metric difference [95% CI]"],
-                        comp))
+    blocks = [
+        Block(
+            f"Test set: {results['test_examples']} examples, task {results['task']}, "
+            f"headline {first.get('task_metric_name', 'task_metric')} (mean [95% CI])",
+            heads,
+            rows,
+            metric_bars(results, plots / "metrics.png"),
+        )
+    ]
+    comp = [
+        [name.replace("_", " "), c["metric"], f"{c['mcnemar_p']:.2g}", _ci(c.get("task_metric_diff"))]
+        for name, c in results.get("comparisons", {}).items()
+    ]
+    blocks.append(
+        Block("Paired comparisons", ["comparison", "McNemar on", "p", "task metric difference [95% CI]"], comp)
+    )
     if results.get("cost"):
         from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
 
-        blocks.append(Block("Cost per 1,000 requests", COST_HEADER, cost_rows(results["cost"]),
-                            text=" ".join(roi_lines(results["cost"])) + " This machine: measured per-request latency "
-                            "× its price, one request at a time; hosted: measured tokens × the baseline's prices; GPUs: "
-                            "estimated from the table's bandwidth and peak (docs/cost.md)."))
+        blocks.append(
+            Block(
+                "Cost per 1,000 requests",
+                COST_HEADER,
+                cost_rows(results["cost"]),
+                text=" ".join(roi_lines(results["cost"])) + " This machine: measured per-request latency "
+                "× its price, one request at a time; hosted: measured tokens × the baseline's prices; GPUs: "
+                "estimated from the table's bandwidth and peak (docs/cost.md).",
+            )
+        )
         heads, grows = gpu_rows(results["cost"])
         if grows:
             blocks.append(Block("Cost per 1,000 requests on the GPU table (estimated)", heads, grows))
@@ -136,23 +161,52 @@ def build_blocks(cfg: ProjectConfig, results: dict[str, Any], plots: Path) -> li
         srows = []
         for suite, entry in suites.items():
             change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
-            srows.append([suite.replace("_", " "), entry["context"],
-                          *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
-                          "-" if change is None else f"{change:+.1%}", "-" if upper is None else f"{upper:+.1%}",
-                          f"{entry.get('lost', '-')} / {entry.get('gained', '-')}", f"{entry.get('mcnemar_p', 1):.2g}"])
-        blocks.append(Block("Suites (pass rate)", ["suite", "context", "base", "fine-tuned", "relative change",
-                                                   f"one-sided {cfg.gate.confidence:.0%} bound", "lost / gained",
-                                                   "McNemar p"], srows,
-                            text="Relative change: (fine-tuned − base) / base over the same probes; the gates use its "
-                                 "one-sided upper bound (paired bootstrap over probes). Per-probe outputs and verdicts: "
-                                 "suite_<name>_<model>.jsonl."))
+            srows.append(
+                [
+                    suite.replace("_", " "),
+                    entry["context"],
+                    *[_ci(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
+                    "-" if change is None else f"{change:+.1%}",
+                    "-" if upper is None else f"{upper:+.1%}",
+                    f"{entry.get('lost', '-')} / {entry.get('gained', '-')}",
+                    f"{entry.get('mcnemar_p', 1):.2g}",
+                ]
+            )
+        blocks.append(
+            Block(
+                "Suites (pass rate)",
+                [
+                    "suite",
+                    "context",
+                    "base",
+                    "fine-tuned",
+                    "relative change",
+                    f"one-sided {cfg.gate.confidence:.0%} bound",
+                    "lost / gained",
+                    "McNemar p",
+                ],
+                srows,
+                text="Relative change: (fine-tuned − base) / base over the same probes; the gates use its "
+                "one-sided upper bound (paired bootstrap over probes). Per-probe outputs and verdicts: "
+                "suite_<name>_<model>.jsonl.",
+            )
+        )
     for name, entry in first.get("classification", {}).items():
         image = confusion_plot(entry, f"fine-tuned: {name}", plots / f"confusion_{name}.png")
-        crow = [[NAMES.get(n, n), *[f"{results['models'][n]['classification'][name][k]:.3f}"
-                                    for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")]]
-                for n in models if name in results["models"][n].get("classification", {})]
-        blocks.append(Block(f"Classification: {name}", ["model", "accuracy", "macro P", "macro R", "macro F1"],
-                            crow, image))
+        crow = [
+            [
+                NAMES.get(n, n),
+                *[
+                    f"{results['models'][n]['classification'][name][k]:.3f}"
+                    for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+                ],
+            ]
+            for n in models
+            if name in results["models"][n].get("classification", {})
+        ]
+        blocks.append(
+            Block(f"Classification: {name}", ["model", "accuracy", "macro P", "macro R", "macro F1"], crow, image)
+        )
     loss = loss_curve(train_dir(cfg) / "metrics.csv", plots / "loss.png", title="Training run")
     if loss:
         blocks.append(Block("Training curves", image=loss))
@@ -174,5 +228,7 @@ def write_reports(cfg: ProjectConfig, results: dict[str, Any]) -> tuple[Path, Pa
     plots.mkdir(parents=True, exist_ok=True)
     blocks = build_blocks(cfg, results, plots)
     title = f"Evaluation: {cfg.registry.name or cfg.output_path.parent.name}"
-    return (write_atomic(out / "report.md", to_markdown(title, blocks, out)),
-            write_atomic(out / "report.html", to_html(title, blocks)))
+    return (
+        write_atomic(out / "report.md", to_markdown(title, blocks, out)),
+        write_atomic(out / "report.html", to_html(title, blocks)),
+    )

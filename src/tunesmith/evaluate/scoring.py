@@ -17,9 +17,13 @@ from tunesmith.evaluate import metrics as m
 def few_shot_prompt(messages: list[Message], shots: list[Conversation]) -> list[Message]:
     """The prompt with solved training examples as earlier turns, after any system message."""
     head = [msg for msg in messages[:1] if msg["role"] == "system"]
-    turns = [{"role": msg["role"], "content": msg["content"]} for s in shots for msg in s.messages
-             if msg["role"] in ("user", "assistant")]
-    return head + turns + messages[len(head):]
+    turns = [
+        {"role": msg["role"], "content": msg["content"]}
+        for s in shots
+        for msg in s.messages
+        if msg["role"] in ("user", "assistant")
+    ]
+    return head + turns + messages[len(head) :]
 
 
 def pick_shots(train: list[Conversation], k: int, seed: int) -> list[Conversation]:
@@ -66,12 +70,21 @@ def json_value(text: str, name: str) -> str:
     return label_of(str(value[name]))
 
 
-def score(outputs: list[str], references: list[str], schema: dict[str, Any] | None, fields: list[str],
-          kind: str = "json", task_metric: str = "auto", semantic: bool = False, labels: set[str] | None = None
-          ) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def score(
+    outputs: list[str],
+    references: list[str],
+    schema: dict[str, Any] | None,
+    fields: list[str],
+    kind: str = "json",
+    task_metric: str = "auto",
+    semantic: bool = False,
+    labels: set[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Summary metrics (with bootstrap intervals) and the per-example scores behind them."""
-    per: dict[str, list[float]] = {"exact_match": m.exact_match(outputs, references),
-                                   "rouge_l": m.rouge_l(outputs, references)}
+    per: dict[str, list[float]] = {
+        "exact_match": m.exact_match(outputs, references),
+        "rouge_l": m.rouge_l(outputs, references),
+    }
     summary: dict[str, Any] = {"bleu": round(m.bleu(outputs, references), 2)}
     if semantic:
         per["semantic_similarity"] = m.semantic_similarity(outputs, references)
@@ -84,8 +97,10 @@ def score(outputs: list[str], references: list[str], schema: dict[str, Any] | No
             per[f"field:{f}"] = values
         per["field_accuracy"] = [sum(v[i] for v in by_field.values()) / len(fields) for i in range(len(outputs))]
         per["all_fields_correct"] = [float(all(v[i] == 1.0 for v in by_field.values())) for i in range(len(outputs))]
-        summary["classification"] = {f: m.classification([json_value(o, f) for o in outputs],
-                                                         [json_value(r, f) for r in references]) for f in fields}
+        summary["classification"] = {
+            f: m.classification([json_value(o, f) for o in outputs], [json_value(r, f) for r in references])
+            for f in fields
+        }
     if kind == "classification":
         predicted, expected = [label_of(o) for o in outputs], [label_of(r) for r in references]
         per["accuracy"] = [float(p == e) for p, e in zip(predicted, expected)]
@@ -95,10 +110,13 @@ def score(outputs: list[str], references: list[str], schema: dict[str, Any] | No
     metric = task_metric
     if metric == "auto":
         metric = {"json": "field_accuracy", "classification": "accuracy"}.get(
-            kind, "semantic_similarity" if semantic else "rouge_l")
+            kind, "semantic_similarity" if semantic else "rouge_l"
+        )
     if metric not in per:
-        raise TunesmithError(f"eval.task_metric {metric!r} is not measured for a {kind} task; "
-                             f"choose one of: {', '.join(sorted(k for k in per if ':' not in k))}")
+        raise TunesmithError(
+            f"eval.task_metric {metric!r} is not measured for a {kind} task; "
+            f"choose one of: {', '.join(sorted(k for k in per if ':' not in k))}"
+        )
     per["task_metric"] = per[metric]
     summary["task_metric_name"] = metric
     for name, values in per.items():

@@ -36,18 +36,30 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = sorted(o["latency_s"] for o in outs)
     tokens = sum(o["new_tokens"] for o in outs)
     batches = sorted({(o["batch"], o["latency_s"]) for o in outs})
-    return {"batch_latency_p50_s": round(statistics.median(latencies), 3),  # a batch's wall time: throughput's view
-            "batch_latency_p95_s": round(m.p95(latencies), 3),
-            "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None}
+    return {
+        "batch_latency_p50_s": round(statistics.median(latencies), 3),  # a batch's wall time: throughput's view
+        "batch_latency_p95_s": round(m.p95(latencies), 3),
+        "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None,
+    }
 
 
 def _tokens(tokenizer: Any, plan: list[Any], outs: list[dict[str, Any]]) -> dict[str, float]:
     """Tokens a request sends and gets back, on average: what a hosted model bills (evaluate/cost.py)."""
-    prompt = [len(tokenizer.apply_chat_template([{"role": x["role"], "content": x["content"]} for x in p],
-                                                add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-              for p in plan]
-    return {"prompt_tokens_mean": round(statistics.mean(prompt), 1),
-            "completion_tokens_mean": round(statistics.mean(o["new_tokens"] for o in outs), 1)}
+    prompt = [
+        len(
+            tokenizer.apply_chat_template(
+                [{"role": x["role"], "content": x["content"]} for x in p],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+        )
+        for p in plan
+    ]
+    return {
+        "prompt_tokens_mean": round(statistics.mean(prompt), 1),
+        "completion_tokens_mean": round(statistics.mean(o["new_tokens"] for o in outs), 1),
+    }
 
 
 LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
@@ -94,8 +106,9 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
     if run.plan.kind != "preference":
         from tunesmith.evaluate.cost import cost_block
 
-        results["cost"] = cost_block(cfg, results["models"], **run.size, device=run.device,
-                                     eval_seconds=time.perf_counter() - began)
+        results["cost"] = cost_block(
+            cfg, results["models"], **run.size, device=run.device, eval_seconds=time.perf_counter() - began
+        )
     write_json(run.out_dir / "metrics.json", results)
     from tunesmith.evaluate.report import write_reports
 
@@ -122,17 +135,29 @@ class EvalRun:
             longest = max(len(self.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in plan.references)
             e = e.model_copy(update={"max_new_tokens": min(1024, int(longest * 1.5) + 16)})
         self.e = e
-        self.model = load_model(cfg.base_model, dtype=self.dtype, trust_remote_code=cfg.trust_remote_code,
-                                device=self.device)
-        self.size = {"params": sum(p.numel() for p in self.model.parameters()),  # for the GPU cost estimates
-                     "layers": getattr(self.model.config, "num_hidden_layers", 1)}
+        self.model = load_model(
+            cfg.base_model, dtype=self.dtype, trust_remote_code=cfg.trust_remote_code, device=self.device
+        )
+        self.size = {
+            "params": sum(p.numel() for p in self.model.parameters()),  # for the GPU cost estimates
+            "layers": getattr(self.model.config, "num_hidden_layers", 1),
+        }
         self.results: dict[str, Any] = {
-            "test_examples": len(plan.test), "task": plan.kind, "fields": plan.fields, "device": self.device,
-            "dtype": str(self.dtype).removeprefix("torch."), "few_shot_examples": len(plan.shots),
+            "test_examples": len(plan.test),
+            "task": plan.kind,
+            "fields": plan.fields,
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "few_shot_examples": len(plan.shots),
             "task_system_prompt": bool(plan.system),
-            "decoding": {"greedy": True, "max_new_tokens": e.max_new_tokens,
-                         "suite_max_new_tokens": e.suite_max_new_tokens},
-            "models": {}, "suites": {}}
+            "decoding": {
+                "greedy": True,
+                "max_new_tokens": e.max_new_tokens,
+                "suite_max_new_tokens": e.suite_max_new_tokens,
+            },
+            "models": {},
+            "suites": {},
+        }
         self.per_example: dict[str, dict[str, list[float]]] = {}
         self.suite_passes: dict[str, dict[str, list[float]]] = {}
         self.answers: dict[str, list[str]] = {}  # preference projects with a judge: both models' answers
@@ -145,9 +170,20 @@ class EvalRun:
         from tunesmith.evaluate.cache import base_outputs
         from tunesmith.evaluate.generate import generate
 
-        return base_outputs(self.cfg, name, generate, self.model, self.tokenizer, messages,
-                            max_new_tokens=max_new_tokens, batch_size=self.e.rows_per_batch, dtype=self.dtype,
-                            device=self.device, reused=self.reused, label=label)
+        return base_outputs(
+            self.cfg,
+            name,
+            generate,
+            self.model,
+            self.tokenizer,
+            messages,
+            max_new_tokens=max_new_tokens,
+            batch_size=self.e.rows_per_batch,
+            dtype=self.dtype,
+            device=self.device,
+            reused=self.reused,
+            label=label,
+        )
 
     def apply_fine_tune(self) -> None:
         """The fine-tuned model: the adapter on the base in memory (merged when eval.merge_adapter says so),
@@ -180,8 +216,16 @@ class EvalRun:
         plan, e = self.plan, self.e
         err.print(f"generating: {name} ({len(prompts)} test examples)")
         outs = self.generate(name, prompts, e.max_new_tokens)
-        summary, per = score([o["output"] for o in outs], plan.references, plan.schema, plan.fields, plan.kind,
-                             e.task_metric, e.semantic_similarity, plan.labels)
+        summary, per = score(
+            [o["output"] for o in outs],
+            plan.references,
+            plan.schema,
+            plan.fields,
+            plan.kind,
+            e.task_metric,
+            e.semantic_similarity,
+            plan.labels,
+        )
         summary.update(_latency(outs))
         summary.update(_tokens(self.tokenizer, prompts, outs))
         if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
@@ -194,19 +238,46 @@ class EvalRun:
                 err.print(f"timing: {name}, {len(sample)} requests one at a time")
                 return request_latency(self.model, self.tokenizer, sample, max_new_tokens=e.max_new_tokens)
 
-            summary.update(base_latency(self.cfg, name, measure, self.tokenizer, sample, max_new_tokens=e.max_new_tokens,
-                                        dtype=self.dtype, device=self.device, reused=self.reused))
+            summary.update(
+                base_latency(
+                    self.cfg,
+                    name,
+                    measure,
+                    self.tokenizer,
+                    sample,
+                    max_new_tokens=e.max_new_tokens,
+                    dtype=self.dtype,
+                    device=self.device,
+                    reused=self.reused,
+                )
+            )
         summary.update(_by_task(per["task_metric"], plan.test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
-            summary["heldout"] = heldout_loss(self.model, self.tokenizer, [r.messages for r in plan.test],
-                                              system_prompt=plan.resolved_system, batch_size=SCORING_BATCH)
+            summary["heldout"] = heldout_loss(
+                self.model,
+                self.tokenizer,
+                [r.messages for r in plan.test],
+                system_prompt=plan.resolved_system,
+                batch_size=SCORING_BATCH,
+            )
         self.results["models"][name] = summary
         self.per_example[name] = per
-        _write_jsonl(self.out_dir / f"predictions_{name}.jsonl",
-                     [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
-                       "prompt": p, "reference": ref, **o, **{k: v[i] for k, v in per.items()}}
-                      for i, (r, p, ref, o) in enumerate(zip(plan.test, prompts, plan.references, outs))])
+        _write_jsonl(
+            self.out_dir / f"predictions_{name}.jsonl",
+            [
+                {
+                    "id": r.meta.get("id"),
+                    "file": r.meta.get("file"),
+                    "line": r.meta.get("line"),
+                    "prompt": p,
+                    "reference": ref,
+                    **o,
+                    **{k: v[i] for k, v in per.items()},
+                }
+                for i, (r, p, ref, o) in enumerate(zip(plan.test, prompts, plan.references, outs))
+            ],
+        )
 
     def _preference_pass(self, name: str) -> None:
         from tunesmith.console import err
@@ -215,21 +286,38 @@ class EvalRun:
 
         plan = self.plan
         if self.cfg.eval.judge is not None:  # both models answer, the judge compares (see evaluate/pairwise.py)
-            outs = generate(self.model, self.tokenizer, plan.prompts, max_new_tokens=self.e.max_new_tokens,
-                            batch_size=self.e.rows_per_batch)
+            outs = generate(
+                self.model,
+                self.tokenizer,
+                plan.prompts,
+                max_new_tokens=self.e.max_new_tokens,
+                batch_size=self.e.rows_per_batch,
+            )
             self.answers[name] = [o["output"] for o in outs]
         err.print(f"scoring: {name} on {len(plan.test)} held-out preference pairs")
-        margin = pref.margins(self.model, self.tokenizer, plan.test, system_prompt=plan.resolved_system,
-                              batch_size=SCORING_BATCH)
+        margin = pref.margins(
+            self.model, self.tokenizer, plan.test, system_prompt=plan.resolved_system, batch_size=SCORING_BATCH
+        )
         summary, per = pref.summary(margin, self.per_example.get("base", {}).get("margin"))
         summary.update(_by_task(per["task_metric"], plan.test))
         self.results["models"][name] = summary
         self.per_example[name] = per
-        _write_jsonl(self.out_dir / f"predictions_{name}.jsonl",
-                     [{"id": r.meta.get("id"), "file": r.meta.get("file"), "line": r.meta.get("line"),
-                       "prompt": r.prompt, "chosen": r.chosen[-1]["content"], "rejected": r.rejected[-1]["content"],
-                       **({"output": self.answers[name][i]} if name in self.answers else {}),
-                       **{k: v[i] for k, v in per.items()}} for i, r in enumerate(plan.test)])
+        _write_jsonl(
+            self.out_dir / f"predictions_{name}.jsonl",
+            [
+                {
+                    "id": r.meta.get("id"),
+                    "file": r.meta.get("file"),
+                    "line": r.meta.get("line"),
+                    "prompt": r.prompt,
+                    "chosen": r.chosen[-1]["content"],
+                    "rejected": r.rejected[-1]["content"],
+                    **({"output": self.answers[name][i]} if name in self.answers else {}),
+                    **{k: v[i] for k, v in per.items()},
+                }
+                for i, r in enumerate(plan.test)
+            ],
+        )
 
     def other_passes(self, name: str) -> None:
         """Beyond the test split: lm-eval tasks, the previous version's task, and the probe suites."""
@@ -241,24 +329,44 @@ class EvalRun:
             from tunesmith.evaluate.harness import harness_scores
 
             err.print(f"lm-eval: {name} on {', '.join(e.lm_eval.tasks)}")
-            self.harness[name] = harness_scores(self.model, self.tokenizer, e.lm_eval,
-                                                cfg.config_path.parent if cfg.config_path else None)
+            self.harness[name] = harness_scores(
+                self.model, self.tokenizer, e.lm_eval, cfg.config_path.parent if cfg.config_path else None
+            )
         if self.previous is not None:
             self.results.setdefault("previous_task", self.previous.header)[name] = self.previous.score(
-                self.model, self.tokenizer, name, e.max_new_tokens)
+                self.model, self.tokenizer, name, e.max_new_tokens
+            )
         for suite, (probes, context) in plan.suites.items():
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             messages = [in_task_context(p.messages, plan.system) if context == "task" else p.messages for p in probes]
             outs = self.generate(name, messages, e.suite_max_new_tokens, label=f"{name} on {suite}")
             task = context == "task" and (plan.schema is not None or plan.kind == "classification")
-            scored = [score_probe(p, o["output"], on_task=plan.on_task if task else None,
-                                  valid=plan.valid if plan.schema else None, judge=plan.judge)
-                      for p, o in zip(probes, outs)]
+            scored = [
+                score_probe(
+                    p,
+                    o["output"],
+                    on_task=plan.on_task if task else None,
+                    valid=plan.valid if plan.schema else None,
+                    judge=plan.judge,
+                )
+                for p, o in zip(probes, outs)
+            ]
             self.results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
             self.suite_passes.setdefault(suite, {})[name] = [float(r.passed) for r in scored]
-            _write_jsonl(self.out_dir / f"suite_{suite}_{name}.jsonl",
-                         [{"id": r.probe.id, "category": r.probe.category, "output": r.output, "passed": r.passed,
-                           "verdict": r.verdict, "reasons": r.reasons} for r in scored])
+            _write_jsonl(
+                self.out_dir / f"suite_{suite}_{name}.jsonl",
+                [
+                    {
+                        "id": r.probe.id,
+                        "category": r.probe.category,
+                        "output": r.output,
+                        "passed": r.passed,
+                        "verdict": r.verdict,
+                        "reasons": r.reasons,
+                    }
+                    for r in scored
+                ],
+            )
 
     def compare(self) -> dict[str, Any]:
         """Paired comparisons: the judge's win rate, the previous task's change, each suite's relative
@@ -281,18 +389,27 @@ class EvalRun:
         for suite, passes in self.suite_passes.items():
             if "base" in passes and "fine_tuned" in passes:
                 change = m.relative_change(passes["base"], passes["fine_tuned"], cfg.gate.confidence, seed=cfg.seed)
-                results["suites"][suite].update({"relative_change": change.pop("change"),
-                                                 "relative_change_upper": change.pop("upper"), **change,
-                                                 "mcnemar_p": m.mcnemar_p(passes["base"], passes["fine_tuned"])})
+                results["suites"][suite].update(
+                    {
+                        "relative_change": change.pop("change"),
+                        "relative_change_upper": change.pop("upper"),
+                        **change,
+                        "mcnemar_p": m.mcnemar_p(passes["base"], passes["fine_tuned"]),
+                    }
+                )
         key = {"json": "all_fields_correct", "classification": "accuracy", "preference": "preference_accuracy"}.get(
-            plan.kind, "exact_match")
+            plan.kind, "exact_match"
+        )
         results["comparisons"] = {}
         for other in (k for k in plan.passes if k != "fine_tuned"):
-            diff, low, high = m.paired_bootstrap_diff(per_example[other]["task_metric"],
-                                                      per_example["fine_tuned"]["task_metric"])
+            diff, low, high = m.paired_bootstrap_diff(
+                per_example[other]["task_metric"], per_example["fine_tuned"]["task_metric"]
+            )
             results["comparisons"][f"fine_tuned_vs_{other}"] = {
-                "metric": key, "mcnemar_p": m.mcnemar_p(per_example[other][key], per_example["fine_tuned"][key]),
-                "task_metric_diff": {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]}}
+                "metric": key,
+                "mcnemar_p": m.mcnemar_p(per_example[other][key], per_example["fine_tuned"][key]),
+                "task_metric_diff": {"mean": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]},
+            }
         if self.harness:
             from tunesmith.evaluate.harness import compare
 

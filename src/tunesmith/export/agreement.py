@@ -16,8 +16,13 @@ from typing import Any
 from tunesmith.export.gguf_file import ExportError
 
 
-def llama_cpp_answers(gguf: Path, prompts: list[list[dict[str, str]]], max_new_tokens: int,
-                      threads: int | None = None, lora: Path | None = None) -> list[dict[str, Any]]:
+def llama_cpp_answers(
+    gguf: Path,
+    prompts: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    threads: int | None = None,
+    lora: Path | None = None,
+) -> list[dict[str, Any]]:
     """Greedy answers from llama.cpp, with the chat template read from the GGUF file (and a GGUF LoRA
     adapter applied over it, `lora`), each with its completion tokens."""
     from tunesmith.export.llama import open_gguf
@@ -26,12 +31,17 @@ def llama_cpp_answers(gguf: Path, prompts: list[list[dict[str, str]]], max_new_t
     llm = open_gguf(gguf, n_ctx=4096, threads=threads, seed=0, **extra)
     answers = []
     for messages in prompts:
-        out = llm.create_chat_completion(messages=messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
-                                         max_tokens=max_new_tokens)
+        out = llm.create_chat_completion(
+            messages=messages, temperature=0.0, top_k=1, repeat_penalty=1.0, max_tokens=max_new_tokens
+        )
         choice = out["choices"][0]
-        answers.append({"output": (choice["message"]["content"] or "").strip(),
-                        "stopped": choice["finish_reason"] == "stop",
-                        "completion_tokens": out["usage"]["completion_tokens"]})
+        answers.append(
+            {
+                "output": (choice["message"]["content"] or "").strip(),
+                "stopped": choice["finish_reason"] == "stop",
+                "completion_tokens": out["usage"]["completion_tokens"],
+            }
+        )
     return answers
 
 
@@ -46,12 +56,15 @@ def transformers_answers(folder: Path, prompts: list[list[dict[str, str]]], max_
     return [o["output"] for o in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=1)]
 
 
-def agreement(ours: list[str], theirs: list[dict[str, Any]], references: list[str], score_with: Any
-              ) -> dict[str, Any]:
+def agreement(ours: list[str], theirs: list[dict[str, Any]], references: list[str], score_with: Any) -> dict[str, Any]:
     same = [a == b["output"] for a, b in zip(ours, theirs)]
-    return {"examples": len(ours), "identical": sum(same) / len(same),
-            "metric_transformers": score_with(ours), "metric_llama_cpp": score_with([t["output"] for t in theirs]),
-            "stopped": sum(t["stopped"] for t in theirs) / len(theirs)}
+    return {
+        "examples": len(ours),
+        "identical": sum(same) / len(same),
+        "metric_transformers": score_with(ours),
+        "metric_llama_cpp": score_with([t["output"] for t in theirs]),
+        "stopped": sum(t["stopped"] for t in theirs) / len(theirs),
+    }
 
 
 def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
@@ -63,8 +76,10 @@ def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
     predictions = eval_dir(cfg) / "predictions_fine_tuned.jsonl"
     metrics_file = eval_dir(cfg) / "metrics.json"
     if not predictions.exists() or not metrics_file.exists():
-        raise ExportError(f"--check answers the evaluated test prompts and {predictions} is missing; run "
-                          f"`tunesmith evaluate` on this project first, or export without --check")
+        raise ExportError(
+            f"--check answers the evaluated test prompts and {predictions} is missing; run "
+            f"`tunesmith evaluate` on this project first, or export without --check"
+        )
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
     metrics = json.loads(metrics_file.read_text())
     prompts, references = [r["prompt"] for r in rows], [r["reference"] for r in rows]
@@ -72,8 +87,16 @@ def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
     schema = json.loads(cfg.resolve(cfg.eval.json_schema).read_text()) if cfg.eval.json_schema else None
 
     def task_metric(outputs: list[str]) -> float:
-        summary, _ = score(outputs, references, schema, metrics.get("fields") or [], metrics.get("task", "text"),
-                           cfg.eval.task_metric, False, set(references))
+        summary, _ = score(
+            outputs,
+            references,
+            schema,
+            metrics.get("fields") or [],
+            metrics.get("task", "text"),
+            cfg.eval.task_metric,
+            False,
+            set(references),
+        )
         return summary["task_metric"]["mean"]
 
     ours = transformers_answers(merged, prompts, max_new)

@@ -59,11 +59,15 @@ def _base(cfg: ProjectConfig, base_model: str, out: Path) -> str:
 def _check_adapter(folder: Path, engine: str, version: int) -> dict[str, Any]:
     config = json.loads((folder / "adapter_config.json").read_text())
     if config.get("peft_type") != "LORA":
-        raise ExportError(f"version {version} is a {config.get('peft_type')} adapter; {engine} serves LoRA adapters "
-                          "only: export --merged, or serve it with tunesmith's engine")
+        raise ExportError(
+            f"version {version} is a {config.get('peft_type')} adapter; {engine} serves LoRA adapters "
+            "only: export --merged, or serve it with tunesmith's engine"
+        )
     if config.get("use_dora"):
-        raise ExportError(f"version {version} is a DoRA adapter, which {engine} does not load; export with --merged "
-                          "(the adapter folded into a standalone model)")
+        raise ExportError(
+            f"version {version} is a DoRA adapter, which {engine} does not load; export with --merged "
+            "(the adapter folded into a standalone model)"
+        )
     return config
 
 
@@ -94,8 +98,10 @@ def export_engine(cfg: ProjectConfig, ref: str, out: Path, *, engine: str, merge
         ranks.append(int(config.get("r", 8)))
         version_base = info["tags"].get("base_model", cfg.base_model)
         if base is not None and version_base != base:
-            raise ExportError(f"the served versions have different bases ({base}, {version_base}); "
-                              "one engine serves one base: export them separately")
+            raise ExportError(
+                f"the served versions have different bases ({base}, {version_base}); "
+                "one engine serves one base: export them separately"
+            )
         base = version_base
         target = out / "adapters" / f"v{row['version']}"
         shutil.rmtree(target, ignore_errors=True)
@@ -115,13 +121,36 @@ def command(engine: str, plan: dict[str, Any]) -> list[str]:
         if "served" in plan:
             cmd += ["--served-model-name", plan["served"]]
         if adapters:
-            cmd += ["--enable-lora", "--max-lora-rank", str(lora_rank(plan["max_rank"])), "--max-loras", str(len(adapters)),
-                    "--lora-modules", *[f"{k}={v}" for k, v in adapters.items()]]
+            cmd += [
+                "--enable-lora",
+                "--max-lora-rank",
+                str(lora_rank(plan["max_rank"])),
+                "--max-loras",
+                str(len(adapters)),
+                "--lora-modules",
+                *[f"{k}={v}" for k, v in adapters.items()],
+            ]
         return cmd
-    model = plan["model"] if "/" in plan["model"] and not plan["model"].startswith(("base", "model")) \
+    model = (
+        plan["model"]
+        if "/" in plan["model"] and not plan["model"].startswith(("base", "model"))
         else f"/data/{plan['model']}"
-    cmd = ["docker", "run", "--gpus", "all", "--shm-size", "1g", "-p", "127.0.0.1:8080:80", "-v", "$PWD:/data",
-           TGI_IMAGE, "--model-id", model]
+    )
+    cmd = [
+        "docker",
+        "run",
+        "--gpus",
+        "all",
+        "--shm-size",
+        "1g",
+        "-p",
+        "127.0.0.1:8080:80",
+        "-v",
+        "$PWD:/data",
+        TGI_IMAGE,
+        "--model-id",
+        model,
+    ]
     if adapters:
         cmd += ["--lora-adapters", ",".join(f"{k}=/data/{v}" for k, v in adapters.items())]
     return cmd
@@ -130,7 +159,9 @@ def command(engine: str, plan: dict[str, Any]) -> list[str]:
 def _write(engine: str, out: Path, plan: dict[str, Any]) -> dict[str, Any]:
     cmd = command(engine, plan)
     text = " ".join('"$PWD":/data' if c == "$PWD:/data" else shlex.quote(c) for c in cmd)
-    (out / "serve.sh").write_text(f"#!/bin/sh\n# {engine}: run from this folder on a GPU machine\n"
-                                  f"cd \"$(dirname \"$0\")\"\nexec {text}\n", encoding="utf-8")
+    (out / "serve.sh").write_text(
+        f'#!/bin/sh\n# {engine}: run from this folder on a GPU machine\ncd "$(dirname "$0")"\nexec {text}\n',
+        encoding="utf-8",
+    )
     (out / "serve.sh").chmod(0o755)
     return {"format": engine, "folder": str(out), "command": text, **plan}

@@ -44,17 +44,32 @@ def merged_folder(cfg: ProjectConfig, info: dict[str, Any], folder: Path, out: P
         return folder
     adapter = json.loads((folder / "adapter_config.json").read_text())
     if adapter.get("peft_type") not in ("LORA", "IA3"):
-        raise ExportError(f"version {info['version']} is a {adapter.get('peft_type')} adapter, which cannot be merged "
-                          "into the weights that GGUF, Hub and merged exports need; export --format adapter and "
-                          "serve it with tunesmith's engine, or train with train.adapter: lora")
+        raise ExportError(
+            f"version {info['version']} is a {adapter.get('peft_type')} adapter, which cannot be merged "
+            "into the weights that GGUF, Hub and merged exports need; export --format adapter and "
+            "serve it with tunesmith's engine, or train with train.adapter: lora"
+        )
     from tunesmith.train.merge import merge_adapter
 
-    return merge_adapter(folder, info["tags"].get("base_model", cfg.base_model), out,
-                         trust_remote_code=cfg.trust_remote_code, device=cfg.device)
+    return merge_adapter(
+        folder,
+        info["tags"].get("base_model", cfg.base_model),
+        out,
+        trust_remote_code=cfg.trust_remote_code,
+        device=cfg.device,
+    )
 
 
-def export_version(cfg: ProjectConfig, ref: str, out: Path, *, fmt: str = "adapter", quant: str = "f16",
-                   merged: bool = False, check: bool = False) -> dict[str, Any]:
+def export_version(
+    cfg: ProjectConfig,
+    ref: str,
+    out: Path,
+    *,
+    fmt: str = "adapter",
+    quant: str = "f16",
+    merged: bool = False,
+    check: bool = False,
+) -> dict[str, Any]:
     """Write version `ref` to `out` in `fmt`; returns what was written (paths, commands, checks)."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r} is not offered; choose one of {', '.join(FORMATS)}")
@@ -95,8 +110,9 @@ def gguf_name(cfg: ProjectConfig, version: int, quant: str) -> str:
     return f"{model_name(cfg)}-v{version}-{quant}.gguf"
 
 
-def _gguf(cfg: ProjectConfig, info: dict[str, Any], folder: Path, out: Path, quant: str,
-          written: dict[str, Any], check: bool) -> dict[str, Any]:
+def _gguf(
+    cfg: ProjectConfig, info: dict[str, Any], folder: Path, out: Path, quant: str, written: dict[str, Any], check: bool
+) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from tunesmith.console import status
@@ -117,25 +133,38 @@ def _gguf(cfg: ProjectConfig, info: dict[str, Any], folder: Path, out: Path, qua
                 written["agreement"] = check_gguf(cfg, path, merged)
     system = info["tags"].get("system_prompt")
     modelfile = write_modelfile(out, name, tokenizer, system=system)
-    written.update({"gguf": str(path), "quant": quant, "modelfile": str(modelfile),
-                    "bytes": path.stat().st_size, "system_prompt": bool(system)})
+    written.update(
+        {
+            "gguf": str(path),
+            "quant": quant,
+            "modelfile": str(modelfile),
+            "bytes": path.stat().st_size,
+            "system_prompt": bool(system),
+        }
+    )
     _card_section(out / "MODEL_CARD.md", name, quant, system, written.get("agreement"))
     return written
 
 
 def _card_section(card: Path, name: str, quant: str, system: str | None, agreement: dict[str, Any] | None) -> None:
-    paragraphs = [f"`{name}`: the merged model in GGUF, {'16-bit floats' if quant == 'f16' else '8-bit (Q8_0)'}"
-                  " weights, with the tokenizer, the chat template and the end-of-turn token in the file. "
-                  "`ollama create NAME -f Modelfile` registers it with Ollama; "
-                  f"`llama-cli -m {name} -cnv` or `llama-server -m {name}` runs it in llama.cpp."]
+    paragraphs = [
+        f"`{name}`: the merged model in GGUF, {'16-bit floats' if quant == 'f16' else '8-bit (Q8_0)'}"
+        " weights, with the tokenizer, the chat template and the end-of-turn token in the file. "
+        "`ollama create NAME -f Modelfile` registers it with Ollama; "
+        f"`llama-cli -m {name} -cnv` or `llama-server -m {name}` runs it in llama.cpp."
+    ]
     if agreement:
-        paragraphs.append(f"Checked in llama.cpp on the {agreement['examples']} evaluated test prompts (greedy): "
-                          f"{agreement['identical']:.1%} of the answers identical to the merged model's in "
-                          f"transformers; {agreement['task_metric_name']} {agreement['metric_llama_cpp']:.3f} "
-                          f"(transformers {agreement['metric_transformers']:.3f}); {agreement['stopped']:.1%} "
-                          "stopped at the end-of-turn token.")
+        paragraphs.append(
+            f"Checked in llama.cpp on the {agreement['examples']} evaluated test prompts (greedy): "
+            f"{agreement['identical']:.1%} of the answers identical to the merged model's in "
+            f"transformers; {agreement['task_metric_name']} {agreement['metric_llama_cpp']:.3f} "
+            f"(transformers {agreement['metric_transformers']:.3f}); {agreement['stopped']:.1%} "
+            "stopped at the end-of-turn token."
+        )
     if system:
-        paragraphs.append("The version answers with the system prompt it was trained with; the Modelfile's SYSTEM "
-                          "sets it, and other clients must send it as the first message.")
+        paragraphs.append(
+            "The version answers with the system prompt it was trained with; the Modelfile's SYSTEM "
+            "sets it, and other clients must send it as the first message."
+        )
     text = card.read_text(encoding="utf-8").rstrip("\n")
     card.write_text(text + "\n\n## GGUF (llama.cpp, Ollama)\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8")

@@ -23,8 +23,10 @@ from tunesmith.errors import TunesmithError
 
 QUANTS = ("f16", "q8_0")
 _ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
-_CONVERTER = ("llama.cpp's convert_hf_to_gguf.py (https://github.com/ggml-org/llama.cpp) converts the merged "
-              "folder that `tunesmith registry export --format merged` writes")
+_CONVERTER = (
+    "llama.cpp's convert_hf_to_gguf.py (https://github.com/ggml-org/llama.cpp) converts the merged "
+    "folder that `tunesmith registry export --format merged` writes"
+)
 
 
 class ExportError(TunesmithError):
@@ -50,8 +52,10 @@ def pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
         pattern = steps[0].get("pattern", {}).get("Regex", "")
         if r"\p{N}{1,3}" in pattern and "(?i:'s|'t|'re|'ve|'m|'ll|'d)" in pattern:
             return "llama-bpe"  # Llama 3's split
-    raise ExportError(f"the tokenizer's pre-tokenizer ({' + '.join(str(k) for k in kinds)}) is not one tunesmith's "
-                      f"GGUF writer knows (GPT-2, SmolLM, Llama 3 byte-level BPE); {_CONVERTER}")
+    raise ExportError(
+        f"the tokenizer's pre-tokenizer ({' + '.join(str(k) for k in kinds)}) is not one tunesmith's "
+        f"GGUF writer knows (GPT-2, SmolLM, Llama 3 byte-level BPE); {_CONVERTER}"
+    )
 
 
 def _hparams(config: dict[str, Any]) -> dict[str, Any]:
@@ -60,21 +64,29 @@ def _hparams(config: dict[str, Any]) -> dict[str, Any]:
         raise ExportError(f"GGUF export covers {', '.join(_ARCHITECTURES)}; this model is {arch}. {_CONVERTER}")
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
-        raise ExportError(f"rope scaling {rope.get('rope_type')!r} is not written by tunesmith's GGUF writer; "
-                          f"{_CONVERTER}")
+        raise ExportError(
+            f"rope scaling {rope.get('rope_type')!r} is not written by tunesmith's GGUF writer; {_CONVERTER}"
+        )
     n_head = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    return {"n_layer": config["num_hidden_layers"], "n_head": n_head,
-            "n_kv": config.get("num_key_value_heads") or n_head, "head_dim": head_dim,
-            "theta": rope.get("rope_theta", config.get("rope_theta", 10000.0)),
-            "tied": config.get("tie_word_embeddings", False)}
+    return {
+        "n_layer": config["num_hidden_layers"],
+        "n_head": n_head,
+        "n_kv": config.get("num_key_value_heads") or n_head,
+        "head_dim": head_dim,
+        "theta": rope.get("rope_theta", config.get("rope_theta", 10000.0)),
+        "tied": config.get("tie_word_embeddings", False),
+    }
 
 
 def permute(weight: Any, n_head: int) -> Any:
     """Reorder a q or k projection's rows from transformers' rotary layout (two halves per head)
     to llama.cpp's (interleaved pairs); the inverse of transformers' `reverse_permute` on GGUF load."""
-    return (weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
-            .swapaxes(1, 2).reshape(weight.shape))
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
 
 
 def _vocabulary(folder: Path, n_vocab: int) -> tuple[list[str], list[int]]:
@@ -126,8 +138,10 @@ def write_gguf(folder: Path, out_file: Path, *, quant: str = "f16", name: str | 
     hp = _hparams(config)
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
     if tokenizer_json.get("model", {}).get("type") != "BPE" or tokenizer_json.get("model", {}).get("byte_fallback"):
-        raise ExportError(f"GGUF export covers byte-level BPE tokenizers; this one is "
-                          f"{tokenizer_json.get('model', {}).get('type')}. {_CONVERTER}")
+        raise ExportError(
+            f"GGUF export covers byte-level BPE tokenizers; this one is "
+            f"{tokenizer_json.get('model', {}).get('type')}. {_CONVERTER}"
+        )
     n_vocab = config["vocab_size"]
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.tmp")
@@ -159,8 +173,10 @@ def write_gguf(folder: Path, out_file: Path, *, quant: str = "f16", name: str | 
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=n_vocab)
     special.add_to_gguf(writer, quiet=True)
     if special.chat_template is None:
-        raise ExportError(f"{folder} has no chat template; a GGUF without one answers in the wrong format. "
-                          "Export a version whose tokenizer carries its template")
+        raise ExportError(
+            f"{folder} has no chat template; a GGUF without one answers in the wrong format. "
+            "Export a version whose tokenizer carries its template"
+        )
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, hp["n_layer"])
     shards = sorted(folder.glob("*.safetensors"))

@@ -27,11 +27,22 @@ def _results(name: str, tags: dict[str, str]) -> list[Any]:
 
     task = tags.get("task_metric_name") or "task_metric"
     dataset = {"dataset_type": "tunesmith-test-split", "dataset_name": f"{name} held-out test split"}
-    rows = [(task, tags.get("task_metric")), ("format_compliance", tags.get("format_compliance")),
-             ("safety_pass_rate", tags.get("safety_pass_rate"))]
-    return [EvalResult(task_type="text-generation", metric_type=metric, metric_name=metric.replace("_", " "),
-                       metric_value=round(float(value), 4), **dataset)
-            for metric, value in rows if value not in (None, "")]
+    rows = [
+        (task, tags.get("task_metric")),
+        ("format_compliance", tags.get("format_compliance")),
+        ("safety_pass_rate", tags.get("safety_pass_rate")),
+    ]
+    return [
+        EvalResult(
+            task_type="text-generation",
+            metric_type=metric,
+            metric_name=metric.replace("_", " "),
+            metric_value=round(float(value), 4),
+            **dataset,
+        )
+        for metric, value in rows
+        if value not in (None, "")
+    ]
 
 
 def hub_card(cfg: ProjectConfig, info: dict[str, Any], *, adapter: bool) -> Any:
@@ -44,18 +55,29 @@ def hub_card(cfg: ProjectConfig, info: dict[str, Any], *, adapter: bool) -> Any:
     name = f"{model_name(cfg)}-v{info['version']}"
     base_id, licence = _base(tags.get("root_base_model") or tags.get("base_model", cfg.base_model))
     labels = ["tunesmith", "fine-tuned", tags.get("method", "sft")] + (["peft", "lora"] if adapter else [])
-    data = ModelCardData(model_name=name, base_model=base_id, license=licence or "other",
-                         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
-                         tags=labels, eval_results=_results(name, tags) or None)
-    usage = (f"```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained"
-             f"(\"path/to/{name}\")\n```" if adapter else
-             f"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
-             f"model = AutoModelForCausalLM.from_pretrained(\"path/to/{name}\")\n"
-             f"tokenizer = AutoTokenizer.from_pretrained(\"path/to/{name}\")\n```")
+    data = ModelCardData(
+        model_name=name,
+        base_model=base_id,
+        license=licence or "other",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        tags=labels,
+        eval_results=_results(name, tags) or None,
+    )
+    usage = (
+        f"```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained"
+        f'("path/to/{name}")\n```'
+        if adapter
+        else f"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f'model = AutoModelForCausalLM.from_pretrained("path/to/{name}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("path/to/{name}")\n```'
+    )
     body = (info["card"] or f"# {name}\n") + "\n## Loading\n\n" + usage + "\n"
     if tags.get("system_prompt"):
-        body += ("\nThe model was trained with this system prompt; send it as the first message:\n\n"
-                 f"```text\n{tags['system_prompt']}\n```\n")
+        body += (
+            "\nThe model was trained with this system prompt; send it as the first message:\n\n"
+            f"```text\n{tags['system_prompt']}\n```\n"
+        )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 

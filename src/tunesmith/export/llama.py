@@ -27,8 +27,9 @@ def open_gguf(path: Path, *, n_ctx: int, threads: int | None = None, **options: 
         import llama_cpp
         import llama_cpp.llama as llama_module
     except ImportError:
-        raise ExportError("llama.cpp is not installed: pip install 'tunesmith[llamacpp]' (it compiles llama.cpp, "
-                          "a few minutes)") from None
+        raise ExportError(
+            "llama.cpp is not installed: pip install 'tunesmith[llamacpp]' (it compiles llama.cpp, a few minutes)"
+        ) from None
     threads = threads or len(os.sched_getaffinity(0))
     if not amx_int8_built(llama_cpp):
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False, **options)

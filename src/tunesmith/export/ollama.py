@@ -21,19 +21,23 @@ _ROLES = ("system", "user", "assistant")
 CHECKS = (  # conversations the assembled template must render exactly as the tokenizer does
     [{"role": "user", "content": "Hello there"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-    [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
-     {"role": "user", "content": "Q2"}],
+    [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"},
+    ],
     [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}],
 )
 
 
 @dataclass(frozen=True)
 class ChatFormat:
-    head: str                 # once at the very start (a BOS written by the template itself)
-    default_system: str       # added when the first message is not a system message
-    prefix: dict[str, str]    # before each role's content
-    suffix: str               # after every message's content
-    generation: str           # the assistant's opening, after the last user message
+    head: str  # once at the very start (a BOS written by the template itself)
+    default_system: str  # added when the first message is not a system message
+    prefix: dict[str, str]  # before each role's content
+    suffix: str  # after every message's content
+    generation: str  # the assistant's opening, after the last user message
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation: bool) -> str:
@@ -47,31 +51,41 @@ def chat_format(tokenizer: Any) -> ChatFormat:
     try:
         i_s, i_u, i_a = (text.index(marks[r]) for r in _ROLES)
     except ValueError:
-        raise ExportError("the chat template drops a system, user or assistant message; a Modelfile template "
-                          "cannot be derived from it") from None
-    suffix = text[i_a + len(marks["assistant"]):]
-    between_su, between_ua = text[i_s + len(marks["system"]):i_u], text[i_u + len(marks["user"]):i_a]
+        raise ExportError(
+            "the chat template drops a system, user or assistant message; a Modelfile template "
+            "cannot be derived from it"
+        ) from None
+    suffix = text[i_a + len(marks["assistant"]) :]
+    between_su, between_ua = text[i_s + len(marks["system"]) : i_u], text[i_u + len(marks["user"]) : i_a]
     if not (between_su.startswith(suffix) and between_ua.startswith(suffix)):
-        raise ExportError("the chat template closes messages differently by role; a Modelfile template cannot be "
-                          "derived from it: write TEMPLATE by hand (https://github.com/ollama/ollama/blob/main/"
-                          "docs/template.md)")
+        raise ExportError(
+            "the chat template closes messages differently by role; a Modelfile template cannot be "
+            "derived from it: write TEMPLATE by hand (https://github.com/ollama/ollama/blob/main/"
+            "docs/template.md)"
+        )
     bos = getattr(tokenizer, "bos_token", None) or ""
     # a BOS the template writes once (Llama 3), not a token that opens every message (ChatML's <|im_start|>)
-    head = bos if bos and text.startswith(bos) and not between_su[len(suffix):].startswith(bos) else ""
-    prefix = {"system": text[len(head):i_s], "user": between_su[len(suffix):],
-              "assistant": between_ua[len(suffix):]}
+    head = bos if bos and text.startswith(bos) and not between_su[len(suffix) :].startswith(bos) else ""
+    prefix = {
+        "system": text[len(head) : i_s],
+        "user": between_su[len(suffix) :],
+        "assistant": between_ua[len(suffix) :],
+    }
     alone = _render(tokenizer, [{"role": "user", "content": marks["user"]}], False)
     start = alone.index(prefix["user"] + marks["user"]) if prefix["user"] + marks["user"] in alone else -1
     if start < len(head):
-        raise ExportError("the chat template renders a lone user message unlike a conversation; "
-                          "write the Modelfile TEMPLATE by hand")
-    default_system = alone[len(head):start]
-    generation = _render(tokenizer, [{"role": "user", "content": marks["user"]}], True)[len(alone):]
+        raise ExportError(
+            "the chat template renders a lone user message unlike a conversation; write the Modelfile TEMPLATE by hand"
+        )
+    default_system = alone[len(head) : start]
+    generation = _render(tokenizer, [{"role": "user", "content": marks["user"]}], True)[len(alone) :]
     fmt = ChatFormat(head, default_system, prefix, suffix, generation)
     for messages in CHECKS:
         if render_like_ollama(fmt, messages) != _render(tokenizer, messages, True):
-            raise ExportError("the chat template does something a Modelfile template cannot follow (it changes "
-                              "with the conversation); write TEMPLATE by hand")
+            raise ExportError(
+                "the chat template does something a Modelfile template cannot follow (it changes "
+                "with the conversation); write TEMPLATE by hand"
+            )
     return fmt
 
 
@@ -93,14 +107,17 @@ def go_template(fmt: ChatFormat) -> str:
     """Ollama's TEMPLATE: `.Messages` with `.Role` and `.Content` (no whitespace trimming: the
     newlines are part of the format)."""
     p = {r: _literal(fmt.prefix[r]) for r in _ROLES}
-    branches = "".join(f'{{{{ {"if" if i == 0 else "else if"} eq $m.Role "{r}" }}}}{p[r]}'
-                       for i, r in enumerate(_ROLES))
-    return (f"{_literal(fmt.head)}"
-            f'{{{{ if or (not .Messages) (ne (index .Messages 0).Role "system") }}}}'
-            f"{_literal(fmt.default_system)}{{{{ end }}}}"
-            f"{{{{ range $i, $m := .Messages }}}}{branches}{{{{ end }}}}{{{{ $m.Content }}}}{_literal(fmt.suffix)}"
-            f'{{{{ if and (eq (len (slice $.Messages $i)) 1) (ne $m.Role "assistant") }}}}'
-            f"{_literal(fmt.generation)}{{{{ end }}}}{{{{ end }}}}")
+    branches = "".join(
+        f'{{{{ {"if" if i == 0 else "else if"} eq $m.Role "{r}" }}}}{p[r]}' for i, r in enumerate(_ROLES)
+    )
+    return (
+        f"{_literal(fmt.head)}"
+        f'{{{{ if or (not .Messages) (ne (index .Messages 0).Role "system") }}}}'
+        f"{_literal(fmt.default_system)}{{{{ end }}}}"
+        f"{{{{ range $i, $m := .Messages }}}}{branches}{{{{ end }}}}{{{{ $m.Content }}}}{_literal(fmt.suffix)}"
+        f'{{{{ if and (eq (len (slice $.Messages $i)) 1) (ne $m.Role "assistant") }}}}'
+        f"{_literal(fmt.generation)}{{{{ end }}}}{{{{ end }}}}"
+    )
 
 
 def _quoted(text: str) -> str:
@@ -109,8 +126,9 @@ def _quoted(text: str) -> str:
     return f'"""{text}"""'
 
 
-def modelfile(gguf_name: str, tokenizer: Any, *, system: str | None = None, temperature: float = 0.0,
-              num_ctx: int = 2048) -> str:
+def modelfile(
+    gguf_name: str, tokenizer: Any, *, system: str | None = None, temperature: float = 0.0, num_ctx: int = 2048
+) -> str:
     """The Modelfile text: the GGUF beside it, the template, the trained system prompt (Ollama sends it as
     the first message when a request brings none), the end-of-turn stops and greedy sampling."""
     fmt = chat_format(tokenizer)

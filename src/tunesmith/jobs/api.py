@@ -47,23 +47,40 @@ def organisation(cfg: ProjectConfig, digest: str | None) -> str:
 
 
 def file_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-            "filename": row["filename"], "purpose": row["purpose"], "status": row["status"],
-            "status_details": row["status_details"], "expires_at": None}
+    return {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+        "status_details": row["status_details"],
+        "expires_at": None,
+    }
 
 
 def job_object(row: dict[str, Any]) -> dict[str, Any]:
     method = json.loads(row["method"])
     hyper = json.loads(row["hyperparameters"])
     return {
-        "id": row["id"], "object": "fine_tuning.job", "created_at": row["created_at"],
+        "id": row["id"],
+        "object": "fine_tuning.job",
+        "created_at": row["created_at"],
         "error": json.loads(row["error"]) if row["error"] else None,
-        "fine_tuned_model": row["fine_tuned_model"], "finished_at": row["finished_at"],
-        "hyperparameters": hyper, "model": row["model"], "organization_id": row["org"],
+        "fine_tuned_model": row["fine_tuned_model"],
+        "finished_at": row["finished_at"],
+        "hyperparameters": hyper,
+        "model": row["model"],
+        "organization_id": row["org"],
         "result_files": json.loads(row["result_files"]) if row["result_files"] else [],
-        "seed": row["seed"], "status": row["status"], "trained_tokens": row["trained_tokens"],
-        "training_file": row["training_file"], "validation_file": row["validation_file"],
-        "estimated_finish": row["estimated_finish"], "integrations": [],
+        "seed": row["seed"],
+        "status": row["status"],
+        "trained_tokens": row["trained_tokens"],
+        "training_file": row["training_file"],
+        "validation_file": row["validation_file"],
+        "estimated_finish": row["estimated_finish"],
+        "integrations": [],
         "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
         "method": {"type": method["type"], method["type"]: {"hyperparameters": hyper}},
         "user_provided_suffix": row["suffix"],
@@ -71,21 +88,39 @@ def job_object(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def event_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "fine_tuning.job.event", "created_at": row["created_at"], "level": row["level"],
-            "message": row["message"], "data": json.loads(row["data"]) if row["data"] else {}, "type": row["type"]}
+    return {
+        "id": row["id"],
+        "object": "fine_tuning.job.event",
+        "created_at": row["created_at"],
+        "level": row["level"],
+        "message": row["message"],
+        "data": json.loads(row["data"]) if row["data"] else {},
+        "type": row["type"],
+    }
 
 
 def checkpoint_object(row: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     metrics = json.loads(row["metrics"])
     name = job["fine_tuned_model"] or fine_tuned_name(job["model"], job["org"], job["suffix"], job["id"])
-    return {"id": row["id"], "object": "fine_tuning.job.checkpoint", "created_at": row["created_at"],
-            "fine_tuned_model_checkpoint": f"{name}:ckpt-step-{row['step']}", "fine_tuning_job_id": job["id"],
-            "metrics": {"step": row["step"], **metrics}, "step_number": row["step"]}
+    return {
+        "id": row["id"],
+        "object": "fine_tuning.job.checkpoint",
+        "created_at": row["created_at"],
+        "fine_tuned_model_checkpoint": f"{name}:ckpt-step-{row['step']}",
+        "fine_tuning_job_id": job["id"],
+        "metrics": {"step": row["step"], **metrics},
+        "step_number": row["step"],
+    }
 
 
 def page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {"object": "list", "data": items, "has_more": more,
-            "first_id": items[0]["id"] if items else None, "last_id": items[-1]["id"] if items else None}
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": more,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+    }
 
 
 router = APIRouter()
@@ -140,12 +175,24 @@ async def upload(request: Request, file: UploadFile = File(...), purpose: str = 
         raise ApiError(413, f"file over serve.jobs.max_file_bytes ({settings.max_file_bytes} bytes)", param="file")
     held = store.usage(org_of(request))
     if held["files"] >= settings.max_files_per_org or held["bytes"] + size > settings.max_bytes_per_org:
-        raise ApiError(429, f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
-                       f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
-                       "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
-                       param="file", code="quota_exceeded")
-    row = await loop.run_in_executor(None, store.add_file_from, org_of(request), file.filename or "upload.jsonl",
-                                     purpose, file.file, "uploaded", None)  # copied and fsynced off the loop
+        raise ApiError(
+            429,
+            f"your organisation holds {held['files']} files of {held['bytes']} bytes; this server "
+            f"keeps at most {settings.max_files_per_org} files and {settings.max_bytes_per_org} bytes "
+            "each (serve.jobs.max_files_per_org, max_bytes_per_org): delete files you no longer need",
+            param="file",
+            code="quota_exceeded",
+        )
+    row = await loop.run_in_executor(
+        None,
+        store.add_file_from,
+        org_of(request),
+        file.filename or "upload.jsonl",
+        purpose,
+        file.file,
+        "uploaded",
+        None,
+    )  # copied and fsynced off the loop
     if purpose == "fine-tune":
         valid, problems = await loop.run_in_executor(None, check_file, Path(row["path"]))
         status, details = ("processed", None) if not problems else ("error", "; ".join(problems))
@@ -196,19 +243,29 @@ async def create_job(request: Request) -> dict[str, Any]:
     except SpecError as exc:
         raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
     if store.usage(org)["active_jobs"] >= settings.max_active_jobs_per_org:
-        raise ApiError(429, f"your organisation has {settings.max_active_jobs_per_org} jobs waiting or running, "
-                       "this server's limit (serve.jobs.max_active_jobs_per_org); wait for one to finish or cancel "
-                       "one", code="quota_exceeded")
+        raise ApiError(
+            429,
+            f"your organisation has {settings.max_active_jobs_per_org} jobs waiting or running, "
+            "this server's limit (serve.jobs.max_active_jobs_per_org); wait for one to finish or cancel "
+            "one",
+            code="quota_exceeded",
+        )
     model = body.get("model")
     if model not in (cfg.base_model, model_short(cfg.base_model), "base"):  # "base": the name /v1/models lists
-        raise ApiError(400, f"model {model!r} is not available for fine-tuning here; this server fine-tunes "
-                       f"{model_short(cfg.base_model)!r} (its base_model)", param="model", code="model_not_available")
+        raise ApiError(
+            400,
+            f"model {model!r} is not available for fine-tuning here; this server fine-tunes "
+            f"{model_short(cfg.base_model)!r} (its base_model)",
+            param="model",
+            code="model_not_available",
+        )
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
         raise ApiError(400, "seed must be an integer from 0 to 2147483647", param="seed")
     metadata = body.get("metadata")
-    if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16
-                                 or not all(isinstance(v, str) for v in metadata.values())):
+    if metadata is not None and (
+        not isinstance(metadata, dict) or len(metadata) > 16 or not all(isinstance(v, str) for v in metadata.values())
+    ):
         raise ApiError(400, "metadata must be an object of at most 16 string values", param="metadata")
     files = {}
     for key in ("training_file", "validation_file"):
@@ -224,10 +281,19 @@ async def create_job(request: Request) -> dict[str, Any]:
         files[key] = row
     import secrets
 
-    job = store.add_job(org, {"model": model_short(cfg.base_model), "training_file": files["training_file"]["id"],
-                              "validation_file": files.get("validation_file", {}).get("id"),
-                              "suffix": body.get("suffix"), "seed": seed if seed is not None else secrets.randbelow(2**31),
-                              "metadata": metadata, "method": {"type": kind}, "hyperparameters": hyper})
+    job = store.add_job(
+        org,
+        {
+            "model": model_short(cfg.base_model),
+            "training_file": files["training_file"]["id"],
+            "validation_file": files.get("validation_file", {}).get("id"),
+            "suffix": body.get("suffix"),
+            "seed": seed if seed is not None else secrets.randbelow(2**31),
+            "metadata": metadata,
+            "method": {"type": kind},
+            "hyperparameters": hyper,
+        },
+    )
     store.event(job["id"], "created", f"Created fine-tuning job: {job['id']}")
     await _validate(store, job, files, kind)
     return job_object(store.job(job["id"]))  # type: ignore[arg-type]
@@ -251,10 +317,15 @@ async def cancel(request: Request, job_id: str) -> dict[str, Any]:
     import time
 
     row = own_job(request, job_id)
-    if not store.move(job_id, ("validating_files", "queued", "running", "paused"), "cancelled",
-                      finished_at=int(time.time())):
-        raise ApiError(400, f"job {job_id} is {row['status']}; only an unfinished job can be cancelled",
-                       param="fine_tuning_job_id", code="job_not_cancellable")
+    if not store.move(
+        job_id, ("validating_files", "queued", "running", "paused"), "cancelled", finished_at=int(time.time())
+    ):
+        raise ApiError(
+            400,
+            f"job {job_id} is {row['status']}; only an unfinished job can be cancelled",
+            param="fine_tuning_job_id",
+            code="job_not_cancellable",
+        )
     store.event(job_id, "cancelled", "Fine-tuning job cancelled")
     return job_object(own_job(request, job_id))
 
@@ -264,10 +335,17 @@ async def pause(request: Request, job_id: str) -> dict[str, Any]:
     _, store = _jobs(request)
     row = own_job(request, job_id)
     if not store.move(job_id, ("queued", "running"), "paused"):
-        raise ApiError(400, f"job {job_id} is {row['status']}; only a queued or running job can be paused",
-                       param="fine_tuning_job_id", code="job_not_pausable")
-    store.event(job_id, f"paused-{store.count_events(job_id, 'paused-')}", "Fine-tuning job paused; resume continues "
-                "from its last checkpoint")
+        raise ApiError(
+            400,
+            f"job {job_id} is {row['status']}; only a queued or running job can be paused",
+            param="fine_tuning_job_id",
+            code="job_not_pausable",
+        )
+    store.event(
+        job_id,
+        f"paused-{store.count_events(job_id, 'paused-')}",
+        "Fine-tuning job paused; resume continues from its last checkpoint",
+    )
     return job_object(own_job(request, job_id))
 
 
@@ -276,8 +354,12 @@ async def resume(request: Request, job_id: str) -> dict[str, Any]:
     _, store = _jobs(request)
     row = own_job(request, job_id)
     if not store.move(job_id, ("paused",), "queued", worker=None, heartbeat=None):
-        raise ApiError(400, f"job {job_id} is {row['status']}; only a paused job can be resumed",
-                       param="fine_tuning_job_id", code="job_not_resumable")
+        raise ApiError(
+            400,
+            f"job {job_id} is {row['status']}; only a paused job can be resumed",
+            param="fine_tuning_job_id",
+            code="job_not_resumable",
+        )
     store.event(job_id, f"resumed-{store.count_events(job_id, 'resumed-')}", "Fine-tuning job resumed")
     return job_object(own_job(request, job_id))
 
@@ -312,7 +394,9 @@ async def _validate(store: JobStore, job: dict[str, Any], files: dict[str, dict[
             store.move(job["id"], ("validating_files",), "failed", error=error, finished_at=int(time.time()))
             store.event(job["id"], "validation", message, level="error")
             return
-        store.event(job["id"], f"validated-{key}", f"Validated {key} {row['id']}: {valid} records", data={"records": valid})
+        store.event(
+            job["id"], f"validated-{key}", f"Validated {key} {row['id']}: {valid} records", data={"records": valid}
+        )
     if store.move(job["id"], ("validating_files",), "queued"):
         store.event(job["id"], "queued", "Files validated, moving job to queued state")
 
@@ -337,8 +421,11 @@ def _serve_models(app: FastAPI, cfg: ProjectConfig, store: JobStore) -> None:
 
     def listed(digest: str | None) -> list[str]:
         org = organisation(cfg, digest)
-        return [r["fine_tuned_model"] for r in store.all_jobs()
-                if r["org"] == org and r["status"] == "succeeded" and r["fine_tuned_model"]]
+        return [
+            r["fine_tuned_model"]
+            for r in store.all_jobs()
+            if r["org"] == org and r["status"] == "succeeded" and r["fine_tuned_model"]
+        ]
 
     app.state.server.model_finders.append(find)
     app.state.server.model_listers.append(listed)

@@ -29,8 +29,9 @@ def log_event(event: Any) -> None:
     elif kind == "trained":
         line = f"trained: {data.metadata.get('steps')} steps"
     elif kind == "gates":
-        line = "gates: " + "; ".join(f"{g.name} {'pass' if g.passed else 'not measured' if g.passed is None else 'FAIL'}"
-                                     for g in data)
+        line = "gates: " + "; ".join(
+            f"{g.name} {'pass' if g.passed else 'not measured' if g.passed is None else 'FAIL'}" for g in data
+        )
     elif kind in ("registered", "unchanged"):
         line = f"registered: {data['name']} v{data['version']}"
     else:

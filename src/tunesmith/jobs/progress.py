@@ -28,14 +28,20 @@ def merged_rows(path: Path) -> dict[int, dict[str, float | None]]:
 def checkpoint_metrics(rows: dict[int, dict[str, float | None]], step: int) -> dict[str, float | None]:
     """OpenAI's checkpoint metrics from the last logged values at or before `step`. The validation
     set is evaluated whole at every evaluation, so valid_* and full_valid_* are the same numbers."""
+
     def last(key: str) -> float | None:
         values = [r[key] for s, r in sorted(rows.items()) if s <= step and r.get(key) is not None]
         return values[-1] if values else None
 
     valid, valid_acc = last("eval_loss"), last("eval_mean_token_accuracy")
-    return {"train_loss": last("loss"), "train_mean_token_accuracy": last("mean_token_accuracy"),
-            "valid_loss": valid, "valid_mean_token_accuracy": valid_acc,
-            "full_valid_loss": valid, "full_valid_mean_token_accuracy": valid_acc}
+    return {
+        "train_loss": last("loss"),
+        "train_mean_token_accuracy": last("mean_token_accuracy"),
+        "valid_loss": valid,
+        "valid_mean_token_accuracy": valid_acc,
+        "full_valid_loss": valid,
+        "full_valid_mean_token_accuracy": valid_acc,
+    }
 
 
 def trained_tokens(out: Path) -> int | None:

@@ -17,8 +17,10 @@ from typing import Any
 METHODS = {"supervised": "sft", "dpo": "dpo"}
 # Bounds on a job's hyperparameters: one job holds the worker while it trains, so none may ask for ever
 MAX_EPOCHS, MAX_BATCH, MAX_LR_MULTIPLIER, MAX_BETA = 50, 256, 100.0, 10.0
-HYPER = {"supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
-         "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")}
+HYPER = {
+    "supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
+    "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
+}
 
 
 class SpecError(ValueError):
@@ -45,8 +47,10 @@ def check_file(path: Path, method: str = "supervised") -> tuple[int, list[str]]:
         write_json(cached, found)
     valid, problems, formats = found["valid"], list(found["problems"]), set(found["formats"])
     if method == "dpo" and valid and not formats & {"openai_dpo", "preference"}:
-        problems.append(f"{path.name}: a dpo job needs preference records (input, preferred_output, "
-                        "non_preferred_output), not conversations")
+        problems.append(
+            f"{path.name}: a dpo job needs preference records (input, preferred_output, "
+            "non_preferred_output), not conversations"
+        )
     if method == "supervised" and valid and formats & {"openai_dpo", "preference"}:
         problems.append(f"{path.name}: holds preference records; create the job with method type dpo")
     return valid, problems
@@ -60,17 +64,25 @@ def _check_records(path: Path) -> dict[str, Any]:
         result = check_sources([Source(path)], rejects_path=path.parent / ".check" / "rejects.jsonl")
     except (TunesmithError, UnicodeError, ValueError, OSError) as exc:
         reason = "not UTF-8 text" if isinstance(exc, UnicodeError) else str(exc).replace(str(path.parent) + "/", "")
-        return {"valid": 0, "formats": [], "problems": [
-            f"{path.name}: cannot be read as JSONL, JSON, CSV or Parquet ({reason[:300]})"]}
+        return {
+            "valid": 0,
+            "formats": [],
+            "problems": [f"{path.name}: cannot be read as JSONL, JSON, CSV or Parquet ({reason[:300]})"],
+        }
     problems = []
     for p in result.errors[:20]:
         where = f"line {p.line}" if p.line is not None else path.name
         problems.append(f"{where}: {p.field + ': ' if p.field else ''}{p.message}")
     if result.valid == 0 and not problems:
-        problems.append(f"{path.name}: no records found; each line must be one JSON object with a messages list "
-                        "(supervised) or input / preferred_output / non_preferred_output (dpo)")
-    return {"valid": result.valid, "formats": sorted({str(f.get("format")) for f in result.files}),
-            "problems": problems}
+        problems.append(
+            f"{path.name}: no records found; each line must be one JSON object with a messages list "
+            "(supervised) or input / preferred_output / non_preferred_output (dpo)"
+        )
+    return {
+        "valid": result.valid,
+        "formats": sorted({str(f.get("format")) for f in result.files}),
+        "problems": problems,
+    }
 
 
 def normalise(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -80,25 +92,35 @@ def normalise(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(kind, str) or kind not in METHODS:
         raise SpecError(f"method.type {kind!r} is not supported here; use supervised or dpo", "method.type")
     inner = _object(method.get(kind), f"method.{kind}")
-    hyper = dict(_object(inner.get("hyperparameters"), f"method.{kind}.hyperparameters")
-                 or _object(body.get("hyperparameters"), "hyperparameters"))
+    hyper = dict(
+        _object(inner.get("hyperparameters"), f"method.{kind}.hyperparameters")
+        or _object(body.get("hyperparameters"), "hyperparameters")
+    )
     for key in hyper:
         if key not in HYPER[kind]:
-            raise SpecError(f"unknown hyperparameter {key!r} for {kind}; known: {', '.join(HYPER[kind])}",
-                            f"method.{kind}.hyperparameters.{key}")
+            raise SpecError(
+                f"unknown hyperparameter {key!r} for {kind}; known: {', '.join(HYPER[kind])}",
+                f"method.{kind}.hyperparameters.{key}",
+            )
     for key in HYPER[kind]:
         hyper.setdefault(key, "auto")
     for key, top in (("n_epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
         value = hyper[key]
         if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top):
-            raise SpecError(f"{key} must be an integer from 1 to {top}, or \"auto\"",
-                            f"method.{kind}.hyperparameters.{key}")
+            raise SpecError(
+                f'{key} must be an integer from 1 to {top}, or "auto"', f"method.{kind}.hyperparameters.{key}"
+            )
     for key, top in (("learning_rate_multiplier", MAX_LR_MULTIPLIER), ("beta", MAX_BETA)):
         value = hyper.get(key, "auto")
-        if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                                or not math.isfinite(value) or not 0 < value <= top):
-            raise SpecError(f"{key} must be a number above 0 and at most {top:g}, or \"auto\"",
-                            f"method.{kind}.hyperparameters.{key}")
+        if value != "auto" and (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not 0 < value <= top
+        ):
+            raise SpecError(
+                f'{key} must be a number above 0 and at most {top:g}, or "auto"', f"method.{kind}.hyperparameters.{key}"
+            )
     return kind, hyper
 
 
@@ -130,8 +152,14 @@ def fine_tuned_name(model: str, org: str, suffix: str | None, job_id: str) -> st
     return ":".join(parts)
 
 
-def job_config(base: dict[str, Any], job: dict[str, Any], training: Path, validation: Path | None,
-               base_model: str, default_lr: Callable[[str], float]) -> dict[str, Any]:
+def job_config(
+    base: dict[str, Any],
+    job: dict[str, Any],
+    training: Path,
+    validation: Path | None,
+    base_model: str,
+    default_lr: Callable[[str], float],
+) -> dict[str, Any]:
     """The job's tunesmith.yaml: the server's `serve.jobs.project` settings, then the job's own."""
     import copy
     import json
@@ -151,8 +179,9 @@ def job_config(base: dict[str, Any], job: dict[str, Any], training: Path, valida
         train["micro_batch_size"] = hyper["batch_size"]
         train["gradient_accumulation_steps"] = 1
     if hyper.get("learning_rate_multiplier", "auto") != "auto":
-        train["learning_rate"] = float(train.get("learning_rate") or default_lr(train["method"])) * hyper[
-            "learning_rate_multiplier"]
+        train["learning_rate"] = (
+            float(train.get("learning_rate") or default_lr(train["method"])) * hyper["learning_rate_multiplier"]
+        )
     if kind == "dpo" and hyper.get("beta", "auto") != "auto":
         train["dpo_beta"] = hyper["beta"]
     cfg["base_model"] = base_model

@@ -56,8 +56,9 @@ class JobStore:
         self.files_dir = self.root / "files"
         self.runs_dir = self.root / "runs"
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.root / "jobs.db"), check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(
+            str(self.root / "jobs.db"), check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed job survives a power cut, not only a crash
@@ -80,19 +81,23 @@ class JobStore:
             return self._db.execute(sql, args).rowcount
 
     # files
-    def add_file(self, org: str, filename: str, purpose: str, data: bytes, status: str, details: str | None
-                 ) -> dict[str, Any]:
+    def add_file(
+        self, org: str, filename: str, purpose: str, data: bytes, status: str, details: str | None
+    ) -> dict[str, Any]:
         from tunesmith.files import write_atomic
 
         file_id = new_id("file")
         path = self.files_dir / file_id / (Path(filename).name or "upload.jsonl")
         write_atomic(path, data)
-        self._write("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,0)",
-                    (file_id, org, Path(filename).name, purpose, len(data), int(time.time()), str(path), status, details))
+        self._write(
+            "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,0)",
+            (file_id, org, Path(filename).name, purpose, len(data), int(time.time()), str(path), status, details),
+        )
         return self.file(org, file_id)  # type: ignore[return-value]
 
-    def add_file_from(self, org: str, filename: str, purpose: str, source: Any, status: str, details: str | None
-                      ) -> dict[str, Any]:
+    def add_file_from(
+        self, org: str, filename: str, purpose: str, source: Any, status: str, details: str | None
+    ) -> dict[str, Any]:
         """`add_file` from an open file (an upload spooled to disk), copied in blocks: never whole in memory."""
         import os
         import shutil
@@ -108,8 +113,10 @@ class JobStore:
             os.fsync(out.fileno())
         partial.replace(path)
         size = path.stat().st_size
-        self._write("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,0)",
-                    (file_id, org, Path(filename).name, purpose, size, int(time.time()), str(path), status, details))
+        self._write(
+            "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,0)",
+            (file_id, org, Path(filename).name, purpose, size, int(time.time()), str(path), status, details),
+        )
         return self.file(org, file_id)  # type: ignore[return-value]
 
     def set_file_status(self, file_id: str, status: str, details: str | None) -> None:
@@ -120,16 +127,21 @@ class JobStore:
 
     def files(self, org: str, purpose: str | None = None) -> list[dict[str, Any]]:
         if purpose:
-            return self._all("SELECT * FROM files WHERE org=? AND purpose=? AND deleted=0 ORDER BY created_at DESC",
-                             (org, purpose))
+            return self._all(
+                "SELECT * FROM files WHERE org=? AND purpose=? AND deleted=0 ORDER BY created_at DESC", (org, purpose)
+            )
         return self._all("SELECT * FROM files WHERE org=? AND deleted=0 ORDER BY created_at DESC", (org,))
 
     def usage(self, org: str) -> dict[str, int]:
         """What an organisation holds now: files, their bytes, and jobs not yet finished."""
-        files = self._one("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM files WHERE org=? AND deleted=0",
-                          (org,)) or {"n": 0, "b": 0}
-        jobs = self._one("SELECT COUNT(*) AS n FROM jobs WHERE org=? AND status IN "
-                         "('validating_files', 'queued', 'running', 'paused')", (org,)) or {"n": 0}
+        files = self._one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM files WHERE org=? AND deleted=0", (org,)
+        ) or {"n": 0, "b": 0}
+        jobs = self._one(
+            "SELECT COUNT(*) AS n FROM jobs WHERE org=? AND status IN "
+            "('validating_files', 'queued', 'running', 'paused')",
+            (org,),
+        ) or {"n": 0}
         return {"files": int(files["n"]), "bytes": int(files["b"]), "active_jobs": int(jobs["n"])}
 
     def delete_file(self, org: str, file_id: str) -> bool:
@@ -151,10 +163,24 @@ class JobStore:
             self._db.execute(
                 "INSERT INTO jobs (id, org, seq, model, training_file, validation_file, suffix, seed, metadata, method, "
                 "hyperparameters, status, created_at, folder, request) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (job_id, org, seq, fields["model"], fields["training_file"], fields.get("validation_file"),
-                 fields.get("suffix"), fields["seed"], json.dumps(fields.get("metadata")), json.dumps(fields["method"]),
-                 json.dumps(fields["hyperparameters"]), "validating_files", int(time.time()),
-                 str(self.runs_dir / job_id), json.dumps(fields.get("request", {}))))
+                (
+                    job_id,
+                    org,
+                    seq,
+                    fields["model"],
+                    fields["training_file"],
+                    fields.get("validation_file"),
+                    fields.get("suffix"),
+                    fields["seed"],
+                    json.dumps(fields.get("metadata")),
+                    json.dumps(fields["method"]),
+                    json.dumps(fields["hyperparameters"]),
+                    "validating_files",
+                    int(time.time()),
+                    str(self.runs_dir / job_id),
+                    json.dumps(fields.get("request", {})),
+                ),
+            )
         return self.job(job_id)  # type: ignore[return-value]
 
     def job(self, job_id: str, org: str | None = None) -> dict[str, Any] | None:
@@ -171,7 +197,9 @@ class JobStore:
         if start is None:
             rows = self._all("SELECT * FROM jobs WHERE org=? ORDER BY seq DESC LIMIT ?", (org, limit + 1))
         else:
-            rows = self._all("SELECT * FROM jobs WHERE org=? AND seq<? ORDER BY seq DESC LIMIT ?", (org, start, limit + 1))
+            rows = self._all(
+                "SELECT * FROM jobs WHERE org=? AND seq<? ORDER BY seq DESC LIMIT ?", (org, start, limit + 1)
+            )
         return rows[:limit], len(rows) > limit
 
     def all_jobs(self) -> list[dict[str, Any]]:
@@ -179,18 +207,24 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
-        values = tuple(json.dumps(v) if k in ("error", "result_files") and v is not None else v
-                       for k, v in fields.items())
+        values = tuple(
+            json.dumps(v) if k in ("error", "result_files") and v is not None else v for k, v in fields.items()
+        )
         self._write(f"UPDATE jobs SET {sets} WHERE id=?", (*values, job_id))
 
     def move(self, job_id: str, from_states: tuple[str, ...], to: str, **fields: Any) -> bool:
         """Change a job's status only if it is in one of `from_states` (one statement: no race)."""
         sets = ", ".join(["status=?"] + [f"{k}=?" for k in fields])
-        values = tuple(json.dumps(v) if k in ("error", "result_files") and v is not None else v
-                       for k, v in fields.items())
+        values = tuple(
+            json.dumps(v) if k in ("error", "result_files") and v is not None else v for k, v in fields.items()
+        )
         marks = ",".join("?" * len(from_states))
-        return self._write(f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})",
-                           (to, *values, job_id, *from_states)) == 1
+        return (
+            self._write(
+                f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})", (to, *values, job_id, *from_states)
+            )
+            == 1
+        )
 
     def claim(self, worker: str, stale_s: float) -> dict[str, Any] | None:
         """The oldest job waiting for a worker — queued, or running under a worker that stopped
@@ -200,12 +234,14 @@ class JobStore:
             rows = self._db.execute(
                 "SELECT id, status FROM jobs WHERE status='queued' OR (status='running' AND "
                 "(heartbeat IS NULL OR heartbeat < ?) AND (worker IS NULL OR worker != ?)) ORDER BY seq",
-                (now - stale_s, worker)).fetchall()
+                (now - stale_s, worker),
+            ).fetchall()
             for row in rows:
                 changed = self._db.execute(
                     "UPDATE jobs SET status='running', worker=?, heartbeat=? WHERE id=? AND status=? AND "
                     "(status='queued' OR heartbeat IS NULL OR heartbeat < ?)",
-                    (worker, now, row["id"], row["status"], now - stale_s)).rowcount
+                    (worker, now, row["id"], row["status"], now - stale_s),
+                ).rowcount
                 if changed:
                     return self.job(row["id"])
         return None
@@ -226,14 +262,28 @@ class JobStore:
         return row["status"] if row and row["worker"] == worker else None
 
     # events and checkpoints
-    def event(self, job_id: str, key: str, message: str, *, level: str = "info", data: Any = None,
-              type: str = "message") -> None:
+    def event(
+        self, job_id: str, key: str, message: str, *, level: str = "info", data: Any = None, type: str = "message"
+    ) -> None:
         """Add an event once: a second event with the same key is ignored."""
         with self._lock:
-            seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id=?", (job_id,)).fetchone()[0]
-            self._db.execute("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-                             (job_id, seq, key, f"ftevent-{job_id[6:]}-{seq}", int(time.time()), level, message,
-                              json.dumps(data) if data is not None else None, type))
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id=?", (job_id,)).fetchone()[
+                0
+            ]
+            self._db.execute(
+                "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    seq,
+                    key,
+                    f"ftevent-{job_id[6:]}-{seq}",
+                    int(time.time()),
+                    level,
+                    message,
+                    json.dumps(data) if data is not None else None,
+                    type,
+                ),
+            )
 
     def events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Newest first, as OpenAI lists them."""
@@ -245,15 +295,21 @@ class JobStore:
 
     def checkpoint(self, job_id: str, step: int, metrics: dict[str, Any]) -> bool:
         """Record a checkpoint once (True when it is new)."""
-        return self._write("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?)",
-                           (job_id, step, f"ftckpt-{job_id[6:]}-{step}", int(time.time()), json.dumps(metrics))) == 1
+        return (
+            self._write(
+                "INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?)",
+                (job_id, step, f"ftckpt-{job_id[6:]}-{step}", int(time.time()), json.dumps(metrics)),
+            )
+            == 1
+        )
 
     def checkpoints(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Newest step first."""
         return self._page("checkpoints", "step", job_id, after, limit)
 
-    def _page(self, table: str, order: str, job_id: str, after: str | None, limit: int
-              ) -> tuple[list[dict[str, Any]], bool]:
+    def _page(
+        self, table: str, order: str, job_id: str, after: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
         """A job's rows of `table`, descending by `order`, starting after the row with id `after` (OpenAI's
         cursor pagination); and whether more follow. `table` and `order` are this module's own names."""
         start = None
@@ -263,8 +319,10 @@ class JobStore:
         if start is None:
             rows = self._all(f"SELECT * FROM {table} WHERE job_id=? ORDER BY {order} DESC LIMIT ?", (job_id, limit + 1))
         else:
-            rows = self._all(f"SELECT * FROM {table} WHERE job_id=? AND {order}<? ORDER BY {order} DESC LIMIT ?",
-                             (job_id, start, limit + 1))
+            rows = self._all(
+                f"SELECT * FROM {table} WHERE job_id=? AND {order}<? ORDER BY {order} DESC LIMIT ?",
+                (job_id, start, limit + 1),
+            )
         return rows[:limit], len(rows) > limit
 
 

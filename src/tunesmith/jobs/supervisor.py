@@ -12,8 +12,9 @@ from tunesmith.jobs.worker import die_with_parent
 
 def start_worker_process(config_path: Path) -> subprocess.Popen:
     """`tunesmith jobs worker CONFIG` as a child of the server (it dies with the server on Linux)."""
-    return subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)],
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)], preexec_fn=die_with_parent
+    )
 
 
 class SupervisedWorker:

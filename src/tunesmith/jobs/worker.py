@@ -126,12 +126,19 @@ class Worker:
         if isinstance(exc, JobError):
             code, message = exc.code, str(exc)
         else:
-            code, message = "server_error", (f"the job could not be run ({type(exc).__name__}); the server's log "
-                                             "has the details")
+            code, message = (
+                "server_error",
+                (f"the job could not be run ({type(exc).__name__}); the server's log has the details"),
+            )
             err.print(f"jobs worker: job {job_id} failed: {type(exc).__name__}: {exc}")
-        if self.store.move(job_id, ("running", "queued"), "failed", error={"code": code, "param": None,
-                                                                          "message": message},
-                           finished_at=int(time.time()), estimated_finish=None):
+        if self.store.move(
+            job_id,
+            ("running", "queued"),
+            "failed",
+            error={"code": code, "param": None, "message": message},
+            finished_at=int(time.time()),
+            estimated_finish=None,
+        ):
             self.store.event(job_id, "failed", message, level="error")
 
     def _room(self) -> bool:
@@ -160,17 +167,30 @@ class Worker:
             self._write_project(job, folder)
         log = open(folder / "run.log", "a", encoding="utf-8")
         env = {**os.environ, "TUNESMITH_JOB": job["id"], "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-        proc = subprocess.Popen([sys.executable, "-m", "tunesmith.jobs.child", str(config)], cwd=folder, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunesmith.jobs.child", str(config)],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=die_with_parent,
+        )
         self.store.update(job["id"], pid=proc.pid)
-        n = sum(1 for line in (folder / "starts.log").read_text().splitlines()) if (folder / "starts.log").exists() else 0
+        n = (
+            sum(1 for line in (folder / "starts.log").read_text().splitlines())
+            if (folder / "starts.log").exists()
+            else 0
+        )
         with open(folder / "starts.log", "a") as fh:
             fh.write(f"{time.time()} {self.name}\n")
         if n == 0:
             self.store.event(job["id"], "started", "Fine-tuning job started")
         else:
-            self.store.event(job["id"], f"restarted-{n}", "Fine-tuning job continued from its last complete checkpoint "
-                             f"by worker {self.name}")
+            self.store.event(
+                job["id"],
+                f"restarted-{n}",
+                f"Fine-tuning job continued from its last complete checkpoint by worker {self.name}",
+            )
         self.running[job["id"]] = Running(job, proc, folder, log)
 
     def _write_project(self, job: dict[str, Any], folder: Path) -> None:
@@ -184,8 +204,11 @@ class Worker:
             if job[key]:
                 row = self.store.file(job["org"], job[key])
                 if row is None or not Path(row["path"]).exists():
-                    raise JobError(f"{key} {job[key]} was deleted before the job could start; upload it again and "
-                                   "create a new job", f"invalid_{key}")
+                    raise JobError(
+                        f"{key} {job[key]} was deleted before the job could start; upload it again and "
+                        "create a new job",
+                        f"invalid_{key}",
+                    )
                 dest = folder / "data" / f"{key.split('_')[0]}.jsonl"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(row["path"], dest)  # the job keeps its own copy
@@ -196,8 +219,14 @@ class Worker:
         def default_lr(method: str) -> float:  # what `auto` would be: the multiplier scales it
             return default_learning_rate(TrainConfig(adapter=adapter, method=method), model_arch(self.cfg).params)[0]
 
-        cfg = job_config(self.cfg.serve.jobs.project, job, files["training_file"], files.get("validation_file"),
-                         self.cfg.base_model, default_lr)
+        cfg = job_config(
+            self.cfg.serve.jobs.project,
+            job,
+            files["training_file"],
+            files.get("validation_file"),
+            self.cfg.base_model,
+            default_lr,
+        )
         from tunesmith.files import write_atomic
 
         write_atomic(folder / "tunesmith.yaml", yaml.safe_dump(cfg, sort_keys=False))
@@ -221,12 +250,21 @@ class Worker:
             name = fine_tuned_name(r.job["model"], r.job["org"], r.job["suffix"], job_id)
             results = self._result_file(r)
             tokens = trained_tokens(out)
-            if self.store.move(job_id, ("running",), "succeeded", fine_tuned_model=name,
-                               adapter_path=str(out / "train" / "model"), finished_at=now, trained_tokens=tokens,
-                               result_files=[results] if results else [], estimated_finish=None):
+            if self.store.move(
+                job_id,
+                ("running",),
+                "succeeded",
+                fine_tuned_model=name,
+                adapter_path=str(out / "train" / "model"),
+                finished_at=now,
+                trained_tokens=tokens,
+                result_files=[results] if results else [],
+                estimated_finish=None,
+            ):
                 self._gate_event(job_id, out)
-                self.store.event(job_id, "registered", f"Gates passed; registered as version {version}",
-                                 data={"version": version})
+                self.store.event(
+                    job_id, "registered", f"Gates passed; registered as version {version}", data={"version": version}
+                )
                 self.store.event(job_id, "model", f"New fine-tuned model created: {name}")
                 self.store.event(job_id, "succeeded", "The job has successfully completed")
             return
@@ -235,13 +273,19 @@ class Worker:
             from tunesmith.evaluate.gate import failed_gates_text
 
             self._gate_event(job_id, out)
-            error = {"code": "quality_gate_failed", "param": None,
-                     "message": "A blocking quality gate failed; the model was not registered. "
-                                + failed_gates_text(verdicts["gates"])}
+            error = {
+                "code": "quality_gate_failed",
+                "param": None,
+                "message": "A blocking quality gate failed; the model was not registered. "
+                + failed_gates_text(verdicts["gates"]),
+            }
         else:
-            error = {"code": "training_failed", "param": None,
-                     "message": f"The fine-tuning run stopped with exit code {code}: "
-                                + last_error(r.folder / "run.log", r.folder)}
+            error = {
+                "code": "training_failed",
+                "param": None,
+                "message": f"The fine-tuning run stopped with exit code {code}: "
+                + last_error(r.folder / "run.log", r.folder),
+            }
         if self.store.move(job_id, ("running",), "failed", error=error, finished_at=now, estimated_finish=None):
             self.store.event(job_id, "failed", error["message"], level="error")
 
@@ -251,11 +295,17 @@ class Worker:
         if not verdicts:
             return
         word = {True: "pass", False: "FAIL", None: "not measured"}
-        parts = [f"{g['name']} {'-' if g['measured'] is None else format(g['measured'], '.3f')} "
-                 f"({g['threshold']}): {word[g['passed']] if g['blocking'] or g['passed'] is not False else 'warn'}"
-                 for g in verdicts["gates"]]
-        self.store.event(job_id, "gates", "Quality gates: " + "; ".join(parts),
-                         data={"passed": verdicts["passed"], "gates": verdicts["gates"]})
+        parts = [
+            f"{g['name']} {'-' if g['measured'] is None else format(g['measured'], '.3f')} "
+            f"({g['threshold']}): {word[g['passed']] if g['blocking'] or g['passed'] is not False else 'warn'}"
+            for g in verdicts["gates"]
+        ]
+        self.store.event(
+            job_id,
+            "gates",
+            "Quality gates: " + "; ".join(parts),
+            data={"passed": verdicts["passed"], "gates": verdicts["gates"]},
+        )
 
     def _result_file(self, r: Running) -> str | None:
         """The step metrics as OpenAI's result file (CSV: step, train_loss, train_accuracy, valid_loss,
@@ -266,11 +316,21 @@ class Worker:
         rows = merged_rows(metrics)
         lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
         for step, row in sorted(rows.items()):
-            lines.append(",".join(str(x if x is not None else "") for x in (
-                step, row.get("loss"), row.get("mean_token_accuracy"), row.get("eval_loss"),
-                row.get("eval_mean_token_accuracy"))))
-        stored = self.store.add_file(r.job["org"], "step_metrics.csv", "fine-tune-results",
-                                     ("\n".join(lines) + "\n").encode(), "processed", None)
+            lines.append(
+                ",".join(
+                    str(x if x is not None else "")
+                    for x in (
+                        step,
+                        row.get("loss"),
+                        row.get("mean_token_accuracy"),
+                        row.get("eval_loss"),
+                        row.get("eval_mean_token_accuracy"),
+                    )
+                )
+            )
+        stored = self.store.add_file(
+            r.job["org"], "step_metrics.csv", "fine-tune-results", ("\n".join(lines) + "\n").encode(), "processed", None
+        )
         return stored["id"]
 
     def _follow(self, r: Running) -> None:
@@ -289,8 +349,13 @@ class Worker:
                 message = f"Step {step}" + (f"/{total}" if total else "") + f": {label}={row[key]:.4f}"
                 if accuracy is not None:
                     message += f", {'' if kind == 'train' else 'validation '}token accuracy={accuracy:.4f}"
-                self.store.event(job_id, f"step-{step}-{kind}", message, type="metrics",
-                                 data={"step": step, key: row[key], "total_steps": total})
+                self.store.event(
+                    job_id,
+                    f"step-{step}-{kind}",
+                    message,
+                    type="metrics",
+                    data={"step": step, key: row[key], "total_steps": total},
+                )
         checkpoints = train / "checkpoints"
         if checkpoints.exists():
             for mark in sorted(checkpoints.glob("checkpoint-*/tunesmith-complete.json")):
@@ -306,10 +371,14 @@ class Worker:
             tuned, base = m.get("models", {}).get("fine_tuned", {}), m.get("models", {}).get("base", {})
             if tuned.get("task_metric"):
                 name = tuned.get("task_metric_name", "task metric").replace("_", " ")
-                self.store.event(job_id, "evaluated", f"Evaluated on {m.get('test_examples', '?')} test examples: {name} "
-                                 f"{tuned['task_metric']['mean']:.3f} (base model "
-                                 f"{base.get('task_metric', {}).get('mean', float('nan')):.3f})",
-                                 data={"fine_tuned": tuned["task_metric"], "base": base.get("task_metric")})
+                self.store.event(
+                    job_id,
+                    "evaluated",
+                    f"Evaluated on {m.get('test_examples', '?')} test examples: {name} "
+                    f"{tuned['task_metric']['mean']:.3f} (base model "
+                    f"{base.get('task_metric', {}).get('mean', float('nan')):.3f})",
+                    data={"fine_tuned": tuned["task_metric"], "base": base.get("task_metric")},
+                )
 
 
 def _is_job_child(pid: int, folder: Path) -> bool:

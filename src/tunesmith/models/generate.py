@@ -30,8 +30,14 @@ def row_bytes(config: Any, dtype: Any, tokens: int) -> int:
     return kv + activations + 4 * text.vocab_size
 
 
-def plan_batches(lengths: list[int], max_new_tokens: int, batch_size: int | None, *, per_row: Any = None,
-                 budget: float = float("inf")) -> list[list[int]]:
+def plan_batches(
+    lengths: list[int],
+    max_new_tokens: int,
+    batch_size: int | None,
+    *,
+    per_row: Any = None,
+    budget: float = float("inf"),
+) -> list[list[int]]:
     """Indices of `lengths` (prompt tokens), shortest first, in batches of even size: 130 rows at 128 a batch
     go as 65 + 65, not 128 + 2 (a decoding step of 2 rows costs nearly what 128 do). With `batch_size`
     None, up to MAX_ROWS rows a batch, and a batch whose rows would need more than `budget` bytes
@@ -59,8 +65,15 @@ def plan_batches(lengths: list[int], max_new_tokens: int, batch_size: int | None
     return fitted
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int,
-             batch_size: int | None = None, progress: Any = None) -> list[dict[str, Any]]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[Message]],
+    *,
+    max_new_tokens: int,
+    batch_size: int | None = None,
+    progress: Any = None,
+) -> list[dict[str, Any]]:
     """One greedy completion per prompt (left-padded batches of similar prompt lengths), with its batch
     latency. `batch_size` None: as many rows as fit (plan_batches), up to MAX_ROWS."""
     import torch
@@ -69,36 +82,54 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_ne
 
     tokenizer.padding_side = "left"
     plain = [[{"role": m["role"], "content": m["content"]} for m in p] for p in prompts]
-    encoded = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-               for p in plain]
+    encoded = [
+        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        for p in plain
+    ]
     device = str(model.device.type)
     budget = available_memory("cuda" if device == "cuda" else "cpu")[0] * MEMORY_SHARE if batch_size is None else 0
-    batches = plan_batches([len(ids) for ids in encoded], max_new_tokens, batch_size, budget=budget,
-                           per_row=lambda tokens: row_bytes(model.config, model.dtype, tokens))
+    batches = plan_batches(
+        [len(ids) for ids in encoded],
+        max_new_tokens,
+        batch_size,
+        budget=budget,
+        per_row=lambda tokens: row_bytes(model.config, model.dtype, tokens),
+    )
     results: list[dict[str, Any]] = [{} for _ in prompts]
     model.eval()
     for number, idx in enumerate(batches):
-        inputs = tokenizer.pad([{"input_ids": encoded[i]} for i in idx], padding=True, return_tensors="pt").to(model.device)
+        inputs = tokenizer.pad([{"input_ids": encoded[i]} for i in idx], padding=True, return_tensors="pt").to(
+            model.device
+        )
         began = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         latency = time.perf_counter() - began
-        new = out[:, inputs["input_ids"].shape[1]:]
+        new = out[:, inputs["input_ids"].shape[1] :]
         for row, i in enumerate(idx):
             ids = new[row].tolist()
             ended = tokenizer.eos_token_id in ids
             ids = ids[: ids.index(tokenizer.eos_token_id)] if ended else ids
-            results[i] = {"output": tokenizer.decode(ids, skip_special_tokens=True).strip(), "batch": number,
-                          "batch_rows": len(idx), "new_tokens": len(ids), "stopped": ended,
-                          "latency_s": round(latency, 3)}
+            results[i] = {
+                "output": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                "batch": number,
+                "batch_rows": len(idx),
+                "new_tokens": len(ids),
+                "stopped": ended,
+                "latency_s": round(latency, 3),
+            }
         if progress:
             progress(len(idx))
     return results
 
 
-def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int
-                    ) -> dict[str, Any]:
+def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int) -> dict[str, Any]:
     """What one request costs, as a user of the model sees it: each prompt generated alone (batch 1, greedy),
     its whole time and its time to the first new token (taken when the first token is checked for stopping).
     Batched generation measures throughput; this is the per-request latency beside it."""
@@ -120,18 +151,29 @@ def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *,
     model.eval()
     for prompt in prompts:
         plain = [{"role": m["role"], "content": m["content"]} for m in prompt]
-        inputs = tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True).to(model.device)
+        inputs = tokenizer.apply_chat_template(
+            plain, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(model.device)
         first = FirstToken()
         began = time.perf_counter()
         with torch.no_grad():
-            model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                           pad_token_id=tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([first]))
+            model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([first]),
+            )
         totals.append(time.perf_counter() - began)
         firsts.append((first.at or time.perf_counter()) - began)
     if not totals:
         return {}
     ordered = sorted(totals)
-    return {"latency_p50_s": round(statistics.median(totals), 3), "latency_mean_s": round(statistics.mean(totals), 3),
-            "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
-            "time_to_first_token_p50_s": round(statistics.median(firsts), 3), "latency_requests": len(totals)}
+    return {
+        "latency_p50_s": round(statistics.median(totals), 3),
+        "latency_mean_s": round(statistics.mean(totals), 3),
+        "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
+        "time_to_first_token_p50_s": round(statistics.median(firsts), 3),
+        "latency_requests": len(totals),
+    }

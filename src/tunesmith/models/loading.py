@@ -27,7 +27,8 @@ def _hub_error(name: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(
         f"could not load {name!r}: {type(exc).__name__}: {exc}. For a hub id, check the name and that the hub is "
         f"reachable (or that the model is in the local HF cache); for the packaged default use "
-        f"base_model: {PACKAGED_NAME}")
+        f"base_model: {PACKAGED_NAME}"
+    )
 
 
 def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> Any:
@@ -43,7 +44,8 @@ def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(
-            f"{base_model} has no chat template; use an instruct/chat model or add a chat_template to its tokenizer_config.json")
+            f"{base_model} has no chat template; use an instruct/chat model or add a chat_template to its tokenizer_config.json"
+        )
     return tokenizer
 
 
@@ -67,7 +69,8 @@ def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = Fal
     name = resolve_model(base_model)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            name, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True)
+            name, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
     except (OSError, ValueError) as exc:
         raise _hub_error(base_model, exc) from None
     contiguous_lm_head(model)

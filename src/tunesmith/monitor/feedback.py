@@ -50,14 +50,25 @@ def export_feedback(cfg: ProjectConfig, out: Path, pairs: Path | None = None) ->
             skipped["texts not logged (serve.log_texts is off)"] += 1
             continue
         messages = _messages(row["prompt"])
-        meta = {"source": "feedback", "request_id": rid, "model": row["model"], "version": row["version"],
-                "score": row["score"]}
+        meta = {
+            "source": "feedback",
+            "request_id": rid,
+            "model": row["model"],
+            "version": row["version"],
+            "score": row["score"],
+        }
         answer = row["completion"] or ""
         if row["correction"]:
             records.append({"messages": messages + [{"role": "assistant", "content": row["correction"]}], "meta": meta})
             if answer.strip() and answer.strip() != row["correction"].strip():
-                preference.append({"prompt": messages, "chosen": [{"role": "assistant", "content": row["correction"]}],
-                                   "rejected": [{"role": "assistant", "content": answer}], "meta": meta})
+                preference.append(
+                    {
+                        "prompt": messages,
+                        "chosen": [{"role": "assistant", "content": row["correction"]}],
+                        "rejected": [{"role": "assistant", "content": answer}],
+                        "meta": meta,
+                    }
+                )
         elif row["score"] is not None and row["score"] >= 0.5:
             if answer.strip():
                 records.append({"messages": messages + [{"role": "assistant", "content": answer}], "meta": meta})
@@ -68,5 +79,11 @@ def export_feedback(cfg: ProjectConfig, out: Path, pairs: Path | None = None) ->
     write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     if pairs is not None:
         write_atomic(pairs, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in preference))
-    return {"feedback": len(latest), "chat_records": len(records), "preference_pairs": len(preference),
-            "skipped": dict(skipped), "out": str(out), "pairs": str(pairs) if pairs else None}
+    return {
+        "feedback": len(latest),
+        "chat_records": len(records),
+        "preference_pairs": len(preference),
+        "skipped": dict(skipped),
+        "out": str(out),
+        "pairs": str(pairs) if pairs else None,
+    }

@@ -1,8 +1,8 @@
 """`tunesmith monitor drift` and `tunesmith monitor report`, from the server's request log.
 
-    <output_dir>/monitor/drift.json    input drift and output-quality drift
-    <output_dir>/monitor/report.md     traffic, latency, errors, feedback per version over time, drift, events
-    <output_dir>/monitor/report.html   the same, self-contained
+<output_dir>/monitor/drift.json    input drift and output-quality drift
+<output_dir>/monitor/report.md     traffic, latency, errors, feedback per version over time, drift, events
+<output_dir>/monitor/report.html   the same, self-contained
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def run_drift(cfg: ProjectConfig, last: int = 500) -> dict[str, Any]:
         if schema is not None:
             buckets[hour]["format_fail"].append(1.0 - schema_compliance([r["completion"]], schema)[0])
         buckets[hour]["refused"].append(float(is_refusal(r["completion"])))
-    result["output_quality"] = {h: {k: round(sum(v) / len(v), 4) if v else None for k, v in b.items()}
-                                for h, b in sorted(buckets.items())}
+    result["output_quality"] = {
+        h: {k: round(sum(v) / len(v), 4) if v else None for k, v in b.items()} for h, b in sorted(buckets.items())
+    }
     write_json(monitor_dir(cfg) / "drift.json", result)
     return result
 
@@ -108,30 +109,71 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
         all_rows = [r for group in by_time.values() for r in group]
         lat = sorted(r["latency_ms"] / 1000 for r in all_rows if r["status"] == 200)
         scores = [score_of[r["id"]] for r in all_rows if r["id"] in score_of]
-        table.append([version, len(all_rows), f"{sum(r['status'] >= 400 for r in all_rows) / len(all_rows):.1%}",
-                      f"{statistics.median(lat):.3f}" if lat else "-",
-                      f"{p95(lat):.3f}" if lat else "-",
-                      f"{sum(scores) / len(scores):.2f} ({len(scores)})" if scores else "-",
-                      f"${production_cost(cfg, all_rows):.4f}" if lat else "-"])
-    blocks = [Block(f"Traffic per version ({len(rows)} requests)", ["version", "requests", "errors", "p50 s", "p95 s",
-                                                                   "feedback (n)", "USD / 1K requests"],
-                    table, plots / "traffic.png",
-                    text=f"USD / 1K requests: the mean latency of the answered requests × the serving machine's "
-                         f"${cfg.cost.serving_usd_per_hour}/h (`cost.serving_usd_per_hour`), one request at a time; "
-                         "requests served together share the machine, so this is the upper bound (docs/cost.md).")]
+        table.append(
+            [
+                version,
+                len(all_rows),
+                f"{sum(r['status'] >= 400 for r in all_rows) / len(all_rows):.1%}",
+                f"{statistics.median(lat):.3f}" if lat else "-",
+                f"{p95(lat):.3f}" if lat else "-",
+                f"{sum(scores) / len(scores):.2f} ({len(scores)})" if scores else "-",
+                f"${production_cost(cfg, all_rows):.4f}" if lat else "-",
+            ]
+        )
+    blocks = [
+        Block(
+            f"Traffic per version ({len(rows)} requests)",
+            ["version", "requests", "errors", "p50 s", "p95 s", "feedback (n)", "USD / 1K requests"],
+            table,
+            plots / "traffic.png",
+            text=f"USD / 1K requests: the mean latency of the answered requests × the serving machine's "
+            f"${cfg.cost.serving_usd_per_hour}/h (`cost.serving_usd_per_hour`), one request at a time; "
+            "requests served together share the machine, so this is the upper bound (docs/cost.md).",
+        )
+    ]
     drift_path = out / "drift.json"
     if drift_path.exists():
         d = json.loads(drift_path.read_text())
-        drows = [[k, d[k]["calibration_median"], d[k]["recent_median"], d[k]["ks_statistic"], f"{d[k]['p_value']:.2g}",
-                  d[k]["psi"], "DRIFT" if d[k]["drift"] else "ok"] for k in ("similarity", "length") if k in d]
-        blocks.append(Block(f"Input drift ({d['recent']} recent prompts)", ["feature", "calibration median",
-                                                                           "recent median", "KS", "p", "PSI", ""],
-                            drows, text="Least like the training data: " + "; ".join(
-                                f"{x['prompt'][:80]!r} ({x['similarity']})" for x in d["least_like_training"][:3])))
+        drows = [
+            [
+                k,
+                d[k]["calibration_median"],
+                d[k]["recent_median"],
+                d[k]["ks_statistic"],
+                f"{d[k]['p_value']:.2g}",
+                d[k]["psi"],
+                "DRIFT" if d[k]["drift"] else "ok",
+            ]
+            for k in ("similarity", "length")
+            if k in d
+        ]
+        blocks.append(
+            Block(
+                f"Input drift ({d['recent']} recent prompts)",
+                ["feature", "calibration median", "recent median", "KS", "p", "PSI", ""],
+                drows,
+                text="Least like the training data: "
+                + "; ".join(f"{x['prompt'][:80]!r} ({x['similarity']})" for x in d["least_like_training"][:3]),
+            )
+        )
     if events:
-        blocks.append(Block("Events", ["time", "model", "event", "detail"],
-                            [[_time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(e["time"])), e["model"], e["kind"],
-                              e["detail"]] for e in events]))
+        blocks.append(
+            Block(
+                "Events",
+                ["time", "model", "event", "detail"],
+                [
+                    [
+                        _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(e["time"])),
+                        e["model"],
+                        e["kind"],
+                        e["detail"],
+                    ]
+                    for e in events
+                ],
+            )
+        )
     title = f"Production: {cfg.registry.name or cfg.root.name}"
-    return (write_atomic(out / "report.md", to_markdown(title, blocks, out)),
-            write_atomic(out / "report.html", to_html(title, blocks)))
+    return (
+        write_atomic(out / "report.md", to_markdown(title, blocks, out)),
+        write_atomic(out / "report.html", to_html(title, blocks)),
+    )

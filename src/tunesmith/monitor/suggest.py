@@ -41,18 +41,28 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
     for row in read_rows(path):
         value = row.value
         if row.error or not isinstance(value, dict):
-            raise TunesmithError(f"{row.file}:{row.line}: {row.error or 'not an object'}; give one JSON object per line "
-                                 "with `messages` or a `prompt` field")
+            raise TunesmithError(
+                f"{row.file}:{row.line}: {row.error or 'not an object'}; give one JSON object per line "
+                "with `messages` or a `prompt` field"
+            )
         if isinstance(value.get("messages"), list) and value["messages"]:
             messages = [m for m in value["messages"] if isinstance(m, dict)]
             if messages and messages[-1].get("role") == "assistant":
                 messages = messages[:-1]
         else:
-            text = next((value[k] for k in ("prompt", "input", "question", "text", "instruction")
-                         if isinstance(value.get(k), str) and value[k].strip()), None)
+            text = next(
+                (
+                    value[k]
+                    for k in ("prompt", "input", "question", "text", "instruction")
+                    if isinstance(value.get(k), str) and value[k].strip()
+                ),
+                None,
+            )
             if text is None:
-                raise TunesmithError(f"{row.file}:{row.line}: no `messages` and no prompt field (prompt, input, "
-                                     "question, text, instruction)")
+                raise TunesmithError(
+                    f"{row.file}:{row.line}: no `messages` and no prompt field (prompt, input, "
+                    "question, text, instruction)"
+                )
             messages = [{"role": "user", "content": text}]
         prompts.append({"messages": messages, "source": f"{row.file}:{row.line}"})
     return prompts
@@ -77,12 +87,20 @@ def logged_prompts(cfg: ProjectConfig, last: int = 2000) -> list[dict[str, Any]]
 def _mean_logprobs(model: Any, tokenizer: Any, prompts: list[list[dict[str, Any]]], answers: list[str]) -> list[float]:
     from tunesmith.evaluate.heldout import token_logprobs
 
-    rows = token_logprobs(model, tokenizer, [p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, answers)])
+    rows = token_logprobs(
+        model, tokenizer, [p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, answers)]
+    )
     return [lp / n if n else 0.0 for lp, n in rows]
 
 
-def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | None = None, top: int = 20,
-            max_new_tokens: int = 128) -> dict[str, Any]:
+def suggest(
+    cfg: ProjectConfig,
+    out: Path,
+    *,
+    prompts: list[dict[str, Any]] | None = None,
+    top: int = 20,
+    max_new_tokens: int = 128,
+) -> dict[str, Any]:
     """Write list (a) and, given prompts, list (b) to `out` (JSONL) and `out` with .md (the report)."""
     import numpy as np
 
@@ -99,7 +117,9 @@ def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | No
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():
         raise TunesmithError(f"no trained model in {model_dir}; run `tunesmith train` first")
-    train = [r for r in load_split(cfg, "train") if isinstance(r, Conversation) and r.messages[-1]["role"] == "assistant"]
+    train = [
+        r for r in load_split(cfg, "train") if isinstance(r, Conversation) and r.messages[-1]["role"] == "assistant"
+    ]
     if not train:
         raise TunesmithError("the train split has no conversations ending in an assistant reply")
     model = load_trained(model_dir, cfg.base_model, trust_remote_code=cfg.trust_remote_code).eval()
@@ -111,10 +131,19 @@ def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | No
     hardest = sorted(range(len(train)), key=lambda i: -losses[i])[:top]
     asked = [with_system_prompt(train[i].messages[:-1], system) for i in hardest]
     answers = [o["output"] for o in generate(model, tokenizer, asked, max_new_tokens=max_new_tokens)]
-    list_a = [{"messages": train[i].messages[:-1] + [train[i].messages[-1]],
-               "meta": {"suggest": "hard_training_record", "loss": round(losses[i], 4),
-                        "file": train[i].meta.get("file"), "line": train[i].meta.get("line"),
-                        "model_answer": answer}} for i, answer in zip(hardest, answers)]
+    list_a = [
+        {
+            "messages": train[i].messages[:-1] + [train[i].messages[-1]],
+            "meta": {
+                "suggest": "hard_training_record",
+                "loss": round(losses[i], 4),
+                "file": train[i].meta.get("file"),
+                "line": train[i].meta.get("line"),
+                "model_answer": answer,
+            },
+        }
+        for i, answer in zip(hardest, answers)
+    ]
 
     list_b: list[dict[str, Any]] = []
     if prompts:
@@ -135,10 +164,18 @@ def suggest(cfg: ProjectConfig, out: Path, *, prompts: list[dict[str, Any]] | No
             if chosen and float((vectors[chosen] @ vectors[i]).max()) > DUPLICATE_COSINE:
                 continue  # a near-copy of one already listed
             chosen.append(int(i))
-        list_b = [{"messages": prompts[i]["messages"] + [{"role": "assistant", "content": answers[i]}],
-                   "meta": {"suggest": "uncertain_input", "mean_logprob": round(certainty[i], 4),
-                            "nearest_training_similarity": round(float(nearest[i]), 3),
-                            "source": prompts[i]["source"]}} for i in chosen]
+        list_b = [
+            {
+                "messages": prompts[i]["messages"] + [{"role": "assistant", "content": answers[i]}],
+                "meta": {
+                    "suggest": "uncertain_input",
+                    "mean_logprob": round(certainty[i], 4),
+                    "nearest_training_similarity": round(float(nearest[i]), 3),
+                    "source": prompts[i]["source"],
+                },
+            }
+            for i in chosen
+        ]
 
     rows = list_a + list_b
     write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -151,22 +188,38 @@ def _report(list_a: list[dict[str, Any]], list_b: list[dict[str, Any]], trained:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")[:100]
 
-    lines = ["# Which examples next", "",
-             f"## (a) Training records the fine-tuned model finds hardest ({len(list_a)} of {trained})", "",
-             "High loss after training: a likely label error, or a case the data covers too thinly.", "",
-             "| loss | where | input | label | the model's answer |", "|---|---|---|---|---|"]
+    lines = [
+        "# Which examples next",
+        "",
+        f"## (a) Training records the fine-tuned model finds hardest ({len(list_a)} of {trained})",
+        "",
+        "High loss after training: a likely label error, or a case the data covers too thinly.",
+        "",
+        "| loss | where | input | label | the model's answer |",
+        "|---|---|---|---|---|",
+    ]
     for r in list_a:
         m = r["meta"]
-        lines.append(f"| {m['loss']:.3f} | {m['file']}:{m['line']} | {cell(_user_text(r['messages']))} | "
-                     f"{cell(r['messages'][-1]['content'])} | {cell(m['model_answer'])} |")
-    lines += ["", f"## (b) Inputs where the model is least certain ({len(list_b)} of {offered}, near-copies skipped)", ""]
+        lines.append(
+            f"| {m['loss']:.3f} | {m['file']}:{m['line']} | {cell(_user_text(r['messages']))} | "
+            f"{cell(r['messages'][-1]['content'])} | {cell(m['model_answer'])} |"
+        )
+    lines += [
+        "",
+        f"## (b) Inputs where the model is least certain ({len(list_b)} of {offered}, near-copies skipped)",
+        "",
+    ]
     if list_b:
-        lines += ["| mean log-prob per token | nearest training input (cosine) | source | input | answer |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| mean log-prob per token | nearest training input (cosine) | source | input | answer |",
+            "|---|---|---|---|---|",
+        ]
         for r in list_b:
             m = r["meta"]
-            lines.append(f"| {m['mean_logprob']:.3f} | {m['nearest_training_similarity']:.3f} | {m['source']} | "
-                         f"{cell(_user_text(r['messages']))} | {cell(r['messages'][-1]['content'])} |")
+            lines.append(
+                f"| {m['mean_logprob']:.3f} | {m['nearest_training_similarity']:.3f} | {m['source']} | "
+                f"{cell(_user_text(r['messages']))} | {cell(r['messages'][-1]['content'])} |"
+            )
     else:
         lines.append("No inputs given: `--inputs FILE`, or `--requests` for the production request log.")
     return "\n".join(lines) + "\n"

@@ -30,21 +30,33 @@ def _mixture(path: Any) -> list[str]:
     replay = json.loads(path.read_text()).get("replay")
     if not replay:
         return ["Replay: off (only the records above were trained on).", ""]
-    lines = [f"Replay: {replay['records']} general conversations ({replay['ratio']:.1%} of the training tokens"
-             + (f", {replay['ratio_asked']:.0%} of the loss" if replay.get("loss_weights") else "") + ")"]
+    lines = [
+        f"Replay: {replay['records']} general conversations ({replay['ratio']:.1%} of the training tokens"
+        + (f", {replay['ratio_asked']:.0%} of the loss" if replay.get("loss_weights") else "")
+        + ")"
+    ]
     refusals = replay.get("refusals")
     if refusals:
-        lines[0] += (f"; refusal replay: {refusals['records']} conversations from tunesmith's packaged refusal set "
-                     f"({refusals['in_task_context']} in the task's system prompt, {refusals['ratio']:.1%} of the "
-                     f"training tokens" + (f", {refusals['ratio_asked']:.0%} of the loss" if replay.get("loss_weights")
-                                           else "") + ")")
+        lines[0] += (
+            f"; refusal replay: {refusals['records']} conversations from tunesmith's packaged refusal set "
+            f"({refusals['in_task_context']} in the task's system prompt, {refusals['ratio']:.1%} of the "
+            f"training tokens"
+            + (f", {refusals['ratio_asked']:.0%} of the loss" if replay.get("loss_weights") else "")
+            + ")"
+        )
     else:
         lines[0] += "; no refusal replay"
     return [lines[0] + ".", ""]
 
 
-def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], gates: list[Any],
-               training: dict[str, Any] | None, tags: dict[str, str]) -> str:
+def model_card(
+    cfg: ProjectConfig,
+    version: str | int,
+    metrics: dict[str, Any],
+    gates: list[Any],
+    training: dict[str, Any] | None,
+    tags: dict[str, str],
+) -> str:
     from tunesmith.paths import data_dir
     from tunesmith.tracking import model_name
 
@@ -53,31 +65,48 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
     start = cfg.base_model
     if tags.get("parent"):  # continual learning: trained from a registered version
         start = f"{tags['parent']} (itself a fine-tune of {tags.get('root_base_model', '?')}, merged)"
-    lines = [f"# {name} v{version}", "",
-             f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {start}, "
-             "trained, evaluated and registered by tunesmith.", "",
-             "## Intended use", "",
-             f"The task of the training data ({metrics.get('task', 'unknown')} output"
-             + (f", fields {', '.join(metrics['fields'])}" if metrics.get("fields") else "")
-             + "), prompted the way the training records are. Not evaluated for other uses.", "",
-             "## Base model and licence", "", f"- {_base_licence(cfg)}", "",
-             "## Training data", ""]
+    lines = [
+        f"# {name} v{version}",
+        "",
+        f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {start}, "
+        "trained, evaluated and registered by tunesmith.",
+        "",
+        "## Intended use",
+        "",
+        f"The task of the training data ({metrics.get('task', 'unknown')} output"
+        + (f", fields {', '.join(metrics['fields'])}" if metrics.get("fields") else "")
+        + "), prompted the way the training records are. Not evaluated for other uses.",
+        "",
+        "## Base model and licence",
+        "",
+        f"- {_base_licence(cfg)}",
+        "",
+        "## Training data",
+        "",
+    ]
     split = data_dir(cfg) / "split.json"
     check = data_dir(cfg) / "check.json"
     if split.exists():
         s = json.loads(split.read_text())
         lines += ["| split | records | sha256 |", "|---|---|---|"]
         lines += [f"| {k} | {v['records']} | `{v['sha256'][:16]}…` |" for k, v in s["splits"].items()]
-        lines += ["", f"Split seed {s['seed']}; exact duplicates dropped: {s['dropped_exact_duplicates']}; "
-                      f"near-duplicate pairs across splits: {s['leaking_pairs']}.", ""]
+        lines += [
+            "",
+            f"Split seed {s['seed']}; exact duplicates dropped: {s['dropped_exact_duplicates']}; "
+            f"near-duplicate pairs across splits: {s['leaking_pairs']}.",
+            "",
+        ]
     if check.exists():
         c = json.loads(check.read_text())
         q = c.get("quality", {})
         rec = c.get("records", {})
-        lines += [f"Data check: {rec.get('valid', '?')} valid of {rec.get('total', '?')} records, "
-                  f"{rec.get('rejected', 0)} rejected; PII findings by kind: {q.get('pii_counts') or 'none'}; "
-                  f"near-duplicates: {q.get('near_duplicates', '-')}; label balance: "
-                  f"{(q.get('labels') or {}).get('counts', '-')}.", ""]
+        lines += [
+            f"Data check: {rec.get('valid', '?')} valid of {rec.get('total', '?')} records, "
+            f"{rec.get('rejected', 0)} rejected; PII findings by kind: {q.get('pii_counts') or 'none'}; "
+            f"near-duplicates: {q.get('near_duplicates', '-')}; label balance: "
+            f"{(q.get('labels') or {}).get('counts', '-')}.",
+            "",
+        ]
     lines += _mixture(data_dir(cfg) / "prepare.json")
     lines += ["## Training configuration", "", "| setting | value |", "|---|---|"]
     lr = t.learning_rate if t.learning_rate is not None else "default"
@@ -86,23 +115,38 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
     def used(key: str, configured: Any) -> Any:
         return fit.get(key, configured)
 
-    micro, steps = used("micro_batch_size", t.micro_batch_size), used("gradient_accumulation_steps",
-                                                                  t.gradient_accumulation_steps)
+    micro, steps = (
+        used("micro_batch_size", t.micro_batch_size),
+        used("gradient_accumulation_steps", t.gradient_accumulation_steps),
+    )
     batch = f"{micro} × {steps}"
-    for key, value in (("method", t.method), ("adapter", t.adapter), ("learning rate", lr),
-                       ("epochs", used("num_epochs", t.num_epochs)), ("micro batch × accumulation", batch),
-                       ("max length", used("max_length", cfg.data.max_length)),
-                       ("precision, device", f"{used('precision', t.precision)}, {fit.get('device', '-')}"),
-                       ("seed", cfg.seed),
-                       ("config sha256", tags.get("config_sha256", "-")[:16])):
+    for key, value in (
+        ("method", t.method),
+        ("adapter", t.adapter),
+        ("learning rate", lr),
+        ("epochs", used("num_epochs", t.num_epochs)),
+        ("micro batch × accumulation", batch),
+        ("max length", used("max_length", cfg.data.max_length)),
+        ("precision, device", f"{used('precision', t.precision)}, {fit.get('device', '-')}"),
+        ("seed", cfg.seed),
+        ("config sha256", tags.get("config_sha256", "-")[:16]),
+    ):
         lines.append(f"| {key} | {value} |")
     if training:
-        lines += ["", f"Steps {training.get('steps')}; validation loss {_pct(training.get('eval_loss_first'))} → "
-                      f"{_pct(training.get('eval_loss_best'))} (best); alarms: {len(training.get('alarms', []))}."]
+        lines += [
+            "",
+            f"Steps {training.get('steps')}; validation loss {_pct(training.get('eval_loss_first'))} → "
+            f"{_pct(training.get('eval_loss_best'))} (best); alarms: {len(training.get('alarms', []))}.",
+        ]
     models = metrics["models"]
     order = [n for n in ("base", "few_shot", "fine_tuned") if n in models]
-    lines += ["", f"## Evaluation ({metrics['test_examples']} held-out test examples, greedy decoding)", "",
-              "| metric | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
+    lines += [
+        "",
+        f"## Evaluation ({metrics['test_examples']} held-out test examples, greedy decoding)",
+        "",
+        "| metric | " + " | ".join(order) + " |",
+        "|---|" + "---|" * len(order),
+    ]
     first = models["fine_tuned"]
     for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k] and ":" not in k]:
         cells = []
@@ -112,17 +156,23 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     harness = (metrics.get("lm_eval") or {}).get("tasks", {})
     if harness:
-        lines += ["", "Standard benchmarks (lm-evaluation-harness, metric ± standard error):", "",
-                  "| task | metric | base | fine-tuned | change |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Standard benchmarks (lm-evaluation-harness, metric ± standard error):",
+            "",
+            "| task | metric | base | fine-tuned | change |",
+            "|---|---|---|---|---|",
+        ]
         for task, e in harness.items():
-            cells = [f"{e[n]['value']:.3f} ± {e[n]['stderr'] or 0:.3f}" if n in e else "-" for n in ("base", "fine_tuned")]
+            cells = [
+                f"{e[n]['value']:.3f} ± {e[n]['stderr'] or 0:.3f}" if n in e else "-" for n in ("base", "fine_tuned")
+            ]
             lines.append(f"| {task} | {e['metric']} | {cells[0]} | {cells[1]} | {e.get('change', 0):+.3f} |")
     cost = metrics.get("cost")
     if cost:
         from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
 
-        lines += ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |",
-                  "|" + "---|" * len(COST_HEADER)]
+        lines += ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |", "|" + "---|" * len(COST_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in cost_rows(cost)]
         heads, grows = gpu_rows(cost)
         if grows:
@@ -139,15 +189,22 @@ def model_card(cfg: ProjectConfig, version: str | int, metrics: dict[str, Any], 
     lines += ["", "## Safety and regression", ""]
     for suite, entry in suites.items():
         tuned, base = entry.get("fine_tuned", {}), entry.get("base", {})
-        lines.append(f"- {suite.replace('_', ' ')} ({entry['context']} context): pass rate "
-                     f"{_pct(tuned.get('pass_rate', {}).get('mean'))} vs base {_pct(base.get('pass_rate', {}).get('mean'))}"
-                     + (f"; by category {tuned.get('by_category')}" if tuned.get("by_category") else ""))
+        lines.append(
+            f"- {suite.replace('_', ' ')} ({entry['context']} context): pass rate "
+            f"{_pct(tuned.get('pass_rate', {}).get('mean'))} vs base {_pct(base.get('pass_rate', {}).get('mean'))}"
+            + (f"; by category {tuned.get('by_category')}" if tuned.get("by_category") else "")
+        )
     if not suites:
         lines.append("- No safety or regression suite was run.")
-    lines += ["", "## Limitations", "",
-              "- Scores hold for data like the test split; inputs unlike the training data were not measured "
-              "beyond the suites above.",
-              "- Safety is scored by rules (refusal phrases, leak checks) unless an LLM judge was configured; "
-              "rule scoring misses subtle harm.",
-              f"- A {cfg.base_model}-sized model can state false facts fluently; check outputs that matter.", ""]
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Scores hold for data like the test split; inputs unlike the training data were not measured "
+        "beyond the suites above.",
+        "- Safety is scored by rules (refusal phrases, leak checks) unless an LLM judge was configured; "
+        "rule scoring misses subtle harm.",
+        f"- A {cfg.base_model}-sized model can state false facts fluently; check outputs that matter.",
+        "",
+    ]
     return "\n".join(lines)

@@ -29,10 +29,12 @@ def parse_ref(base_model: str) -> tuple[str, str] | None:
     """("NAME", "production" | "3") for `registry:NAME@REF`; None for any other base model."""
     if not base_model.startswith(PREFIX):
         return None
-    name, _, ref = base_model[len(PREFIX):].partition("@")
+    name, _, ref = base_model[len(PREFIX) :].partition("@")
     if not name or not ref:
-        raise TunesmithError(f"base_model {base_model!r}: write registry:NAME@ALIAS or registry:NAME@VERSION, "
-                             "e.g. registry:support-tickets-json@production")
+        raise TunesmithError(
+            f"base_model {base_model!r}: write registry:NAME@ALIAS or registry:NAME@VERSION, "
+            "e.g. registry:support-tickets-json@production"
+        )
     return name, ref
 
 
@@ -75,16 +77,30 @@ def resolve_parent(cfg: ProjectConfig) -> ProjectConfig:
     splits = {}
     for split in ("train", "test"):
         try:
-            path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=f"data/{split}.jsonl",
-                                                       dst_path=str(out), tracking_uri=tracking_uri(cfg))
+            path = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id,
+                artifact_path=f"data/{split}.jsonl",
+                dst_path=str(out),
+                tracking_uri=tracking_uri(cfg),
+            )
             splits[split] = str(Path(path))
         except Exception:  # noqa: BLE001 - versions registered before splits were logged: no replay, no re-scoring
             splits[split] = None
     metrics = _parent_metrics(version.run_id, out, tracking_uri(cfg))
-    write_json(out / "parent.json", {
-        "ref": cfg.base_model, "name": name, "version": int(version.version), "base_model": root,
-        "merged": str(merged), "splits": splits, "task": metrics.get("task"), "fields": metrics.get("fields", []),
-        "task_metric": (metrics.get("models", {}).get("fine_tuned", {}).get("task_metric") or {}).get("mean")})
+    write_json(
+        out / "parent.json",
+        {
+            "ref": cfg.base_model,
+            "name": name,
+            "version": int(version.version),
+            "base_model": root,
+            "merged": str(merged),
+            "splits": splits,
+            "task": metrics.get("task"),
+            "fields": metrics.get("fields", []),
+            "task_metric": (metrics.get("models", {}).get("fine_tuned", {}).get("task_metric") or {}).get("mean"),
+        },
+    )
     return cfg.model_copy(update={"base_model": str(merged)})
 
 
@@ -92,8 +108,9 @@ def _parent_metrics(run_id: str, out: Path, uri: str) -> dict[str, Any]:
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="eval/metrics.json",
-                                                   dst_path=str(out), tracking_uri=uri)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="eval/metrics.json", dst_path=str(out), tracking_uri=uri
+        )
         return json.loads(Path(path).read_text())
     except Exception:  # noqa: BLE001
         return {}

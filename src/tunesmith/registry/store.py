@@ -42,10 +42,16 @@ def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced
 
     tuned = metrics["models"]["fine_tuned"]
     suites = metrics.get("suites", {})
-    tags = {"base_model": cfg.base_model, "method": cfg.train.method, "adapter": cfg.train.adapter,
-            "gates": "passed" if gates_ok else "failed", "forced": str(forced).lower(),
-            "task_metric": str(tuned["task_metric"]["mean"]), "task_metric_name": tuned.get("task_metric_name", ""),
-            "test_examples": str(metrics["test_examples"])}
+    tags = {
+        "base_model": cfg.base_model,
+        "method": cfg.train.method,
+        "adapter": cfg.train.adapter,
+        "gates": "passed" if gates_ok else "failed",
+        "forced": str(forced).lower(),
+        "task_metric": str(tuned["task_metric"]["mean"]),
+        "task_metric_name": tuned.get("task_metric_name", ""),
+        "test_examples": str(metrics["test_examples"]),
+    }
     parent = parent_info(cfg)
     if parent:
         tags.update({"parent": f"{parent['name']} v{parent['version']}", "root_base_model": parent["base_model"]})
@@ -95,9 +101,11 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     failed = [g.name for g in gates if g.blocking and g.passed is False]
     if not ok and not force:
         advice = "".join(f"\n  {g.name}: {g.advice}" for g in gates if g.passed is False and g.blocking and g.advice)
-        raise TunesmithError(f"not registered: blocking gate(s) failed: {', '.join(failed)}. Fix the model, or pass "
-                             "--force to register it marked gates=failed (it cannot be promoted without --force)"
-                             + (f"\nWhat to change:{advice}" if advice else ""))
+        raise TunesmithError(
+            f"not registered: blocking gate(s) failed: {', '.join(failed)}. Fix the model, or pass "
+            "--force to register it marked gates=failed (it cannot be promoted without --force)"
+            + (f"\nWhat to change:{advice}" if advice else "")
+        )
     c = client(cfg)
     name = model_name(cfg)
     with _locked(cfg, ".add.lock"):
@@ -121,7 +129,8 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
             c.create_registered_model(name, description=f"Fine-tunes of {cfg.base_model} registered by tunesmith.")
         tags = _lineage(cfg, metrics, ok, force)
         version = _registered(c, name, run_id, pending["token"]) or c.create_model_version(
-            name, source=f"{artifact_uri}/model", run_id=run_id, tags={**tags, "registration": pending["token"]})
+            name, source=f"{artifact_uri}/model", run_id=run_id, tags={**tags, "registration": pending["token"]}
+        )
         fault_point("registry_add", "version")
         card = model_card(cfg, version.version, metrics, gates, training, tags)
         c.update_model_version(name, version.version, description=card)
@@ -130,8 +139,15 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
         with mlflow.start_run(run_id=run_id):
             mlflow.log_text(card, f"model_card_v{version.version}.md")
         _add_journal(cfg).unlink()
-    return {"name": name, "version": int(version.version), "gates_passed": ok, "failed_gates": failed,
-            "card": out, "run_id": run_id, "source": version.source}
+    return {
+        "name": name,
+        "version": int(version.version),
+        "gates_passed": ok,
+        "failed_gates": failed,
+        "card": out,
+        "run_id": run_id,
+        "source": version.source,
+    }
 
 
 def _add_journal(cfg: ProjectConfig) -> Path:
@@ -165,8 +181,14 @@ def _registered(c: Any, name: str, run_id: str | None, token: str) -> Any:
     """The version a registration already created, if it got that far."""
     if run_id is None or not c.search_registered_models(filter_string=f"name='{name}'"):
         return None
-    return next((v for v in c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-                 if v.tags.get("registration") == token), None)
+    return next(
+        (
+            v
+            for v in c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+            if v.tags.get("registration") == token
+        ),
+        None,
+    )
 
 
 def _version(c: Any, name: str, ref: str) -> Any:
@@ -262,8 +284,13 @@ def _move(c: Any, cfg: ProjectConfig, alias: str, version: int | None, event: di
     import secrets
 
     key = f"{_HISTORY}{time.time_ns():020d}-{secrets.token_hex(4)}"
-    event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": getpass.getuser(), "alias": alias,
-             "version": version, **event}
+    event = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "user": getpass.getuser(),
+        "alias": alias,
+        "version": version,
+        **event,
+    }
     move = {"name": model_name(cfg), "alias": alias, "version": version, "key": key, "event": event}
     write_json(_journal(cfg), move)
     _apply(c, move)
@@ -282,8 +309,13 @@ def promote(cfg: ProjectConfig, ref: str, alias: str, *, force: bool = False, re
         if version.tags.get("gates") == "failed" and not force:
             raise TunesmithError(f"{name} v{version.version} failed its quality gates; promote it only with --force")
         previous = c.get_registered_model(name).aliases.get(alias)
-        return _move(c, cfg, alias, int(version.version), {
-            "action": "promote", "previous": int(previous) if previous else None, "forced": force, "reason": reason})
+        return _move(
+            c,
+            cfg,
+            alias,
+            int(version.version),
+            {"action": "promote", "previous": int(previous) if previous else None, "forced": force, "reason": reason},
+        )
 
 
 def rollback(cfg: ProjectConfig, alias: str = "production", reason: str = "") -> dict[str, Any]:
@@ -298,10 +330,16 @@ def rollback(cfg: ProjectConfig, alias: str = "production", reason: str = "") ->
         bad = {e["previous"] for e in events if e["action"] == "rollback"} | {int(current)}
         target = next((e["version"] for e in reversed(events) if e.get("version") and e["version"] not in bad), None)
         if target is None:
-            raise TunesmithError(f"no earlier {alias} version of {name} to go back to (history: "
-                                 f"{[e['version'] for e in events]})")
-        return _move(c, cfg, alias, int(target), {"action": "rollback", "previous": int(current), "forced": False,
-                                                  "reason": reason})
+            raise TunesmithError(
+                f"no earlier {alias} version of {name} to go back to (history: {[e['version'] for e in events]})"
+            )
+        return _move(
+            c,
+            cfg,
+            alias,
+            int(target),
+            {"action": "rollback", "previous": int(current), "forced": False, "reason": reason},
+        )
 
 
 def clear_alias(cfg: ProjectConfig, alias: str, reason: str = "") -> dict[str, Any]:
@@ -312,8 +350,9 @@ def clear_alias(cfg: ProjectConfig, alias: str, reason: str = "") -> dict[str, A
         current = c.get_registered_model(name).aliases.get(alias)
         if current is None:
             raise TunesmithError(f"{name} has no {alias} alias")
-        return _move(c, cfg, alias, None, {"action": "clear", "previous": int(current), "forced": False,
-                                           "reason": reason})
+        return _move(
+            c, cfg, alias, None, {"action": "clear", "previous": int(current), "forced": False, "reason": reason}
+        )
 
 
 def versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
@@ -325,16 +364,30 @@ def versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
     aliases = c.get_registered_model(name).aliases
     rows = []
     for v in c.search_model_versions(f"name='{name}'"):
-        rows.append({"version": int(v.version), "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(
-            v.creation_timestamp / 1000)), "aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
-            "gates": v.tags.get("gates", "?"), "task_metric": v.tags.get("task_metric"),
-            "adapter": v.tags.get("adapter"), "run_id": v.run_id, "source": v.source,
-            "base_model": v.tags.get("base_model"), "parent": v.tags.get("parent")})
+        rows.append(
+            {
+                "version": int(v.version),
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(v.creation_timestamp / 1000)),
+                "aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
+                "gates": v.tags.get("gates", "?"),
+                "task_metric": v.tags.get("task_metric"),
+                "adapter": v.tags.get("adapter"),
+                "run_id": v.run_id,
+                "source": v.source,
+                "base_model": v.tags.get("base_model"),
+                "parent": v.tags.get("parent"),
+            }
+        )
     return sorted(rows, key=lambda r: -r["version"])
 
 
 def show(cfg: ProjectConfig, ref: str) -> dict[str, Any]:
     c = client(cfg)
     v = _version(c, model_name(cfg), ref)
-    return {"version": int(v.version), "tags": dict(v.tags), "source": v.source, "run_id": v.run_id,
-            "card": v.description or ""}
+    return {
+        "version": int(v.version),
+        "tags": dict(v.tags),
+        "source": v.source,
+        "run_id": v.run_id,
+        "card": v.description or "",
+    }

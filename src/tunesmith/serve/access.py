@@ -21,8 +21,12 @@ from urllib.parse import urlsplit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def matches(digest: str, allowed: set[str]) -> bool:
@@ -56,21 +60,38 @@ def refusal(request: Any, keys: set[str], admins: set[str]) -> Any:
     digest = hash_key(given) if given else ""
     request.state.is_admin = is_admin(request, digest, keys, admins)
     if cross_site(request):
-        return JSONResponse(error_body("a request from another site's page is refused; send it from this "
-                                       "server's own pages or from a client that is not a browser",
-                                       "invalid_request_error", code="cross_site_request"), status_code=403)
+        return JSONResponse(
+            error_body(
+                "a request from another site's page is refused; send it from this "
+                "server's own pages or from a client that is not a browser",
+                "invalid_request_error",
+                code="cross_site_request",
+            ),
+            status_code=403,
+        )
     if request.url.path.startswith("/admin"):
         if not request.state.is_admin:
-            return JSONResponse(error_body("/admin needs an admin key (serve.admin_key_sha256), not an inference "
-                                           "key", "invalid_request_error", code="admin_key_required"),
-                                status_code=403)
+            return JSONResponse(
+                error_body(
+                    "/admin needs an admin key (serve.admin_key_sha256), not an inference key",
+                    "invalid_request_error",
+                    code="admin_key_required",
+                ),
+                status_code=403,
+            )
         return None
     if keys and request.url.path != "/health" and request.url.path != "/ui/login":
         if not matches(digest, keys | admins):
             if page:
                 return RedirectResponse(f"/ui/login?next={request.url.path}", status_code=303)
-            return JSONResponse(error_body("invalid or missing API key (Authorization: Bearer ...)",
-                                           "invalid_request_error", code="invalid_api_key"), status_code=401)
+            return JSONResponse(
+                error_body(
+                    "invalid or missing API key (Authorization: Bearer ...)",
+                    "invalid_request_error",
+                    code="invalid_api_key",
+                ),
+                status_code=401,
+            )
         request.state.key_digest = digest
     return None
 

@@ -64,8 +64,10 @@ async def rollout_update(body: RolloutUpdate, request: Request) -> dict[str, Any
         if project is not None and version:
             from tunesmith.registry.store import clear_alias, promote
 
-            state.owe_registry(f"production v{version}", lambda: (
-                _move(project, "production", version, promote), without_canary(project, clear_alias)))
+            state.owe_registry(
+                f"production v{version}",
+                lambda: (_move(project, "production", version, promote), without_canary(project, clear_alias)),
+            )
     elif body.action == "clear":
         routed.set_canary(None)
         state.log.event(routed.name, "clear", "canary cleared")

@@ -29,16 +29,33 @@ from tunesmith.serve.state import ServerState
 __all__ = ["create_app", "hash_key"]
 
 
-def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], settings: ServeConfig,
-               log: RequestLog, *, title: str = "tunesmith", routers: dict[str, Any] | None = None,
-               project: Any = None) -> FastAPI:
+def create_app(
+    engine: Engine,
+    tokenizer: Any,
+    targets: dict[str, Target],
+    settings: ServeConfig,
+    log: RequestLog,
+    *,
+    title: str = "tunesmith",
+    routers: dict[str, Any] | None = None,
+    project: Any = None,
+) -> FastAPI:
     """The API over `engine`: `targets` are the served names, `routers` the canary routers of routed
     names, `project` the config whose registry the server follows (None: no registry writes)."""
     from tunesmith.serve import admin, completions, feedback, metrics, status
 
     app = FastAPI(title=title, docs_url=None, redoc_url=None)
-    state = ServerState(engine, tokenizer, targets, settings, log, Metrics(engine), routers=routers or {},
-                        project=project, versions={t.adapter: t.version for t in targets.values() if t.version})
+    state = ServerState(
+        engine,
+        tokenizer,
+        targets,
+        settings,
+        log,
+        Metrics(engine),
+        routers=routers or {},
+        project=project,
+        versions={t.adapter: t.version for t in targets.values() if t.version},
+    )
     app.state.server = state
     _error_handlers(app)
     _guards(app, state)
@@ -50,20 +67,23 @@ def create_app(engine: Engine, tokenizer: Any, targets: dict[str, Target], setti
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.detail, exc.type, exc.param, exc.code),
-                            status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(exc.detail, exc.type, exc.param, exc.code), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"),
-                            status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        return JSONResponse(error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param),
-                            status_code=400)
+        return JSONResponse(
+            error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param), status_code=400
+        )
 
 
 def _guards(app: FastAPI, state: ServerState) -> None:
@@ -77,8 +97,9 @@ def _guards(app: FastAPI, state: ServerState) -> None:
         size = request.headers.get("content-length")
         limit = state.body_limit(request.url.path)
         if size and size.isdigit() and int(size) > limit:  # refused before a byte of it is read
-            return JSONResponse(error_body(f"request body over {limit} bytes", "invalid_request_error"),
-                                status_code=413)
+            return JSONResponse(
+                error_body(f"request body over {limit} bytes", "invalid_request_error"), status_code=413
+            )
         answer = refusal(request, keys, admins)
         if answer is None:
             answer = await call_next(request)

@@ -37,23 +37,41 @@ def gen_request(state: ServerState, body: Sampling, prompt_ids: list[int], targe
     settings = state.settings
     max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
     if max_tokens > settings.max_tokens_limit:
-        raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
-                       param="max_tokens")
+        raise ApiError(
+            400,
+            f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
+            param="max_tokens",
+        )
     if not prompt_ids:
         raise ApiError(400, "the prompt is empty", param="prompt")
     if len(prompt_ids) > settings.max_prompt_tokens:
-        raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens; this server takes at most "
-                       f"{settings.max_prompt_tokens} (serve.max_prompt_tokens)", param="messages",
-                       code="context_length_exceeded")
+        raise ApiError(
+            400,
+            f"the prompt has {len(prompt_ids)} tokens; this server takes at most "
+            f"{settings.max_prompt_tokens} (serve.max_prompt_tokens)",
+            param="messages",
+            code="context_length_exceeded",
+        )
     context = getattr(getattr(state.engine.model, "config", None), "max_position_embeddings", None)
     if isinstance(context, int) and len(prompt_ids) + max_tokens > context:
-        raise ApiError(400, f"the prompt ({len(prompt_ids)} tokens) plus max_tokens ({max_tokens}) is more than "
-                       f"the model's context of {context} tokens; shorten the prompt or lower max_tokens",
-                       param="max_tokens", code="context_length_exceeded")
+        raise ApiError(
+            400,
+            f"the prompt ({len(prompt_ids)} tokens) plus max_tokens ({max_tokens}) is more than "
+            f"the model's context of {context} tokens; shorten the prompt or lower max_tokens",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    return GenRequest(prompt_ids, adapter=target.adapter, max_tokens=max_tokens, temperature=body.temperature,
-                      top_p=body.top_p, seed=body.seed, stop=stop,
-                      deadline=time.perf_counter() + settings.request_timeout_s)
+    return GenRequest(
+        prompt_ids,
+        adapter=target.adapter,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop,
+        deadline=time.perf_counter() + settings.request_timeout_s,
+    )
 
 
 def route(state: ServerState, target: Target, body: Sampling, request: Request) -> tuple[str, str, Any]:
@@ -66,8 +84,9 @@ def route(state: ServerState, target: Target, body: Sampling, request: Request) 
     return adapter, state.versions.get(adapter, ""), router
 
 
-def shadow_copy(state: ServerState, router: Any, body: Sampling, prompt_ids: list[int], rid: str,
-                prompt_text: str) -> None:
+def shadow_copy(
+    state: ServerState, router: Any, body: Sampling, prompt_ids: list[int], rid: str, prompt_text: str
+) -> None:
     """The shadow version answers a copy in the background; its answer is logged, never returned."""
     if router is None or not router.shadow:
         return
@@ -84,18 +103,35 @@ def shadow_copy(state: ServerState, router: Any, body: Sampling, prompt_ids: lis
         failed = f.exception() is not None
         result = None if failed else f.result()
         router.observe(router.shadow, not failed, elapsed)
-        state.log.write(id=f"{rid}-shadow", model=body.model, target=router.shadow,
-                        version=state.versions.get(router.shadow, ""), user=body.user or "",
-                        prompt_tokens=len(prompt_ids), completion_tokens=result["completion_tokens"] if result else 0,
-                        latency_ms=round(elapsed * 1000, 1), status=500 if failed else 200,
-                        finish_reason=result["finish_reason"] if result else "", prompt=prompt_text,
-                        completion=result["text"] if result else None, shadow=True)
+        state.log.write(
+            id=f"{rid}-shadow",
+            model=body.model,
+            target=router.shadow,
+            version=state.versions.get(router.shadow, ""),
+            user=body.user or "",
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=result["completion_tokens"] if result else 0,
+            latency_ms=round(elapsed * 1000, 1),
+            status=500 if failed else 200,
+            finish_reason=result["finish_reason"] if result else "",
+            prompt=prompt_text,
+            completion=result["text"] if result else None,
+            shadow=True,
+        )
 
     future.add_done_callback(done)
 
 
-async def run(state: ServerState, kind: str, body: Sampling, target: Target, prompt_ids: list[int], prompt_text: str,
-              wrap: Any, request: Request) -> Any:
+async def run(
+    state: ServerState,
+    kind: str,
+    body: Sampling,
+    target: Target,
+    prompt_ids: list[int],
+    prompt_text: str,
+    wrap: Any,
+    request: Request,
+) -> Any:
     """Answer one request: pick the version, inject a configured fault, queue it, then wait for the whole
     answer or stream its pieces; every outcome (200, 429, 499, 500, 504) is counted, logged and told to
     the canary router, which may roll back. Kept as one function: its closures share the request's
@@ -108,8 +144,16 @@ async def run(state: ServerState, kind: str, body: Sampling, target: Target, pro
     fault = settings.rollout.faults.get(adapter) or settings.rollout.faults.get(body.model) or {}
     if fault.get("error_rate", 0) > 0 and random.random() < fault["error_rate"]:
         metrics.requests.labels(body.model, "500").inc()
-        log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
-                  prompt_tokens=len(prompt_ids), status=500, error="injected fault")
+        log.write(
+            id=rid,
+            model=body.model,
+            target=adapter,
+            version=version,
+            user=body.user or "",
+            prompt_tokens=len(prompt_ids),
+            status=500,
+            error="injected fault",
+        )
         if router:
             router.observe(adapter, False, time.perf_counter() - began)
             state.roll_back_if_needed(router)
@@ -122,10 +166,23 @@ async def run(state: ServerState, kind: str, body: Sampling, target: Target, pro
         future = state.engine.submit(req)
     except QueueFull:
         metrics.requests.labels(body.model, "429").inc()
-        log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
-                  prompt_tokens=len(prompt_ids), status=429, error="queue full")
-        raise ApiError(429, "the server is at capacity; retry shortly", "rate_limit_error",
-                       code="queue_full", headers={"Retry-After": "1"}) from None
+        log.write(
+            id=rid,
+            model=body.model,
+            target=adapter,
+            version=version,
+            user=body.user or "",
+            prompt_tokens=len(prompt_ids),
+            status=429,
+            error="queue full",
+        )
+        raise ApiError(
+            429,
+            "the server is at capacity; retry shortly",
+            "rate_limit_error",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        ) from None
     shadow_copy(state, router, body, prompt_ids, rid, prompt_text)
 
     def record(result: dict[str, Any] | None, status: int, error: str = "") -> None:
@@ -143,11 +200,21 @@ async def run(state: ServerState, kind: str, body: Sampling, target: Target, pro
             if result and random.random() < settings.rollout.safety_sample:
                 router.add_flag(adapter, leaks_pii(prompt_text, result["text"]))
             state.roll_back_if_needed(router)
-        log.write(id=rid, model=body.model, target=adapter, version=version, user=body.user or "",
-                  prompt_tokens=len(prompt_ids), completion_tokens=result["completion_tokens"] if result else 0,
-                  latency_ms=round(elapsed * 1000, 1), status=status,
-                  finish_reason=result["finish_reason"] if result else "", error=error, prompt=prompt_text,
-                  completion=result["text"] if result else None)
+        log.write(
+            id=rid,
+            model=body.model,
+            target=adapter,
+            version=version,
+            user=body.user or "",
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=result["completion_tokens"] if result else 0,
+            latency_ms=round(elapsed * 1000, 1),
+            status=status,
+            finish_reason=result["finish_reason"] if result else "",
+            error=error,
+            prompt=prompt_text,
+            completion=result["text"] if result else None,
+        )
 
     async def wait() -> dict[str, Any]:
         try:
@@ -188,8 +255,9 @@ async def run(state: ServerState, kind: str, body: Sampling, target: Target, pro
         done = asyncio.ensure_future(asyncio.wrap_future(future))
         while True:
             getter = asyncio.ensure_future(pieces.get())
-            finished, _ = await asyncio.wait({getter, done}, timeout=settings.request_timeout_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait(
+                {getter, done}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
             if getter in finished:
                 piece = getter.result()
                 yield sse(chunk({"content": piece} if kind == "chat" else piece, None))
@@ -207,8 +275,12 @@ async def run(state: ServerState, kind: str, body: Sampling, target: Target, pro
         if delay:
             await asyncio.sleep(delay)
         record(result, 200)
-        yield sse(chunk({} if kind == "chat" else "",
-                        result["finish_reason"] if result["finish_reason"] != "timeout" else "length"))
+        yield sse(
+            chunk(
+                {} if kind == "chat" else "",
+                result["finish_reason"] if result["finish_reason"] != "timeout" else "length",
+            )
+        )
         if body.stream_options and body.stream_options.include_usage:
             yield sse({**chunk(None, None), "choices": [], "usage": usage_of(result)})
         yield "data: [DONE]\n\n"
@@ -233,10 +305,20 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     ids = state.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def wrap(rid: str, created: int, result: dict[str, Any]) -> dict[str, Any]:
-        out = {"id": rid, "object": "chat.completion", "created": created, "model": body.model,
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
-                            "finish_reason": _finish_reason(result)}],
-               "usage": usage_of(result)}
+        out = {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result["text"]},
+                    "finish_reason": _finish_reason(result),
+                }
+            ],
+            "usage": usage_of(result),
+        }
         schema = (body.response_format or {}).get("json_schema", {}).get("schema")
         if schema:
             out["tunesmith"] = {"schema_valid": _valid(result["text"], schema)}
@@ -254,10 +336,16 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     ids = state.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
 
     def wrap(rid: str, created: int, result: dict[str, Any]) -> dict[str, Any]:
-        return {"id": rid, "object": "text_completion", "created": created, "model": body.model,
-                "choices": [{"index": 0, "text": result["text"], "logprobs": None,
-                             "finish_reason": _finish_reason(result)}],
-                "usage": usage_of(result)}
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {"index": 0, "text": result["text"], "logprobs": None, "finish_reason": _finish_reason(result)}
+            ],
+            "usage": usage_of(result),
+        }
 
     return await run(state, "completion", body, target, ids, body.prompt, wrap, request)
 

@@ -69,8 +69,9 @@ def enqueue(waiting: queue.Queue[GenRequest], req: GenRequest) -> Future:
 
 
 class Engine:
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 8, max_queue: int = 64,
-                 batch_wait_s: float = 0.01) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, max_batch: int = 8, max_queue: int = 64, batch_wait_s: float = 0.01
+    ) -> None:
         import torch
 
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -183,7 +184,7 @@ class Engine:
             return
         row.text = text
         if row.req.on_text and len(text) > row.sent:
-            row.req.on_text(text[row.sent:])
+            row.req.on_text(text[row.sent :])
         row.sent = max(row.sent, len(text))
 
     def _serve(self, batch: list[GenRequest]) -> None:
@@ -202,8 +203,14 @@ class Engine:
                     context = self._adapter_setup([r.req for r in rows])
                     step_mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=mask.device)], 1)
                     with context:
-                        out = self.model(input_ids=last, attention_mask=step_mask, position_ids=pos,
-                                         past_key_values=past, use_cache=True, logits_to_keep=1)
+                        out = self.model(
+                            input_ids=last,
+                            attention_mask=step_mask,
+                            position_ids=pos,
+                            past_key_values=past,
+                            use_cache=True,
+                            logits_to_keep=1,
+                        )
                     past, mask, pos = out.past_key_values, step_mask, pos + 1
                     picks = self._pick(out.logits[:, -1, :], rows)
                 self._count(rows)
@@ -269,19 +276,24 @@ class Engine:
         width = max(len(r.prompt_ids) for r in batch)
         device = self.model.device
         ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch],
-                            device=device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad(), self.lock:
             context = self._adapter_setup(batch)
             with context:
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                                 logits_to_keep=1)
+                out = self.model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+                )
             picks = self._pick(out.logits[:, -1, :], rows)
         self._count(rows)
         self._take(rows, picks)
-        return (rows, out.past_key_values, mask, mask.sum(-1, keepdim=True),
-                torch.tensor([[t] for t in picks], device=device))
+        return (
+            rows,
+            out.past_key_values,
+            mask,
+            mask.sum(-1, keepdim=True),
+            torch.tensor([[t] for t in picks], device=device),
+        )
 
     def _count(self, rows: list[_Row]) -> None:
         self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(rows))
@@ -333,8 +345,16 @@ class Engine:
             # seconds from the queue to the prefill and to the first token, in the engine
             queued, first = (r.admitted or r.enqueued) - r.enqueued, (r.first_token or time.perf_counter()) - r.enqueued
             self.timings.append((queued, first))
-            r.future.set_result({"text": row.text, "completion_tokens": len(row.ids), "finish_reason": row.done,
-                                 "prompt_tokens": len(r.prompt_ids), "queued_s": queued, "first_token_s": first})
+            r.future.set_result(
+                {
+                    "text": row.text,
+                    "completion_tokens": len(row.ids),
+                    "finish_reason": row.done,
+                    "prompt_tokens": len(r.prompt_ids),
+                    "queued_s": queued,
+                    "first_token_s": first,
+                }
+            )
 
 
 def _merge(past: Any, mask: Any, new_past: Any, new_mask: Any) -> tuple[Any, Any]:

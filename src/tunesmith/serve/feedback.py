@@ -30,8 +30,7 @@ async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
     state: ServerState = request.app.state.server
     row = state.log.get(body.id)
     if row is None:
-        raise ApiError(404, f"no request with id {body.id!r} in the request log", param="id",
-                       code="request_not_found")
+        raise ApiError(404, f"no request with id {body.id!r} in the request log", param="id", code="request_not_found")
     score = score_of(body)
     if score is None and body.flag is None:
         raise ApiError(400, "give a score (0-1), thumbs (up/down), a rating (1-5), a correction or a flag")

@@ -29,8 +29,8 @@ def leaks_pii(prompt: str, answer: str) -> bool:
     prompt did not contain (a model reciting memorised e-mails, numbers or keys)."""
     from tunesmith.data.pii import find_pii
 
-    given = {prompt[m.start:m.end] for m in find_pii(prompt)}
-    return any(answer[m.start:m.end] not in given for m in find_pii(answer))
+    given = {prompt[m.start : m.end] for m in find_pii(prompt)}
+    return any(answer[m.start : m.end] not in given for m in find_pii(answer))
 
 
 def json_depth(body: bytes, limit: int) -> int:
@@ -78,8 +78,9 @@ class BodyGuard:
         # look at it); forms are not JSON
         parsed = not kind.startswith(b"application/x-www-form-urlencoded")
         if parsed and json_depth(body, self.max_depth) > self.max_depth:
-            await _answer(send, 400, error_body(f"JSON body nested deeper than {self.max_depth} levels",
-                                                "invalid_request_error"))
+            await _answer(
+                send, 400, error_body(f"JSON body nested deeper than {self.max_depth} levels", "invalid_request_error")
+            )
             return
         sent = False
 
@@ -91,7 +92,6 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
-
 
     async def _stream(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
         """Pass the body through as it arrives; past the limit answer 413 and tell the app the client left."""
@@ -123,7 +123,15 @@ class BodyGuard:
 
 async def _answer(send: Any, status: int, payload: dict[str, Any]) -> None:
     data = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

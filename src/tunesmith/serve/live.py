@@ -139,4 +139,3 @@ def watch(cfg: ProjectConfig, app: Any) -> AliasWatcher:
     watcher = AliasWatcher(cfg, app, seen)
     app.state.server.aliases = watcher
     return watcher.start()
-

@@ -34,15 +34,18 @@ def load_llama(path: Path, n_ctx: int) -> Any:
     try:
         return open_gguf(path, n_ctx=n_ctx, n_batch=512)
     except ExportError:
-        raise TunesmithError("serve.engine llama-cpp needs llama-cpp-python: pip install 'tunesmith[llamacpp]' "
-                             "(it compiles llama.cpp, a few minutes), or set serve.engine: transformers") from None
+        raise TunesmithError(
+            "serve.engine llama-cpp needs llama-cpp-python: pip install 'tunesmith[llamacpp]' "
+            "(it compiles llama.cpp, a few minutes), or set serve.engine: transformers"
+        ) from None
 
 
 class LlamaCppEngine:
     """One llama.cpp model per served name (BASE for the base model), answered one request at a time."""
 
-    def __init__(self, models: dict[str, Any], tokenizer: Any, *, n_ctx: int, max_queue: int = 64,
-                 gguf_for: Any = None) -> None:
+    def __init__(
+        self, models: dict[str, Any], tokenizer: Any, *, n_ctx: int, max_queue: int = 64, gguf_for: Any = None
+    ) -> None:
         self.llamas, self.tokenizer = dict(models), tokenizer
         self.gguf_for = gguf_for  # (name, adapter folder) -> GGUF path, for versions promoted while serving
         self.queue: queue.Queue[GenRequest] = queue.Queue(maxsize=max_queue)
@@ -112,8 +115,14 @@ class LlamaCppEngine:
         text, sent, done = "", 0, None
         if req.temperature > 0 and req.seed is not None:
             llama.set_seed(req.seed)
-        tokens = llama.generate(req.prompt_ids, temp=req.temperature, top_p=req.top_p, top_k=0 if req.temperature
-                                else 1, repeat_penalty=1.0, reset=True)
+        tokens = llama.generate(
+            req.prompt_ids,
+            temp=req.temperature,
+            top_p=req.top_p,
+            top_k=0 if req.temperature else 1,
+            repeat_penalty=1.0,
+            reset=True,
+        )
         for token in tokens:
             if req.first_token is None:
                 req.first_token = time.perf_counter()
@@ -145,8 +154,16 @@ class LlamaCppEngine:
         queued = req.admitted - req.enqueued
         first = (req.first_token or time.perf_counter()) - req.enqueued
         self.timings.append((queued, first))
-        req.future.set_result({"text": text, "completion_tokens": len(ids), "finish_reason": done or "length",
-                               "prompt_tokens": len(req.prompt_ids), "queued_s": queued, "first_token_s": first})
+        req.future.set_result(
+            {
+                "text": text,
+                "completion_tokens": len(ids),
+                "finish_reason": done or "length",
+                "prompt_tokens": len(req.prompt_ids),
+                "queued_s": queued,
+                "first_token_s": first,
+            }
+        )
 
 
 def served_gguf(cfg: Any, name: str, folder: Path | None) -> Path:
@@ -163,8 +180,10 @@ def served_gguf(cfg: Any, name: str, folder: Path | None) -> Path:
     cache = cfg.output_path / "serve" / "gguf"
     cache.mkdir(parents=True, exist_ok=True)
     if folder is None:
-        return _cached(cache / f"base-{quant}.gguf", lambda out: write_gguf(Path(resolve_model(cfg.base_model)), out,
-                                                                            quant=quant, name="base"))
+        return _cached(
+            cache / f"base-{quant}.gguf",
+            lambda out: write_gguf(Path(resolve_model(cfg.base_model)), out, quant=quant, name="base"),
+        )
     weights = next(iter(sorted(folder.glob("*.safetensors"))), None)
     digest = sha256_file(weights)[:12] if weights else "x"
 
@@ -172,8 +191,9 @@ def served_gguf(cfg: Any, name: str, folder: Path | None) -> Path:
         from tunesmith.train.merge import merge_adapter
 
         with tempfile.TemporaryDirectory(prefix=".merge-", dir=cache) as tmp:
-            merged = merge_adapter(folder, cfg.base_model, Path(tmp) / "merged",
-                                   trust_remote_code=cfg.trust_remote_code, device="cpu")
+            merged = merge_adapter(
+                folder, cfg.base_model, Path(tmp) / "merged", trust_remote_code=cfg.trust_remote_code, device="cpu"
+            )
             return write_gguf(merged, out, quant=quant, name=name)
 
     return _cached(cache / f"{name}-{digest}-{quant}.gguf", write)
@@ -194,12 +214,18 @@ def build_llama_cpp(cfg: Any) -> tuple[LlamaCppEngine, Any, dict[str, Any], dict
     from tunesmith.serve.models import served_targets
 
     folders, targets, routers = served_targets(cfg)
-    tokenizer = load_tokenizer(str(next(iter(folders.values()))) if folders else cfg.base_model,
-                               trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(
+        str(next(iter(folders.values()))) if folders else cfg.base_model, trust_remote_code=cfg.trust_remote_code
+    )
     n_ctx = min(cfg.serve.max_prompt_tokens + cfg.serve.max_tokens_limit, 8192)
     models = {BASE: load_llama(served_gguf(cfg, "base", None), n_ctx)}
     for name, folder in folders.items():
         models[name] = load_llama(served_gguf(cfg, name, folder), n_ctx)
-    engine = LlamaCppEngine(models, tokenizer, n_ctx=n_ctx, max_queue=cfg.serve.max_queue,
-                            gguf_for=lambda name, folder: served_gguf(cfg, name, folder))
+    engine = LlamaCppEngine(
+        models,
+        tokenizer,
+        n_ctx=n_ctx,
+        max_queue=cfg.serve.max_queue,
+        gguf_for=lambda name, folder: served_gguf(cfg, name, folder),
+    )
     return engine, tokenizer, targets, routers

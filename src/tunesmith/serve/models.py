@@ -52,10 +52,12 @@ def registry_adapters(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Ta
         if adapter not in folders:
             folders[adapter] = _download(cfg, found)
         system = (found.tags or {}).get("system_prompt") or None
-        targets[f"{name}@{alias}"] = Target(f"{name}@{alias}", adapter=adapter, version=str(version),
-                                            system_prompt=system)
-        targets[f"{name}@v{version}"] = Target(f"{name}@v{version}", adapter=adapter, version=str(version),
-                                               system_prompt=system)
+        targets[f"{name}@{alias}"] = Target(
+            f"{name}@{alias}", adapter=adapter, version=str(version), system_prompt=system
+        )
+        targets[f"{name}@v{version}"] = Target(
+            f"{name}@v{version}", adapter=adapter, version=str(version), system_prompt=system
+        )
         if alias == "production":
             targets[name] = Target(name, adapter=adapter, version=str(version), router=name, system_prompt=system)
     return folders, targets
@@ -66,8 +68,10 @@ def _download(cfg: ProjectConfig, version: Any) -> Path:
     import mlflow
 
     if version.tags.get("base_model") not in (None, cfg.base_model):
-        raise TunesmithError(f"{version.name} v{version.version} was trained on {version.tags['base_model']}, but this "
-                             f"server's base_model is {cfg.base_model}; serve it from a project with that base model")
+        raise TunesmithError(
+            f"{version.name} v{version.version} was trained on {version.tags['base_model']}, but this "
+            f"server's base_model is {cfg.base_model}; serve it from a project with that base model"
+        )
     import shutil
 
     from tunesmith.files import replace_dir
@@ -81,8 +85,10 @@ def _download(cfg: ProjectConfig, version: Any) -> Path:
         tmp.mkdir(parents=True)
         mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp))
         if not (tmp / "model" / "adapter_config.json").exists():
-            raise TunesmithError(f"{version.name} v{version.version}: the download from {version.source} has no "
-                                 "model/adapter_config.json")
+            raise TunesmithError(
+                f"{version.name} v{version.version}: the download from {version.source} has no "
+                "model/adapter_config.json"
+            )
         replace_dir(tmp, dest)
     return dest / "model"
 
@@ -101,9 +107,11 @@ def check_adapter(folder: Path) -> None:
         raise TunesmithError(f"{folder} is not an adapter folder (no adapter_config.json)")
     config = json.loads(path.read_text())
     if config.get("peft_type") != "LORA" or config.get("use_dora"):
-        raise TunesmithError(f"{folder}: only LoRA adapters share batches (peft's mixed-adapter batches); merge this "
-                             f"{config.get('peft_type')}{' (DoRA)' if config.get('use_dora') else ''} adapter with "
-                             "`tunesmith merge` and serve the merged model as base_model")
+        raise TunesmithError(
+            f"{folder}: only LoRA adapters share batches (peft's mixed-adapter batches); merge this "
+            f"{config.get('peft_type')}{' (DoRA)' if config.get('use_dora') else ''} adapter with "
+            "`tunesmith merge` and serve the merged model as base_model"
+        )
 
 
 def served_targets(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Target], dict[str, Any]]:
@@ -120,7 +128,9 @@ def served_targets(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Targe
     routers = {}
     for t in targets.values():
         if t.router:
-            alias = {a: targets[f"{t.router}@{a}"].adapter for a in ("canary", "shadow") if f"{t.router}@{a}" in targets}
+            alias = {
+                a: targets[f"{t.router}@{a}"].adapter for a in ("canary", "shadow") if f"{t.router}@{a}" in targets
+            }
             routers[t.router] = Router(t.router, cfg.serve.rollout, t.adapter, alias.get("canary"), alias.get("shadow"))
     return folders, targets, routers
 
@@ -135,11 +145,16 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
     for folder in folders.values():
         check_adapter(folder)
     device = pick_device(cfg.device)
-    model = load_model(cfg.base_model, dtype=inference_dtype(device, cfg.train.precision),
-                       trust_remote_code=cfg.trust_remote_code, device=device)
+    model = load_model(
+        cfg.base_model,
+        dtype=inference_dtype(device, cfg.train.precision),
+        trust_remote_code=cfg.trust_remote_code,
+        device=device,
+    )
     # the trained model's tokenizer folder carries its chat template and stop token
-    tokenizer = load_tokenizer(str(next(iter(folders.values()))) if folders else cfg.base_model,
-                               trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(
+        str(next(iter(folders.values()))) if folders else cfg.base_model, trust_remote_code=cfg.trust_remote_code
+    )
     if folders:
         from peft import PeftModel
 

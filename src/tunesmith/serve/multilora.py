@@ -35,8 +35,9 @@ def _stack(layer: Any) -> None:
     first = layer.lora_A[names[0]].weight
     rank = max(layer.lora_A[n].weight.shape[0] for n in names)
     a = torch.zeros(len(names) + 1, rank, first.shape[1], dtype=first.dtype, device=first.device)
-    b = torch.zeros(len(names) + 1, layer.lora_B[names[0]].weight.shape[0], rank, dtype=first.dtype,
-                    device=first.device)
+    b = torch.zeros(
+        len(names) + 1, layer.lora_B[names[0]].weight.shape[0], rank, dtype=first.dtype, device=first.device
+    )
     scale = torch.zeros(len(names) + 1, dtype=first.dtype, device=first.device)
     for i, n in enumerate(names):
         r = layer.lora_A[n].weight.shape[0]
@@ -55,7 +56,7 @@ def _stack(layer: Any) -> None:
         onehot = torch.zeros(len(names) + 1, sum(ranks), dtype=first.dtype, device=first.device)
         start = 0
         for i, r in enumerate(ranks):
-            onehot[i, start:start + r] = 1
+            onehot[i, start : start + r] = 1
             start += r
         layer._ts_onehot = onehot  # the last row ("__base__") is all zeros
     else:
@@ -80,7 +81,7 @@ def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwa
         h = torch.matmul(h.to(self._ts_dense_a.dtype), self._ts_dense_a) * mask
         h = torch.matmul(h, self._ts_dense_b)
         return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
-    h = torch.bmm(h.to(self._ts_a_t.dtype), self._ts_a_t[idx])        # [batch, tokens, rank]
+    h = torch.bmm(h.to(self._ts_a_t.dtype), self._ts_a_t[idx])  # [batch, tokens, rank]
     h = torch.bmm(h, self._ts_b[idx]) * self._ts_scale[idx].view(-1, 1, 1)  # [batch, tokens, out]
     return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
 

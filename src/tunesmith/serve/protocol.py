@@ -16,8 +16,15 @@ from starlette.exceptions import HTTPException
 class ApiError(HTTPException):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(status_code=status, detail=message, headers=headers)
         self.type, self.param, self.code = type, param, code
 
@@ -91,17 +98,30 @@ class RolloutUpdate(BaseModel):
 
 def usage_of(result: dict[str, Any]) -> dict[str, int]:
     """OpenAI's `usage` block for a generation result."""
-    return {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
-            "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}
+    return {
+        "prompt_tokens": result["prompt_tokens"],
+        "completion_tokens": result["completion_tokens"],
+        "total_tokens": result["prompt_tokens"] + result["completion_tokens"],
+    }
 
 
 def chunk_of(kind: str, rid: str, created: int, model: str, delta: Any, finish: str | None) -> dict[str, Any]:
     """One streamed chunk of a chat or text completion."""
     if kind == "chat":
-        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return {"id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
+        return {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def sse(data: dict[str, Any]) -> str:

@@ -14,14 +14,16 @@ from typing import Any
 
 from tunesmith.data.pii import redact
 
-SCHEMA = ["""CREATE TABLE IF NOT EXISTS requests (
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS requests (
   id TEXT PRIMARY KEY, time REAL, model TEXT, target TEXT, version TEXT, user TEXT,
   prompt_tokens INTEGER, completion_tokens INTEGER, latency_ms REAL, status INTEGER,
   finish_reason TEXT, error TEXT, prompt TEXT, completion TEXT, shadow INTEGER DEFAULT 0)""",
-          """CREATE TABLE IF NOT EXISTS feedback (
+    """CREATE TABLE IF NOT EXISTS feedback (
   request_id TEXT, time REAL, score REAL, correction TEXT, key TEXT DEFAULT '')""",
-          """CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback (request_id, key)""",
-          """CREATE TABLE IF NOT EXISTS events (time REAL, model TEXT, kind TEXT, detail TEXT)"""]
+    """CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback (request_id, key)""",
+    """CREATE TABLE IF NOT EXISTS events (time REAL, model TEXT, kind TEXT, detail TEXT)""",
+]
 
 
 class RequestLog:
@@ -36,8 +38,10 @@ class RequestLog:
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
                 if "key" not in columns:
                     self._db.execute("ALTER TABLE feedback ADD COLUMN key TEXT DEFAULT ''")
-                    self._db.execute("DELETE FROM feedback WHERE rowid NOT IN (SELECT MAX(rowid) FROM feedback "
-                                     "GROUP BY request_id, key)")  # the last word of each, as counted from now on
+                    self._db.execute(
+                        "DELETE FROM feedback WHERE rowid NOT IN (SELECT MAX(rowid) FROM feedback "
+                        "GROUP BY request_id, key)"
+                    )  # the last word of each, as counted from now on
             self._db.execute(statement)
 
     def _text(self, text: str | None) -> str | None:
@@ -45,13 +49,42 @@ class RequestLog:
             return None
         return redact(text) if self.redact_pii else text
 
-    def write(self, *, id: str, model: str, target: str = "", version: str = "", user: str = "",
-              prompt_tokens: int = 0, completion_tokens: int = 0, latency_ms: float = 0.0, status: int = 200,
-              finish_reason: str = "", error: str = "", prompt: str | None = None, completion: str | None = None,
-              shadow: bool = False) -> None:
+    def write(
+        self,
+        *,
+        id: str,
+        model: str,
+        target: str = "",
+        version: str = "",
+        user: str = "",
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_ms: float = 0.0,
+        status: int = 200,
+        finish_reason: str = "",
+        error: str = "",
+        prompt: str | None = None,
+        completion: str | None = None,
+        shadow: bool = False,
+    ) -> None:
         user = redact(user) if self.redact_pii and user else user  # user ids are often e-mail addresses
-        row = (id, time.time(), model, target, version, user, prompt_tokens, completion_tokens, latency_ms, status,
-               finish_reason, error, self._text(prompt), self._text(completion), int(shadow))
+        row = (
+            id,
+            time.time(),
+            model,
+            target,
+            version,
+            user,
+            prompt_tokens,
+            completion_tokens,
+            latency_ms,
+            status,
+            finish_reason,
+            error,
+            self._text(prompt),
+            self._text(completion),
+            int(shadow),
+        )
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
 
@@ -66,17 +99,22 @@ class RequestLog:
         """Store feedback, once per request and key: a repeat replaces the earlier one. True when first."""
         row = (request_id, time.time(), score, self._text(correction) if correction else None, key)
         with self._lock:
-            first = self._db.execute("SELECT 1 FROM feedback WHERE request_id=? AND key=?",
-                                     (request_id, key)).fetchone() is None
-            self._db.execute("INSERT OR REPLACE INTO feedback (request_id, time, score, correction, key) "
-                             "VALUES (?,?,?,?,?)", row)
+            first = (
+                self._db.execute("SELECT 1 FROM feedback WHERE request_id=? AND key=?", (request_id, key)).fetchone()
+                is None
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO feedback (request_id, time, score, correction, key) VALUES (?,?,?,?,?)", row
+            )
         return first
 
     def feedback(self) -> list[dict[str, Any]]:
         with self._lock:
-            cur = self._db.execute("SELECT f.request_id, f.time, f.score, f.correction, r.model, r.target, r.version, "
-                                   "r.prompt, r.completion FROM feedback f LEFT JOIN requests r ON r.id = f.request_id "
-                                   "ORDER BY f.time")
+            cur = self._db.execute(
+                "SELECT f.request_id, f.time, f.score, f.correction, r.model, r.target, r.version, "
+                "r.prompt, r.completion FROM feedback f LEFT JOIN requests r ON r.id = f.request_id "
+                "ORDER BY f.time"
+            )
             names = [c[0] for c in cur.description]
             return [dict(zip(names, r)) for r in cur.fetchall()]
 

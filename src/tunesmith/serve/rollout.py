@@ -36,21 +36,30 @@ class Window:
     def summary(self) -> dict[str, Any]:
         n = len(self.requests)
         latencies = sorted(lat for ok, lat in self.requests if ok)
-        return {"requests": n,
-                "error_rate": round(sum(1 for ok, _ in self.requests if not ok) / n, 4) if n else None,
-                "latency_p95_s": round(p95(latencies), 4) if latencies else None,
-                "latency_mean_s": round(sum(latencies) / len(latencies), 4) if latencies else None,
-                "feedback": len(self.feedback),
-                "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None,
-                "checked": len(self.flags),
-                "flagged_rate": round(sum(self.flags) / len(self.flags), 4) if self.flags else None}
+        return {
+            "requests": n,
+            "error_rate": round(sum(1 for ok, _ in self.requests if not ok) / n, 4) if n else None,
+            "latency_p95_s": round(p95(latencies), 4) if latencies else None,
+            "latency_mean_s": round(sum(latencies) / len(latencies), 4) if latencies else None,
+            "feedback": len(self.feedback),
+            "feedback_mean": round(sum(self.feedback) / len(self.feedback), 4) if self.feedback else None,
+            "checked": len(self.flags),
+            "flagged_rate": round(sum(self.flags) / len(self.flags), 4) if self.flags else None,
+        }
 
 
 class Router:
     """Routing state for one registry model name; thread-safe."""
 
-    def __init__(self, name: str, settings: RolloutConfig, production: str | None, canary: str | None = None,
-                 shadow: str | None = None, share: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: RolloutConfig,
+        production: str | None,
+        canary: str | None = None,
+        shadow: str | None = None,
+        share: float | None = None,
+    ) -> None:
         self.name, self.settings = name, settings
         self.production, self.canary, self.shadow = production, canary, shadow
         self.share = settings.canary_share if share is None else share
@@ -99,9 +108,16 @@ class Router:
 
     def state(self) -> dict[str, Any]:
         with self.lock:
-            return {"name": self.name, "production": self.production, "canary": self.canary, "shadow": self.shadow,
-                    "canary_share": self.share, "counts": dict(self.counts), "rollbacks": list(self.rollbacks),
-                    "windows": {a: w.summary() for a, w in self.windows.items()}}
+            return {
+                "name": self.name,
+                "production": self.production,
+                "canary": self.canary,
+                "shadow": self.shadow,
+                "canary_share": self.share,
+                "counts": dict(self.counts),
+                "rollbacks": list(self.rollbacks),
+                "windows": {a: w.summary() for a, w in self.windows.items()},
+            }
 
     def trigger(self) -> str | None:
         """The rollback rule the canary breaks against production, or None (also None until both have enough data)."""
@@ -110,28 +126,51 @@ class Router:
             if not self.canary or not self.production:
                 return None
             canary, prod = self.window(self.canary).summary(), self.window(self.production).summary()
-        if canary["checked"] >= s.min_flag_checks and prod["checked"] >= s.min_flag_checks and \
-                canary["flagged_rate"] - prod["flagged_rate"] > s.max_flag_increase:
-            return (f"safety incident: {canary['flagged_rate']:.1%} of checked canary answers flagged vs production "
-                    f"{prod['flagged_rate']:.1%} (> +{s.max_flag_increase:.0%} points)")
+        if (
+            canary["checked"] >= s.min_flag_checks
+            and prod["checked"] >= s.min_flag_checks
+            and canary["flagged_rate"] - prod["flagged_rate"] > s.max_flag_increase
+        ):
+            return (
+                f"safety incident: {canary['flagged_rate']:.1%} of checked canary answers flagged vs production "
+                f"{prod['flagged_rate']:.1%} (> +{s.max_flag_increase:.0%} points)"
+            )
         if canary["requests"] < s.min_requests or prod["requests"] < s.min_requests:
             return None
         if canary["error_rate"] - prod["error_rate"] > s.max_error_rate_increase:
-            return (f"error rate {canary['error_rate']:.1%} vs production {prod['error_rate']:.1%} "
-                    f"(> +{s.max_error_rate_increase:.0%} points)")
-        if canary["latency_p95_s"] and prod["latency_p95_s"] and \
-                canary["latency_p95_s"] > prod["latency_p95_s"] * (1 + s.max_latency_increase):
-            return (f"p95 latency {canary['latency_p95_s']:.3f}s vs production {prod['latency_p95_s']:.3f}s "
-                    f"(> +{s.max_latency_increase:.0%})")
-        if s.max_cost_increase is not None and canary["latency_mean_s"] and prod["latency_mean_s"] and \
-                canary["latency_mean_s"] > prod["latency_mean_s"] * (1 + s.max_cost_increase):
-            return (f"cost per request {canary['latency_mean_s'] / prod['latency_mean_s'] - 1:+.0%} vs production "
-                    f"(mean machine time {canary['latency_mean_s']:.3f}s vs {prod['latency_mean_s']:.3f}s; "
-                    f"> +{s.max_cost_increase:.0%})")
-        if canary["feedback"] >= s.min_feedback and prod["feedback"] >= s.min_feedback and \
-                prod["feedback_mean"] - canary["feedback_mean"] > s.max_feedback_drop:
-            return (f"feedback {canary['feedback_mean']:.2f} vs production {prod['feedback_mean']:.2f} "
-                    f"(> -{s.max_feedback_drop:.2f})")
+            return (
+                f"error rate {canary['error_rate']:.1%} vs production {prod['error_rate']:.1%} "
+                f"(> +{s.max_error_rate_increase:.0%} points)"
+            )
+        if (
+            canary["latency_p95_s"]
+            and prod["latency_p95_s"]
+            and canary["latency_p95_s"] > prod["latency_p95_s"] * (1 + s.max_latency_increase)
+        ):
+            return (
+                f"p95 latency {canary['latency_p95_s']:.3f}s vs production {prod['latency_p95_s']:.3f}s "
+                f"(> +{s.max_latency_increase:.0%})"
+            )
+        if (
+            s.max_cost_increase is not None
+            and canary["latency_mean_s"]
+            and prod["latency_mean_s"]
+            and canary["latency_mean_s"] > prod["latency_mean_s"] * (1 + s.max_cost_increase)
+        ):
+            return (
+                f"cost per request {canary['latency_mean_s'] / prod['latency_mean_s'] - 1:+.0%} vs production "
+                f"(mean machine time {canary['latency_mean_s']:.3f}s vs {prod['latency_mean_s']:.3f}s; "
+                f"> +{s.max_cost_increase:.0%})"
+            )
+        if (
+            canary["feedback"] >= s.min_feedback
+            and prod["feedback"] >= s.min_feedback
+            and prod["feedback_mean"] - canary["feedback_mean"] > s.max_feedback_drop
+        ):
+            return (
+                f"feedback {canary['feedback_mean']:.2f} vs production {prod['feedback_mean']:.2f} "
+                f"(> -{s.max_feedback_drop:.2f})"
+            )
         return None
 
     def healthy(self) -> bool:
@@ -143,9 +182,18 @@ class Router:
         return enough and self.trigger() is None
 
 
-def drive_rollout(cfg: Any, version: int, steps: list[float], url: str, api_key: str | None, *,
-                  step_timeout: float = 600.0, poll: float = 1.0, force: bool = False,
-                  echo: Any = print) -> bool:
+def drive_rollout(
+    cfg: Any,
+    version: int,
+    steps: list[float],
+    url: str,
+    api_key: str | None,
+    *,
+    step_timeout: float = 600.0,
+    poll: float = 1.0,
+    force: bool = False,
+    echo: Any = print,
+) -> bool:
     """Walk a gradual rollout on a running server: canary at each step's share, advancing only once the
     canary has served `min_requests` more requests with no trigger firing; at 100% it becomes production.
     Returns False when the server rolled the canary back (the registry alias is moved back by the server)."""
@@ -189,11 +237,15 @@ def drive_rollout(cfg: Any, version: int, steps: list[float], url: str, api_key:
                 return False
             window = state["windows"].get(adapter, {})
             if state["counts"].get(adapter, 0) - start >= need:
-                echo(f"{step:g}%: healthy over {window.get('requests')} requests "
-                     f"(errors {window.get('error_rate')}, p95 {window.get('latency_p95_s')} s)")
+                echo(
+                    f"{step:g}%: healthy over {window.get('requests')} requests "
+                    f"(errors {window.get('error_rate')}, p95 {window.get('latency_p95_s')} s)"
+                )
                 break
             if time.time() > deadline:
-                raise TunesmithError(f"step {step:g}%: the canary got fewer than {need} requests in {step_timeout:g} s; "
-                                     "is traffic reaching the server?")
+                raise TunesmithError(
+                    f"step {step:g}%: the canary got fewer than {need} requests in {step_timeout:g} s; "
+                    "is traffic reaching the server?"
+                )
             time.sleep(poll)
     return True

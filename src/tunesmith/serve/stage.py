@@ -30,11 +30,13 @@ def build_app(cfg: ProjectConfig) -> Any:
         engine.start()
     else:
         model, tokenizer, targets, routers = load_served(cfg)
-        engine = Engine(model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue,
-                        batch_wait_s=s.batch_wait_ms / 1000).start()
+        engine = Engine(
+            model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue, batch_wait_s=s.batch_wait_ms / 1000
+        ).start()
     log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
-    app = create_app(engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers,
-                     project=cfg)
+    app = create_app(
+        engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers, project=cfg
+    )
     if cfg.registry.tracking_uri or (cfg.output_path / "mlflow.db").exists():
         from tunesmith.serve.live import watch
 
@@ -83,8 +85,12 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Running
     return Running(server, thread, app)
 
 
-def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
-          extend: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+def serve(
+    cfg: ProjectConfig,
+    host: str | None = None,
+    port: int | None = None,
+    extend: Callable[[Any], Callable[[], None] | None] | None = None,
+) -> None:
     """Serve until interrupted. `extend(app)` adds endpoints (the fine-tuning jobs API) and may
     return a function to call when the server stops."""
     import uvicorn
@@ -95,8 +101,10 @@ def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
     cleanup = extend(app) if extend else None
     host, port = host or cfg.serve.host, port or cfg.serve.port
     names = ", ".join(sorted(app.state.server.targets))
-    out.print(f"serving [bold]{names}[/] on http://{host}:{port}/v1"
-              + (" (API key required)" if cfg.serve.api_key_sha256 else ""))
+    out.print(
+        f"serving [bold]{names}[/] on http://{host}:{port}/v1"
+        + (" (API key required)" if cfg.serve.api_key_sha256 else "")
+    )
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_sha256:
         out.print("[yellow]warning:[/] listening beyond localhost without API keys; set serve.api_key_sha256")
     try:

@@ -55,8 +55,12 @@ class ServerState:
             found = await loop.run_in_executor(None, find, name, request.state.key_digest)
             if found is not None:
                 return found
-        raise ApiError(404, f"model {name!r} not found; GET /v1/models lists the served names",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"model {name!r} not found; GET /v1/models lists the served names",
+            param="model",
+            code="model_not_found",
+        )
 
     def roll_back_if_needed(self, router: Any) -> None:
         """Roll the canary back when the router's trigger fires; the registry follows."""
@@ -73,8 +77,10 @@ class ServerState:
             from tunesmith.serve.admin import without_canary
 
             project = self.project
-            self.owe_registry(f"clear canary v{self.versions[bad]}",
-                              lambda: without_canary(project, clear_alias, f"automatic rollback: {reason}"))
+            self.owe_registry(
+                f"clear canary v{self.versions[bad]}",
+                lambda: without_canary(project, clear_alias, f"automatic rollback: {reason}"),
+            )
 
     def owe_registry(self, what: str, action: Callable[[], Any]) -> None:
         """Write to the registry: through the alias watcher, which retries until it succeeds, or once in a

@@ -17,8 +17,10 @@ async def models(request: Request) -> dict[str, Any]:
     names = set(state.targets)
     for more in state.model_listers:
         names.update(more(request.state.key_digest))
-    return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunesmith"}
-                                       for name in sorted(names)]}
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunesmith"} for name in sorted(names)],
+    }
 
 
 @router.get("/health")

@@ -31,8 +31,9 @@ async def proxy(target: Target, path: str, payload: dict[str, Any], stream: bool
         upstream = await client.send(client.build_request("POST", url, json=payload, headers=headers), stream=True)
     except httpx.HTTPError as exc:
         await client.aclose()
-        raise ApiError(502, f"upstream for {target.name!r} at {up.base_url} failed: {type(exc).__name__}",
-                       "upstream_error") from None
+        raise ApiError(
+            502, f"upstream for {target.name!r} at {up.base_url} failed: {type(exc).__name__}", "upstream_error"
+        ) from None
 
     async def relay() -> Any:
         try:

@@ -40,9 +40,11 @@ def check_vllm() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise TunesmithError("serve.engine vllm needs a CUDA GPU, and this machine has none; serve with "
-                             "serve.engine: transformers (any machine) or llama-cpp (fast on a CPU), or run "
-                             "`tunesmith registry export CONFIG aliases --format vllm` and its serve.sh on a GPU machine")
+        raise TunesmithError(
+            "serve.engine vllm needs a CUDA GPU, and this machine has none; serve with "
+            "serve.engine: transformers (any machine) or llama-cpp (fast on a CPU), or run "
+            "`tunesmith registry export CONFIG aliases --format vllm` and its serve.sh on a GPU machine"
+        )
     if shutil.which("vllm") is None:
         raise TunesmithError("serve.engine vllm needs vLLM: pip install vllm (the `vllm` command was not found)")
 
@@ -52,16 +54,33 @@ def launch_command(base: str, folders: dict[str, Path], port: int, extra: list[s
     cmd = ["vllm", "serve", base, "--host", "127.0.0.1", "--port", str(port), "--served-model-name", BASE_NAME]
     if folders:
         ranks = [int(json.loads((f / "adapter_config.json").read_text()).get("r", 8)) for f in folders.values()]
-        cmd += ["--enable-lora", "--max-lora-rank", str(lora_rank(max(ranks))), "--max-loras", str(len(folders)),
-                "--lora-modules", *[f"{name}={folder}" for name, folder in folders.items()]]
+        cmd += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(lora_rank(max(ranks))),
+            "--max-loras",
+            str(len(folders)),
+            "--lora-modules",
+            *[f"{name}={folder}" for name, folder in folders.items()],
+        ]
     return cmd + list(extra)
 
 
 class VllmEngine:
     """Requests answered by a vLLM server at `base_url`; `names` maps an adapter to its name in vLLM."""
 
-    def __init__(self, base_url: str, tokenizer: Any, *, names: dict[str, str], n_ctx: int, max_in_flight: int = 8,
-                 max_queue: int = 64, process: subprocess.Popen | None = None, timeout_s: float = 600) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        tokenizer: Any,
+        *,
+        names: dict[str, str],
+        n_ctx: int,
+        max_in_flight: int = 8,
+        max_queue: int = 64,
+        process: subprocess.Popen | None = None,
+        timeout_s: float = 600,
+    ) -> None:
         import httpx
 
         self.base_url, self.tokenizer, self.names = base_url.rstrip("/"), tokenizer, dict(names)
@@ -75,8 +94,10 @@ class VllmEngine:
         self.process = process
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10))
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, name=f"tunesmith-vllm-{i}", daemon=True)
-                         for i in range(max(1, max_in_flight))]
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"tunesmith-vllm-{i}", daemon=True)
+            for i in range(max(1, max_in_flight))
+        ]
 
     @property
     def adapters(self) -> list[str]:
@@ -103,10 +124,13 @@ class VllmEngine:
         """A version promoted while serving, loaded into the running vLLM."""
         if name in self.names:
             return
-        answer = self.client.post(f"{self.base_url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": folder})
+        answer = self.client.post(
+            f"{self.base_url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": folder}
+        )
         if answer.status_code != 200:
-            raise TunesmithError(f"vLLM did not load adapter {name} from {folder}: {answer.status_code} "
-                                 f"{answer.text[:300]}")
+            raise TunesmithError(
+                f"vLLM did not load adapter {name} from {folder}: {answer.status_code} {answer.text[:300]}"
+            )
         with self.lock:
             self.names[name] = name
 
@@ -137,9 +161,15 @@ class VllmEngine:
                     self.busy -= 1
 
     def _answer(self, req: GenRequest) -> None:
-        body: dict[str, Any] = {"model": self.names[req.adapter], "prompt": req.prompt_ids, "max_tokens": req.max_tokens,
-                                "temperature": req.temperature, "top_p": req.top_p, "stream": True,
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "model": self.names[req.adapter],
+            "prompt": req.prompt_ids,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if req.seed is not None:
             body["seed"] = req.seed
         if req.stop:
@@ -172,8 +202,16 @@ class VllmEngine:
         queued = req.admitted - req.enqueued
         first = (req.first_token or time.perf_counter()) - req.enqueued
         self.timings.append((queued, first))
-        req.future.set_result({"text": text, "completion_tokens": completion, "finish_reason": done or "length",
-                               "prompt_tokens": len(req.prompt_ids), "queued_s": queued, "first_token_s": first})
+        req.future.set_result(
+            {
+                "text": text,
+                "completion_tokens": completion,
+                "finish_reason": done or "length",
+                "prompt_tokens": len(req.prompt_ids),
+                "queued_s": queued,
+                "first_token_s": first,
+            }
+        )
 
 
 def _free_port() -> int:
@@ -190,8 +228,9 @@ def wait_ready(base_url: str, process: subprocess.Popen, log: Path, timeout_s: f
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise TunesmithError(f"vLLM exited with status {process.returncode} while starting; its log "
-                                 f"({log}) ends:\n{tail}")
+            raise TunesmithError(
+                f"vLLM exited with status {process.returncode} while starting; its log ({log}) ends:\n{tail}"
+            )
         try:
             if httpx.get(f"{base_url}/v1/models", timeout=2).status_code == 200:
                 return
@@ -212,8 +251,9 @@ def build_vllm(cfg: Any) -> tuple[VllmEngine, Any, dict[str, Any], dict[str, Any
     folders, targets, routers = served_targets(cfg)
     for folder in folders.values():
         check_adapter(folder)
-    tokenizer = load_tokenizer(str(next(iter(folders.values()))) if folders else cfg.base_model,
-                               trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(
+        str(next(iter(folders.values()))) if folders else cfg.base_model, trust_remote_code=cfg.trust_remote_code
+    )
     port = _free_port()
     log = cfg.output_path / "serve" / "vllm.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +264,14 @@ def build_vllm(cfg: Any) -> tuple[VllmEngine, Any, dict[str, Any], dict[str, Any
     base_url = f"http://127.0.0.1:{port}"
     wait_ready(base_url, process, log, cfg.serve.vllm_start_timeout_s)
     n_ctx = cfg.serve.max_prompt_tokens + cfg.serve.max_tokens_limit
-    engine = VllmEngine(base_url, tokenizer, names={n: n for n in folders}, n_ctx=n_ctx,
-                        max_in_flight=cfg.serve.max_batch_size, max_queue=cfg.serve.max_queue, process=process,
-                        timeout_s=cfg.serve.request_timeout_s)
+    engine = VllmEngine(
+        base_url,
+        tokenizer,
+        names={n: n for n in folders},
+        n_ctx=n_ctx,
+        max_in_flight=cfg.serve.max_batch_size,
+        max_queue=cfg.serve.max_queue,
+        process=process,
+        timeout_s=cfg.serve.request_timeout_s,
+    )
     return engine, tokenizer, targets, routers

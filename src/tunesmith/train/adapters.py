@@ -27,7 +27,8 @@ def check_hardware(cfg: TrainConfig, device: str = "auto") -> None:
         raise TunesmithError(
             "train.adapter=qlora needs a CUDA GPU (bitsandbytes 4-bit NF4 kernels); this machine has none. "
             "Use train.adapter=lora here (the base weights are frozen in bf16 where the CPU supports it), "
-            "or run on a GPU machine")
+            "or run on a GPU machine"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -40,12 +41,21 @@ def peft_config(cfg: TrainConfig, model: Any) -> Any:
 
     targets = cfg.lora_target_modules
     if cfg.adapter in ("lora", "qlora", "dora"):
-        return LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                          lora_dropout=cfg.lora_dropout, target_modules=targets, use_dora=cfg.adapter == "dora")
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets,
+            use_dora=cfg.adapter == "dora",
+        )
     if cfg.adapter == "ia3":
         names = ["k_proj", "v_proj", "down_proj"] if targets == "all-linear" or not targets else targets
-        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=names,
-                         feedforward_modules=[n for n in names if n in ("down_proj", "up_proj", "gate_proj")])
+        return IA3Config(
+            task_type=TaskType.CAUSAL_LM,
+            target_modules=names,
+            feedforward_modules=[n for n in names if n in ("down_proj", "up_proj", "gate_proj")],
+        )
     if cfg.adapter == "prefix":
         return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=cfg.prefix_tokens)
     return None
@@ -81,13 +91,21 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
 
         from tunesmith.models import contiguous_lm_head, resolve_model
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16)
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
+        )
         # bitsandbytes quantises while loading, onto the GPU
         quant_kwargs = {"device_map": {"": torch.cuda.current_device()}}
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(base_model), quantization_config=quant,
-                                                     trust_remote_code=trust_remote_code, use_safetensors=True,
-                                                     **quant_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model(base_model),
+            quantization_config=quant,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            **quant_kwargs,
+        )
         contiguous_lm_head(model)
         from peft import prepare_model_for_kbit_training
 
@@ -144,8 +162,11 @@ def decoder_layers(model: Any) -> Any:
     import torch
 
     named = {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or [])}
-    lists = [m for m in model.modules()
-             if isinstance(m, torch.nn.ModuleList) and len(m) > 1 and len({type(x) for x in m}) == 1]
+    lists = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.ModuleList) and len(m) > 1 and len({type(x) for x in m}) == 1
+    ]
     return next((m for m in lists if type(m[0]).__name__ in named), lists[0] if lists else None)
 
 

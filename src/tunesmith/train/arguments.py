@@ -10,8 +10,9 @@ from tunesmith.config import ProjectConfig
 from tunesmith.train.adapters import learning_rate
 
 
-def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, device: str, has_eval: bool
-                    ) -> dict[str, Any]:
+def training_kwargs(
+    cfg: ProjectConfig, output_dir: Path, *, precision: str, device: str, has_eval: bool
+) -> dict[str, Any]:
     """Keyword arguments shared by `TrainingArguments` and TRL's configs (`cfg` resolved by the pre-flight check)."""
     t = cfg.train
     left = t.auto_fields()
@@ -43,7 +44,8 @@ def training_kwargs(cfg: ProjectConfig, output_dir: Path, *, precision: str, dev
         eval_on_start=has_eval,  # the base model's validation loss: the point every curve starts from
         load_best_model_at_end=has_eval,
         metric_for_best_model={"loss": "eval_loss", "task": "eval_task_metric"}[t.early_stopping_metric]
-        if has_eval else None,
+        if has_eval
+        else None,
         greater_is_better=t.early_stopping_metric == "task" if has_eval else None,
         prediction_loss_only=True,
         bf16=precision == "bf16",  # set explicitly: TRL's configs default it to on

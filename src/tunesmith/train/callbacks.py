@@ -39,9 +39,16 @@ class RichProgress(TrainerCallback):
 
         if not state.is_world_process_zero:
             return
-        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=err)
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+        )
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
         self.progress.start()
         self._start = time.perf_counter()
@@ -83,8 +90,19 @@ class RichProgress(TrainerCallback):
 class MetricsLog(TrainerCallback):
     """Every logged value to metrics.csv, and to MLflow when a run is active."""
 
-    FIELDS = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "time",
-              "mean_token_accuracy", "eval_mean_token_accuracy", "eval_task_metric"]
+    FIELDS = [
+        "step",
+        "epoch",
+        "loss",
+        "eval_loss",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_second",
+        "time",
+        "mean_token_accuracy",
+        "eval_mean_token_accuracy",
+        "eval_task_metric",
+    ]
 
     def __init__(self, path: Path, progress: RichProgress | None = None, mlflow_run: str | None = None):
         self.path = path
@@ -99,8 +117,15 @@ class MetricsLog(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), "time": round(time.time(), 3)}
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
-                    "eval_task_metric"):
+        for key in (
+            "loss",
+            "eval_loss",
+            "learning_rate",
+            "grad_norm",
+            "mean_token_accuracy",
+            "eval_mean_token_accuracy",
+            "eval_task_metric",
+        ):
             if key in logs:
                 row[key] = logs[key]
         if self.progress and "loss" in logs and (tps := self.progress.tokens_per_second()):
@@ -113,14 +138,19 @@ class MetricsLog(TrainerCallback):
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.FIELDS)
             writer.writeheader()
-            writer.writerows(sorted(self.rows, key=lambda r: (int(r["step"]), "eval_loss" in r and bool(r["eval_loss"]))))
+            writer.writerows(
+                sorted(self.rows, key=lambda r: (int(r["step"]), "eval_loss" in r and bool(r["eval_loss"])))
+            )
         tmp.replace(self.path)
         if self.mlflow_run:
             import mlflow
 
             # by run id: with train.report_to [mlflow], transformers' nested run is the active one meanwhile
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in ("step", "time")},
-                               step=state.global_step, run_id=self.mlflow_run)
+            mlflow.log_metrics(
+                {k: float(v) for k, v in row.items() if k not in ("step", "time")},
+                step=state.global_step,
+                run_id=self.mlflow_run,
+            )
 
 
 def _same_kind(a: dict, b: dict) -> bool:
@@ -154,28 +184,43 @@ class Alarms(TrainerCallback):
             grad_norm = float(logs.get("grad_norm", 0.0) or 0.0)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 what = f"training loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {grad_norm}"
-                self._alarm(state, "nan", f"{what}: the learning rate is probably too high "
-                                          f"({args.learning_rate:g}); training stopped")
+                self._alarm(
+                    state,
+                    "nan",
+                    f"{what}: the learning rate is probably too high ({args.learning_rate:g}); training stopped",
+                )
                 control.should_training_stop = True
                 return
             if grad_norm == 0.0 and state.global_step > 1 and "grad_norm" in logs:
-                self._alarm(state, "diverged", "gradient norm is 0: the model has collapsed (the learning rate is "
-                                               f"probably too high, {args.learning_rate:g}) or nothing is trained; "
-                                               "training stopped")
+                self._alarm(
+                    state,
+                    "diverged",
+                    "gradient norm is 0: the model has collapsed (the learning rate is "
+                    f"probably too high, {args.learning_rate:g}) or nothing is trained; "
+                    "training stopped",
+                )
                 control.should_training_stop = True
                 return
             recent = self.losses[-10:]
             if len(recent) >= 3 and loss > 3 * statistics.median(recent):
-                self._alarm(state, "spike", f"loss spiked to {loss:.4f} from a recent median of "
-                                            f"{statistics.median(recent):.4f}: lower the learning rate if it persists")
+                self._alarm(
+                    state,
+                    "spike",
+                    f"loss spiked to {loss:.4f} from a recent median of "
+                    f"{statistics.median(recent):.4f}: lower the learning rate if it persists",
+                )
             self.losses.append(loss)
             if len(self.losses) >= 8 and not self._flat_warned:
                 low, high = min(self.losses), max(self.losses)
                 if high - low < 0.01 * abs(statistics.mean(self.losses)):
                     self._flat_warned = True
-                    self._alarm(state, "flat", f"loss has stayed within {low:.4f}–{high:.4f} for {len(self.losses)} logs: "
-                                               "the learning rate may be too low, or the labels masked out — check "
-                                               "`tunesmith data preview`")
+                    self._alarm(
+                        state,
+                        "flat",
+                        f"loss has stayed within {low:.4f}–{high:.4f} for {len(self.losses)} logs: "
+                        "the learning rate may be too low, or the labels masked out — check "
+                        "`tunesmith data preview`",
+                    )
         if "eval_loss" in logs:
             self.evals.append((state.global_step, float(logs["eval_loss"])))
             self.train_at_eval.append(self.losses[-1] if self.losses else float("nan"))
@@ -183,9 +228,13 @@ class Alarms(TrainerCallback):
                 (_, v1), (_, v2), (_, v3) = self.evals[-3:]
                 t1, _, t3 = self.train_at_eval[-3:]
                 if v1 < v2 < v3 and t3 < t1:
-                    self._alarm(state, "overfitting", f"validation loss rose twice ({v1:.4f} → {v3:.4f}) while training "
-                                                      f"loss fell ({t1:.4f} → {t3:.4f}): the model is overfitting; "
-                                                      "fewer epochs or more data")
+                    self._alarm(
+                        state,
+                        "overfitting",
+                        f"validation loss rose twice ({v1:.4f} → {v3:.4f}) while training "
+                        f"loss fell ({t1:.4f} → {t3:.4f}): the model is overfitting; "
+                        "fewer epochs or more data",
+                    )
 
 
 class MarkComplete(TrainerCallback):
@@ -222,8 +271,17 @@ class ProgressFile(TrainerCallback):
         if not state.is_world_process_zero or self.began is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": state.global_step, "max_steps": state.max_steps, "started": self.began[0],
-                                   "started_step": self.began[1], "updated": time.time()}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "started": self.began[0],
+                    "started_step": self.began[1],
+                    "updated": time.time(),
+                }
+            )
+        )
         tmp.replace(self.path)
 
 

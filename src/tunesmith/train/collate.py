@@ -38,8 +38,11 @@ class PackedCollator:
             if f.get("loss_weights") is not None:
                 weights.append(list(f["loss_weights"]) + [0.0] * pad)
             self.real_tokens += sum(f["seq_lengths"]) if f.get("seq_lengths") else len(f["input_ids"])
-        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                 "position_ids": torch.tensor(positions)}
+        batch = {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "position_ids": torch.tensor(positions),
+        }
         if weights and len(weights) == len(features):
             batch["loss_weights"] = torch.tensor(weights, dtype=torch.float32)
         return batch

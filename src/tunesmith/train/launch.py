@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
-def launch(cfg: Any, overrides: list[str], nproc: int, resume: bool,
-           on_fit: Callable[[dict[str, Any]], None] | None = None) -> int:
+def launch(
+    cfg: Any, overrides: list[str], nproc: int, resume: bool, on_fit: Callable[[dict[str, Any]], None] | None = None
+) -> int:
     """Start `nproc` training processes with torchrun and wait for them. `cfg` is the loaded config (its base
     model resolved); each process loads its file again with `overrides`, which must name that base model."""
     from tunesmith.train.stage import preflight, previous_choices, train_dir
@@ -33,10 +34,24 @@ def launch(cfg: Any, overrides: list[str], nproc: int, resume: bool,
     chosen = [f"{c['setting']}={c['value']}" for c in fit.choices]
     if not resume:
         shutil.rmtree(train_dir(cfg), ignore_errors=True)  # here, once, not racing in N processes
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "tunesmith.train.launch", str(Path(config).resolve()), *overrides, *chosen, "--resume"]
-    env = {**os.environ, "TUNESMITH_PREFLIGHT_DONE": "1",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "tunesmith.train.launch",
+        str(Path(config).resolve()),
+        *overrides,
+        *chosen,
+        "--resume",
+    ]
+    env = {
+        **os.environ,
+        "TUNESMITH_PREFLIGHT_DONE": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
+    }
     return subprocess.call(cmd, env=env)
 
 

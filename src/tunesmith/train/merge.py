@@ -10,8 +10,9 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 
 
-def load_trained(model_dir: Path, base_model: str, *, dtype: Any = None, trust_remote_code: bool = False,
-                 device: str = "cpu") -> Any:
+def load_trained(
+    model_dir: Path, base_model: str, *, dtype: Any = None, trust_remote_code: bool = False, device: str = "cpu"
+) -> Any:
     """A trained result on `device`: an adapter on its base model, or a full model folder."""
     from tunesmith.models import load_model
 
@@ -33,20 +34,26 @@ def merge_run(run_dir: Path, out_dir: Path | None = None, device: str | None = N
             raise TunesmithError(f"{model_dir} is a full fine-tune, already standalone; nothing to merge")
         raise TunesmithError(f"{run_dir} holds no trained model; give the run folder (<output_dir>/train)")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return merge_adapter(model_dir, cfg["base_model"], out_dir or run_dir / "merged",
-                         trust_remote_code=cfg.get("trust_remote_code", False),
-                         device=device or cfg.get("device", "auto"))
+    return merge_adapter(
+        model_dir,
+        cfg["base_model"],
+        out_dir or run_dir / "merged",
+        trust_remote_code=cfg.get("trust_remote_code", False),
+        device=device or cfg.get("device", "auto"),
+    )
 
 
-def merge_adapter(model_dir: Path, base_model: str, out_dir: Path, *, trust_remote_code: bool = False,
-                  device: str = "auto") -> Path:
+def merge_adapter(
+    model_dir: Path, base_model: str, out_dir: Path, *, trust_remote_code: bool = False, device: str = "auto"
+) -> Path:
     """Merge the adapter in `model_dir` into `base_model`; written atomically to `out_dir`."""
     from transformers import AutoTokenizer, GenerationConfig
 
     adapter = json.loads((model_dir / "adapter_config.json").read_text())
     if adapter.get("peft_type") not in ("LORA", "IA3"):
-        raise TunesmithError(f"a {adapter.get('peft_type')} adapter cannot be merged into the weights; "
-                             "serve it as an adapter instead")
+        raise TunesmithError(
+            f"a {adapter.get('peft_type')} adapter cannot be merged into the weights; serve it as an adapter instead"
+        )
     from tunesmith.hardware import pick_device
 
     # merged in fp32 (exact), on the GPU when there is one; saved from wherever it is

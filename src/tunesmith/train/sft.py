@@ -26,8 +26,13 @@ def load_prepared(path: Path) -> Any:
     return Dataset(pq.read_table(path))
 
 
-def trained_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None,
-                           accuracy: dict[str, int] | None = None, answers: Any = None) -> tuple[Any, Any]:
+def trained_positions_loss(
+    model: Any,
+    inputs: dict[str, Any],
+    num_items_in_batch: Any = None,
+    accuracy: dict[str, int] | None = None,
+    answers: Any = None,
+) -> tuple[Any, Any]:
     """Causal-LM loss computing logits only where a trained token is predicted.
 
     Typically under a third of the tokens of a chat record are trained (assistant turns);
@@ -129,7 +134,8 @@ def sft_trainer_class() -> type:
             if "eval_loss" in logs and self._task_score is not None:
                 acc = self.accelerator  # every process scores its shard of the validation split
                 value = self._task_score.pop(
-                    (lambda t: acc.reduce(t.to(acc.device), reduction="sum").cpu()) if acc.num_processes > 1 else None)
+                    (lambda t: acc.reduce(t.to(acc.device), reduction="sum").cpu()) if acc.num_processes > 1 else None
+                )
                 if value is not None:
                     logs["eval_task_metric"] = value
             return super().log(logs, *args, **kwargs)
@@ -137,8 +143,18 @@ def sft_trainer_class() -> type:
     return TrainedTokensTrainer
 
 
-def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path: Path, eval_path: Path | None,
-                      output_dir: Path, *, precision: str, device: str, callbacks: list[Any]) -> tuple[Any, PackedCollator]:
+def build_sft_trainer(
+    cfg: ProjectConfig,
+    model: Any,
+    tokenizer: Any,
+    train_path: Path,
+    eval_path: Path | None,
+    output_dir: Path,
+    *,
+    precision: str,
+    device: str,
+    callbacks: list[Any],
+) -> tuple[Any, PackedCollator]:
     from transformers import TrainingArguments
 
     train_ds = load_prepared(train_path)
@@ -146,10 +162,20 @@ def build_sft_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, train_path
     if eval_ds is not None and len(eval_ds) == 0:
         eval_ds = None
     collator = PackedCollator(tokenizer.pad_token_id)
-    args = TrainingArguments(**training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=eval_ds is not None))
+    args = TrainingArguments(
+        **training_kwargs(cfg, output_dir, precision=precision, device=device, has_eval=eval_ds is not None)
+    )
     task_score = TeacherForcedScore(tokenizer, scored_fields(cfg)) if eval_ds is not None else None
-    trainer = sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                                  processing_class=tokenizer, callbacks=callbacks, task_score=task_score)
+    trainer = sft_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        task_score=task_score,
+    )
     return trainer, collator
 
 

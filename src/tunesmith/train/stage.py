@@ -1,14 +1,14 @@
 """The training stage: prepared data + base model → adapter (or full model), under `<output_dir>/train/`.
 
-    model/            the result (best checkpoint by validation loss): adapter or full model in
-                      safetensors, tokenizer, chat template, generation config (its stop token)
-    checkpoints/      checkpoint-N folders; only those marked complete are resumed from
-    metrics.csv       training and validation loss and token accuracy, learning rate, tokens/s per logged step
-    progress.json     step, max_steps and timing, rewritten every step (for other processes)
-    alarms.jsonl      what the alarms said
-    loss.png          the loss curves
-    config.yaml       the resolved config
-    metadata.json     lineage: base model, adapter, data hashes, versions, results
+model/            the result (best checkpoint by validation loss): adapter or full model in
+                  safetensors, tokenizer, chat template, generation config (its stop token)
+checkpoints/      checkpoint-N folders; only those marked complete are resumed from
+metrics.csv       training and validation loss and token accuracy, learning rate, tokens/s per logged step
+progress.json     step, max_steps and timing, rewritten every step (for other processes)
+alarms.jsonl      what the alarms said
+loss.png          the loss curves
+config.yaml       the resolved config
+metadata.json     lineage: base model, adapter, data hashes, versions, results
 """
 
 from __future__ import annotations
@@ -68,8 +68,12 @@ def _mlflow_start(cfg: ProjectConfig, run_dir: Path) -> str | None:
     run = mlflow.start_run(run_id=run_id, run_name=f"{cfg.train.method}-{cfg.train.adapter}")
     previous.write_text(run.info.run_id)
     if run_id is None:
-        flat = _flatten({"train": cfg.train.model_dump(mode="json"), "data": {
-            k: v for k, v in cfg.data.model_dump(mode="json").items() if k != "datasets"}})
+        flat = _flatten(
+            {
+                "train": cfg.train.model_dump(mode="json"),
+                "data": {k: v for k, v in cfg.data.model_dump(mode="json").items() if k != "datasets"},
+            }
+        )
         mlflow.log_params({**flat, "base_model": cfg.base_model})
     return run.info.run_id
 
@@ -106,8 +110,10 @@ def preflight(cfg: ProjectConfig, nproc: int = 1, strict: bool = True) -> Any:
     check_hardware(cfg.train, cfg.device)
     prepared = data_dir(cfg) / "prepared"
     if cfg.train.method == "sft" and not (prepared / "train.parquet").exists():
-        raise TunesmithError(f"no prepared training data in {prepared}; run `tunesmith data split` and "
-                             f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)")
+        raise TunesmithError(
+            f"no prepared training data in {prepared}; run `tunesmith data split` and "
+            f"`tunesmith data prepare` on {cfg.config_path or 'the config'} (or `tunesmith run`)"
+        )
     return fit_training(cfg, nproc=nproc, strict=strict)
 
 
@@ -119,16 +125,27 @@ def previous_choices(cfg: ProjectConfig) -> ProjectConfig:
         return cfg
     from tunesmith.config import with_overrides
 
-    left = {f"{section}.{name}" for section, names in (("train", cfg.train.auto_fields()),
-                                                        ("data", ["max_length"] if cfg.data.max_length == "auto" else []))
-            for name in names}
-    chosen = [f"{c['setting']}={c['value']}" for c in json.loads(path.read_text()).get("choices", [])
-              if c["setting"] in left]
+    left = {
+        f"{section}.{name}"
+        for section, names in (
+            ("train", cfg.train.auto_fields()),
+            ("data", ["max_length"] if cfg.data.max_length == "auto" else []),
+        )
+        for name in names
+    }
+    chosen = [
+        f"{c['setting']}={c['value']}" for c in json.loads(path.read_text()).get("choices", []) if c["setting"] in left
+    ]
     return with_overrides(cfg, chosen) if chosen else cfg
 
 
-def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list[Any] | None = None,
-              on_fit: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+def run_train(
+    cfg: ProjectConfig,
+    *,
+    resume: bool = False,
+    extra_callbacks: list[Any] | None = None,
+    on_fit: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Train as `cfg.train` says (auto settings chosen by the pre-flight check first, shown through
     `on_fit`); returns where the result is. Resumable with `resume=True`."""
     import os
@@ -174,9 +191,11 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if main:
-        err.print(f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
-                  f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}"
-                  + (" · layers compiled (the first step waits for it)" if t.compile is True else ""))
+        err.print(
+            f"{t.method.upper()} · adapter {t.adapter} · {trainable:,} of {total:,} parameters trained "
+            f"({trainable / total:.2%}) · lr {learning_rate(t):g} · {precision} on {fit.device}"
+            + (" · layers compiled (the first step waits for it)" if t.compile is True else "")
+        )
 
     mlflow_run = _mlflow_start(cfg, run_dir) if main else None
     mlflow_on = mlflow_run is not None
@@ -184,26 +203,50 @@ def run_train(cfg: ProjectConfig, *, resume: bool = False, extra_callbacks: list
     started = time.time()
     try:
         progress = RichProgress()
-        callbacks = [progress, MetricsLog(run_dir / "metrics.csv", progress, mlflow_run), alarms, MarkComplete(),
-                     ProgressFile(run_dir / "progress.json")]
+        callbacks = [
+            progress,
+            MetricsLog(run_dir / "metrics.csv", progress, mlflow_run),
+            alarms,
+            MarkComplete(),
+            ProgressFile(run_dir / "progress.json"),
+        ]
         if t.method == "sft":
             from tunesmith.train.sft import build_sft_trainer
 
             trainer, progress.collator = build_sft_trainer(
-                cfg, model, tokenizer, prepared / "train.parquet", prepared / "validation.parquet", checkpoints,
-                precision=precision, device=fit.device, callbacks=callbacks)
+                cfg,
+                model,
+                tokenizer,
+                prepared / "train.parquet",
+                prepared / "validation.parquet",
+                checkpoints,
+                precision=precision,
+                device=fit.device,
+                callbacks=callbacks,
+            )
         else:
             from tunesmith.train.preference import build_preference_trainer
 
-            trainer = build_preference_trainer(cfg, model, tokenizer, load_split(cfg, "train"),
-                                               load_split(cfg, "validation"), checkpoints, precision=precision,
-                                               device=fit.device, callbacks=callbacks)
+            trainer = build_preference_trainer(
+                cfg,
+                model,
+                tokenizer,
+                load_split(cfg, "train"),
+                load_split(cfg, "validation"),
+                checkpoints,
+                precision=precision,
+                device=fit.device,
+                callbacks=callbacks,
+            )
         if t.early_stopping_patience and trainer.args.load_best_model_at_end:
             from transformers import EarlyStoppingCallback
 
             patience = t.early_stopping_patience
-            trainer.add_callback(task_early_stopping(patience) if t.early_stopping_metric == "task"
-                                 else EarlyStoppingCallback(early_stopping_patience=patience))
+            trainer.add_callback(
+                task_early_stopping(patience)
+                if t.early_stopping_metric == "task"
+                else EarlyStoppingCallback(early_stopping_patience=patience)
+            )
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
@@ -234,12 +277,16 @@ def trackers(cfg: ProjectConfig, run_dir: Path, main: bool, *, nested: bool) -> 
         import importlib.util
 
         if importlib.util.find_spec("wandb") is None:
-            raise TunesmithError("train.report_to names wandb, which is not installed: pip install wandb "
-                                 "(or remove it from train.report_to)")
+            raise TunesmithError(
+                "train.report_to names wandb, which is not installed: pip install wandb "
+                "(or remove it from train.report_to)"
+            )
         if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
             os.environ["WANDB_MODE"] = "offline"
-            err.print(f"wandb: no WANDB_API_KEY, so the run is logged offline in {run_dir / 'wandb'} "
-                      "(`wandb sync` uploads it later)")
+            err.print(
+                f"wandb: no WANDB_API_KEY, so the run is logged offline in {run_dir / 'wandb'} "
+                "(`wandb sync` uploads it later)"
+            )
         os.environ.setdefault("WANDB_DIR", str(run_dir))
     if "tensorboard" in report_to and main:
         from torch.utils.tensorboard import SummaryWriter
@@ -253,8 +300,17 @@ def trackers(cfg: ProjectConfig, run_dir: Path, main: bool, *, nested: bool) -> 
     return out
 
 
-def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, output: Any, alarms: Alarms,
-            started: float, fit: Any, finished: bool) -> dict[str, Any]:
+def _finish(
+    cfg: ProjectConfig,
+    trainer: Any,
+    tokenizer: Any,
+    run_dir: Path,
+    output: Any,
+    alarms: Alarms,
+    started: float,
+    fit: Any,
+    finished: bool,
+) -> dict[str, Any]:
     from tunesmith.plots import loss_curve
     from tunesmith.train.trackers import tracker_place
 
@@ -276,8 +332,11 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         generation.pad_token_id = tokenizer.pad_token_id
         generation.save_pretrained(str(tmp))
         replace_dir(tmp, model_dir)
-    png = loss_curve(run_dir / "metrics.csv", run_dir / "loss.png",
-                     f"{cfg.train.method.upper()} {cfg.train.adapter} on {cfg.base_model}")
+    png = loss_curve(
+        run_dir / "metrics.csv",
+        run_dir / "loss.png",
+        f"{cfg.train.method.upper()} {cfg.train.adapter} on {cfg.base_model}",
+    )
     split = json.loads((data_dir(cfg) / "split.json").read_text()) if (data_dir(cfg) / "split.json").exists() else {}
     evals = [h for h in state.log_history if "eval_loss" in h]
     best_step = int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None
@@ -288,8 +347,10 @@ def _finish(cfg: ProjectConfig, trainer: Any, tokenizer: Any, run_dir: Path, out
         "base_model": cfg.base_model,
         "method": cfg.train.method,
         "adapter": cfg.train.adapter,
-        "data": {name: {"sha256": s.get("sha256"), "records": s.get("records")}
-                 for name, s in split.get("splits", {}).items()},
+        "data": {
+            name: {"sha256": s.get("sha256"), "records": s.get("records")}
+            for name, s in split.get("splits", {}).items()
+        },
         "steps": state.global_step,
         "max_steps": state.max_steps,
         "report_to": {name: tracker_place(trainer, run_dir, name) for name in cfg.train.report_to},

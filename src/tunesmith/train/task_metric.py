@@ -118,7 +118,7 @@ class TeacherForcedScore:
 
         @cache
         def offsets(i: int) -> int:  # decoded as a prefix: a character split over tokens is counted once
-            return len(self.tokenizer.decode(tokens[:i + 1]))
+            return len(self.tokenizer.decode(tokens[: i + 1]))
 
         reference = self.tokenizer.decode(tokens) if self.fields else ""
         self.scores.append(answer_score(reference, [t == g for t, g in run], offsets, self.fields))

@@ -57,8 +57,14 @@ def nested_mlflow(cfg: ProjectConfig, run_dir: Path, *, nested: bool) -> Any:
                 use_experiment(cfg)  # the project's store and experiment, not ./mlruns
             saved = run_dir / RUN_ID_FILE
             previous = saved.read_text().strip() if saved.exists() else None
-            with _environment({"MLFLOW_NESTED_RUN": "TRUE" if nested else None, "MLFLOW_RUN_ID": previous,
-                               "MLFLOW_EXPERIMENT_NAME": None, "MLFLOW_TRACKING_URI": None}):
+            with _environment(
+                {
+                    "MLFLOW_NESTED_RUN": "TRUE" if nested else None,
+                    "MLFLOW_RUN_ID": previous,
+                    "MLFLOW_EXPERIMENT_NAME": None,
+                    "MLFLOW_TRACKING_URI": None,
+                }
+            ):
                 super().setup(args, state, model)
             if state.is_world_process_zero and mlflow.active_run() is not None:
                 self.run_id = mlflow.active_run().info.run_id

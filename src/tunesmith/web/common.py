@@ -37,7 +37,8 @@ def caller(request: Request) -> tuple[bool, str]:
 
     cfg, _ = context_of(request)
     return bool(getattr(request.state, "is_admin", False)), organisation(
-        cfg.serve, getattr(request.state, "key_digest", None))
+        cfg.serve, getattr(request.state, "key_digest", None)
+    )
 
 
 def output_of(run_id: str, request: Request) -> Path | None:

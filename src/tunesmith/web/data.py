@@ -17,8 +17,12 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 
-FILTERS = {"wrong": "wrong answer", "format": "failed format", "regression": "regression probe lost",
-           "unsafe": "unsafe answer"}
+FILTERS = {
+    "wrong": "wrong answer",
+    "format": "failed format",
+    "regression": "regression probe lost",
+    "unsafe": "unsafe answer",
+}
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -56,8 +60,9 @@ def runs(cfg: ProjectConfig, store: Any, org: str | None = None) -> list[dict[st
         for job in reversed(store.all_jobs()):
             if org and job["org"] != org:
                 continue
-            out.append(run_summary(job["id"], Path(job["folder"]) / "outputs", job["fine_tuned_model"] or "",
-                                   job["status"]))
+            out.append(
+                run_summary(job["id"], Path(job["folder"]) / "outputs", job["fine_tuned_model"] or "", job["status"])
+            )
     return out
 
 
@@ -66,21 +71,31 @@ def run_summary(run_id: str, output: Path, label: str, status: str | None) -> di
     meta = read_json(train / "metadata.json") or {}
     progress = read_json(train / "progress.json") or {}
     if status is None:
-        status = ("trained" if meta.get("completed") else "running" if progress else "not trained")
+        status = "trained" if meta.get("completed") else "running" if progress else "not trained"
         state = read_json(output / "run_state.json") or {}
         if state.get("register", {}).get("version"):
             status = f"registered v{state['register']['version']}"
         elif "eval" in state:
             status = "evaluated"
-    return {"id": run_id, "label": label, "status": status, "output": output,
-            "steps": meta.get("steps") or progress.get("step"), "max_steps": meta.get("max_steps") or progress.get("max_steps"),
-            "eval_loss": meta.get("eval_loss_best"), "method": meta.get("method"), "adapter": meta.get("adapter")}
+    return {
+        "id": run_id,
+        "label": label,
+        "status": status,
+        "output": output,
+        "steps": meta.get("steps") or progress.get("step"),
+        "max_steps": meta.get("max_steps") or progress.get("max_steps"),
+        "eval_loss": meta.get("eval_loss_best"),
+        "method": meta.get("method"),
+        "adapter": meta.get("adapter"),
+    }
 
 
 def loss_svg(rows: list[dict[str, Any]], width: int = 640, height: int = 240) -> str:
     """Training and validation loss as an inline SVG (no JavaScript, no image file)."""
-    series = {"train": [(r["step"], r["loss"]) for r in rows if "loss" in r],
-              "validation": [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]}
+    series = {
+        "train": [(r["step"], r["loss"]) for r in rows if "loss" in r],
+        "validation": [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r],
+    }
     points = [p for s in series.values() for p in s]
     if not points:
         return "<p>No losses logged yet.</p>"
@@ -94,19 +109,32 @@ def loss_svg(rows: list[dict[str, Any]], width: int = 640, height: int = 240) ->
         return f"{x:.1f},{y:.1f}"
 
     colours = {"train": "#2563eb", "validation": "#dc2626"}
-    lines = [f'<polyline fill="none" stroke="{colours[name]}" stroke-width="2" points="{" ".join(xy(*p) for p in pts)}">'
-             f"<title>{name} loss</title></polyline>" for name, pts in series.items() if pts]
-    dots = [f'<circle cx="{xy(*p).split(",")[0]}" cy="{xy(*p).split(",")[1]}" r="3" fill="{colours["validation"]}"/>'
-            for p in series["validation"]]
-    axes = (f'<text x="{pad}" y="{height - 8}" font-size="11">step {x0:g}</text>'
-            f'<text x="{width - pad - 60}" y="{height - 8}" font-size="11">step {x1:g}</text>'
-            f'<text x="2" y="{pad - 8}" font-size="11">{y1:.3f}</text>'
-            f'<text x="2" y="{height - pad}" font-size="11">{y0:.3f}</text>')
-    legend = "".join(f'<text x="{width - 150}" y="{16 + 14 * i}" font-size="12" fill="{colours[n]}">{n} loss</text>'
-                     for i, n in enumerate(series) if series[n])
-    return (f'<svg role="img" aria-label="loss curves" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-            f'<rect width="{width}" height="{height}" fill="#fafafa" stroke="#ddd"/>{"".join(lines)}{"".join(dots)}'
-            f"{axes}{legend}</svg>")
+    lines = [
+        f'<polyline fill="none" stroke="{colours[name]}" stroke-width="2" points="{" ".join(xy(*p) for p in pts)}">'
+        f"<title>{name} loss</title></polyline>"
+        for name, pts in series.items()
+        if pts
+    ]
+    dots = [
+        f'<circle cx="{xy(*p).split(",")[0]}" cy="{xy(*p).split(",")[1]}" r="3" fill="{colours["validation"]}"/>'
+        for p in series["validation"]
+    ]
+    axes = (
+        f'<text x="{pad}" y="{height - 8}" font-size="11">step {x0:g}</text>'
+        f'<text x="{width - pad - 60}" y="{height - 8}" font-size="11">step {x1:g}</text>'
+        f'<text x="2" y="{pad - 8}" font-size="11">{y1:.3f}</text>'
+        f'<text x="2" y="{height - pad}" font-size="11">{y0:.3f}</text>'
+    )
+    legend = "".join(
+        f'<text x="{width - 150}" y="{16 + 14 * i}" font-size="12" fill="{colours[n]}">{n} loss</text>'
+        for i, n in enumerate(series)
+        if series[n]
+    )
+    return (
+        f'<svg role="img" aria-label="loss curves" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f'<rect width="{width}" height="{height}" fill="#fafafa" stroke="#ddd"/>{"".join(lines)}{"".join(dots)}'
+        f"{axes}{legend}</svg>"
+    )
 
 
 def examples(output: Path, which: str = "fine_tuned", flt: str | None = None) -> list[dict[str, Any]]:

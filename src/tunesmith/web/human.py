@@ -23,8 +23,15 @@ router = APIRouter(include_in_schema=False)
 async def human(request: Request) -> HTMLResponse:
     cfg, _ = context_of(request)
     sheet = human_dir(cfg) / "sheet.csv"
-    return page(request, "human.html", "Human evaluation", "Blind human evaluation",
-                sheet=sheet.exists(), rater=None, summary=_human_summary(cfg) if sheet.exists() else None)
+    return page(
+        request,
+        "human.html",
+        "Human evaluation",
+        "Blind human evaluation",
+        sheet=sheet.exists(),
+        rater=None,
+        summary=_human_summary(cfg) if sheet.exists() else None,
+    )
 
 
 @router.post("/ui/human/export")
@@ -50,8 +57,17 @@ async def rate_page(request: Request, rater: str) -> HTMLResponse:
     mine = human_dir(cfg) / "ratings" / f"{rater}.csv"
     done = {int(r["item"]) for r in data.sheet_rows(mine)} if mine.exists() else set()
     item = next((r for r in rows if int(r["item"]) not in done), None)
-    return page(request, "rate.html", "Human evaluation", "Which answer is better?", rater=rater, item=item,
-                done=len(done), total=len(rows), rubric=RUBRIC)
+    return page(
+        request,
+        "rate.html",
+        "Human evaluation",
+        "Which answer is better?",
+        rater=rater,
+        item=item,
+        done=len(done),
+        total=len(rows),
+        rubric=RUBRIC,
+    )
 
 
 @router.post("/ui/human/rate")

@@ -73,9 +73,19 @@ async def run(request: Request, run_id: str) -> HTMLResponse:
     alarms = data.read_jsonl(output / "train" / "alarms.jsonl")
     config = read_text(output / "train" / "config.yaml") or read_text(output / "data" / "config.yaml")
     running = summary["status"] in ("running", "queued", "validating_files")
-    return page(request, "run.html", "Runs", f"Run {run_id}", run=summary, rows=rows, svg=data.loss_svg(rows),
-                alarms=alarms, config=config, report=as_html(read_text(output / "data" / "report.md")),
-                refresh=5 if running else None)
+    return page(
+        request,
+        "run.html",
+        "Runs",
+        f"Run {run_id}",
+        run=summary,
+        rows=rows,
+        svg=data.loss_svg(rows),
+        alarms=alarms,
+        config=config,
+        report=as_html(read_text(output / "data" / "report.md")),
+        refresh=5 if running else None,
+    )
 
 
 @router.get("/ui/eval", response_class=HTMLResponse)
@@ -86,14 +96,31 @@ async def evaluation(request: Request, model: str = "fine_tuned", filter: str = 
     metrics = data.read_json(eval_dir(cfg) / "metrics.json")
     training = data.read_json(train_dir(cfg) / "metadata.json")
     gates = check_gates(cfg, metrics, training) if metrics else []
-    keys = sorted({k for m in (metrics or {}).get("models", {}).values() for k, v in m.items()
-                   if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")})
+    keys = sorted(
+        {
+            k
+            for m in (metrics or {}).get("models", {}).values()
+            for k, v in m.items()
+            if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")
+        }
+    )
     flt = filter if filter in data.FILTERS else None
     rows = data.examples(cfg.output_path, model if model in ("fine_tuned", "base", "few_shot") else "fine_tuned", flt)
     for r in rows:
         r["prompt_text"] = data.prompt_text(r)
-    return page(request, "eval.html", "Evaluation", "Evaluation: before and after", metrics=metrics, keys=keys,
-                gates=gates, rows=rows, filters=data.FILTERS, flt=flt, model=model)
+    return page(
+        request,
+        "eval.html",
+        "Evaluation",
+        "Evaluation: before and after",
+        metrics=metrics,
+        keys=keys,
+        gates=gates,
+        rows=rows,
+        filters=data.FILTERS,
+        flt=flt,
+        model=model,
+    )
 
 
 @router.get("/ui/eval/diff", response_class=HTMLResponse)
@@ -110,15 +137,35 @@ async def diff(request: Request, a: str = "base", b: str = "fine_tuned", changed
         other = by_id.get(r.get("id"))
         if other is None:
             continue
-        rows.append({"id": r.get("id"), "prompt": data.prompt_text(r), "reference": r.get("reference", ""),
-                     "a": r.get("output", ""), "b": other.get("output", ""), "score_a": r.get("task_metric"),
-                     "score_b": other.get("task_metric")})
+        rows.append(
+            {
+                "id": r.get("id"),
+                "prompt": data.prompt_text(r),
+                "reference": r.get("reference", ""),
+                "a": r.get("output", ""),
+                "b": other.get("output", ""),
+                "score_a": r.get("task_metric"),
+                "score_b": other.get("task_metric"),
+            }
+        )
     differ = sum(1 for r in rows if r["a"] != r["b"])
     shown = [r for r in rows if r["a"] != r["b"]] if changed else rows
-    mean = (lambda key: statistics.fmean([r[key] for r in rows if isinstance(r[key], (int, float))] or [0.0]))
-    return page(request, "diff.html", "Evaluation", f"{a} vs {b} on the same examples", choices=choices, a=a, b=b,
-                rows=shown, differ=differ, total=len(rows), changed=bool(changed), score_a=mean("score_a"),
-                score_b=mean("score_b"))
+    mean = lambda key: statistics.fmean([r[key] for r in rows if isinstance(r[key], (int, float))] or [0.0])
+    return page(
+        request,
+        "diff.html",
+        "Evaluation",
+        f"{a} vs {b} on the same examples",
+        choices=choices,
+        a=a,
+        b=b,
+        rows=shown,
+        differ=differ,
+        total=len(rows),
+        changed=bool(changed),
+        score_a=mean("score_a"),
+        score_b=mean("score_b"),
+    )
 
 
 @router.get("/ui/registry", response_class=HTMLResponse)
@@ -127,43 +174,60 @@ async def registry(request: Request, message: str = "") -> HTMLResponse:
     loop = asyncio.get_running_loop()
     versions = await loop.run_in_executor(None, _versions, cfg)
     history = await loop.run_in_executor(None, _history, cfg)
-    return page(request, "registry.html", "Registry", "Registry", versions=versions, history=history,
-                message=message)
+    return page(request, "registry.html", "Registry", "Registry", versions=versions, history=history, message=message)
 
 
 @router.get("/ui/registry/confirm", response_class=HTMLResponse)
 async def confirm(request: Request, action: str, alias: str = "production", version: str = "") -> HTMLResponse:
-    question = (f"Point {alias} at v{version}? A running server follows within seconds." if action == "promote"
-                else f"Roll {alias} back to the version before? A running server follows within seconds.")
-    return page(request, "confirm.html", "Registry", "Confirm", question=question,
-                action="promote" if action == "promote" else "rollback", alias=alias, version=version)
+    question = (
+        f"Point {alias} at v{version}? A running server follows within seconds."
+        if action == "promote"
+        else f"Roll {alias} back to the version before? A running server follows within seconds."
+    )
+    return page(
+        request,
+        "confirm.html",
+        "Registry",
+        "Confirm",
+        question=question,
+        action="promote" if action == "promote" else "rollback",
+        alias=alias,
+        version=version,
+    )
 
 
 @router.post("/ui/registry/{action}")
-async def registry_action(request: Request, action: str, alias: str = Form("production"),
-                          version: str = Form(""), reason: str = Form("")) -> Any:
+async def registry_action(
+    request: Request, action: str, alias: str = Form("production"), version: str = Form(""), reason: str = Form("")
+) -> Any:
     cfg, state = context_of(request)
     from tunesmith.errors import TunesmithError
     from tunesmith.registry import store as registry
 
     if not getattr(request.state, "is_admin", False):  # the server's one rule (serve/access.py)
-        return HTMLResponse("promote and rollback need an admin key (serve.admin_key_sha256); without keys, "
-                            "only a browser on the server's own machine may", status_code=403)
+        return HTMLResponse(
+            "promote and rollback need an admin key (serve.admin_key_sha256); without keys, "
+            "only a browser on the server's own machine may",
+            status_code=403,
+        )
     why = reason or "from the web page"
     try:
         if action == "promote":
             done = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: registry.promote(cfg, version, alias, reason=why))
+                None, lambda: registry.promote(cfg, version, alias, reason=why)
+            )
         elif action == "rollback":
             done = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: registry.rollback(cfg, alias, reason=why))
+                None, lambda: registry.rollback(cfg, alias, reason=why)
+            )
         else:
             return HTMLResponse("unknown action", status_code=404)
     except TunesmithError as exc:
         return RedirectResponse(f"/ui/registry?message={_q(str(exc))}", status_code=303)
     except Exception as exc:  # the registry's own error (no such model or version yet): said, not a 500
-        return RedirectResponse(f"/ui/registry?message={_q(f'{action} failed: {type(exc).__name__}: {exc}')}",
-                                status_code=303)
+        return RedirectResponse(
+            f"/ui/registry?message={_q(f'{action} failed: {type(exc).__name__}: {exc}')}", status_code=303
+        )
     watcher = state.aliases
     if watcher is not None:
         await asyncio.get_running_loop().run_in_executor(None, watcher.poll)  # this server follows at once
@@ -177,8 +241,9 @@ async def card(request: Request, version: int) -> HTMLResponse:
     from tunesmith.tracking import model_name
 
     path = cfg.output_path / "registry" / f"{model_name(cfg)}-v{version}.md"
-    return page(request, "card.html", "Registry", f"Model card v{version}",
-                card=as_html(read_text(path)) or "<p>no card</p>")
+    return page(
+        request, "card.html", "Registry", f"Model card v{version}", card=as_html(read_text(path)) or "<p>no card</p>"
+    )
 
 
 @router.get("/ui/rollout", response_class=HTMLResponse)
@@ -187,9 +252,17 @@ async def rollout(request: Request) -> HTMLResponse:
     if not caller(request)[0]:  # every organisation's traffic: the operator's page
         return HTMLResponse("the rollout page needs an admin key (serve.admin_key_sha256)", status_code=403)
     routers = {name: r.state() for name, r in state.routers.items()}
-    return page(request, "rollout.html", "Rollout", "Rollout and monitoring", routers=routers,
-                buckets=_buckets(state.log), events=state.log.events(),
-                drift=read_text(monitor_dir(cfg) / "drift.json"), refresh=10)
+    return page(
+        request,
+        "rollout.html",
+        "Rollout",
+        "Rollout and monitoring",
+        routers=routers,
+        buckets=_buckets(state.log),
+        events=state.log.events(),
+        drift=read_text(monitor_dir(cfg) / "drift.json"),
+        refresh=10,
+    )
 
 
 @router.get("/ui/rollout/traffic.png")
@@ -205,25 +278,47 @@ async def rollout_chart(request: Request) -> Response:
     rows = sorted(state.log.rows(5000), key=lambda r: r["time"])
     png = io.BytesIO()
     await asyncio.get_running_loop().run_in_executor(
-        None, traffic_chart, rows, state.log.feedback(), cfg.cost.serving_usd_per_hour, png)
+        None, traffic_chart, rows, state.log.feedback(), cfg.cost.serving_usd_per_hour, png
+    )
     return Response(png.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/playground", response_class=HTMLResponse)
 async def playground(request: Request) -> HTMLResponse:
     _, state = context_of(request)
-    return page(request, "playground.html", "Playground", "Playground", models=_served(state), a="base", b="",
-                prompt="", max_tokens=128, answers=None)
+    return page(
+        request,
+        "playground.html",
+        "Playground",
+        "Playground",
+        models=_served(state),
+        a="base",
+        b="",
+        prompt="",
+        max_tokens=128,
+        answers=None,
+    )
 
 
 @router.post("/ui/playground", response_class=HTMLResponse)
-async def play(request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""),
-               max_tokens: int = Form(128)) -> HTMLResponse:
+async def play(
+    request: Request, prompt: str = Form(...), a: str = Form("base"), b: str = Form(""), max_tokens: int = Form(128)
+) -> HTMLResponse:
     _, state = context_of(request)
     names = [n for n in (a, b) if n]
     texts = await asyncio.gather(*(_answer(request.app, request, n, prompt, max_tokens) for n in names))
-    return page(request, "playground.html", "Playground", "Playground", models=_served(state), a=a, b=b,
-                prompt=prompt, max_tokens=max_tokens, answers=list(zip(names, texts)))
+    return page(
+        request,
+        "playground.html",
+        "Playground",
+        "Playground",
+        models=_served(state),
+        a=a,
+        b=b,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        answers=list(zip(names, texts)),
+    )
 
 
 def _next_page(target: str) -> str:
@@ -274,9 +369,11 @@ def _predictions(cfg: ProjectConfig, which: str) -> list[dict[str, Any]]:
 
         try:
             version = client(cfg).get_model_version(model_name(cfg), which[1:])
-            path = mlflow.artifacts.download_artifacts(run_id=version.run_id,
-                                                       artifact_path="eval/predictions_fine_tuned.jsonl",
-                                                       dst_path=str(cached.parent / f".{which}"))
+            path = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id,
+                artifact_path="eval/predictions_fine_tuned.jsonl",
+                dst_path=str(cached.parent / f".{which}"),
+            )
         except Exception:
             return []
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -298,10 +395,16 @@ def _buckets(log: Any) -> list[dict[str, Any]]:
     for (minute, version), rows in sorted(groups.items(), reverse=True)[:60]:
         latencies = [r["latency_ms"] for r in rows if r["status"] == 200]
         scores = [s for r in rows for s in feedback.get(r["id"], [])]
-        out.append({"minute": minute, "version": version, "requests": len(rows),
-                    "errors": sum(1 for r in rows if r["status"] >= 500),
-                    "p50": round(statistics.median(latencies)) if latencies else "-",
-                    "feedback": round(statistics.fmean(scores), 2) if scores else "-"})
+        out.append(
+            {
+                "minute": minute,
+                "version": version,
+                "requests": len(rows),
+                "errors": sum(1 for r in rows if r["status"] >= 500),
+                "p50": round(statistics.median(latencies)) if latencies else "-",
+                "feedback": round(statistics.fmean(scores), 2) if scores else "-",
+            }
+        )
     return out
 
 
@@ -314,14 +417,23 @@ async def _answer(app: Any, request: Request, name: str, prompt: str, max_tokens
     same key, limits, deadline and request log as any API call."""
     import httpx
 
-    key = request.headers.get("authorization") or (f"Bearer {request.cookies[COOKIE]}" if COOKIE in request.cookies
-                                                   else None)
+    key = request.headers.get("authorization") or (
+        f"Bearer {request.cookies[COOKIE]}" if COOKIE in request.cookies else None
+    )
     client_address = (request.client.host, request.client.port) if request.client else ("127.0.0.1", 0)
     transport = httpx.ASGITransport(app=app, client=client_address)
     async with httpx.AsyncClient(transport=transport, base_url="http://playground", timeout=None) as client:
-        answer = await client.post("/v1/chat/completions", headers={"Authorization": key} if key else {}, json={
-            "model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "user": "playground"})
+        answer = await client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": key} if key else {},
+            json={
+                "model": name,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "user": "playground",
+            },
+        )
     body = answer.json()
     if answer.status_code != 200:
         return f"({body.get('error', {}).get('message', answer.status_code)})"
