@@ -33,8 +33,8 @@ def main() -> None:
     from tunesmith.export.gguf_file import write_gguf
     from tunesmith.export.gguf_lora import write_lora_gguf
     from tunesmith.models.loading import resolve_model
+    from tunesmith.models.merge import merge_adapter
     from tunesmith.paths import eval_dir, train_dir
-    from tunesmith.train.merge import merge_adapter
 
     cfg = load_config(args.config)
     adapter = train_dir(cfg) / "model"

@@ -226,7 +226,7 @@ def _server(url: str, names: list[str], work_list, clients: int, stagger: float 
 
 
 def _measure(args, clients: int, work_list, engine, client) -> None:
-    from tunesmith.evaluate.metrics import p95
+    from tunesmith.stats import p95
 
     total = sum(n for _, n in work_list)
     modes = {

@@ -72,7 +72,7 @@ def test_run_on_the_bundled_example(tmp_path):
     from tunesmith.config import load_config
     from tunesmith.data.stage import load_split
     from tunesmith.models import load_tokenizer
-    from tunesmith.train.merge import load_trained
+    from tunesmith.models.merge import load_trained
 
     model_dir = tmp_path / "train" / "model"
     tok = load_tokenizer(str(model_dir))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunesmith.data.pii import find_pii, redact
+from tunesmith.pii import find_pii, redact
 
 
 @pytest.mark.parametrize(

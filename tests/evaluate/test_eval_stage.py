@@ -15,8 +15,8 @@ from tunesmith.data.records import Conversation
 from tunesmith.evaluate.gate import check_gates, gates_passed
 from tunesmith.evaluate.scoring import few_shot_prompt, pick_shots
 from tunesmith.evaluate.stage import run_eval
+from tunesmith.schemas import schema_fields
 from tunesmith.train.stage import run_train
-from tunesmith.train.task_metric import schema_fields
 
 SCHEMA = {
     "type": "object",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunesmith.evaluate import metrics as m
+from tunesmith.schemas import schema_compliance
 
 SCHEMA = {
     "type": "object",
@@ -45,7 +46,7 @@ def test_json_validity_schema_and_fields():
     ]
     refs = ['{"category": "billing", "priority": "high"}'] * 6
     assert m.json_validity(outputs) == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    assert m.schema_compliance(outputs, SCHEMA) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert schema_compliance(outputs, SCHEMA) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     acc = m.field_accuracy(outputs, refs, ["category", "priority"])
     assert acc["category"] == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]  # case and whitespace of text values ignored
     assert acc["priority"] == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from tests.train.helpers import arithmetic_rows, make_project
 from tunesmith.config import load_config
 from tunesmith.models import load_model
-from tunesmith.train.merge import load_trained, merge_run
+from tunesmith.models.merge import load_trained
+from tunesmith.train.merge import merge_run
 from tunesmith.train.stage import run_train
 
 

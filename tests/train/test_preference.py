@@ -8,7 +8,7 @@ import torch
 from tests.train.helpers import make_project, preference_rows
 from tunesmith.config import load_config
 from tunesmith.models import load_model, load_tokenizer
-from tunesmith.train.merge import load_trained
+from tunesmith.models.merge import load_trained
 from tunesmith.train.stage import run_train
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from tunesmith.data.converters import CONVERTERS, attach_meta, detect_format
 from tunesmith.data.dedup import DuplicateFinder
-from tunesmith.data.pii import find_pii, redact
 from tunesmith.data.readers import RawRow, expand_inputs, read_rows
 from tunesmith.data.records import Conversation, Problem, Record, RecordError, near_dup_text
 from tunesmith.data.split import SPLIT_NAMES
 from tunesmith.data.validate import validate_record
 from tunesmith.errors import DataError
+from tunesmith.pii import find_pii, redact
 
 MAX_LISTED = 10_000  # findings kept in memory per list; the rest are counted (all rejects are still written)
 _SPLIT_WORDS = {

@@ -9,10 +9,11 @@ differences on pass/fail metrics (a binomial test on the discordant pairs, scipy
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
+
+from tunesmith.schemas import parse_json
 
 
 def exact_match(predictions: list[str], references: list[str]) -> list[float]:
@@ -35,28 +36,8 @@ def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
     return [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
 
 
-def parse_json(text: str) -> Any:
-    """The JSON value of a whole output, or None: text around it means the format was not followed."""
-    try:
-        return json.loads(text.strip())
-    except (json.JSONDecodeError, ValueError):
-        return None
-
-
 def json_validity(predictions: list[str]) -> list[float]:
     return [float(parse_json(p) is not None) for p in predictions]
-
-
-def schema_compliance(predictions: list[str], schema: dict[str, Any]) -> list[float]:
-    """1.0 where the output parses and validates against the JSON schema."""
-    from jsonschema import validators
-
-    validator = validators.validator_for(schema)(schema)
-    out = []
-    for p in predictions:
-        value = parse_json(p)
-        out.append(float(value is not None and validator.is_valid(value)))
-    return out
 
 
 def field_accuracy(predictions: list[str], references: list[str], fields: list[str]) -> dict[str, list[float]]:
@@ -174,11 +155,3 @@ def paired_bootstrap_diff(
     """(mean of after − before, low, high): paired percentile bootstrap over examples (scipy)."""
     diffs = [a - b for b, a in zip(before, after)]
     return bootstrap_ci(diffs, confidence, resamples, seed)
-
-
-def p95(values: list[float]) -> float | None:
-    """95th percentile by nearest rank (an observed value, never interpolated); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]

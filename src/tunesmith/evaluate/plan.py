@@ -14,9 +14,8 @@ from tunesmith.data.records import Conversation, Message, Preference
 from tunesmith.data.stage import load_split, system_prompt_for
 from tunesmith.data.template import task_system_prompt, with_system_prompt
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate import metrics as m
 from tunesmith.evaluate.scoring import few_shot_prompt, label_of, pick_shots, task_kind
-from tunesmith.train.task_metric import schema_fields
+from tunesmith.schemas import parse_json, schema_compliance, schema_fields
 
 
 @dataclass
@@ -45,10 +44,10 @@ class EvalPlan:
         if self.kind == "classification":
             return label_of(text) in self.labels
         body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
-        return isinstance(m.parse_json(body), dict)
+        return isinstance(parse_json(body), dict)
 
     def valid(self, text: str) -> bool:
-        return self.schema is not None and m.schema_compliance([text], self.schema)[0] == 1.0
+        return self.schema is not None and schema_compliance([text], self.schema)[0] == 1.0
 
 
 def plan_eval(cfg: ProjectConfig, limit: int | None = None) -> EvalPlan:

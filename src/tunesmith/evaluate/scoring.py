@@ -12,6 +12,7 @@ from tunesmith.config import ProjectConfig
 from tunesmith.data.records import Conversation, Message
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
+from tunesmith.schemas import parse_json, schema_compliance
 
 
 def few_shot_prompt(messages: list[Message], shots: list[Conversation]) -> list[Message]:
@@ -64,7 +65,7 @@ def label_of(text: str) -> str:
 
 
 def json_value(text: str, name: str) -> str:
-    value = m.parse_json(text)
+    value = parse_json(text)
     if not isinstance(value, dict) or name not in value:
         return "<missing>"
     return label_of(str(value[name]))
@@ -90,7 +91,7 @@ def score(
         per["semantic_similarity"] = m.semantic_similarity(outputs, references)
     if schema is not None:
         per["json_valid"] = m.json_validity(outputs)
-        per["format_compliance"] = m.schema_compliance(outputs, schema)
+        per["format_compliance"] = schema_compliance(outputs, schema)
     if kind == "json" and fields:
         by_field = m.field_accuracy(outputs, references, fields)
         for f, values in by_field.items():

@@ -26,6 +26,7 @@ from tunesmith.evaluate.plan import EvalPlan, judge_key, plan_eval
 from tunesmith.evaluate.scoring import score
 from tunesmith.files import write_atomic, write_json
 from tunesmith.paths import eval_dir, train_dir
+from tunesmith.stats import p95
 
 MODELS = ("base", "few_shot", "fine_tuned")
 
@@ -38,7 +39,7 @@ def _latency(outs: list[dict[str, Any]]) -> dict[str, Any]:
     batches = sorted({(o["batch"], o["latency_s"]) for o in outs})
     return {
         "batch_latency_p50_s": round(statistics.median(latencies), 3),  # a batch's wall time: throughput's view
-        "batch_latency_p95_s": round(m.p95(latencies), 3),
+        "batch_latency_p95_s": round(p95(latencies), 3),
         "tokens_per_s": round(tokens / sum(b[1] for b in batches), 1) if batches else None,
     }
 

@@ -30,9 +30,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.pii import find_pii
 from tunesmith.data.records import Message
 from tunesmith.errors import TunesmithError
+from tunesmith.pii import find_pii
 
 SUITES = ("regression", "safety")
 

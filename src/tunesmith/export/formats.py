@@ -49,7 +49,7 @@ def merged_folder(cfg: ProjectConfig, info: dict[str, Any], folder: Path, out: P
             "into the weights that GGUF, Hub and merged exports need; export --format adapter and "
             "serve it with tunesmith's engine, or train with train.adapter: lora"
         )
-    from tunesmith.train.merge import merge_adapter
+    from tunesmith.models.merge import merge_adapter
 
     return merge_adapter(
         folder,

@@ -34,8 +34,8 @@ def traffic_chart(
 ) -> None:
     """Write the five panels as PNG to `out` (a path or a binary file)."""
     from tunesmith.estimate.cost import per_1k_local
-    from tunesmith.evaluate.metrics import p95
     from tunesmith.plots import pyplot
+    from tunesmith.stats import p95
 
     grouped, fmt = series(rows)
     score_of = {f["request_id"]: f["score"] for f in feedback if f["score"] is not None}

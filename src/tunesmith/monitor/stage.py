@@ -40,10 +40,10 @@ def run_drift(cfg: ProjectConfig, last: int = 500) -> dict[str, Any]:
     """Recent production prompts vs the training split (calibrated on the validation split)."""
     from tunesmith.data.records import Conversation
     from tunesmith.data.stage import load_split
-    from tunesmith.evaluate.metrics import schema_compliance
     from tunesmith.evaluate.suites import is_refusal
     from tunesmith.models import load_tokenizer
     from tunesmith.monitor.drift import detect_drift
+    from tunesmith.schemas import schema_compliance
 
     rows, _, _ = _served_rows(cfg)
     served = [r for r in rows if not r["shadow"] and r["status"] == 200 and r["prompt"]][-last:]
@@ -89,8 +89,8 @@ def production_cost(cfg: ProjectConfig, rows: list[dict[str, Any]]) -> float:
 def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
-    from tunesmith.evaluate.metrics import p95
     from tunesmith.reports import Block, to_html, to_markdown
+    from tunesmith.stats import p95
 
     rows, events, feedback = _served_rows(cfg)
     if not rows:

@@ -111,8 +111,8 @@ def suggest(
     from tunesmith.evaluate.heldout import token_logprobs
     from tunesmith.models import load_tokenizer
     from tunesmith.models.embedding import embed
+    from tunesmith.models.merge import load_trained
     from tunesmith.paths import train_dir
-    from tunesmith.train.merge import load_trained
 
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():

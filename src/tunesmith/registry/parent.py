@@ -64,7 +64,7 @@ def resolve_parent(cfg: ProjectConfig) -> ProjectConfig:
         tmp.mkdir(parents=True)
         model = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp)))
         if (model / "adapter_config.json").exists():
-            from tunesmith.train.merge import merge_adapter
+            from tunesmith.models.merge import merge_adapter
 
             merge_adapter(model, root, merged, trust_remote_code=cfg.trust_remote_code, device=cfg.device)
         else:

@@ -351,6 +351,6 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 
 def _valid(text: str, schema: dict[str, Any]) -> bool:
-    from tunesmith.evaluate.metrics import schema_compliance
+    from tunesmith.schemas import schema_compliance
 
     return schema_compliance([text], schema)[0] == 1.0

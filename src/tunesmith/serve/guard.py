@@ -27,7 +27,7 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
 def leaks_pii(prompt: str, answer: str) -> bool:
     """The server's own safety check on sampled answers: personal data in the answer that the
     prompt did not contain (a model reciting memorised e-mails, numbers or keys)."""
-    from tunesmith.data.pii import find_pii
+    from tunesmith.pii import find_pii
 
     given = {prompt[m.start : m.end] for m in find_pii(prompt)}
     return any(answer[m.start : m.end] not in given for m in find_pii(answer))

@@ -188,7 +188,7 @@ def served_gguf(cfg: Any, name: str, folder: Path | None) -> Path:
     digest = sha256_file(weights)[:12] if weights else "x"
 
     def write(out: Path) -> Path:
-        from tunesmith.train.merge import merge_adapter
+        from tunesmith.models.merge import merge_adapter
 
         with tempfile.TemporaryDirectory(prefix=".merge-", dir=cache) as tmp:
             merged = merge_adapter(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.pii import redact
+from tunesmith.pii import redact
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS requests (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config import RolloutConfig
-from tunesmith.evaluate.metrics import p95
+from tunesmith.stats import p95
 
 
 @dataclass

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
+from tunesmith.schemas import schema_fields
 from tunesmith.train.arguments import training_kwargs
 from tunesmith.train.collate import PackedCollator
-from tunesmith.train.task_metric import TeacherForcedScore, schema_fields
+from tunesmith.train.task_metric import TeacherForcedScore
 
 
 def load_prepared(path: Path) -> Any:

@@ -54,12 +54,6 @@ def field_spans(text: str) -> dict[str, tuple[int, int]] | None:
         return None
 
 
-def schema_fields(schema: dict[str, Any]) -> list[str]:
-    """Fields scored for accuracy by default: required fields with a closed set of values."""
-    props = schema.get("properties", {})
-    return [f for f in schema.get("required", []) if "enum" in props.get(f, {}) or "const" in props.get(f, {})]
-
-
 def answer_score(reference: str, right: list[bool], offsets: Any, fields: list[str]) -> float:
     """Score of one answer whose tokens were predicted `right` (argmax, teacher-forced):
     the share of `fields` whose value's tokens all were, or, when the reference is not a JSON object with
