@@ -28,21 +28,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from tunesmith.config import load_config
-    from tunesmith.evaluate.scoring import score
-    from tunesmith.export.agreement import llama_cpp_answers
+    from tunesmith.export.agreement import evaluated_test, llama_cpp_answers
     from tunesmith.export.gguf_file import write_gguf
     from tunesmith.export.gguf_lora import write_lora_gguf
     from tunesmith.models.loading import resolve_model
     from tunesmith.models.merge import merge_adapter
-    from tunesmith.paths import eval_dir, train_dir
+    from tunesmith.paths import train_dir
 
     cfg = load_config(args.config)
     adapter = train_dir(cfg) / "model"
-    rows = [json.loads(x) for x in (eval_dir(cfg) / "predictions_fine_tuned.jsonl").read_text().splitlines() if x]
-    metrics = json.loads((eval_dir(cfg) / "metrics.json").read_text())
-    prompts, references = [r["prompt"] for r in rows], [r["reference"] for r in rows]
-    max_new = metrics["decoding"]["max_new_tokens"]
-    schema = json.loads(cfg.resolve(cfg.eval.json_schema).read_text()) if cfg.eval.json_schema else None
+    prompts, _, max_new, _, task_metric = evaluated_test(cfg)
     work = Path(tempfile.mkdtemp(prefix="tunesmith-llama-lora-"))
     base_folder = Path(resolve_model(cfg.base_model))
     files = {
@@ -64,19 +59,6 @@ def main() -> None:
             seconds = time.perf_counter() - began
             speed[name].append(sum(a["completion_tokens"] for a in answers[name]) / seconds)
 
-    def task_metric(outputs: list[str]) -> float:
-        summary, _ = score(
-            outputs,
-            references,
-            schema,
-            metrics.get("fields") or [],
-            metrics.get("task", "text"),
-            cfg.eval.task_metric,
-            False,
-            set(references),
-        )
-        return round(summary["task_metric"]["mean"], 4)
-
     merged, lora = answers["merged GGUF"], answers["base GGUF + LoRA file"]
     result = {
         "examples": len(prompts),
@@ -88,7 +70,7 @@ def main() -> None:
     for name, outs in answers.items():
         result[name] = {
             "tokens_per_s": round(statistics.median(speed[name]), 1),
-            "task_metric": task_metric([a["output"] for a in outs]),
+            "task_metric": round(task_metric([a["output"] for a in outs]), 4),
             "stopped": round(sum(a["stopped"] for a in outs) / len(outs), 4),
         }
     ratio = result["base GGUF + LoRA file"]["tokens_per_s"] / result["merged GGUF"]["tokens_per_s"]

@@ -10,6 +10,7 @@ llama.cpp answers that ended at the end-of-turn token rather than at the token l
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,9 @@ def agreement(ours: list[str], theirs: list[dict[str, Any]], references: list[st
     }
 
 
-def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
-    """Agreement of `gguf` (llama.cpp) with the merged folder it was written from (transformers),
-    on the project's evaluated test prompts; written beside the GGUF as <name>.agreement.json."""
+def evaluated_test(cfg: Any) -> tuple[list[Any], list[str], int, dict[str, Any], Callable[[list[str]], float]]:
+    """The project's evaluated test prompts (eval/predictions_fine_tuned.jsonl), their references, the
+    evaluation's max_new_tokens and metrics, and the task metric scored as the evaluation scored it."""
     from tunesmith.evaluate.scoring import score
     from tunesmith.paths import eval_dir
 
@@ -99,6 +100,13 @@ def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
         )
         return summary["task_metric"]["mean"]
 
+    return prompts, references, max_new, metrics, task_metric
+
+
+def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
+    """Agreement of `gguf` (llama.cpp) with the merged folder it was written from (transformers),
+    on the project's evaluated test prompts; written beside the GGUF as <name>.agreement.json."""
+    prompts, references, max_new, metrics, task_metric = evaluated_test(cfg)
     ours = transformers_answers(merged, prompts, max_new)
     result = agreement(ours, llama_cpp_answers(gguf, prompts, max_new), references, task_metric)
     result["task_metric_name"] = metrics["models"]["fine_tuned"].get("task_metric_name", "task_metric")

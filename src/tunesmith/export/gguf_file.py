@@ -197,6 +197,11 @@ def write_gguf(folder: Path, out_file: Path, *, quant: str = "f16", name: str | 
                     data = permute(data, hp["n_kv"])
                 array, qtype = _tensor(data, quant)
                 writer.add_tensor(target, array, raw_dtype=qtype)
+    return finish(writer, tmp, out_file)
+
+
+def finish(writer: Any, tmp: Path, out_file: Path) -> Path:
+    """Write a GGUFWriter's header, metadata and tensors to `tmp`, then put the file in place at once."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

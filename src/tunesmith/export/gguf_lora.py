@@ -12,10 +12,9 @@ converter ships with llama.cpp's sources, not with the `gguf` package or llama-c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from tunesmith.export.gguf_file import ExportError, _hparams, permute
+from tunesmith.export.gguf_file import ExportError, _hparams, finish, permute
 
 
 def write_lora_gguf(adapter: Path, base_config: dict, out_file: Path) -> Path:
@@ -57,9 +56,4 @@ def write_lora_gguf(adapter: Path, base_config: dict, out_file: Path) -> Path:
             raise ExportError(f"{adapter}: {target} has only one half of its LoRA pair")
         writer.add_tensor(f"{target}.lora_a", pair["a"])
         writer.add_tensor(f"{target}.lora_b", pair["b"])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out_file)
-    return out_file
+    return finish(writer, tmp, out_file)

@@ -68,6 +68,23 @@ def enqueue(waiting: queue.Queue[GenRequest], req: GenRequest) -> Future:
     return req.future
 
 
+def answer_each(waiting: queue.Queue[GenRequest], stop: threading.Event, answer: Callable[[GenRequest], None]) -> None:
+    """A one-request-at-a-time engine's worker (llama.cpp, vLLM): take each queued request still wanted and
+    `answer` it, until `stop`; a request that fails gets its exception, and the worker goes on."""
+    while not stop.is_set():
+        try:
+            req = waiting.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if not req.future.set_running_or_notify_cancel():
+            continue
+        try:
+            answer(req)
+        except Exception as exc:  # one failed request, not the engine
+            if not req.future.done():
+                req.future.set_exception(exc)
+
+
 class Engine:
     def __init__(
         self, model: Any, tokenizer: Any, *, max_batch: int = 8, max_queue: int = 64, batch_wait_s: float = 0.01

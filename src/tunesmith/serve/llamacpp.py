@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.serve.engine import BASE, GenRequest, enqueue
+from tunesmith.serve.engine import BASE, GenRequest, answer_each, enqueue
 
 
 def load_llama(path: Path, n_ctx: int) -> Any:
@@ -88,22 +88,15 @@ class LlamaCppEngine:
         return enqueue(self.queue, req)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                req = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if not req.future.set_running_or_notify_cancel():
-                continue
-            self.busy = 1
-            try:
-                with self.lock:
-                    self._answer(req)
-            except Exception as exc:  # one failed request, not the engine
-                if not req.future.done():
-                    req.future.set_exception(exc)
-            finally:
-                self.busy = 0
+        answer_each(self.queue, self._stop, self._one)
+
+    def _one(self, req: GenRequest) -> None:
+        self.busy = 1
+        try:
+            with self.lock:
+                self._answer(req)
+        finally:
+            self.busy = 0
 
     def _answer(self, req: GenRequest) -> None:
         self.stats["requests"] += 1

@@ -30,7 +30,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.export.engines import lora_rank
-from tunesmith.serve.engine import BASE, GenRequest, enqueue
+from tunesmith.serve.engine import BASE, GenRequest, answer_each, enqueue
 
 BASE_NAME = "base"  # the base model's name inside vLLM (--served-model-name)
 
@@ -140,25 +140,18 @@ class VllmEngine:
         return enqueue(self.queue, req)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                req = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if not req.future.set_running_or_notify_cancel():
-                continue
+        answer_each(self.queue, self._stop, self._counted)
+
+    def _counted(self, req: GenRequest) -> None:
+        with self.lock:
+            self.busy += 1
+            self.stats["requests"] += 1
+            self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], self.busy)
+        try:
+            self._answer(req)
+        finally:
             with self.lock:
-                self.busy += 1
-                self.stats["requests"] += 1
-                self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], self.busy)
-            try:
-                self._answer(req)
-            except Exception as exc:  # one failed request, not the engine
-                if not req.future.done():
-                    req.future.set_exception(exc)
-            finally:
-                with self.lock:
-                    self.busy -= 1
+                self.busy -= 1
 
     def _answer(self, req: GenRequest) -> None:
         body: dict[str, Any] = {
