@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 
 from tunesmith.config import ServeConfig
 from tunesmith.serve.engine import Engine
@@ -96,12 +96,3 @@ class ServerState:
                 self.log.event("registry", "registry_error", f"{what}: {type(exc).__name__}: {exc}")
 
         threading.Thread(target=once, daemon=True).start()
-
-
-def server_of(app: FastAPI) -> ServerState:
-    return app.state.server
-
-
-def server(request: Request) -> ServerState:
-    """The running server's state, for a route."""
-    return request.app.state.server
