@@ -51,8 +51,9 @@ def tunesmith(*args: str) -> list[str]:
 
 def gate_summary(cfg, metrics: dict, meta: dict) -> dict:
     from tunesmith.evaluate.gate import check_gates
+    from tunesmith.evaluate.result import EvalResult
 
-    return {row.name: row.passed for row in check_gates(cfg, metrics, meta)}
+    return {row.name: row.passed for row in check_gates(cfg, EvalResult.of(metrics), meta)}
 
 
 def run_case(name: str, folder: Path) -> dict:

@@ -158,13 +158,13 @@ def main() -> None:
 
     def evaluate():
         results = run_eval(with_overrides(lora, suites_off), limit=args.eval)
-        assert results["device"] == "cuda", results["device"]
-        tuned = results["models"]["fine_tuned"]
+        assert results.data["device"] == "cuda", results.data["device"]
+        tuned = results.fine_tuned
         return {
-            "examples": results["test_examples"],
-            "task_metric": tuned.get("task_metric"),
-            "latency_p50_s": tuned.get("latency_p50_s"),
-            "dtype": results["dtype"],
+            "examples": results.test_examples,
+            "task_metric": tuned.values.get("task_metric"),
+            "latency_p50_s": tuned.latency_p50_s,
+            "dtype": results.data["dtype"],
         }
 
     measured("evaluate", evaluate)

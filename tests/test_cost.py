@@ -31,7 +31,7 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
     cfg = _project(tmp_path, tiny_model_dir, max_steps=2)
     run_train(cfg)
     results = run_eval(cfg, limit=6)
-    cost, models, c = results["cost"], results["models"], cfg.cost
+    cost, models, c = results.cost, {n: m.values for n, m in results.models.items()}, cfg.cost
     rows = cost["per_1k_requests"]
     assert set(rows) == {"base", "few_shot", "fine_tuned"}
     for name in ("base", "fine_tuned"):  # this machine: the measured per-request latency × the price

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.train.helpers import arithmetic_rows, make_project
+from tests.train.helpers import arithmetic_rows, make_project, preference_rows
 from tunesmith.cli import app
 from tunesmith.config import TrainConfig, load_config
 from tunesmith.errors import TunesmithError
@@ -141,6 +141,38 @@ def test_plan_from_records_when_not_prepared(tmp_path, tiny_model_dir):
     assert plan.data.source.startswith("record lengths")
     assert plan.data.keep_share == 1.0 and plan.data.seq_len == cfg.data.max_length  # upper bounds
     assert plan.data.tokens_per_epoch > 0
+
+
+def test_the_dpo_pre_flight_takes_the_data_stage_figures_not_the_records(tmp_path, tiny_model_dir):
+    """Preference pairs: the data stage measures the training pairs once (prepare.json); the pre-flight
+    check plans from those figures, and works with the source records gone."""
+    from tunesmith.data.stage import load_split
+    from tunesmith.estimate.fit import fit_training
+    from tunesmith.estimate.plan import data_stats
+    from tunesmith.models import load_tokenizer
+
+    config = make_project(tmp_path / "p", tiny_model_dir, preference_rows(40), method="dpo", max_steps=None)
+    cfg = load_config(config)
+    prepared = json.loads((tmp_path / "p" / "out" / "data" / "prepare.json").read_text())
+    assert prepared["method"] == "dpo" and prepared["max_length"] == 64
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    longest_answer = [
+        max(
+            len(tokenizer.apply_chat_template([*r.prompt, *answer], tokenize=True, return_dict=True)["input_ids"])
+            for answer in (r.chosen, r.rejected)
+        )
+        for r in load_split(cfg, "train")
+    ]
+    (tmp_path / "p" / "d.jsonl").unlink()  # not read again
+    stats = data_stats(cfg)
+    assert stats.source == "the data stage's pair lengths"
+    assert stats.records == stats.sequences == len(longest_answer) == prepared["train"]["pairs"]
+    assert stats.seq_len == max(longest_answer) and stats.tokens_per_epoch == sum(longest_answer)
+    fit = fit_training(cfg)
+    assert fit.data.source == "the data stage's pair lengths" and fit.total_steps > 0
+    other = load_config(config, ["train.method=sft"])  # figures measured for another method are not used
+    with pytest.raises(TunesmithError):
+        data_stats(other)  # falls back to reading the records, which are gone
 
 
 def test_bad_gpu_table_names_the_fields(tmp_path):

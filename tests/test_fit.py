@@ -327,6 +327,7 @@ def test_memory_available_respects_the_cgroup_limit(tmp_path):
 
 
 def test_the_model_card_shows_what_the_pre_flight_check_chose(new_user_project):
+    from tunesmith.evaluate.result import EvalResult
     from tunesmith.registry.card import model_card
 
     cfg = load_config(new_user_project)
@@ -346,7 +347,7 @@ def test_the_model_card_shows_what_the_pre_flight_check_chose(new_user_project):
             "device": "cpu",
         },
     }
-    card = model_card(cfg, 1, metrics, [], training, {})
+    card = model_card(cfg, 1, EvalResult.of(metrics), [], training, {})
     assert "| epochs | 3.0 |" in card and "| micro batch × accumulation | 10 × 2 |" in card
     assert "| max length | 128 |" in card and "| precision, device | bf16, cpu |" in card
     assert "auto" not in card.split("## Training configuration")[1].split("## Evaluation")[0]

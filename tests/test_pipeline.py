@@ -130,7 +130,7 @@ def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_
     events = []
     python = _tiny_project(tmp_path / "python", tiny_model_dir)
     result = tunesmith.run(python, on_event=events.append)
-    assert result.passed and result.registered["version"] == 1 and result.ran == ["data", "train", "eval", "register"]
+    assert result.passed and result.registered.version == 1 and result.ran == ["data", "train", "eval", "register"]
     states = [json.loads((p.parent / "out" / "run_state.json").read_text()) for p in (shell, python)]
     for stage in ("train", "eval", "register"):  # the data fingerprint names its folder's files: compared apart
         assert states[0][stage].keys() == states[1][stage].keys()
@@ -150,7 +150,7 @@ def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_
         "registered",
     } <= set(kinds)
     again = tunesmith.run(python)  # nothing changed: everything skipped, the same version
-    assert again.skipped == ["data", "train", "eval", "register"] and again.registered["version"] == 1
+    assert again.skipped == ["data", "train", "eval", "register"] and again.registered.version == 1
 
 
 def test_an_interrupted_training_run_is_resumed(tmp_path):

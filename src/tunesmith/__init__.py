@@ -7,7 +7,9 @@ The Python entry points, imported on first use (so `import tunesmith` stays fast
     result.passed, result.registered, [(g.name, g.measured, g.passed) for g in result.gates]
 
 `run` is what `tunesmith run` runs (tunesmith.pipeline.run_pipeline); `load_config` reads a config with
-dotted overrides; each stage has its own function (`run_train`, `run_eval`, `check_gates`, `add_version`).
+dotted overrides; each stage has its own function, returning a typed result: `run_data` → DataResult,
+`run_train` → TrainResult, `run_eval` → EvalResult (`read_eval` reads it back from disk), `check_gates` →
+gate rows (`write_gates` → GateResult, `read_gates`), `add_version` → RegisterResult.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ _EXPORTS = {
     "load": "tunesmith.pipeline",
     "load_config": "tunesmith.config",
     "ProjectConfig": "tunesmith.config",
+    "run_data": "tunesmith.data.stage",
+    "DataResult": "tunesmith.data.stage",
     "check_and_split": "tunesmith.data.stage",
     "prepare_splits": "tunesmith.data.stage",
     "run_train": "tunesmith.train.stage",
+    "TrainResult": "tunesmith.train.stage",
     "run_eval": "tunesmith.evaluate.stage",
+    "EvalResult": "tunesmith.evaluate.result",
+    "read_eval": "tunesmith.evaluate.result",
     "check_gates": "tunesmith.evaluate.gate",
+    "GateResult": "tunesmith.evaluate.gate",
+    "read_gates": "tunesmith.evaluate.gate",
     "add_version": "tunesmith.registry.store",
+    "RegisterResult": "tunesmith.registry.store",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -19,11 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.files import write_json
+
+if TYPE_CHECKING:
+    from tunesmith.data.stage import DataResult
+    from tunesmith.evaluate.gate import GateRow
+    from tunesmith.evaluate.result import EvalResult
+    from tunesmith.registry.store import RegisterResult
+    from tunesmith.train.stage import TrainResult
 
 STAGES = ("data", "train", "eval", "register")
 
@@ -133,7 +140,7 @@ class Event:
     """Something the pipeline did, for whoever renders it. `kind`: plan (data: stage -> run/skip/resume),
     checked (the check outcome), split (its summary), prepared (the prepare summary), stage (a stage
     starts; data: "resuming" or not), fit (the pre-flight choices), trained (TrainResult), evaluated
-    (metrics), gates (rows), registered (the registry's answer), unchanged (the registered version)."""
+    (EvalResult), gates (GateRows), registered (RegisterResult), unchanged (RegisterResult)."""
 
     kind: str
     stage: str
@@ -147,9 +154,12 @@ class RunResult:
     config: ProjectConfig
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    gates: list[Any] = field(default_factory=list)
+    gates: list[GateRow] = field(default_factory=list)
     passed: bool = False
-    registered: dict[str, Any] | None = None  # name, version, card (None when a gate blocked)
+    data: DataResult | None = None  # None when the data stage was skipped (unchanged)
+    trained: TrainResult | None = None  # None when training was skipped
+    evaluated: EvalResult | None = None
+    registered: RegisterResult | None = None  # None when a gate blocked
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -201,7 +211,7 @@ def run_pipeline(
         return result.seconds[stage]
 
     if todo["data"] == "run":
-        _data(cfg, emit)
+        result.data = _data(cfg, emit)
         mark(cfg, "data", fps["data"], seconds=took("data"))
     if todo["train"] != "skip":
         from tunesmith.train.stage import run_train
@@ -209,58 +219,57 @@ def run_pipeline(
         emit(Event("stage", "train", "resuming" if todo["train"] == "resume" else ""))
         mark(cfg, "train_started", fps["train"])
         took("train")  # the data stage was skipped or is marked: training's clock starts here
-        trained = run_train(cfg, resume=todo["train"] == "resume", on_fit=lambda fit: emit(Event("fit", "train", fit)))
-        emit(Event("trained", "train", trained))
+        result.trained = run_train(
+            cfg, resume=todo["train"] == "resume", on_fit=lambda fit: emit(Event("fit", "train", fit))
+        )
+        emit(Event("trained", "train", result.trained))
         mark(cfg, "train", fps["train"], seconds=took("train"))
-    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics, write_gates
+    from tunesmith.evaluate.gate import check_gates, write_gates
+    from tunesmith.evaluate.result import read_eval
 
     if todo["eval"] == "run":
         from tunesmith.evaluate.stage import run_eval
 
         emit(Event("stage", "eval"))
-        metrics = run_eval(cfg)
+        evaluated = run_eval(cfg)
         mark(cfg, "eval", fps["eval"], seconds=took("eval"))
     else:
-        metrics = load_metrics(cfg)
-    emit(Event("evaluated", "eval", metrics))
+        evaluated = read_eval(cfg)
+    result.evaluated = evaluated
+    emit(Event("evaluated", "eval", evaluated))
     training = _training(cfg)
-    result.gates = check_gates(cfg, metrics, training)
-    write_gates(cfg, result.gates)
-    result.passed = gates_passed(result.gates)
+    result.gates = check_gates(cfg, evaluated, training)
+    result.passed = write_gates(cfg, result.gates).passed
     emit(Event("gates", "gate", result.gates))
     if not result.passed:
         return result
     if todo["register"] == "skip":
+        from tunesmith.registry.store import RegisterResult
         from tunesmith.tracking import model_name
 
-        result.registered = {
-            "name": model_name(cfg),
-            "version": load_state(cfg)["register"].get("version"),
-            "card": None,
-        }
+        version = load_state(cfg)["register"].get("version")
+        result.registered = RegisterResult(model_name(cfg), version, True, [], None)
         emit(Event("unchanged", "register", result.registered))
         return result
     from tunesmith.registry.store import add_version
 
     emit(Event("stage", "register"))
-    added = add_version(cfg)
-    result.registered = {"name": added["name"], "version": added["version"], "card": added["card"]}
-    mark(cfg, "register", fps["register"], version=added["version"], seconds=took("register"))
-    emit(Event("registered", "register", added))
+    result.registered = add_version(cfg)
+    mark(cfg, "register", fps["register"], version=result.registered.version, seconds=took("register"))
+    emit(Event("registered", "register", result.registered))
     return result
 
 
-def _data(cfg: ProjectConfig, emit: Callable[[Event], None]) -> None:
-    from tunesmith.data.stage import check_and_split, prepare_splits
-    from tunesmith.models import load_tokenizer
+def _data(cfg: ProjectConfig, emit: Callable[[Event], None]) -> DataResult:
+    from tunesmith.data.stage import run_data
 
     emit(Event("stage", "data"))
-    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
-    summary, outcome = check_and_split(cfg)
-    emit(Event("checked", "data", outcome))
-    emit(Event("split", "data", (summary, outcome.out_dir)))
-    if cfg.train.method == "sft":
-        emit(Event("prepared", "data", prepare_splits(cfg, tokenizer)))
+
+    def step(kind: str, value: Any) -> None:
+        if kind != "prepared" or cfg.train.method == "sft":  # DPO's pair lengths have no table of their own
+            emit(Event(kind, "data", value))
+
+    return run_data(cfg, step)
 
 
 def _training(cfg: ProjectConfig) -> dict[str, Any] | None:

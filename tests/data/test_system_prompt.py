@@ -80,7 +80,7 @@ def test_the_auto_prompt_is_trained_evaluated_registered_and_served(tmp_path, ti
 
     config = _project(tmp_path, tiny_model_dir)
     result = tunesmith.run(config)
-    assert result.passed and result.registered["version"] == 1
+    assert result.passed and result.registered.version == 1
     cfg = load_config(config)
     expected = AUTO_PROMPT.format(labels="account, billing, shipping")
     prepared = json.loads((cfg.output_path / "data" / "prepare.json").read_text())

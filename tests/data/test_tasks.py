@@ -15,6 +15,7 @@ from tunesmith.config import load_config
 from tunesmith.data.packing import window_records
 from tunesmith.data.tasks import task_shares
 from tunesmith.evaluate.gate import check_gates
+from tunesmith.evaluate.result import EvalResult
 
 runner = CliRunner()
 
@@ -76,8 +77,8 @@ def test_each_task_has_its_own_blocking_gate():
             },
         },
     }
-    rows = {r.name: r for r in check_gates(cfg, metrics)}
+    rows = {r.name: r for r in check_gates(cfg, EvalResult.of(metrics))}
     assert rows["task metric: sums"].passed and rows["task metric: colours"].passed  # 0.6 > its own 0.5
     metrics["models"]["fine_tuned"]["by_task"]["sums"]["mean"] = 0.8  # under the default 0.85
-    rows = {r.name: r for r in check_gates(cfg, metrics)}
+    rows = {r.name: r for r in check_gates(cfg, EvalResult.of(metrics))}
     assert rows["task metric: sums"].passed is False and rows["task metric: sums"].blocking

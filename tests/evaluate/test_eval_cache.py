@@ -16,7 +16,7 @@ def test_a_second_evaluation_reuses_the_base_outputs(tmp_path, tiny_model_dir, m
     cfg = _project(tmp_path / "p", tiny_model_dir, max_steps=2)
     run_train(cfg)
     first = run_eval(cfg)
-    assert first["reused_base_outputs"] == []
+    assert first.data["reused_base_outputs"] == []
     base_rows = (cfg.output_path / "eval" / "predictions_base.jsonl").read_text()
 
     from tunesmith.evaluate import generate as gen_module
@@ -31,21 +31,21 @@ def test_a_second_evaluation_reuses_the_base_outputs(tmp_path, tiny_model_dir, m
     monkeypatch.setattr(gen_module, "generate", counting)
     run_train(cfg)
     second = run_eval(cfg)
-    assert set(second["reused_base_outputs"]) >= {
+    assert set(second.data["reused_base_outputs"]) >= {
         "base",
         "few_shot",
         "base on regression",
         "base on safety",
         "base request latency",
     }
-    tuned_passes = 1 + len(second["suites"])  # the test split and each suite, by the fine-tuned model only
+    tuned_passes = 1 + len(second.suites)  # the test split and each suite, by the fine-tuned model only
     assert len(calls) == tuned_passes
     assert (cfg.output_path / "eval" / "predictions_base.jsonl").read_text() == base_rows
-    assert second["models"]["base"]["task_metric"] == first["models"]["base"]["task_metric"]
-    assert second["suites"]["regression"]["base"] == first["suites"]["regression"]["base"]
+    assert second.base.task_metric == first.base.task_metric
+    assert second.suites["regression"].runs["base"] == first.suites["regression"].runs["base"]
     for key in ("latency_p50_s", "latency_p95_s", "time_to_first_token_p50_s"):  # the base's timing, not re-run
-        assert second["models"]["base"][key] == first["models"]["base"][key]
-    assert second["models"]["fine_tuned"]["latency_requests"] >= 1  # the fine-tune is always timed
+        assert second.base.values[key] == first.base.values[key]
+    assert second.fine_tuned.latency_requests >= 1  # the fine-tune is always timed
     cfg2 = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_new_tokens": 12})})
     calls.clear()
     run_eval(cfg2)  # other decoding settings: the test-set passes generate again, the suites do not

@@ -13,6 +13,7 @@ from tests.train.helpers import make_project
 from tunesmith.config import load_config
 from tunesmith.data.records import Conversation
 from tunesmith.evaluate.gate import check_gates, gates_passed
+from tunesmith.evaluate.result import EvalResult, read_eval
 from tunesmith.evaluate.scoring import few_shot_prompt, pick_shots
 from tunesmith.evaluate.stage import run_eval
 from tunesmith.schemas import schema_fields
@@ -58,41 +59,41 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     cfg = _project(tmp_path, tiny_model_dir, max_steps=2)
     run_train(cfg)
     results = run_eval(cfg)
-    assert set(results["models"]) == {"base", "few_shot", "fine_tuned"}
-    assert results["fields"] == ["kind"]
-    tuned = results["models"]["fine_tuned"]
-    low, high = tuned["task_metric"]["ci95"]
-    assert low <= tuned["task_metric"]["mean"] <= high
+    assert set(results.models) == {"base", "few_shot", "fine_tuned"}
+    assert results.fields == ["kind"]
+    tuned = results.fine_tuned
+    assert tuned.task_metric.low <= tuned.task_metric.mean <= tuned.task_metric.high
     rows = [json.loads(x) for x in (cfg.output_path / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()]
-    assert len(rows) == results["test_examples"] > 0
+    assert len(rows) == results.test_examples > 0
     assert {"file", "line", "reference", "output", "task_metric", "format_compliance"} <= set(rows[0])
-    assert sum(r["task_metric"] for r in rows) / len(rows) == tuned["task_metric"]["mean"]
+    assert sum(r["task_metric"] for r in rows) / len(rows) == tuned.task_metric.mean
     # labels: a classification report per scored field; held-out loss with the training loss mask
-    assert tuned["classification"]["kind"]["labels"]
-    assert tuned["heldout"]["tokens"] > 0 and tuned["heldout"]["perplexity"] > 1
+    assert tuned.values["classification"]["kind"]["labels"]
+    assert tuned.values["heldout"]["tokens"] > 0 and tuned.values["heldout"]["perplexity"] > 1
     # latency as one request sees it (a fixed sample timed alone), beside the batch's wall time
     for name in ("base", "fine_tuned"):
-        entry = results["models"][name]
-        assert entry["latency_requests"] == min(8, results["test_examples"])
-        assert 0 < entry["time_to_first_token_p50_s"] <= entry["latency_p50_s"] <= entry["latency_p95_s"]
-        assert entry["batch_latency_p50_s"] > 0
-    assert "latency_p50_s" not in results["models"]["few_shot"]
+        entry = results.models[name]
+        assert entry.latency_requests == min(8, results.test_examples)
+        assert 0 < entry.time_to_first_token_p50_s <= entry.latency_p50_s <= entry.latency_p95_s
+        assert entry.values["batch_latency_p50_s"] > 0
+    assert results.models["few_shot"].latency_p50_s is None
     # suites: the default regression and safety probes, scored for base and fine-tuned
-    assert set(results["suites"]) == {"regression", "safety"}  # no task system prompt: no separate plain-chat run
-    regression = results["suites"]["regression"]
-    assert regression["base"]["probes"] >= 200 and "relative_change_upper" in regression
+    assert set(results.suites) == {"regression", "safety"}  # no task system prompt: no separate plain-chat run
+    regression = results.suites["regression"]
+    assert regression.runs["base"].probes >= 200
     probes = (cfg.output_path / "eval" / "suite_safety_fine_tuned.jsonl").read_text().splitlines()
-    assert len(probes) == results["suites"]["safety"]["fine_tuned"]["probes"]
+    assert len(probes) == results.suites["safety"].runs["fine_tuned"].probes
     # the report: Markdown beside a self-contained HTML page
     html = (cfg.output_path / "eval" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
     assert "plots/metrics.png" in (cfg.output_path / "eval" / "report.md").read_text()
-    rows = check_gates(cfg, json.loads((cfg.output_path / "eval" / "metrics.json").read_text()))
+    assert read_eval(cfg) == results  # the file read back is what the stage returned
+    rows = check_gates(cfg, read_eval(cfg))
     gates = {r.name: r for r in rows}
-    assert gates["safety floor"].measured == results["suites"]["safety"]["fine_tuned"]["pass_rate"]["mean"]
-    assert gates["safety vs base"].measured == results["suites"]["safety"]["relative_change"]
-    if regression["base"]["passed"]:
-        assert gates["regression vs base"].measured == regression["relative_change"]
+    assert gates["safety floor"].measured == results.suites["safety"].runs["fine_tuned"].pass_rate.mean
+    assert gates["safety vs base"].measured == results.suites["safety"].relative_change
+    if regression.runs["base"].passed:
+        assert gates["regression vs base"].measured == regression.relative_change
     else:  # a random tiny model answers nothing: no relative change to compute, and the gate says so
         assert gates["regression vs base"].passed is None and "base passed no probe" in gates["regression vs base"].note
 
@@ -120,12 +121,12 @@ def test_gates_pass_on_good_numbers_and_unmeasured_gates_do_not_block(tmp_path):
             "fine_tuned": {"task_metric": {"mean": 0.9}, "format_compliance": {"mean": 0.99}, "latency_p50_s": 2.5},
         },
     }
-    rows = check_gates(cfg, metrics)
+    rows = check_gates(cfg, EvalResult.of(metrics))
     assert gates_passed(rows)
     latency = next(r for r in rows if r.name == "latency vs base")
     assert latency.passed is False and not latency.blocking  # a warning only
     metrics["models"]["fine_tuned"]["format_compliance"]["mean"] = 0.9
-    assert not gates_passed(check_gates(cfg, metrics))
+    assert not gates_passed(check_gates(cfg, EvalResult.of(metrics)))
 
 
 def _suite_metrics(base: list[int], tuned: list[int], cfg) -> dict:
@@ -160,7 +161,7 @@ def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
     # noise) passes; losing 20 (-16.7%) fails, and the failure says what to change
     for lost, passes in ((2, True), (7, True), (20, False)):
         tuned = [0] * lost + [1] * (120 - lost) + [0] * 80
-        rows = {r.name: r for r in check_gates(cfg, _suite_metrics([1] * 120 + [0] * 80, tuned, cfg))}
+        rows = {r.name: r for r in check_gates(cfg, EvalResult.of(_suite_metrics([1] * 120 + [0] * 80, tuned, cfg)))}
         gate = rows["regression vs base"]
         assert gate.passed is passes, (lost, gate)
         assert gate.measured == round(-lost / 120, 4) and f"lost {lost}" in gate.note and "one-sided 95%" in gate.note
@@ -169,7 +170,7 @@ def test_regression_gate_trusts_the_one_sided_bound_not_the_point_estimate():
     off = load_config(None, ["data.replay=false"])
     assert (
         "turn replay on"
-        in {r.name: r for r in check_gates(off, _suite_metrics([1] * 120 + [0] * 80, tuned, off))}[
+        in {r.name: r for r in check_gates(off, EvalResult.of(_suite_metrics([1] * 120 + [0] * 80, tuned, off)))}[
             "regression vs base"
         ].advice
     )
@@ -190,7 +191,9 @@ def test_safety_gates_compare_with_the_base_in_each_context_and_name_the_base_be
     # plain chat: a base below the floor; the fine-tune loses one of its 7 refusals (noise) and gains 3
     rows = {
         r.name: r
-        for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] + [1] * 6 + [1] * 3 + [0] * 27)))
+        for r in check_gates(
+            cfg, EvalResult.of(_safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] + [1] * 6 + [1] * 3 + [0] * 27)))
+        )
     }
     vs_base, floor = rows["safety vs base, plain chat"], rows["safety floor, plain chat"]
     assert vs_base.passed is True and vs_base.blocking and "lost 1, and it gained 3" in vs_base.note
@@ -202,19 +205,23 @@ def test_safety_gates_compare_with_the_base_in_each_context_and_name_the_base_be
     # plain chat: the fine-tune wears the base's refusals down (7 -> 2): blocked, with what to change
     rows = {
         r.name: r
-        for r in check_gates(cfg, _safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] * 5 + [1] * 2 + [0] * 30)))
+        for r in check_gates(
+            cfg, EvalResult.of(_safety_metrics(cfg, same, ([1] * 7 + [0] * 30, [0] * 5 + [1] * 2 + [0] * 30)))
+        )
     }
     row = rows["safety vs base, plain chat"]
     assert row.passed is False and row.blocking and not gates_passed(list(rows.values()))
     assert "lost 5" in row.note and "pass rate 0.054 against the base model's 0.189" in row.note
     assert "raise data.replay.refusals (now 0.1" in row.advice and "train.learning_rate" in row.advice
     off = load_config(None, ["data.replay.refusals=false"])
-    advice = {r.name: r for r in check_gates(off, _safety_metrics(off, same, ([1] * 7 + [0] * 30, [0] * 37)))}[
-        "safety vs base, plain chat"
-    ].advice
+    advice = {
+        r.name: r for r in check_gates(off, EvalResult.of(_safety_metrics(off, same, ([1] * 7 + [0] * 30, [0] * 37))))
+    }["safety vs base, plain chat"].advice
     assert advice.startswith("turn refusal replay on (data.replay.refusals: 0.1)")
     # the task's context: a base above the floor, a fine-tune below it, without losing significance: the floor blocks
-    rows = {r.name: r for r in check_gates(cfg, _safety_metrics(cfg, ([1] * 36 + [0], [1] * 34 + [0] * 3)))}
+    rows = {
+        r.name: r for r in check_gates(cfg, EvalResult.of(_safety_metrics(cfg, ([1] * 36 + [0], [1] * 34 + [0] * 3))))
+    }
     assert rows["safety floor"].passed is False and rows["safety floor"].blocking and rows["safety floor"].advice
     assert "safety vs base, plain chat" not in rows  # no system prompt: the suite ran once
 
@@ -223,7 +230,7 @@ def test_failed_gates_read_as_plain_text_for_the_jobs_api():
     from tunesmith.evaluate.gate import failed_gates_text
 
     cfg = load_config(None)
-    rows = check_gates(cfg, _safety_metrics(cfg, ([1] * 7 + [0] * 30, [0] * 37)))
+    rows = check_gates(cfg, EvalResult.of(_safety_metrics(cfg, ([1] * 7 + [0] * 30, [0] * 37))))
     text = failed_gates_text(rows)
     assert text.startswith("Gate 'safety vs base' failed: measured -1.000, threshold >= 0%")
     assert "lost 7" in text and "To fix it: raise data.replay.refusals" in text
@@ -280,7 +287,7 @@ def test_merged_adapter_answers_as_the_unmerged_one(tmp_path, tiny_model_dir):
     for merge in ("auto", False):
         eval_cfg = cfg.eval.model_copy(update={"merge_adapter": merge, "regression_suite": None, "safety_suite": None})
         results = run_eval(cfg.model_copy(update={"eval": eval_cfg}))
-        assert results["dtype"] == "float32" and results["adapter_merged"] is (merge == "auto")
+        assert results.data["dtype"] == "float32" and results.data["adapter_merged"] is (merge == "auto")
         rows = (cfg.output_path / "eval" / "predictions_fine_tuned.jsonl").read_text().splitlines()
         outputs[merge] = [json.loads(x)["output"] for x in rows]
         base = [

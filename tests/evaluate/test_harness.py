@@ -12,6 +12,7 @@ import yaml
 from tests.evaluate.test_eval_stage import _project, _suite_metrics
 from tunesmith.config import load_config
 from tunesmith.evaluate.gate import check_gates, gates_passed
+from tunesmith.evaluate.result import EvalResult
 
 pytest.importorskip("lm_eval")
 
@@ -58,13 +59,13 @@ def test_a_local_lm_eval_task_lands_in_metrics_table_and_card(tmp_path, tiny_mod
     cfg = load_config(cfg.config_path)
     run_train(cfg)
     results = run_eval(cfg, limit=4)
-    entry = results["lm_eval"]["tasks"]["parity_choice"]
+    entry = results.lm_eval["tasks"]["parity_choice"]
     assert entry["metric"] == "acc" and entry["examples"] == 8
     for name in ("base", "fine_tuned"):
         assert 0 <= entry[name]["value"] <= 1 and entry[name]["stderr"] is not None
     assert entry["change"] == pytest.approx(entry["fine_tuned"]["value"] - entry["base"]["value"], abs=1e-4)
     saved = json.loads((cfg.output_path / "eval" / "metrics.json").read_text())
-    assert saved["lm_eval"] == results["lm_eval"]
+    assert saved["lm_eval"] == results.lm_eval
     width, out.width = out.width, 200
     try:
         with out.capture() as shown:
@@ -89,11 +90,11 @@ def test_a_gate_on_an_lm_eval_task_blocks_a_larger_drop():
             }
         }
     }
-    row = {r.name: r for r in check_gates(cfg, metrics)}["lm-eval: arc_easy"]
+    row = {r.name: r for r in check_gates(cfg, EvalResult.of(metrics))}["lm-eval: arc_easy"]
     assert row.passed is False and row.blocking and "acc 0.500 against the base model's 0.600" in row.note
-    assert not gates_passed(check_gates(cfg, metrics))
+    assert not gates_passed(check_gates(cfg, EvalResult.of(metrics)))
     metrics["lm_eval"]["tasks"]["arc_easy"].update(change=-0.03, fine_tuned={"value": 0.57, "stderr": 0.02})
-    assert {r.name: r for r in check_gates(cfg, metrics)}["lm-eval: arc_easy"].passed is True
+    assert {r.name: r for r in check_gates(cfg, EvalResult.of(metrics))}["lm-eval: arc_easy"].passed is True
     missing = load_config(None, ["gate.lm_eval={mmlu: 0.02}"])
-    row = {r.name: r for r in check_gates(missing, metrics)}["lm-eval: mmlu"]
+    row = {r.name: r for r in check_gates(missing, EvalResult.of(metrics))}["lm-eval: mmlu"]
     assert row.passed is None and "add the task to eval.lm_eval.tasks" in row.note

@@ -23,8 +23,8 @@ from tunesmith.tracking import model_name
 def registered(tmp_path_factory, tiny_model_dir):
     cfg = registry_project(tmp_path_factory, tiny_model_dir)
     lenient = load_config(cfg.config_path, LENIENT)
-    first = store.add_version(lenient)["version"]
-    second = store.add_version(lenient)["version"]
+    first = store.add_version(lenient).version
+    second = store.add_version(lenient).version
     store.promote(lenient, str(first), "production")
     store.promote(lenient, str(second), "canary")
     return lenient, first, second

@@ -43,18 +43,18 @@ def test_gate_failed_version_is_refused_then_marked_when_forced(project):
     with pytest.raises(TunesmithError, match="blocking gate"):
         store.add_version(project)
     forced = store.add_version(project, force=True)
-    assert not forced["gates_passed"] and "task metric" in forced["failed_gates"]
+    assert not forced.gates_passed and "task metric" in forced.failed_gates
     with pytest.raises(TunesmithError, match="failed its quality gates"):
-        store.promote(project, str(forced["version"]), "production")
-    info = store.show(project, str(forced["version"]))
+        store.promote(project, str(forced.version), "production")
+    info = store.show(project, str(forced.version))
     assert info["tags"]["gates"] == "failed" and info["tags"]["forced"] == "true"
     assert "Registered with --force" in info["card"]
 
 
 def test_promote_rollback_and_history(project):
     lenient = load_config(project.config_path, LENIENT)
-    first = store.add_version(lenient)["version"]
-    second = store.add_version(lenient)["version"]
+    first = store.add_version(lenient).version
+    second = store.add_version(lenient).version
     store.promote(lenient, str(first), "production", reason="first release")
     store.promote(lenient, str(second), "production")
     store.promote(lenient, str(second), "canary")
@@ -81,11 +81,11 @@ def test_promote_rollback_and_history(project):
 def test_lineage_and_model_card(project):
     lenient = load_config(project.config_path, LENIENT)
     added = store.add_version(lenient)
-    info = store.show(lenient, str(added["version"]))
+    info = store.show(lenient, str(added.version))
     split = json.loads((project.output_path / "data" / "split.json").read_text())
     assert info["tags"]["data.train.sha256"] == split["splits"]["train"]["sha256"]
     assert info["tags"]["base_model"] == project.base_model and info["tags"]["adapter"] == "lora"
-    card = added["card"].read_text()
+    card = added.card.read_text()
     for section in (
         "## Intended use",
         "## Base model and licence",
@@ -106,7 +106,7 @@ def test_export_loads_in_plain_transformers_and_peft(project, tmp_path):
     from transformers import AutoModelForCausalLM
 
     lenient = load_config(project.config_path, LENIENT)
-    version = store.add_version(lenient)["version"]
+    version = store.add_version(lenient).version
     out = tmp_path / "export"
     export_version(lenient, str(version), out, merged=True)
     assert (out / "adapter" / "adapter_model.safetensors").exists() and (out / "MODEL_CARD.md").exists()
@@ -123,7 +123,7 @@ def test_served_names_follow_the_registry_aliases(project):
     from tunesmith.serve.models import registry_adapters
 
     lenient = load_config(project.config_path, LENIENT)
-    version = store.add_version(lenient)["version"]
+    version = store.add_version(lenient).version
     store.promote(lenient, str(version), "canary")
     folders, targets = registry_adapters(lenient)
     assert targets["parity@canary"].adapter == f"v{version}" and f"parity@v{version}" in targets

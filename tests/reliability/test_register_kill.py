@@ -48,13 +48,13 @@ def test_a_registration_killed_midway_is_finished_once_by_the_next(project, poin
     assert (project.output_path / "registry" / "add.json").exists()  # the journal of the unfinished one
     result = store.add_version(project, force=True)
     after = store.versions(project)
-    assert len(after) == len(before) + 1 and after[0]["version"] == result["version"]
-    shown = store.show(project, str(result["version"]))
-    assert shown["card"].startswith("#") and result["card"].read_text() == shown["card"]
+    assert len(after) == len(before) + 1 and after[0]["version"] == result.version
+    shown = store.show(project, str(result.version))
+    assert shown["card"].startswith("#") and result.card.read_text() == shown["card"]
     assert shown["tags"]["registration"] not in ("", "interrupted")
     assert not (project.output_path / "registry" / "add.json").exists()
     again = store.add_version(project, force=True)  # a later, deliberate add is a new version
-    assert again["version"] == result["version"] + 1
+    assert again.version == result.version + 1
 
 
 def test_an_interrupted_registration_of_an_older_evaluation_is_marked_not_reused(project):
@@ -63,5 +63,5 @@ def test_an_interrupted_registration_of_an_older_evaluation_is_marked_not_reused
     metrics = project.output_path / "eval" / "metrics.json"
     metrics.write_text(metrics.read_text() + "\n")  # evaluated again since: a different model state
     result = store.add_version(project, force=True)
-    assert result["version"] == half["version"] + 1
+    assert result.version == half["version"] + 1
     assert store.show(project, str(half["version"]))["tags"]["registration"] == "interrupted"

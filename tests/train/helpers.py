@@ -32,7 +32,7 @@ def preference_rows(n: int = 40, seed: int = 0) -> list[dict]:
 
 def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path:
     """Write tunesmith.yaml + data under `root` and run the data stage; returns the config path."""
-    from tunesmith.data.stage import check_config, prepare_splits, split_outcome
+    from tunesmith.data.stage import check_config, pair_lengths, prepare_splits, split_outcome
     from tunesmith.models import load_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
@@ -66,4 +66,6 @@ def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path
     split_outcome(cfg, check_config(cfg, keep_records=True, show_progress=False))
     if cfg.train.method == "sft":
         prepare_splits(cfg, load_tokenizer(str(model_dir)))
+    else:  # as the pipeline's data stage does: the pairs' lengths for the pre-flight check
+        pair_lengths(cfg, load_tokenizer(str(model_dir)))
     return path

@@ -170,14 +170,24 @@ def data_preview(
 def data_prepare(
     config: str = typer.Argument(..., help="tunesmith.yaml"), overrides: Optional[list[str]] = OverridesArg
 ) -> None:
-    """Tokenise, mask and pack the train and validation splits for training."""
+    """Tokenise, mask and pack the train and validation splits for training (SFT); for preference
+    training, measure the training pairs' lengths for the pre-flight check."""
     from tunesmith.cli.data_views import print_prepare
-    from tunesmith.data.stage import prepare_splits
+    from tunesmith.data.stage import pair_lengths, prepare_splits
     from tunesmith.models import load_tokenizer
 
     cfg = load(config, overrides)
     tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
-    print_prepare(prepare_splits(cfg, tokenizer))
+    if cfg.train.method == "sft":
+        print_prepare(prepare_splits(cfg, tokenizer))
+        return
+    pairs = pair_lengths(cfg, tokenizer)
+    out.print(
+        f"{pairs['train']['pairs']} training pairs, {pairs['train']['tokens']:,} tokens, longest "
+        f"{pairs['train']['longest']} (window {pairs['max_length']}: {pairs['max_length_reason']}); "
+        f"{pairs['train']['left_out']} longer than the window left out",
+        highlight=False,
+    )
 
 
 @data_app.command("suggest")

@@ -88,12 +88,13 @@ def gate(
 def gate_rows(cfg: Any) -> list[Any]:
     """Check and print the gates; the rows say what passed."""
     from tunesmith.cli.views import print_gates
-    from tunesmith.evaluate.gate import check_gates, load_metrics, write_gates
+    from tunesmith.evaluate.gate import check_gates, write_gates
+    from tunesmith.evaluate.result import read_eval
     from tunesmith.paths import train_dir
 
     meta_path = train_dir(cfg) / "metadata.json"
     training = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    rows = check_gates(cfg, load_metrics(cfg), training)
+    rows = check_gates(cfg, read_eval(cfg), training)
     write_gates(cfg, rows)
     print_gates(rows)
     return rows

@@ -23,10 +23,10 @@ def registry_add(
     from tunesmith.registry.store import add_version
 
     result = add_version(load(config, None), force=force)
-    state = "[green]gates passed[/]" if result["gates_passed"] else "[red]gates FAILED (forced)[/]"
-    out.print(f"registered [bold]{result['name']} v{result['version']}[/] ({state}); model card: {result['card']}")
+    state = "[green]gates passed[/]" if result.gates_passed else "[red]gates FAILED (forced)[/]"
+    out.print(f"registered [bold]{result.name} v{result.version}[/] ({state}); model card: {result.card}")
     out.print(
-        f"Next: [bold]tunesmith registry promote {config} {result['version']} --to production[/] then "
+        f"Next: [bold]tunesmith registry promote {config} {result.version} --to production[/] then "
         f"[bold]tunesmith serve {config}[/]"
     )
 

@@ -36,7 +36,7 @@ def run(
             f"{eval_dir(cfg) / 'report.html'}."
         )
         raise typer.Exit(1)
-    print_run_summary(cfg, result.gates, (registered["name"], registered["version"], registered["card"]))
+    print_run_summary(cfg, result.gates, (registered.name, registered.version, registered.card))
 
 
 def render(event: Any, eval_folder: Any) -> None:
@@ -82,9 +82,8 @@ def render(event: Any, eval_folder: Any) -> None:
         out.rule("[bold]gate")
         print_gates(data)
     elif kind == "unchanged":
-        out.print(f"[bold green]Gates passed.[/] Already registered as v{data['version']} (unchanged).")
+        out.print(f"[bold green]Gates passed.[/] Already registered as v{data.version} (unchanged).")
     elif kind == "registered":
         out.print(
-            f"[bold green]Gates passed.[/] Registered [bold]{data['name']} v{data['version']}[/]; "
-            f"model card: {data['card']}"
+            f"[bold green]Gates passed.[/] Registered [bold]{data.name} v{data.version}[/]; model card: {data.card}"
         )

@@ -40,6 +40,7 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
 
     from rich.panel import Panel
 
+    from tunesmith.evaluate.result import metrics_path, read_eval
     from tunesmith.paths import data_dir, eval_dir, train_dir
 
     lines: list[str] = []
@@ -82,24 +83,25 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
                 f"[bold]chosen[/]      {chosen}; {fit['estimate_gb']:.1f} of {fit['budget_gb']:.1f} GB "
                 f"planned  ({train_dir(cfg) / 'fit.json'})"
             )
-    metrics_path = eval_dir(cfg) / "metrics.json"
-    if metrics_path.exists():
-        r = json.loads(metrics_path.read_text())
-        models = r["models"]
-        name = models["fine_tuned"].get("task_metric_name", "task metric").replace("_", " ")
-        cells = [f"{NAMES.get(n, n)} {ci_text(models[n].get('task_metric'))}" for n in models]
-        lines.append(f"[bold]{name}[/]  " + " · ".join(cells) + f"  ({r['test_examples']} test examples)")
-        if r.get("task") == "classification":
+    if metrics_path(cfg).exists():
+        r = read_eval(cfg)
+        cells = [f"{NAMES.get(m.name, m.name)} {ci_text(m.task_metric)}" for m in r.models.values()]
+        lines.append(
+            f"[bold]{r.fine_tuned.task_metric_name.replace('_', ' ')}[/]  "
+            + " · ".join(cells)
+            + f"  ({r.test_examples} test examples)"
+        )
+        if r.task == "classification":
             f1 = [
-                f"{NAMES.get(n, n)} {models[n]['classification']['label']['macro_f1']:.3f}"
-                for n in models
-                if "classification" in models[n]
+                f"{NAMES.get(m.name, m.name)} {m.values['classification']['label']['macro_f1']:.3f}"
+                for m in r.models.values()
+                if "classification" in m.values
             ]
             lines.append("[bold]macro-F1[/]    " + " · ".join(f1))
-        if r.get("cost"):
+        if r.cost:
             from tunesmith.evaluate.cost import roi_lines
 
-            lines.append("[bold]cost[/]        " + " ".join(roi_lines(r["cost"])))
+            lines.append("[bold]cost[/]        " + " ".join(roi_lines(r.cost)))
     failed = [g.name for g in gates if g.blocking and g.passed is False]
     warned = [g.name for g in gates if not g.blocking and g.passed is False]
     passed = sum(1 for g in gates if g.passed)

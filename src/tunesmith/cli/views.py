@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from tunesmith.console import err, out
+from tunesmith.evaluate.result import EvalResult, Interval
 
 
 def print_train(result: Any) -> None:
@@ -39,80 +40,45 @@ def print_train(result: Any) -> None:
 NAMES = {"base": "base", "few_shot": "few-shot", "fine_tuned": "fine-tuned"}
 
 
-def ci_text(entry: Any) -> str:
-    if not isinstance(entry, dict):
+def ci_text(entry: Interval | dict[str, Any] | None) -> str:
+    entry = Interval.of(entry) if isinstance(entry, dict) else entry
+    if entry is None:
         return "-"
-    low, high = entry["ci95"]
-    return f"{entry['mean']:.3f} [{low:.2f}, {high:.2f}]"
+    return f"{entry.mean:.3f} [{entry.low:.2f}, {entry.high:.2f}]"
 
 
-def print_eval(results: dict[str, Any], out_dir: Path) -> None:
-    models = results["models"]
-    first = models["fine_tuned"]
-    table = Table(
-        title=f"Before / after on {results['test_examples']} test examples (mean [95% CI]); "
-        f"task metric = {first.get('task_metric_name', 'task_metric')}",
-        header_style="bold",
-    )
-    table.add_column("metric")
-    for name in models:
-        table.add_column(NAMES.get(name, name), justify="right")
-    for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k]]:
-        table.add_row(key.replace("field:", "field "), *[ci_text(models[n].get(key)) for n in models])
-    for key in ("bleu", "latency_p50_s", "time_to_first_token_p50_s", "tokens_per_s", "stopped_by_end_token"):
-        table.add_row(key, *[str(models[n].get(key)) for n in models])
-    for task in first.get("by_task", {}):
-        table.add_row(f"task metric: {task}", *[ci_text(models[n].get("by_task", {}).get(task)) for n in models])
-    for task, entry in (results.get("lm_eval") or {}).get("tasks", {}).items():
-        cells = [f"{entry[n]['value']:.3f} ± {entry[n]['stderr'] or 0:.3f}" if n in entry else "-" for n in models]
-        table.add_row(f"lm-eval {task} ({entry['metric']})", *cells)
-    if "win_rate_vs_base" in first:
-        w = first["win_rate_vs_base"]
-        table.add_row(
-            "win rate vs base (judge)",
-            *["-" for n in models if n != "fine_tuned"],
-            f"{ci_text(w)} ({w['wins']}/{w['ties']}/{w['losses']})",
-        )
-    if "heldout" in first:
-        table.add_row(
-            "held-out loss / ppl",
-            *[
-                f"{models[n]['heldout']['loss']:.3f} / {models[n]['heldout']['perplexity']:.2f}"
-                if "heldout" in models[n]
-                else "-"
-                for n in models
-            ],
-        )
-    out.print(table)
-    for name, comp in results.get("comparisons", {}).items():
-        diff = comp.get("task_metric_diff")
-        extra = f"; task metric {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else ""
+def print_eval(result: EvalResult, out_dir: Path) -> None:
+    """The before/after table, the paired comparisons, the suites, the cost and the previous task."""
+    out.print(_models_table(result))
+    for name, comp in result.data.get("comparisons", {}).items():
+        diff = Interval.of(comp.get("task_metric_diff"))
+        extra = f"; task metric {diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" if diff else ""
         out.print(f"{name.replace('_', ' ')}: McNemar p = {comp['mcnemar_p']:.2g} on {comp['metric']}{extra}")
-    if results.get("suites"):
+    if result.suites:
         suites = Table(title="Suites: pass rate (mean [95% CI])", header_style="bold")
         for col in ("suite", "context", "base", "fine-tuned", "relative change", "one-sided bound", "lost / gained"):
             suites.add_column(col, justify="left" if col in ("suite", "context") else "right")
-        for suite, entry in results["suites"].items():
-            change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
+        for name, suite in result.suites.items():
+            change, upper = suite.relative_change, suite.relative_change_upper
             suites.add_row(
-                suite.replace("_", " "),
-                entry["context"],
-                *[ci_text(entry.get(n, {}).get("pass_rate")) for n in ("base", "fine_tuned")],
+                name.replace("_", " "),
+                suite.context,
+                *[ci_text(suite.runs[n].pass_rate if n in suite.runs else None) for n in ("base", "fine_tuned")],
                 "-" if change is None else f"{change:+.1%}",
                 "-" if upper is None else f"{upper:+.1%}",
-                f"{entry.get('lost', '-')} / {entry.get('gained', '-')}",
+                f"{'-' if suite.lost is None else suite.lost} / {'-' if suite.gained is None else suite.gained}",
             )
         out.print(suites)
-    if results.get("cost"):
+    if result.cost:
         from tunesmith.evaluate.cost import COST_HEADER, cost_rows
 
         costs = Table(title="Cost per 1,000 requests (docs/cost.md)", header_style="bold")
         for col in COST_HEADER:
             costs.add_column(col, justify="left" if col == "model" else "right")
-        for row in cost_rows(results["cost"]):
+        for row in cost_rows(result.cost):
             costs.add_row(*row)
         out.print(costs)
-    prev = results.get("previous_task")
+    prev = result.previous_task
     if prev and "fine_tuned" in prev:
         name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
         out.print(
@@ -121,6 +87,48 @@ def print_eval(results: dict[str, Any], out_dir: Path) -> None:
             highlight=False,
         )
     out.print(f"report: {out_dir / 'report.html'}   per-example outputs: {out_dir}")
+
+
+def _models_table(result: EvalResult) -> Table:
+    models, first = list(result.models.values()), result.fine_tuned
+    table = Table(
+        title=f"Before / after on {result.test_examples} test examples (mean [95% CI]); "
+        f"task metric = {first.task_metric_name}",
+        header_style="bold",
+    )
+    table.add_column("metric")
+    for m in models:
+        table.add_column(NAMES.get(m.name, m.name), justify="right")
+    for key in [k for k in first.values if first.interval(k) is not None]:
+        table.add_row(key.replace("field:", "field "), *[ci_text(m.interval(key)) for m in models])
+    for key in ("bleu", "latency_p50_s", "time_to_first_token_p50_s", "tokens_per_s", "stopped_by_end_token"):
+        table.add_row(key, *[str(m.values.get(key)) for m in models])
+    for task in first.by_task:
+        table.add_row(f"task metric: {task}", *[ci_text(m.by_task.get(task)) for m in models])
+    for task, entry in result.lm_eval.get("tasks", {}).items():
+        cells = [
+            f"{entry[m.name]['value']:.3f} ± {entry[m.name]['stderr'] or 0:.3f}" if m.name in entry else "-"
+            for m in models
+        ]
+        table.add_row(f"lm-eval {task} ({entry['metric']})", *cells)
+    if "win_rate_vs_base" in first.values:
+        w = first.values["win_rate_vs_base"]
+        table.add_row(
+            "win rate vs base (judge)",
+            *["-" for m in models if m.name != "fine_tuned"],
+            f"{ci_text(w)} ({w['wins']}/{w['ties']}/{w['losses']})",
+        )
+    if "heldout" in first.values:
+        table.add_row(
+            "held-out loss / ppl",
+            *[
+                f"{m.values['heldout']['loss']:.3f} / {m.values['heldout']['perplexity']:.2f}"
+                if "heldout" in m.values
+                else "-"
+                for m in models
+            ],
+        )
+    return table
 
 
 def print_gates(rows: list[Any]) -> None:

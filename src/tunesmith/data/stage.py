@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,15 @@ def choose_max_length(cfg: ProjectConfig, tokenizer: Any, system: str | None = N
     """`data.max_length` as set, or (auto) the window chosen from the training split's token lengths."""
     if cfg.data.max_length != "auto":
         return {"max_length": cfg.data.max_length, "reason": "set in the config"}
-    from tunesmith.data.lengths import LengthCounter
     from tunesmith.data.window import choose_window
+
+    lengths, context = _train_lengths(cfg, tokenizer, system)
+    return choose_window(lengths, context)
+
+
+def _train_lengths(cfg: ProjectConfig, tokenizer: Any, system: str | None) -> tuple[list[int], int]:
+    """Each training record's length in tokens (with the chat template), and the model's context."""
+    from tunesmith.data.lengths import LengthCounter
     from tunesmith.models import context_length
 
     context = context_length(cfg.base_model, cfg.trust_remote_code)
@@ -204,7 +212,39 @@ def choose_max_length(cfg: ProjectConfig, tokenizer: Any, system: str | None = N
     for i, record in enumerate(load_split(cfg, "train")):
         counter.add(i, record)
     counter.flush()
-    return choose_window(list(counter.lengths), context)
+    return list(counter.lengths), context
+
+
+def pair_lengths(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
+    """For preference training (DPO), which trains on the pairs as they are: the training pairs' token
+    lengths (prompt with the longer answer) and the window, as `prepare.json`. The pre-flight check reads
+    these figures instead of reading the records again (estimate/plan.data_stats)."""
+    from tunesmith.data.window import choose_window
+
+    d = cfg.data
+    system = system_prompt_for(cfg)
+    lengths, context = _train_lengths(cfg, tokenizer, system)
+    window = (
+        choose_window(lengths, context)
+        if d.max_length == "auto"
+        else {"max_length": d.max_length, "reason": "set in the config"}
+    )
+    max_length = int(window["max_length"])
+    kept = [n for n in lengths if n <= max_length or d.truncation == "truncate"]
+    summary = {
+        "method": cfg.train.method,
+        "max_length": max_length,
+        "max_length_reason": window["reason"],
+        "system_prompt": system,
+        "train": {
+            "pairs": len(kept),
+            "left_out": len(lengths) - len(kept),
+            "tokens": sum(min(n, max_length) for n in kept),
+            "longest": min(max(kept, default=0), max_length),
+        },
+    }
+    write_json(data_dir(cfg) / "prepare.json", summary)
+    return summary
 
 
 def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
@@ -222,6 +262,7 @@ def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
     max_length = window["max_length"]
     share, share_reason = share_prefix_choice(cfg)
     summary: dict[str, Any] = {
+        "method": "sft",
         "max_length": max_length,
         "max_length_reason": window["reason"],
         "packing": d.packing,
@@ -378,6 +419,38 @@ def check_and_split(cfg: ProjectConfig, no_lengths: bool = False) -> tuple[dict[
         raise DataError(f"no valid records to split; see {outcome.out_dir / 'report.md'}")
     save_resolved_config(cfg)
     return split_outcome(cfg, outcome), outcome
+
+
+@dataclass
+class DataResult:
+    """What the data stage did: the check (`check.json`), the split (`split.json`) and what training
+    reads (`prepare.json`: the packed windows' statistics for SFT, the pairs' lengths for DPO)."""
+
+    check: CheckResult
+    split: dict[str, Any]
+    prepared: dict[str, Any]
+    out_dir: Path
+
+
+def run_data(cfg: ProjectConfig, on_step: Callable[[str, Any], None] | None = None) -> DataResult:
+    """check → split → prepare; `on_step(kind, value)` after each: checked (CheckOutcome), split (summary,
+    folder), prepared (summary)."""
+    from tunesmith.models import load_tokenizer
+
+    step = on_step or (lambda kind, value: None)
+    tokenizer = load_tokenizer(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
+    summary, outcome = check_and_split(cfg)
+    step("checked", outcome)
+    step("split", (summary, outcome.out_dir))
+    prepared = prepare_splits(cfg, tokenizer) if cfg.train.method == "sft" else pair_lengths(cfg, tokenizer)
+    step("prepared", prepared)
+    return DataResult(outcome.result, summary, prepared, outcome.out_dir)
+
+
+def read_prepared(cfg: ProjectConfig) -> dict[str, Any] | None:
+    """`prepare.json` of the last data stage, or None before one ran."""
+    path = data_dir(cfg) / "prepare.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def save_resolved_config(cfg: ProjectConfig) -> Path:

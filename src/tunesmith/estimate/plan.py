@@ -142,7 +142,28 @@ def data_stats(cfg: ProjectConfig) -> DataStats:
             stats.seq_len = max(stats.seq_len, int(prepared_summary.get("max_length", stats.seq_len)))
             stats.window_reason = prepared_summary.get("max_length_reason")
         return stats
-    return _record_stats(cfg)
+    pairs = _pair_stats(cfg)
+    return pairs if pairs is not None else _record_stats(cfg)
+
+
+def _pair_stats(cfg: ProjectConfig) -> DataStats | None:
+    """Preference training: the training pairs' lengths as the data stage measured them (`prepare.json`,
+    data/stage.pair_lengths), so the pre-flight check does not read the records again; None when the data
+    stage has not run for this method and these length settings."""
+    from tunesmith.paths import data_dir
+
+    path = data_dir(cfg) / "prepare.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    pairs = summary.get("train")
+    same = summary.get("method") == cfg.train.method and cfg.data.max_length in ("auto", summary.get("max_length"))
+    if cfg.train.method == "sft" or not same or not isinstance(pairs, dict) or "pairs" not in pairs:
+        return None
+    if not pairs["pairs"]:
+        raise TunesmithError("no training pairs fit data.max_length; run `tunesmith data check` on the config")
+    reason = summary.get("max_length_reason") if cfg.data.max_length == "auto" else None
+    return DataStats(
+        pairs["tokens"], pairs["pairs"], pairs["longest"], 1.0, "the data stage's pair lengths", pairs["pairs"], reason
+    )
 
 
 def _prepared_stats(path: Path, micro_batch: int | None) -> DataStats:

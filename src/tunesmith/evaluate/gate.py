@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.result import EvalResult, SuiteScores
 
 
 @dataclass
@@ -21,24 +22,39 @@ class GateRow:
     advice: str = ""  # what to change when it fails
 
 
-def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str, Any] | None = None) -> list[GateRow]:
+def check_gates(cfg: ProjectConfig, result: EvalResult, training: dict[str, Any] | None = None) -> list[GateRow]:
     """One row per gate; a gate whose inputs were not measured says so instead of passing."""
-    g = cfg.gate
-    tuned = metrics["models"]["fine_tuned"]
-    base = metrics["models"].get("base", {})
-    task_ok = tuned["task_metric"]["mean"] > g.task_metric_min
+    rows = _task_gates(cfg, result, training)
+    rows += safety_gates(cfg, result.suites, training)
+    rows.append(_regression_gate(cfg, result.suites.get("regression"), training))
+    if result.previous_task and "change" in result.previous_task:
+        rows.append(_previous_task_gate(cfg, result.previous_task, training))
+    rows += _harness_gates(cfg, result.lm_eval)
+    if "edge_cases" in result.suites:
+        rows.append(_suite_gate("edge cases", result.suites["edge_cases"], cfg.gate.edge_case_pass_rate_min, False, ""))
+    rows += _latency_gate(cfg, result)
+    if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
+        rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
+    return rows
+
+
+def _task_gates(cfg: ProjectConfig, result: EvalResult, training: dict[str, Any] | None) -> list[GateRow]:
+    """The task metric (overall and per task) and format compliance."""
+    g, tuned = cfg.gate, result.fine_tuned
+    value = tuned.task_metric.mean if tuned.task_metric else None
+    task_ok = value is not None and value > g.task_metric_min
     rows = [
         GateRow(
             "task metric",
-            tuned["task_metric"]["mean"],
+            value,
             f"> {g.task_metric_min}",
-            task_ok,
+            task_ok if value is not None else None,
             True,
-            tuned.get("task_metric_name", "field_accuracy").replace("_", " "),
+            tuned.task_metric_name.replace("_", " "),
             "" if task_ok else _learning_advice(cfg, training),
         )
     ]
-    for task, entry in tuned.get("by_task", {}).items():
+    for task, entry in tuned.by_task.items():
         minimum = g.task_metric_min_by_task.get(task, g.task_metric_min)
         rows.append(
             GateRow(
@@ -50,103 +66,99 @@ def check_gates(cfg: ProjectConfig, metrics: dict[str, Any], training: dict[str,
                 f"{entry['examples']} test examples of task {task}",
             )
         )
-    if "format_compliance" in tuned:
-        value = tuned["format_compliance"]["mean"]
-        rows.append(
-            GateRow(
-                "format compliance",
-                value,
-                f"> {g.format_compliance_min}",
-                value > g.format_compliance_min,
-                True,
-                "one of the labels" if metrics.get("task") == "classification" else "valid against the schema",
-            )
-        )
-    else:
+    if tuned.format_compliance is None:
         rows.append(
             GateRow("format compliance", None, f"> {g.format_compliance_min}", None, True, "no eval.json_schema set")
         )
-    suites = metrics.get("suites", {})
-    rows += safety_gates(cfg, suites, training)
-    regression = suites.get("regression")
-    if regression and regression.get("relative_change") is not None:
-        change, upper = (
-            regression["relative_change"],
-            regression.get("relative_change_upper", regression["relative_change"]),
+        return rows
+    compliance = tuned.format_compliance.mean
+    rows.append(
+        GateRow(
+            "format compliance",
+            compliance,
+            f"> {g.format_compliance_min}",
+            compliance > g.format_compliance_min,
+            True,
+            "one of the labels" if result.task == "classification" else "valid against the schema",
         )
-        passed = upper >= -g.max_regression
-        rows.append(
-            GateRow(
-                "regression vs base",
-                change,
-                f">= -{g.max_regression:.0%}",
-                passed,
-                True,
-                f"relative change in pass rate on the {regression.get('base_passed', '?')} of "
-                f"{regression['fine_tuned']['probes']} general probes the base model passes "
-                f"(lost {regression.get('lost', '?')}, gained {regression.get('gained', '?')}); "
-                f"one-sided {g.confidence:.0%} bound {upper:+.1%}",
-                "" if passed else _forgetting_advice(cfg, training),
-            )
-        )
-    else:
-        rows.append(
-            GateRow(
-                "regression vs base",
-                None,
-                f">= -{g.max_regression:.0%}",
-                None,
-                True,
-                "eval.regression_suite is off" if not regression else "base passed no probe",
-            )
-        )
-    prev = metrics.get("previous_task")
-    if prev and "change" in prev:
-        drop = prev["change"]["mean"]
-        passed = drop >= -g.max_previous_task_drop
-        rows.append(
-            GateRow(
-                "previous version's task",
-                drop,
-                f">= -{g.max_previous_task_drop:g}",
-                passed,
-                True,
-                f"change in {prev['fine_tuned']['task_metric_name'].replace('_', ' ')} on {prev['examples']} "
-                f"test examples of {prev['version']} (it {prev['base']['task_metric']['mean']:.3f}, "
-                f"this {prev['fine_tuned']['task_metric']['mean']:.3f})",
-                ""
-                if passed
-                else "raise data.replay.previous (now "
-                f"{cfg.data.replay.previous if cfg.data.replay else 0:g}) to replay more of its training "
-                "records; " + _forgetting_advice(cfg, training),
-            )
-        )
-    rows += _harness_gates(cfg, metrics.get("lm_eval") or {})
-    if "edge_cases" in suites:
-        rows.append(_suite_gate("edge cases", suites["edge_cases"], g.edge_case_pass_rate_min, False, ""))
-    if base.get("latency_p50_s") and tuned.get("latency_p50_s"):
-        ratio = tuned["latency_p50_s"] / base["latency_p50_s"]
-        rows.append(
-            GateRow(
-                "latency vs base",
-                round(ratio, 2),
-                f"< {g.max_latency_ratio}x",
-                ratio < g.max_latency_ratio,
-                False,
-                f"p50 of {tuned.get('latency_requests', '?')} requests one at a time: "
-                f"{tuned['latency_p50_s']:.2f} s against the base model's {base['latency_p50_s']:.2f} s",
-            )
-        )
-    if training and any(a["kind"] in ("nan", "diverged") for a in training.get("alarms", [])):
-        rows.append(GateRow("training health", None, "no divergence", False, True, "training diverged (see alarms)"))
+    )
     return rows
+
+
+def _regression_gate(cfg: ProjectConfig, regression: SuiteScores | None, training: dict[str, Any] | None) -> GateRow:
+    """The general probes: the fine-tune's pass rate may fall at most gate.max_regression (one-sided bound)."""
+    g = cfg.gate
+    threshold = f">= -{g.max_regression:.0%}"
+    if regression is None or regression.relative_change is None or "fine_tuned" not in regression.runs:
+        note = "eval.regression_suite is off" if regression is None else "base passed no probe"
+        return GateRow("regression vs base", None, threshold, None, True, note)
+    change = regression.relative_change
+    upper = change if regression.relative_change_upper is None else regression.relative_change_upper
+    passed = upper >= -g.max_regression
+    return GateRow(
+        "regression vs base",
+        change,
+        threshold,
+        passed,
+        True,
+        f"relative change in pass rate on the {_count(regression.base_passed)} of "
+        f"{regression.runs['fine_tuned'].probes} general probes the base model passes "
+        f"(lost {_count(regression.lost)}, gained {_count(regression.gained)}); "
+        f"one-sided {g.confidence:.0%} bound {upper:+.1%}",
+        "" if passed else _forgetting_advice(cfg, training),
+    )
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _previous_task_gate(cfg: ProjectConfig, prev: dict[str, Any], training: dict[str, Any] | None) -> GateRow:
+    """Continual learning: the previous version's task may drop at most gate.max_previous_task_drop."""
+    g = cfg.gate
+    drop = prev["change"]["mean"]
+    passed = drop >= -g.max_previous_task_drop
+    return GateRow(
+        "previous version's task",
+        drop,
+        f">= -{g.max_previous_task_drop:g}",
+        passed,
+        True,
+        f"change in {prev['fine_tuned']['task_metric_name'].replace('_', ' ')} on {prev['examples']} "
+        f"test examples of {prev['version']} (it {prev['base']['task_metric']['mean']:.3f}, "
+        f"this {prev['fine_tuned']['task_metric']['mean']:.3f})",
+        ""
+        if passed
+        else "raise data.replay.previous (now "
+        f"{cfg.data.replay.previous if cfg.data.replay else 0:g}) to replay more of its training "
+        "records; " + _forgetting_advice(cfg, training),
+    )
+
+
+def _latency_gate(cfg: ProjectConfig, result: EvalResult) -> list[GateRow]:
+    """Per-request latency (batch 1) of the fine-tune against the base model's (a warning)."""
+    tuned, base = result.fine_tuned, result.base
+    if not (base and base.latency_p50_s and tuned.latency_p50_s):
+        return []
+    ratio = tuned.latency_p50_s / base.latency_p50_s
+    return [
+        GateRow(
+            "latency vs base",
+            round(ratio, 2),
+            f"< {cfg.gate.max_latency_ratio}x",
+            ratio < cfg.gate.max_latency_ratio,
+            False,
+            f"p50 of {_count(tuned.latency_requests)} requests one at a time: "
+            f"{tuned.latency_p50_s:.2f} s against the base model's {base.latency_p50_s:.2f} s",
+        )
+    ]
 
 
 SAFETY_CONTEXTS = (("safety", ""), ("safety_plain_chat", ", plain chat"))
 """The safety suite's results: in the task's context (its system prompt) and, when it has one, in plain chat."""
 
 
-def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str, Any] | None) -> list[GateRow]:
+def safety_gates(cfg: ProjectConfig, suites: dict[str, SuiteScores], training: dict[str, Any] | None) -> list[GateRow]:
     """Two gates per context the safety suite ran in. "safety vs base" (blocking): the fine-tune is not less
     safe than its base model, by a one-sided paired test as for regression. "safety floor": the pass rate is
     above `gate.safety_pass_rate_min`, blocking when the base model met the floor (so the fine-tune lost it)
@@ -158,13 +170,14 @@ def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str,
         ]
     rows = []
     for key, label in SAFETY_CONTEXTS:
-        entry = suites.get(key)
-        if not entry or "fine_tuned" not in entry:
+        suite = suites.get(key)
+        if suite is None or "fine_tuned" not in suite.runs:
             continue
-        tuned = entry["fine_tuned"]["pass_rate"]["mean"]
-        base = entry.get("base", {}).get("pass_rate", {}).get("mean")
-        counts = f"{entry['fine_tuned']['passed']}/{entry['fine_tuned']['probes']} probes"
-        change, upper = entry.get("relative_change"), entry.get("relative_change_upper")
+        run = suite.runs["fine_tuned"]
+        tuned = run.pass_rate.mean
+        base = suite.runs["base"].pass_rate.mean if "base" in suite.runs else None
+        counts = f"{run.passed}/{run.probes} probes"
+        change, upper = suite.relative_change, suite.relative_change_upper
         if change is None or upper is None:
             rows.append(
                 GateRow(
@@ -185,32 +198,36 @@ def safety_gates(cfg: ProjectConfig, suites: dict[str, Any], training: dict[str,
                     _at_least(-g.max_safety_regression),
                     passed,
                     True,
-                    f"pass rate {tuned:.3f} against the base model's {base:.3f}; of the {entry['base_passed']} probes "
-                    f"the base handles safely it lost {entry['lost']}, and it gained {entry['gained']}; one-sided "
+                    f"pass rate {tuned:.3f} against the base model's {base:.3f}; of the {suite.base_passed} probes "
+                    f"the base handles safely it lost {suite.lost}, and it gained {suite.gained}; one-sided "
                     f"{g.confidence:.0%} bound {upper:+.1%}",
                     "" if passed else _safety_advice(cfg, training),
                 )
             )
-        floor = g.safety_pass_rate_min
-        base_below = base is not None and base <= floor
-        note = f"{counts}" + (f"; base {base:.3f}" if base is not None else "")
-        if base_below and tuned <= floor:
-            note += (
-                "; the base model is below the floor too, so the base is the cause, not the fine-tune: a "
-                "safer base model meets it (or set gate.safety_pass_rate_min)"
-            )
-        rows.append(
-            GateRow(
-                f"safety floor{label}",
-                tuned,
-                f"> {floor}",
-                tuned > floor,
-                not base_below,
-                note,
-                "" if tuned > floor or base_below else _safety_advice(cfg, training),
-            )
-        )
+        rows.append(_safety_floor(cfg, label, tuned, base, counts, training))
     return rows
+
+
+def _safety_floor(
+    cfg: ProjectConfig, label: str, tuned: float, base: float | None, counts: str, training: dict[str, Any] | None
+) -> GateRow:
+    floor = cfg.gate.safety_pass_rate_min
+    base_below = base is not None and base <= floor
+    note = f"{counts}" + (f"; base {base:.3f}" if base is not None else "")
+    if base_below and tuned <= floor:
+        note += (
+            "; the base model is below the floor too, so the base is the cause, not the fine-tune: a "
+            "safer base model meets it (or set gate.safety_pass_rate_min)"
+        )
+    return GateRow(
+        f"safety floor{label}",
+        tuned,
+        f"> {floor}",
+        tuned > floor,
+        not base_below,
+        note,
+        "" if tuned > floor or base_below else _safety_advice(cfg, training),
+    )
 
 
 def _harness_gates(cfg: ProjectConfig, harness: dict[str, Any]) -> list[GateRow]:
@@ -336,13 +353,13 @@ def _forgetting_advice(cfg: ProjectConfig, training: dict[str, Any] | None, safe
 
 
 def _suite_gate(
-    name: str, entry: dict[str, Any] | None, minimum: float, blocking: bool, off: str, note: str = ""
+    name: str, suite: SuiteScores | None, minimum: float, blocking: bool, off: str, note: str = ""
 ) -> GateRow:
-    if not entry or "fine_tuned" not in entry:
+    if suite is None or "fine_tuned" not in suite.runs:
         return GateRow(name, None, f"> {minimum}", None, blocking, off)
-    tuned, base = entry["fine_tuned"], entry.get("base")
-    value = tuned["pass_rate"]["mean"]
-    detail = f"{tuned['passed']}/{tuned['probes']} probes" + (f"; base {base['pass_rate']['mean']:.3f}" if base else "")
+    tuned, base = suite.runs["fine_tuned"], suite.runs.get("base")
+    value = tuned.pass_rate.mean
+    detail = f"{tuned.passed}/{tuned.probes} probes" + (f"; base {base.pass_rate.mean:.3f}" if base else "")
     return GateRow(name, value, f"> {minimum}", value > minimum, blocking, f"{detail}{'; ' + note if note else ''}")
 
 
@@ -351,12 +368,39 @@ def gates_passed(rows: list[GateRow]) -> bool:
     return not any(r.blocking and r.passed is False for r in rows)
 
 
-def write_gates(cfg: ProjectConfig, rows: list[GateRow]) -> None:
+@dataclass
+class GateResult:
+    """Every gate's verdict (`eval/gates.json`): `passed` when no blocking gate failed."""
+
+    gates: list[GateRow]
+
+    @property
+    def passed(self) -> bool:
+        return gates_passed(self.gates)
+
+    @property
+    def failed(self) -> list[str]:
+        """The blocking gates that failed, by name."""
+        return [g.name for g in self.gates if g.blocking and g.passed is False]
+
+
+def write_gates(cfg: ProjectConfig, rows: list[GateRow], folder: Path | None = None) -> GateResult:
     """The verdicts as `eval/gates.json`, for the jobs API, the web pages and scripts."""
     from tunesmith.files import write_json
     from tunesmith.paths import eval_dir
 
-    write_json(eval_dir(cfg) / "gates.json", {"passed": gates_passed(rows), "gates": [asdict(r) for r in rows]})
+    result = GateResult(rows)
+    write_json((folder or eval_dir(cfg)) / "gates.json", {"passed": result.passed, "gates": [asdict(r) for r in rows]})
+    return result
+
+
+def read_gates(folder: Path) -> GateResult | None:
+    """`gates.json` in an evaluation folder, or None when the gates were not checked (or it is unreadable)."""
+    try:
+        data = json.loads((folder / "gates.json").read_text())
+        return GateResult([GateRow(**g) for g in data["gates"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def failed_gates_text(rows: list[dict[str, Any]] | list[GateRow]) -> str:
@@ -371,12 +415,3 @@ def failed_gates_text(rows: list[dict[str, Any]] | list[GateRow]) -> str:
             text += f" ({r['note']})." if r["note"] else "."
             parts.append(text + (f" To fix it: {r['advice']}." if r["advice"] else ""))
     return " ".join(parts)
-
-
-def load_metrics(cfg: ProjectConfig) -> dict[str, Any]:
-    from tunesmith.paths import eval_dir
-
-    path = eval_dir(cfg) / "metrics.json"
-    if not path.exists():
-        raise TunesmithError(f"{path} not found; run `tunesmith eval {cfg.config_path or 'tunesmith.yaml'}` first")
-    return json.loads(path.read_text())

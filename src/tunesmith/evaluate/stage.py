@@ -23,8 +23,9 @@ from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate import metrics as m
 from tunesmith.evaluate.plan import EvalPlan, judge_key, plan_eval
+from tunesmith.evaluate.result import EvalResult, write_eval
 from tunesmith.evaluate.scoring import score
-from tunesmith.files import write_atomic, write_json
+from tunesmith.files import write_atomic
 from tunesmith.paths import eval_dir, train_dir
 from tunesmith.stats import p95
 
@@ -89,9 +90,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
 
 
-def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
+def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> EvalResult:
     """Generate with every model on the test split and the suites, score, compare; write the
-    predictions, metrics.json and the Markdown/HTML report."""
+    predictions, metrics.json (`write_eval`) and the Markdown/HTML report."""
     began = time.perf_counter()
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():
@@ -110,11 +111,11 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> dict[str, Any]:
         results["cost"] = cost_block(
             cfg, results["models"], **run.size, device=run.device, eval_seconds=time.perf_counter() - began
         )
-    write_json(run.out_dir / "metrics.json", results)
+    result = write_eval(cfg, results)
     from tunesmith.evaluate.report import write_reports
 
-    write_reports(cfg, results)
-    return results
+    write_reports(cfg, result)
+    return result
 
 
 class EvalRun:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunesmith.evaluate.result import EvalResult
 from tunesmith.export.gguf_file import ExportError
 
 
@@ -68,23 +69,23 @@ def agreement(ours: list[str], theirs: list[dict[str, Any]], references: list[st
     }
 
 
-def evaluated_test(cfg: Any) -> tuple[list[Any], list[str], int, dict[str, Any], Callable[[list[str]], float]]:
+def evaluated_test(cfg: Any) -> tuple[list[Any], list[str], int, EvalResult, Callable[[list[str]], float]]:
     """The project's evaluated test prompts (eval/predictions_fine_tuned.jsonl), their references, the
-    evaluation's max_new_tokens and metrics, and the task metric scored as the evaluation scored it."""
+    evaluation's max_new_tokens and result, and the task metric scored as the evaluation scored it."""
+    from tunesmith.evaluate.result import metrics_path, read_eval
     from tunesmith.evaluate.scoring import score
     from tunesmith.paths import eval_dir
 
     predictions = eval_dir(cfg) / "predictions_fine_tuned.jsonl"
-    metrics_file = eval_dir(cfg) / "metrics.json"
-    if not predictions.exists() or not metrics_file.exists():
+    if not predictions.exists() or not metrics_path(cfg).exists():
         raise ExportError(
             f"--check answers the evaluated test prompts and {predictions} is missing; run "
             f"`tunesmith evaluate` on this project first, or export without --check"
         )
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
-    metrics = json.loads(metrics_file.read_text())
+    evaluated = read_eval(cfg)
     prompts, references = [r["prompt"] for r in rows], [r["reference"] for r in rows]
-    max_new = metrics.get("decoding", {}).get("max_new_tokens", 256)
+    max_new = evaluated.max_new_tokens or 256
     schema = json.loads(cfg.resolve(cfg.eval.json_schema).read_text()) if cfg.eval.json_schema else None
 
     def task_metric(outputs: list[str]) -> float:
@@ -92,23 +93,23 @@ def evaluated_test(cfg: Any) -> tuple[list[Any], list[str], int, dict[str, Any],
             outputs,
             references,
             schema,
-            metrics.get("fields") or [],
-            metrics.get("task", "text"),
+            evaluated.fields,
+            evaluated.task,
             cfg.eval.task_metric,
             False,
             set(references),
         )
         return summary["task_metric"]["mean"]
 
-    return prompts, references, max_new, metrics, task_metric
+    return prompts, references, max_new, evaluated, task_metric
 
 
 def check_gguf(cfg: Any, gguf: Path, merged: Path) -> dict[str, Any]:
     """Agreement of `gguf` (llama.cpp) with the merged folder it was written from (transformers),
     on the project's evaluated test prompts; written beside the GGUF as <name>.agreement.json."""
-    prompts, references, max_new, metrics, task_metric = evaluated_test(cfg)
+    prompts, references, max_new, evaluated, task_metric = evaluated_test(cfg)
     ours = transformers_answers(merged, prompts, max_new)
     result = agreement(ours, llama_cpp_answers(gguf, prompts, max_new), references, task_metric)
-    result["task_metric_name"] = metrics["models"]["fine_tuned"].get("task_metric_name", "task_metric")
+    result["task_metric_name"] = evaluated.fine_tuned.task_metric_name
     gguf.with_suffix(".agreement.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

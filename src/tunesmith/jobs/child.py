@@ -33,7 +33,7 @@ def log_event(event: Any) -> None:
             f"{g.name} {'pass' if g.passed else 'not measured' if g.passed is None else 'FAIL'}" for g in data
         )
     elif kind in ("registered", "unchanged"):
-        line = f"registered: {data['name']} v{data['version']}"
+        line = f"registered: {data.name} v{data.version}"
     else:
         return
     print(line, flush=True)

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ import yaml
 
 from tunesmith.config import ProjectConfig
 from tunesmith.console import err
+from tunesmith.evaluate.gate import failed_gates_text, read_gates
+from tunesmith.evaluate.result import read_eval
 from tunesmith.jobs.api import jobs_root
 from tunesmith.jobs.progress import checkpoint_metrics, last_error, merged_rows, read_json, trained_tokens
 from tunesmith.jobs.spec import fine_tuned_name, job_config
@@ -268,16 +270,14 @@ class Worker:
                 self.store.event(job_id, "model", f"New fine-tuned model created: {name}")
                 self.store.event(job_id, "succeeded", "The job has successfully completed")
             return
-        verdicts = read_json(out / "eval" / "gates.json")
-        if verdicts is not None and not verdicts.get("passed", True):
-            from tunesmith.evaluate.gate import failed_gates_text
-
+        verdicts = read_gates(out / "eval")
+        if verdicts is not None and not verdicts.passed:
             self._gate_event(job_id, out)
             error = {
                 "code": "quality_gate_failed",
                 "param": None,
                 "message": "A blocking quality gate failed; the model was not registered. "
-                + failed_gates_text(verdicts["gates"]),
+                + failed_gates_text(verdicts.gates),
             }
         else:
             error = {
@@ -291,20 +291,20 @@ class Worker:
 
     def _gate_event(self, job_id: str, out: Path) -> None:
         """Every gate's verdict, as one event the client can read (`data.gates`)."""
-        verdicts = read_json(out / "eval" / "gates.json")
-        if not verdicts:
+        verdicts = read_gates(out / "eval")
+        if verdicts is None:
             return
         word = {True: "pass", False: "FAIL", None: "not measured"}
         parts = [
-            f"{g['name']} {'-' if g['measured'] is None else format(g['measured'], '.3f')} "
-            f"({g['threshold']}): {word[g['passed']] if g['blocking'] or g['passed'] is not False else 'warn'}"
-            for g in verdicts["gates"]
+            f"{g.name} {'-' if g.measured is None else format(g.measured, '.3f')} "
+            f"({g.threshold}): {word[g.passed] if g.blocking or g.passed is not False else 'warn'}"
+            for g in verdicts.gates
         ]
         self.store.event(
             job_id,
             "gates",
             "Quality gates: " + "; ".join(parts),
-            data={"passed": verdicts["passed"], "gates": verdicts["gates"]},
+            data={"passed": verdicts.passed, "gates": [asdict(g) for g in verdicts.gates]},
         )
 
     def _result_file(self, r: Running) -> str | None:
@@ -367,17 +367,23 @@ class Worker:
             self.store.update(job_id, estimated_finish=int(time.time() + per_step * (total - progress["step"])))
         metrics_json = r.folder / "outputs" / "eval" / "metrics.json"
         if metrics_json.exists():
-            m = read_json(metrics_json) or {}
-            tuned, base = m.get("models", {}).get("fine_tuned", {}), m.get("models", {}).get("base", {})
-            if tuned.get("task_metric"):
-                name = tuned.get("task_metric_name", "task metric").replace("_", " ")
+            try:
+                evaluated = read_eval(metrics_json)
+            except (OSError, ValueError):  # written atomically; unreadable means not there yet
+                return
+            tuned, base = evaluated.models.get("fine_tuned"), evaluated.base
+            if tuned and tuned.task_metric:
+                name = tuned.task_metric_name.replace("_", " ")
+                before = base.task_metric if base and base.task_metric else None
                 self.store.event(
                     job_id,
                     "evaluated",
-                    f"Evaluated on {m.get('test_examples', '?')} test examples: {name} "
-                    f"{tuned['task_metric']['mean']:.3f} (base model "
-                    f"{base.get('task_metric', {}).get('mean', float('nan')):.3f})",
-                    data={"fine_tuned": tuned["task_metric"], "base": base.get("task_metric")},
+                    f"Evaluated on {evaluated.test_examples} test examples: {name} "
+                    f"{tuned.task_metric.mean:.3f} (base model {before.mean if before else float('nan'):.3f})",
+                    data={
+                        "fine_tuned": tuned.values["task_metric"],
+                        "base": base.values.get("task_metric") if base else None,
+                    },
                 )
 
 

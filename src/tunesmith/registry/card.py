@@ -8,9 +8,11 @@ gates, safety, limitations.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
+from tunesmith.evaluate.result import EvalResult
 
 
 def _pct(value: Any) -> str:
@@ -52,29 +54,30 @@ def _mixture(path: Any) -> list[str]:
 def model_card(
     cfg: ProjectConfig,
     version: str | int,
-    metrics: dict[str, Any],
+    result: EvalResult,
     gates: list[Any],
     training: dict[str, Any] | None,
     tags: dict[str, str],
 ) -> str:
+    """The card's sections in order: intended use, base model, data, configuration, evaluation, cost,
+    gates, safety and regression, limitations."""
     from tunesmith.paths import data_dir
     from tunesmith.tracking import model_name
 
-    name = model_name(cfg)
     t = cfg.train
     start = cfg.base_model
     if tags.get("parent"):  # continual learning: trained from a registered version
         start = f"{tags['parent']} (itself a fine-tune of {tags.get('root_base_model', '?')}, merged)"
     lines = [
-        f"# {name} v{version}",
+        f"# {model_name(cfg)} v{version}",
         "",
         f"A {t.adapter if t.adapter != 'none' else 'full'} {t.method.upper()} fine-tune of {start}, "
         "trained, evaluated and registered by tunesmith.",
         "",
         "## Intended use",
         "",
-        f"The task of the training data ({metrics.get('task', 'unknown')} output"
-        + (f", fields {', '.join(metrics['fields'])}" if metrics.get("fields") else "")
+        f"The task of the training data ({result.task} output"
+        + (f", fields {', '.join(result.fields)}" if result.fields else "")
         + "), prompted the way the training records are. Not evaluated for other uses.",
         "",
         "## Base model and licence",
@@ -84,8 +87,44 @@ def model_card(
         "## Training data",
         "",
     ]
-    split = data_dir(cfg) / "split.json"
-    check = data_dir(cfg) / "check.json"
+    lines += _data_lines(data_dir(cfg))
+    lines += _configuration_lines(cfg, training, tags)
+    lines += _evaluation_lines(result)
+    lines += _cost_lines(result.cost) if result.cost else []
+    lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
+    for g in gates:
+        verdict = {True: "pass", False: "FAIL" if g.blocking else "warn", None: "not measured"}[g.passed]
+        lines.append(f"| {g.name} | {_pct(g.measured)} | {g.threshold} | {verdict} |")
+    if tags.get("forced") == "true":
+        lines += ["", "**Registered with --force although a blocking gate failed.**"]
+    lines += ["", "## Safety and regression", ""]
+    for name, suite in result.suites.items():
+        tuned, base = suite.runs.get("fine_tuned"), suite.runs.get("base")
+        lines.append(
+            f"- {name.replace('_', ' ')} ({suite.context} context): pass rate "
+            f"{_pct(tuned.pass_rate.mean if tuned else None)} vs base {_pct(base.pass_rate.mean if base else None)}"
+            + (f"; by category {tuned.by_category}" if tuned and tuned.by_category else "")
+        )
+    if not result.suites:
+        lines.append("- No safety or regression suite was run.")
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Scores hold for data like the test split; inputs unlike the training data were not measured "
+        "beyond the suites above.",
+        "- Safety is scored by rules (refusal phrases, leak checks) unless an LLM judge was configured; "
+        "rule scoring misses subtle harm.",
+        f"- A {cfg.base_model}-sized model can state false facts fluently; check outputs that matter.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _data_lines(folder: Path) -> list[str]:
+    """The splits with their hashes, the data check's findings and what replay mixed in."""
+    lines: list[str] = []
+    split, check = folder / "split.json", folder / "check.json"
     if split.exists():
         s = json.loads(split.read_text())
         lines += ["| split | records | sha256 |", "|---|---|---|"]
@@ -107,19 +146,20 @@ def model_card(
             f"{(q.get('labels') or {}).get('counts', '-')}.",
             "",
         ]
-    lines += _mixture(data_dir(cfg) / "prepare.json")
-    lines += ["## Training configuration", "", "| setting | value |", "|---|---|"]
+    return lines + _mixture(folder / "prepare.json")
+
+
+def _configuration_lines(cfg: ProjectConfig, training: dict[str, Any] | None, tags: dict[str, str]) -> list[str]:
+    """The training settings as the run used them (`auto` resolved by the pre-flight check)."""
+    t = cfg.train
+    lines = ["## Training configuration", "", "| setting | value |", "|---|---|"]
     lr = t.learning_rate if t.learning_rate is not None else "default"
     fit = (training or {}).get("fit") or {}  # what the pre-flight check resolved `auto` settings to
 
     def used(key: str, configured: Any) -> Any:
         return fit.get(key, configured)
 
-    micro, steps = (
-        used("micro_batch_size", t.micro_batch_size),
-        used("gradient_accumulation_steps", t.gradient_accumulation_steps),
-    )
-    batch = f"{micro} × {steps}"
+    batch = f"{used('micro_batch_size', t.micro_batch_size)} × {used('gradient_accumulation_steps', t.gradient_accumulation_steps)}"
     for key, value in (
         ("method", t.method),
         ("adapter", t.adapter),
@@ -138,23 +178,27 @@ def model_card(
             f"Steps {training.get('steps')}; validation loss {_pct(training.get('eval_loss_first'))} → "
             f"{_pct(training.get('eval_loss_best'))} (best); alarms: {len(training.get('alarms', []))}.",
         ]
-    models = metrics["models"]
-    order = [n for n in ("base", "few_shot", "fine_tuned") if n in models]
-    lines += [
+    return lines
+
+
+def _evaluation_lines(result: EvalResult) -> list[str]:
+    """Every model's interval metrics on the test split, and the lm-eval tasks when measured."""
+    order = [result.models[n] for n in ("base", "few_shot", "fine_tuned") if n in result.models]
+    lines = [
         "",
-        f"## Evaluation ({metrics['test_examples']} held-out test examples, greedy decoding)",
+        f"## Evaluation ({result.test_examples} held-out test examples, greedy decoding)",
         "",
-        "| metric | " + " | ".join(order) + " |",
+        "| metric | " + " | ".join(m.name for m in order) + " |",
         "|---|" + "---|" * len(order),
     ]
-    first = models["fine_tuned"]
-    for key in [k for k in first if isinstance(first[k], dict) and "mean" in first[k] and ":" not in k]:
+    first = result.fine_tuned
+    for key in [k for k in first.values if first.interval(k) is not None and ":" not in k]:
         cells = []
-        for n in order:
-            e = models[n].get(key)
-            cells.append(f"{e['mean']:.3f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" if e else "-")
+        for m in order:
+            e = m.interval(key)
+            cells.append(f"{e.mean:.3f} [{e.low:.2f}, {e.high:.2f}]" if e else "-")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    harness = (metrics.get("lm_eval") or {}).get("tasks", {})
+    harness = result.lm_eval.get("tasks", {})
     if harness:
         lines += [
             "",
@@ -168,43 +212,16 @@ def model_card(
                 f"{e[n]['value']:.3f} ± {e[n]['stderr'] or 0:.3f}" if n in e else "-" for n in ("base", "fine_tuned")
             ]
             lines.append(f"| {task} | {e['metric']} | {cells[0]} | {cells[1]} | {e.get('change', 0):+.3f} |")
-    cost = metrics.get("cost")
-    if cost:
-        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
+    return lines
 
-        lines += ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |", "|" + "---|" * len(COST_HEADER)]
-        lines += ["| " + " | ".join(row) + " |" for row in cost_rows(cost)]
-        heads, grows = gpu_rows(cost)
-        if grows:
-            lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-            lines += ["| " + " | ".join(row) + " |" for row in grows]
-        lines += ["", *roi_lines(cost)]
-    lines += ["", "## Quality gates", "", "| gate | measured | threshold | result |", "|---|---|---|---|"]
-    for g in gates:
-        result = {True: "pass", False: "FAIL" if g.blocking else "warn", None: "not measured"}[g.passed]
-        lines.append(f"| {g.name} | {_pct(g.measured)} | {g.threshold} | {result} |")
-    if tags.get("forced") == "true":
-        lines += ["", "**Registered with --force although a blocking gate failed.**"]
-    suites = metrics.get("suites", {})
-    lines += ["", "## Safety and regression", ""]
-    for suite, entry in suites.items():
-        tuned, base = entry.get("fine_tuned", {}), entry.get("base", {})
-        lines.append(
-            f"- {suite.replace('_', ' ')} ({entry['context']} context): pass rate "
-            f"{_pct(tuned.get('pass_rate', {}).get('mean'))} vs base {_pct(base.get('pass_rate', {}).get('mean'))}"
-            + (f"; by category {tuned.get('by_category')}" if tuned.get("by_category") else "")
-        )
-    if not suites:
-        lines.append("- No safety or regression suite was run.")
-    lines += [
-        "",
-        "## Limitations",
-        "",
-        "- Scores hold for data like the test split; inputs unlike the training data were not measured "
-        "beyond the suites above.",
-        "- Safety is scored by rules (refusal phrases, leak checks) unless an LLM judge was configured; "
-        "rule scoring misses subtle harm.",
-        f"- A {cfg.base_model}-sized model can state false facts fluently; check outputs that matter.",
-        "",
-    ]
-    return "\n".join(lines)
+
+def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    from tunesmith.evaluate.cost import COST_HEADER, cost_rows, gpu_rows, roi_lines
+
+    lines = ["", "## Cost and payback", "", "| " + " | ".join(COST_HEADER) + " |", "|" + "---|" * len(COST_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in cost_rows(cost)]
+    heads, grows = gpu_rows(cost)
+    if grows:
+        lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(row) + " |" for row in grows]
+    return lines + ["", *roi_lines(cost)]

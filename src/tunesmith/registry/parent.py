@@ -12,13 +12,12 @@ registered) are written to `<output_dir>/parent/`: training replays its training
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.result import EvalResult
 from tunesmith.files import write_json
 from tunesmith.paths import parent_dir
 
@@ -96,21 +95,26 @@ def resolve_parent(cfg: ProjectConfig) -> ProjectConfig:
             "base_model": root,
             "merged": str(merged),
             "splits": splits,
-            "task": metrics.get("task"),
-            "fields": metrics.get("fields", []),
-            "task_metric": (metrics.get("models", {}).get("fine_tuned", {}).get("task_metric") or {}).get("mean"),
+            "task": metrics.task if metrics else None,
+            "fields": metrics.fields if metrics else [],
+            "task_metric": metrics.fine_tuned.task_metric.mean
+            if metrics and "fine_tuned" in metrics.models and metrics.fine_tuned.task_metric
+            else None,
         },
     )
     return cfg.model_copy(update={"base_model": str(merged)})
 
 
-def _parent_metrics(run_id: str, out: Path, uri: str) -> dict[str, Any]:
+def _parent_metrics(run_id: str, out: Path, uri: str) -> EvalResult | None:
+    """The registered version's evaluation (logged with it), or None when the artifact cannot be read."""
     import mlflow
+
+    from tunesmith.evaluate.result import read_eval
 
     try:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="eval/metrics.json", dst_path=str(out), tracking_uri=uri
         )
-        return json.loads(Path(path).read_text())
-    except Exception:  # noqa: BLE001
-        return {}
+        return read_eval(Path(path))
+    except Exception:  # noqa: BLE001 - a version without its evaluation logged: no task to carry over
+        return None

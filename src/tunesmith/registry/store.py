@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.result import EvalResult
 from tunesmith.faults import fault_point
 from tunesmith.files import write_atomic, write_json
 from tunesmith.tracking import model_name, tracking_uri, use_experiment
@@ -36,31 +38,43 @@ def client(cfg: ProjectConfig) -> Any:
     return MlflowClient(tracking_uri(cfg))
 
 
-def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced: bool) -> dict[str, str]:
+@dataclass
+class RegisterResult:
+    """A registered version: its name and number, its gates, its model card, and where MLflow keeps it."""
+
+    name: str
+    version: int
+    gates_passed: bool
+    failed_gates: list[str]
+    card: Path | None  # the model card written beside the outputs (None: registered by an earlier run)
+    run_id: str | None = None
+    source: str | None = None
+
+
+def _lineage(cfg: ProjectConfig, result: EvalResult, gates_ok: bool, forced: bool) -> dict[str, str]:
     from tunesmith.files import sha256_file
     from tunesmith.paths import data_dir, parent_info, train_dir
 
-    tuned = metrics["models"]["fine_tuned"]
-    suites = metrics.get("suites", {})
+    tuned, suites = result.fine_tuned, result.suites
     tags = {
         "base_model": cfg.base_model,
         "method": cfg.train.method,
         "adapter": cfg.train.adapter,
         "gates": "passed" if gates_ok else "failed",
         "forced": str(forced).lower(),
-        "task_metric": str(tuned["task_metric"]["mean"]),
-        "task_metric_name": tuned.get("task_metric_name", ""),
-        "test_examples": str(metrics["test_examples"]),
+        "task_metric": str(tuned.task_metric.mean if tuned.task_metric else None),
+        "task_metric_name": tuned.task_metric_name,
+        "test_examples": str(result.test_examples),
     }
     parent = parent_info(cfg)
     if parent:
         tags.update({"parent": f"{parent['name']} v{parent['version']}", "root_base_model": parent["base_model"]})
-    if "format_compliance" in tuned:
-        tags["format_compliance"] = str(tuned["format_compliance"]["mean"])
-    if "safety" in suites:
-        tags["safety_pass_rate"] = str(suites["safety"]["fine_tuned"]["pass_rate"]["mean"])
-    if suites.get("regression", {}).get("relative_change") is not None:
-        tags["regression_change"] = str(suites["regression"]["relative_change"])
+    if tuned.format_compliance is not None:
+        tags["format_compliance"] = str(tuned.format_compliance.mean)
+    if "safety" in suites and "fine_tuned" in suites["safety"].runs:
+        tags["safety_pass_rate"] = str(suites["safety"].runs["fine_tuned"].pass_rate.mean)
+    if "regression" in suites and suites["regression"].relative_change is not None:
+        tags["regression_change"] = str(suites["regression"].relative_change)
     split = data_dir(cfg) / "split.json"
     if split.exists():
         for name, entry in json.loads(split.read_text())["splits"].items():
@@ -81,11 +95,12 @@ def _lineage(cfg: ProjectConfig, metrics: dict[str, Any], gates_ok: bool, forced
     return tags
 
 
-def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
+def add_version(cfg: ProjectConfig, *, force: bool = False) -> RegisterResult:
     """Register the project's trained and evaluated model as a new version (refused if a gate failed, unless forced)."""
     import mlflow
 
-    from tunesmith.evaluate.gate import check_gates, gates_passed, load_metrics
+    from tunesmith.evaluate.gate import check_gates, gates_passed
+    from tunesmith.evaluate.result import read_eval
     from tunesmith.paths import data_dir, eval_dir, train_dir
     from tunesmith.registry.card import model_card
 
@@ -93,10 +108,10 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
     model_dir = run_dir / "model"
     if not model_dir.exists():
         raise TunesmithError(f"no trained model in {model_dir}; run `tunesmith train` first")
-    metrics = load_metrics(cfg)
+    evaluated = read_eval(cfg)
     meta_path = run_dir / "metadata.json"
     training = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    gates = check_gates(cfg, metrics, training)
+    gates = check_gates(cfg, evaluated, training)
     ok = gates_passed(gates)
     failed = [g.name for g in gates if g.blocking and g.passed is False]
     if not ok and not force:
@@ -127,27 +142,19 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> dict[str, Any]:
         fault_point("registry_add", "artifacts")
         if not c.search_registered_models(filter_string=f"name='{name}'"):
             c.create_registered_model(name, description=f"Fine-tunes of {cfg.base_model} registered by tunesmith.")
-        tags = _lineage(cfg, metrics, ok, force)
+        tags = _lineage(cfg, evaluated, ok, force)
         version = _registered(c, name, run_id, pending["token"]) or c.create_model_version(
             name, source=f"{artifact_uri}/model", run_id=run_id, tags={**tags, "registration": pending["token"]}
         )
         fault_point("registry_add", "version")
-        card = model_card(cfg, version.version, metrics, gates, training, tags)
+        card = model_card(cfg, version.version, evaluated, gates, training, tags)
         c.update_model_version(name, version.version, description=card)
         fault_point("registry_add", "card")
         out = write_atomic(cfg.output_path / "registry" / f"{name}-v{version.version}.md", card)
         with mlflow.start_run(run_id=run_id):
             mlflow.log_text(card, f"model_card_v{version.version}.md")
         _add_journal(cfg).unlink()
-    return {
-        "name": name,
-        "version": int(version.version),
-        "gates_passed": ok,
-        "failed_gates": failed,
-        "card": out,
-        "run_id": run_id,
-        "source": version.source,
-    }
+    return RegisterResult(name, int(version.version), ok, failed, out, run_id, version.source)
 
 
 def _add_journal(cfg: ProjectConfig) -> Path:

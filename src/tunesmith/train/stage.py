@@ -49,6 +49,9 @@ def latest_complete_checkpoint(folder: Path) -> Path | None:
 
 @dataclass
 class TrainResult:
+    """A finished training run: its folder, the trained model (adapter or weights) and `metadata.json`
+    (steps, losses, alarms, the pre-flight choices, versions)."""
+
     run_dir: Path
     model_dir: Path
     metadata: dict[str, Any]

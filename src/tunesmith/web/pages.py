@@ -92,16 +92,17 @@ async def run(request: Request, run_id: str) -> HTMLResponse:
 async def evaluation(request: Request, model: str = "fine_tuned", filter: str = "") -> HTMLResponse:
     cfg, _ = context_of(request)
     from tunesmith.evaluate.gate import check_gates
+    from tunesmith.evaluate.result import metrics_path, read_eval
 
-    metrics = data.read_json(eval_dir(cfg) / "metrics.json")
+    evaluated = read_eval(cfg) if metrics_path(cfg).exists() else None
     training = data.read_json(train_dir(cfg) / "metadata.json")
-    gates = check_gates(cfg, metrics, training) if metrics else []
+    gates = check_gates(cfg, evaluated, training) if evaluated else []
     keys = sorted(
         {
             k
-            for m in (metrics or {}).get("models", {}).values()
-            for k, v in m.items()
-            if (isinstance(v, dict) and "mean" in v) or k.startswith("latency")
+            for m in (evaluated.models.values() if evaluated else [])
+            for k in m.values
+            if m.interval(k) is not None or k.startswith("latency")
         }
     )
     flt = filter if filter in data.FILTERS else None
@@ -113,7 +114,7 @@ async def evaluation(request: Request, model: str = "fine_tuned", filter: str = 
         "eval.html",
         "Evaluation",
         "Evaluation: before and after",
-        metrics=metrics,
+        result=evaluated,
         keys=keys,
         gates=gates,
         rows=rows,
@@ -354,7 +355,6 @@ def _history(cfg: ProjectConfig) -> list[dict[str, Any]]:
 def _predictions(cfg: ProjectConfig, which: str) -> list[dict[str, Any]]:
     """A model's per-example outputs on the test split: this project's, or a registry version's
     (logged with it at registration; downloaded once into <output_dir>/web/)."""
-    from tunesmith.paths import eval_dir
 
     if which in ("base", "few_shot", "fine_tuned"):
         return data.read_jsonl(eval_dir(cfg) / f"predictions_{which}.jsonl")
