@@ -241,23 +241,34 @@ def run_pipeline(
     result.gates = check_gates(cfg, evaluated, training)
     result.passed = write_gates(cfg, result.gates).passed
     emit(Event("gates", "gate", result.gates))
-    if not result.passed:
-        return result
-    if todo["register"] == "skip":
-        from tunesmith.registry.store import RegisterResult
+    if result.passed:
+        result.registered = _register(
+            cfg,
+            todo["register"] == "skip",
+            emit,
+            lambda version: mark(cfg, "register", fps["register"], version=version, seconds=took("register")),
+        )
+    return result
+
+
+def _register(
+    cfg: ProjectConfig, unchanged: bool, emit: Callable[[Event], None], done: Callable[[int], None]
+) -> RegisterResult:
+    """The version registered for this evaluation: the one an earlier run registered when nothing changed
+    since, else a new one (`done(version)` marks the stage complete)."""
+    from tunesmith.registry.store import RegisterResult, add_version
+
+    if unchanged:
         from tunesmith.tracking import model_name
 
-        version = load_state(cfg)["register"].get("version")
-        result.registered = RegisterResult(model_name(cfg), version, True, [], None)
-        emit(Event("unchanged", "register", result.registered))
-        return result
-    from tunesmith.registry.store import add_version
-
+        registered = RegisterResult(model_name(cfg), load_state(cfg)["register"].get("version"), True, [], None)
+        emit(Event("unchanged", "register", registered))
+        return registered
     emit(Event("stage", "register"))
-    result.registered = add_version(cfg)
-    mark(cfg, "register", fps["register"], version=result.registered.version, seconds=took("register"))
-    emit(Event("registered", "register", result.registered))
-    return result
+    registered = add_version(cfg)
+    done(registered.version)
+    emit(Event("registered", "register", registered))
+    return registered
 
 
 def _data(cfg: ProjectConfig, emit: Callable[[Event], None]) -> DataResult:

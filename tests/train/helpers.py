@@ -32,7 +32,8 @@ def preference_rows(n: int = 40, seed: int = 0) -> list[dict]:
 
 def make_project(root: Path, model_dir: Path, rows: list[dict], **train) -> Path:
     """Write tunesmith.yaml + data under `root` and run the data stage; returns the config path."""
-    from tunesmith.data.stage import check_config, pair_lengths, prepare_splits, split_outcome
+    from tunesmith.data.pairs import pair_lengths
+    from tunesmith.data.stage import check_config, prepare_splits, split_outcome
     from tunesmith.models import load_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)

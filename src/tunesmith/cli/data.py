@@ -173,7 +173,8 @@ def data_prepare(
     """Tokenise, mask and pack the train and validation splits for training (SFT); for preference
     training, measure the training pairs' lengths for the pre-flight check."""
     from tunesmith.cli.data_views import print_prepare
-    from tunesmith.data.stage import pair_lengths, prepare_splits
+    from tunesmith.data.pairs import pair_lengths
+    from tunesmith.data.stage import prepare_splits
     from tunesmith.models import load_tokenizer
 
     cfg = load(config, overrides)

@@ -168,6 +168,142 @@ _PII_WORDS = {
 }
 
 
+@dataclass
+class _Tally:
+    """What the check pass keeps about the valid records: where each came from, in compact arrays (a few bytes
+    a record, for huge files), and the counts its quality report is made of."""
+
+    file_names: list[str] = field(default_factory=list)
+    file_of: array = field(default_factory=lambda: array("I"))
+    line_of: array = field(default_factory=lambda: array("Q"))
+    split_of: array = field(default_factory=lambda: array("B"))
+    pii: list[dict[str, Any]] = field(default_factory=list)
+    pii_counts: Counter = field(default_factory=Counter)
+    counts: dict[str, int] = field(default_factory=lambda: {"exact_duplicates": 0, "near_duplicates": 0, "leakage": 0})
+    turns: Counter = field(default_factory=Counter)
+    roles: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)
+    leak_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    SPLITS = ("auto", *SPLIT_NAMES)
+
+    def place(self, key: int) -> str:
+        return f"{self.file_names[self.file_of[key]]}:{self.line_of[key]}"
+
+    def add(self, row: RawRow, split: str) -> int:
+        """A valid record's key, with where it came from."""
+        key = len(self.line_of)
+        self.file_of.append(len(self.file_names) - 1)
+        self.line_of.append(row.line)
+        self.split_of.append(self.SPLITS.index(split))
+        return key
+
+    def count(self, record: Any) -> None:
+        self.kinds[record.kind] += 1
+        msgs = record.messages if isinstance(record, Conversation) else record.chosen_conversation()
+        self.turns[len(msgs)] += 1
+        self.roles.update(m["role"] for m in msgs)
+        if "label" in record.meta:
+            self.labels[record.meta["label"]] += 1
+
+    def scan_pii(self, record: Any, row: RawRow, result: CheckResult) -> bool:
+        """Count the record's PII and warn once per kind; True when it holds any."""
+        found_kinds: set[str] = set()
+        for fld, content in _message_fields(record):
+            for m in find_pii(content):
+                self.pii_counts[m.kind] += 1
+                if len(self.pii) < MAX_LISTED:
+                    self.pii.append({"file": row.file, "line": row.line, "kind": m.kind, "field": fld})
+                if m.kind not in found_kinds:
+                    found_kinds.add(m.kind)
+                    result.warn(
+                        Problem(
+                            row.file,
+                            row.line,
+                            fld,
+                            f"contains {_PII_WORDS[m.kind]}; redact it (data.redact_pii: true or "
+                            "--redact-pii) unless the model must learn it",
+                        )
+                    )
+        return bool(found_kinds)
+
+    def too_long(self, found: list[tuple[int, int]], max_length: int, result: CheckResult) -> None:
+        for key, n in found:
+            result.warn(
+                Problem(
+                    self.file_names[self.file_of[key]],
+                    self.line_of[key],
+                    "messages",
+                    f"{n} tokens is more than max_length={max_length} by {n - max_length}; "
+                    "it would be dropped or cut when preparing — raise data.max_length or shorten the record",
+                )
+            )
+
+    def duplicates(self, finder: DuplicateFinder, result: CheckResult) -> None:
+        """Each repeated record: a warning, and a leak when its copy sits in another given split."""
+        splits = self.SPLITS
+        for key, kind, earlier in finder.duplicates():
+            self.counts[f"{kind}_duplicates"] += 1
+            result.duplicates.append((key, kind, earlier))
+            file, line, split = self.file_names[self.file_of[key]], self.line_of[key], splits[self.split_of[key]]
+            result.warn(
+                Problem(
+                    file,
+                    line,
+                    None,
+                    f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {self.place(earlier[0])}"
+                    + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split"),
+                )
+            )
+            leaked = [
+                k
+                for k in earlier
+                if "auto" not in (splits[self.split_of[k]], split) and splits[self.split_of[k]] != split
+            ]
+            if leaked:
+                other = splits[self.split_of[leaked[0]]]
+                self.counts["leakage"] += 1
+                if len(self.leak_examples) < 100:
+                    self.leak_examples.append(
+                        {
+                            "file": file,
+                            "line": line,
+                            "split": split,
+                            "same_as": self.place(leaked[0]),
+                            "other_split": other,
+                        }
+                    )
+                result.warn(
+                    Problem(
+                        file,
+                        line,
+                        None,
+                        f"leakage: the {split} split repeats {self.place(leaked[0])} from the {other} split; "
+                        "remove one of them",
+                    )
+                )
+
+    def quality(self, near_dup_threshold: float, length_counter: Any, label_field: str | None) -> dict[str, Any]:
+        return {
+            "record_kinds": dict(self.kinds),
+            "exact_duplicates": self.counts["exact_duplicates"],
+            "near_duplicates": self.counts["near_duplicates"],
+            "near_dup_threshold": near_dup_threshold,
+            "leakage": {
+                "pairs": self.counts["leakage"],
+                "examples": self.leak_examples,
+                "checked": len({s for s in self.split_of if s != 0}) > 1,
+            },
+            "pii": self.pii,
+            "pii_counts": dict(self.pii_counts),
+            "length": length_counter.summary() if length_counter is not None else None,
+            "turns": {str(k): v for k, v in sorted(self.turns.items())},
+            "roles": dict(self.roles),
+            "labels": _balance(self.labels, label_field),
+        }
+
+
 def check_sources(
     sources: list[Source],
     *,
@@ -179,41 +315,11 @@ def check_sources(
     on_valid: ValidCallback | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> CheckResult:
-    """Check every record of every source; valid records go to `on_valid(key, record, split)`."""
+    """Check every record of every source; valid records go to `on_valid(key, record, split)`, rejected ones
+    to `rejects_path` with their reasons."""
     result = CheckResult(rejects_path=str(rejects_path))
     finder = DuplicateFinder(near_dup_threshold)
-    # key -> where the record came from, in compact arrays (a few bytes a record, for huge files)
-    file_names: list[str] = []
-    file_of = array("I")
-    line_of = array("Q")
-    split_names = ["auto", *SPLIT_NAMES]
-    split_of = array("B")
-    pii: list[dict[str, Any]] = []
-    pii_counts: Counter = Counter()
-    counts = {"exact_duplicates": 0, "near_duplicates": 0, "leakage": 0}
-    turns: Counter = Counter()
-    roles: Counter = Counter()
-    labels: Counter = Counter()
-    kinds: Counter = Counter()
-    leak_examples: list[dict[str, Any]] = []
-
-    def place(key: int) -> str:
-        return f"{file_names[file_of[key]]}:{line_of[key]}"
-
-    def note_length(found: list[tuple[int, int]]) -> None:
-        for key, n in found:
-            result.warn(
-                Problem(
-                    file_names[file_of[key]],
-                    line_of[key],
-                    "messages",
-                    (
-                        f"{n} tokens is more than max_length={length_counter.max_length} by {n - length_counter.max_length}; "
-                        "it would be dropped or cut when preparing — raise data.max_length or shorten the record"
-                    ),
-                )
-            )
-
+    tally = _Tally()
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with open(rejects_path, "w", encoding="utf-8") as rejects:
         for source in sources:
@@ -224,144 +330,71 @@ def check_sources(
                 result.files.append(stats)
                 converter = CONVERTERS.get(fmt) if fmt else None
                 for row in rows:
-                    if not file_names or file_names[-1] != row.file:
-                        file_names.append(row.file)
+                    if not tally.file_names or tally.file_names[-1] != row.file:
+                        tally.file_names.append(row.file)
                     stats["records"] += 1
                     result.total += 1
                     split = sub.split if sub.split != "auto" else split_from_name(row.file)
                     stats["split"] = split
-                    reasons = _reasons(row, converter, fmt)
-                    record = None
-                    if not reasons:
-                        try:
-                            record = converter(row.value)
-                        except RecordError as exc:
-                            reasons = [(exc.field, exc.message)]
-                    if record is not None:
-                        errors, warnings = validate_record(record)
-                        reasons = errors
-                        for fld, msg in warnings:
-                            result.warn(Problem(row.file, row.line, fld, msg))
+                    record, reasons = _converted(row, converter, fmt, result)
                     if reasons:
                         stats["rejected"] += 1
                         result.rejected += 1
-                        for fld, msg in reasons:
-                            result.error(Problem(row.file, row.line, fld, msg))
-                        rejects.write(
-                            json.dumps(
-                                {
-                                    "file": row.file,
-                                    "line": row.line,
-                                    "reasons": [{"field": f, "message": m} for f, m in reasons],
-                                    "raw": row.raw,
-                                },
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                        )
+                        _reject(row, reasons, result, rejects)
                         continue
                     stats["valid"] += 1
                     result.valid += 1
-                    key = len(line_of)
-                    file_of.append(len(file_names) - 1)
-                    line_of.append(row.line)
-                    split_of.append(split_names.index(split))
+                    key = tally.add(row, split)
                     attach_meta(record, row.value, label_field)
                     record.meta.update({"file": row.file, "line": row.line})
                     if source.task:
                         record.meta["task"] = source.task
-                    kinds[record.kind] += 1
-
                     finder.add(key, record, near_dup_text(record))
-
-                    found_kinds: set[str] = set()
-                    for fld, content in _message_fields(record):
-                        for m in find_pii(content):
-                            pii_counts[m.kind] += 1
-                            if len(pii) < MAX_LISTED:
-                                pii.append({"file": row.file, "line": row.line, "kind": m.kind, "field": fld})
-                            if m.kind not in found_kinds:
-                                found_kinds.add(m.kind)
-                                result.warn(
-                                    Problem(
-                                        row.file,
-                                        row.line,
-                                        fld,
-                                        (
-                                            f"contains {_PII_WORDS[m.kind]}; redact it (data.redact_pii: true or "
-                                            "--redact-pii) unless the model must learn it"
-                                        ),
-                                    )
-                                )
-                    if redact_pii and found_kinds:
+                    if tally.scan_pii(record, row, result) and redact_pii:
                         record, _ = redact_record(record)
-
-                    msgs = record.messages if isinstance(record, Conversation) else record.chosen_conversation()
-                    turns[len(msgs)] += 1
-                    roles.update(m["role"] for m in msgs)
-                    if "label" in record.meta:
-                        labels[record.meta["label"]] += 1
+                    tally.count(record)
                     if length_counter is not None:
-                        note_length(length_counter.add(key, record))
+                        tally.too_long(length_counter.add(key, record), length_counter.max_length, result)
                     if on_valid:
                         on_valid(key, record, split)
     if length_counter is not None:
-        note_length(length_counter.flush())
-
-    for key, kind, earlier in finder.duplicates():
-        counts[f"{kind}_duplicates"] += 1
-        result.duplicates.append((key, kind, earlier))
-        file, line, split = file_names[file_of[key]], line_of[key], split_names[split_of[key]]
-        result.warn(
-            Problem(
-                file,
-                line,
-                None,
-                (
-                    f"{'duplicate' if kind == 'exact' else 'near-duplicate'} of {place(earlier[0])}"
-                    + ("; it is dropped when splitting" if kind == "exact" else "; both stay in one split")
-                ),
-            )
-        )
-        leaked = [
-            k for k in earlier if "auto" not in (split_names[split_of[k]], split) and split_names[split_of[k]] != split
-        ]
-        if leaked:
-            other = split_names[split_of[leaked[0]]]
-            counts["leakage"] += 1
-            if len(leak_examples) < 100:
-                leak_examples.append(
-                    {"file": file, "line": line, "split": split, "same_as": place(leaked[0]), "other_split": other}
-                )
-            result.warn(
-                Problem(
-                    file,
-                    line,
-                    None,
-                    (
-                        f"leakage: the {split} split repeats {place(leaked[0])} from the {other} split; remove one of them"
-                    ),
-                )
-            )
-
-    result.quality = {
-        "record_kinds": dict(kinds),
-        "exact_duplicates": counts["exact_duplicates"],
-        "near_duplicates": counts["near_duplicates"],
-        "near_dup_threshold": near_dup_threshold,
-        "leakage": {
-            "pairs": counts["leakage"],
-            "examples": leak_examples,
-            "checked": len({s for s in split_of if s != 0}) > 1,
-        },
-        "pii": pii,
-        "pii_counts": dict(pii_counts),
-        "length": length_counter.summary() if length_counter is not None else None,
-        "turns": {str(k): v for k, v in sorted(turns.items())},
-        "roles": dict(roles),
-        "labels": _balance(labels, label_field),
-    }
+        tally.too_long(length_counter.flush(), length_counter.max_length, result)
+    tally.duplicates(finder, result)
+    result.quality = tally.quality(near_dup_threshold, length_counter, label_field)
     return result
+
+
+def _converted(row: RawRow, converter: Any, fmt: str | None, result: CheckResult) -> tuple[Any, list[Any]]:
+    """The row as a canonical record, or why it cannot be one; the record's warnings go to `result`."""
+    reasons = _reasons(row, converter, fmt)
+    if reasons:
+        return None, reasons
+    try:
+        record = converter(row.value)
+    except RecordError as exc:
+        return None, [(exc.field, exc.message)]
+    errors, warnings = validate_record(record)
+    for fld, msg in warnings:
+        result.warn(Problem(row.file, row.line, fld, msg))
+    return record, errors
+
+
+def _reject(row: RawRow, reasons: list[Any], result: CheckResult, rejects: Any) -> None:
+    """A rejected record: its problems in the report, the record and its reasons in rejects.jsonl."""
+    for fld, msg in reasons:
+        result.error(Problem(row.file, row.line, fld, msg))
+    rejects.write(
+        json.dumps(
+            {
+                "file": row.file,
+                "line": row.line,
+                "reasons": [{"field": f, "message": m} for f, m in reasons],
+                "raw": row.raw,
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 def _reasons(row: RawRow, converter: Any, fmt: str | None) -> list[tuple[str | None, str]]:

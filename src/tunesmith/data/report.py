@@ -63,6 +63,37 @@ def markdown_report(report: dict[str, Any], histogram: str | None = None, shown:
         ),
         "",
     ]
+    out += _pii_and_length_lines(q, histogram)
+    out += [
+        "### Turns and roles",
+        "",
+        _table(["messages per record", "records"], [[k, v] for k, v in q["turns"].items()]),
+        "",
+        _table(["role", "messages"], [[k, v] for k, v in q["roles"].items()]),
+        "",
+    ]
+    labels = q.get("labels")
+    if labels and labels.get("counts"):
+        out += [
+            f"### Balance of `{labels['field']}` ({labels['classes']} classes, "
+            f"most/least = {labels['imbalance_ratio']})",
+            "",
+            _table(["label", "records"], [[k, v] for k, v in labels["counts"].items()]),
+            "",
+        ]
+    if report["warnings"]:
+        kinds = Counter(w["message"].split(";")[0].split(" of ")[0] for w in report["warnings"])
+        out += [f"## Warnings ({len(report['warnings']) + report.get('warnings_omitted', 0)})", ""]
+        out += [f"- `{w['file']}:{w['line']}` {w['message']}" for w in report["warnings"][:shown]]
+        if len(report["warnings"]) > shown:
+            out.append(f"- ... and more in the JSON report ({len(kinds)} kinds)")
+        out.append("")
+    return "\n".join(out)
+
+
+def _pii_and_length_lines(q: dict[str, Any], histogram: str | None) -> list[str]:
+    """The PII kinds found, and the token lengths with what exceeds max_length."""
+    out: list[str] = []
     if q["pii_counts"]:
         out += [
             "### PII found",
@@ -101,28 +132,4 @@ def markdown_report(report: dict[str, Any], histogram: str | None = None, shown:
             ]
         if histogram:
             out += [f"![token length histogram]({histogram})", ""]
-    out += [
-        "### Turns and roles",
-        "",
-        _table(["messages per record", "records"], [[k, v] for k, v in q["turns"].items()]),
-        "",
-        _table(["role", "messages"], [[k, v] for k, v in q["roles"].items()]),
-        "",
-    ]
-    labels = q.get("labels")
-    if labels and labels.get("counts"):
-        out += [
-            f"### Balance of `{labels['field']}` ({labels['classes']} classes, "
-            f"most/least = {labels['imbalance_ratio']})",
-            "",
-            _table(["label", "records"], [[k, v] for k, v in labels["counts"].items()]),
-            "",
-        ]
-    if report["warnings"]:
-        kinds = Counter(w["message"].split(";")[0].split(" of ")[0] for w in report["warnings"])
-        out += [f"## Warnings ({len(report['warnings']) + report.get('warnings_omitted', 0)})", ""]
-        out += [f"- `{w['file']}:{w['line']}` {w['message']}" for w in report["warnings"][:shown]]
-        if len(report["warnings"]) > shown:
-            out.append(f"- ... and more in the JSON report ({len(kinds)} kinds)")
-        out.append("")
-    return "\n".join(out)
+    return out

@@ -2,7 +2,7 @@
 
 check.json  report.md  lengths.png  rejects.jsonl      what `data check` found
 train.jsonl  validation.jsonl  test.jsonl  split.json  canonical records per split
-prepared/{train,validation}.parquet  prepare.json       tokenised, masked, packed
+prepared/{train,validation}.parquet  prepare.json       tokenised, masked, packed (SFT); pair lengths (DPO: pairs.py)
 config.yaml                                             the resolved config
 """
 
@@ -198,11 +198,11 @@ def choose_max_length(cfg: ProjectConfig, tokenizer: Any, system: str | None = N
         return {"max_length": cfg.data.max_length, "reason": "set in the config"}
     from tunesmith.data.window import choose_window
 
-    lengths, context = _train_lengths(cfg, tokenizer, system)
+    lengths, context = train_lengths(cfg, tokenizer, system)
     return choose_window(lengths, context)
 
 
-def _train_lengths(cfg: ProjectConfig, tokenizer: Any, system: str | None) -> tuple[list[int], int]:
+def train_lengths(cfg: ProjectConfig, tokenizer: Any, system: str | None) -> tuple[list[int], int]:
     """Each training record's length in tokens (with the chat template), and the model's context."""
     from tunesmith.data.lengths import LengthCounter
     from tunesmith.models import context_length
@@ -213,38 +213,6 @@ def _train_lengths(cfg: ProjectConfig, tokenizer: Any, system: str | None) -> tu
         counter.add(i, record)
     counter.flush()
     return list(counter.lengths), context
-
-
-def pair_lengths(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
-    """For preference training (DPO), which trains on the pairs as they are: the training pairs' token
-    lengths (prompt with the longer answer) and the window, as `prepare.json`. The pre-flight check reads
-    these figures instead of reading the records again (estimate/plan.data_stats)."""
-    from tunesmith.data.window import choose_window
-
-    d = cfg.data
-    system = system_prompt_for(cfg)
-    lengths, context = _train_lengths(cfg, tokenizer, system)
-    window = (
-        choose_window(lengths, context)
-        if d.max_length == "auto"
-        else {"max_length": d.max_length, "reason": "set in the config"}
-    )
-    max_length = int(window["max_length"])
-    kept = [n for n in lengths if n <= max_length or d.truncation == "truncate"]
-    summary = {
-        "method": cfg.train.method,
-        "max_length": max_length,
-        "max_length_reason": window["reason"],
-        "system_prompt": system,
-        "train": {
-            "pairs": len(kept),
-            "left_out": len(lengths) - len(kept),
-            "tokens": sum(min(n, max_length) for n in kept),
-            "longest": min(max(kept, default=0), max_length),
-        },
-    }
-    write_json(data_dir(cfg) / "prepare.json", summary)
-    return summary
 
 
 def prepare_splits(cfg: ProjectConfig, tokenizer: Any) -> dict[str, Any]:
@@ -442,15 +410,14 @@ def run_data(cfg: ProjectConfig, on_step: Callable[[str, Any], None] | None = No
     summary, outcome = check_and_split(cfg)
     step("checked", outcome)
     step("split", (summary, outcome.out_dir))
-    prepared = prepare_splits(cfg, tokenizer) if cfg.train.method == "sft" else pair_lengths(cfg, tokenizer)
+    if cfg.train.method == "sft":
+        prepared = prepare_splits(cfg, tokenizer)
+    else:
+        from tunesmith.data.pairs import pair_lengths
+
+        prepared = pair_lengths(cfg, tokenizer)
     step("prepared", prepared)
     return DataResult(outcome.result, summary, prepared, outcome.out_dir)
-
-
-def read_prepared(cfg: ProjectConfig) -> dict[str, Any] | None:
-    """`prepare.json` of the last data stage, or None before one ran."""
-    path = data_dir(cfg) / "prepare.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def save_resolved_config(cfg: ProjectConfig) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,10 +247,55 @@ def compile_choice(t: TrainConfig, device: str, tokens: int, params: int) -> tup
     )
 
 
+def _too_big(
+    arch: Arch,
+    cfg: ProjectConfig,
+    data: DataStats,
+    device: str,
+    precision: str,
+    smallest: MemoryEstimate,
+    budget: float,
+    source: str,
+) -> str:
+    """Why nothing fits, with the settings that would."""
+    t = cfg.train
+    fixes = _fixes(arch, cfg, data, device, precision, budget * SAFETY)
+    what = ", ".join(
+        f"{k}={v}"
+        for k, v in (
+            ("data.max_length", data.seq_len),
+            ("train.micro_batch_size", t.micro_batch_size),
+            ("train.adapter", t.adapter),
+        )
+    )
+    return (
+        f"training would need about {smallest.total / GB:.1f} GB ({what}), more than the "
+        f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for: the estimate is "
+        f"within about ±20%). It fits with: {'; or '.join(fixes)}. Nothing was "
+        f"loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG {fixes[0].split()[0]}`"
+    )
+
+
+def _schedule(t: Any, total: int, choose: Callable[[str, Any, str], None]) -> None:
+    """Warm-up, validation and checkpoint intervals for a run of `total` optimizer steps."""
+    if t.warmup_ratio == "auto":
+        warmup = max(math.ceil(0.03 * total), min(10, math.ceil(0.1 * total)))
+        t.warmup_ratio = round(min(warmup / total, 0.5), 4)
+        choose("train.warmup_ratio", t.warmup_ratio, f"{warmup} warm-up steps of {total}")
+    if t.eval_steps == "auto":
+        t.eval_steps = max(1, round(total / 10))
+        choose("train.eval_steps", t.eval_steps, "validation about ten times a run")
+    if t.save_steps == "auto":
+        t.save_steps = t.eval_steps
+        choose("train.save_steps", t.save_steps, "a checkpoint at every validation (the best one is kept)")
+
+
 def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None = None, strict: bool = True) -> Fit:
     """Resolve every `auto` training setting and check that the run fits; raises a `TunesmithError`
     naming a fix when settings the user chose cannot fit (strict=False: the leanest settings tried,
-    with the error as a warning, for estimates)."""
+    with the error as a warning, for estimates). One function on purpose: each choice reads the ones
+    before it (window → learning rate → epochs → target batch → the search over micro-batch, attention
+    and checkpointing → accumulation → steps → compile → schedule)."""
     from tunesmith.hardware import pick_device, resolve_precision
 
     resolved = cfg.model_copy(deep=True)
@@ -305,21 +351,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     problem = None
     if chosen is None:
         assert smallest is not None
-        fixes = _fixes(arch, resolved, data, device, precision, usable)
-        what = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("data.max_length", data.seq_len),
-                ("train.micro_batch_size", t.micro_batch_size),
-                ("train.adapter", t.adapter),
-            )
-        )
-        problem = (
-            f"training would need about {smallest.total / GB:.1f} GB ({what}), more than the "
-            f"{budget / GB:.1f} GB available here ({source}; {SAFETY:.0%} of it is planned for: the estimate is "
-            f"within about ±20%). It fits with: {'; or '.join(fixes)}. Nothing was "
-            f"loaded; set it in the config or as an override, e.g. `tunesmith train CONFIG {fixes[0].split()[0]}`"
-        )
+        problem = _too_big(arch, resolved, data, device, precision, smallest, budget, source)
         if strict:
             raise TunesmithError(problem)
         lean_micro = t.micro_batch_size if isinstance(t.micro_batch_size, int) else 1
@@ -364,16 +396,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     if t.compile == "auto":
         t.compile, why = compile_choice(t, device, round(data.tokens_per_epoch / per_epoch * total), arch.params)
         choose("train.compile", t.compile, why)
-    if t.warmup_ratio == "auto":
-        warmup = max(math.ceil(0.03 * total), min(10, math.ceil(0.1 * total)))
-        t.warmup_ratio = round(min(warmup / total, 0.5), 4)
-        choose("train.warmup_ratio", t.warmup_ratio, f"{warmup} warm-up steps of {total}")
-    if t.eval_steps == "auto":
-        t.eval_steps = max(1, round(total / 10))
-        choose("train.eval_steps", t.eval_steps, "validation about ten times a run")
-    if t.save_steps == "auto":
-        t.save_steps = t.eval_steps
-        choose("train.save_steps", t.save_steps, "a checkpoint at every validation (the best one is kept)")
+    _schedule(t, total, choose)
     warnings = [problem] if problem else []
     if total < MIN_STEPS:
         warnings.append(

@@ -148,7 +148,7 @@ def data_stats(cfg: ProjectConfig) -> DataStats:
 
 def _pair_stats(cfg: ProjectConfig) -> DataStats | None:
     """Preference training: the training pairs' lengths as the data stage measured them (`prepare.json`,
-    data/stage.pair_lengths), so the pre-flight check does not read the records again; None when the data
+    data/pairs.pair_lengths), so the pre-flight check does not read the records again; None when the data
     stage has not run for this method and these length settings."""
     from tunesmith.paths import data_dir
 

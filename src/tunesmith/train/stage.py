@@ -172,7 +172,6 @@ def run_train(
     t = cfg.train
     run_dir = train_dir(cfg)
     checkpoints = run_dir / "checkpoints"
-    prepared = data_dir(cfg) / "prepared"
     resume_from = None
     if resume:
         resume_from = latest_complete_checkpoint(checkpoints)
@@ -213,46 +212,7 @@ def run_train(
             MarkComplete(),
             ProgressFile(run_dir / "progress.json"),
         ]
-        if t.method == "sft":
-            from tunesmith.train.sft import build_sft_trainer
-
-            trainer, progress.collator = build_sft_trainer(
-                cfg,
-                model,
-                tokenizer,
-                prepared / "train.parquet",
-                prepared / "validation.parquet",
-                checkpoints,
-                precision=precision,
-                device=fit.device,
-                callbacks=callbacks,
-            )
-        else:
-            from tunesmith.train.preference import build_preference_trainer
-
-            trainer = build_preference_trainer(
-                cfg,
-                model,
-                tokenizer,
-                load_split(cfg, "train"),
-                load_split(cfg, "validation"),
-                checkpoints,
-                precision=precision,
-                device=fit.device,
-                callbacks=callbacks,
-            )
-        if t.early_stopping_patience and trainer.args.load_best_model_at_end:
-            from transformers import EarlyStoppingCallback
-
-            patience = t.early_stopping_patience
-            trainer.add_callback(
-                task_early_stopping(patience)
-                if t.early_stopping_metric == "task"
-                else EarlyStoppingCallback(early_stopping_patience=patience)
-            )
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
+        trainer = _trainer(cfg, model, tokenizer, fit, callbacks, progress)
         for cb in [*trackers(cfg, run_dir, main, nested=mlflow_on), *(extra_callbacks or [])]:
             trainer.add_callback(cb)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -267,6 +227,55 @@ def run_train(
             while mlflow.active_run() is not None:  # transformers' nested run too, when training failed inside it
                 mlflow.end_run()
     return TrainResult(run_dir, run_dir / "model", metadata)
+
+
+def _trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, fit: Any, callbacks: list[Any], progress: Any) -> Any:
+    """The SFT or preference trainer over the prepared data, with early stopping as configured and the Rich
+    progress bar and metrics.csv in place of transformers' printing."""
+    t = cfg.train
+    checkpoints = train_dir(cfg) / "checkpoints"
+    if t.method == "sft":
+        from tunesmith.train.sft import build_sft_trainer
+
+        prepared = data_dir(cfg) / "prepared"
+        trainer, progress.collator = build_sft_trainer(
+            cfg,
+            model,
+            tokenizer,
+            prepared / "train.parquet",
+            prepared / "validation.parquet",
+            checkpoints,
+            precision=fit.precision,
+            device=fit.device,
+            callbacks=callbacks,
+        )
+    else:
+        from tunesmith.train.preference import build_preference_trainer
+
+        trainer = build_preference_trainer(
+            cfg,
+            model,
+            tokenizer,
+            load_split(cfg, "train"),
+            load_split(cfg, "validation"),
+            checkpoints,
+            precision=fit.precision,
+            device=fit.device,
+            callbacks=callbacks,
+        )
+    if t.early_stopping_patience and trainer.args.load_best_model_at_end:
+        from transformers import EarlyStoppingCallback
+
+        patience = t.early_stopping_patience
+        trainer.add_callback(
+            task_early_stopping(patience)
+            if t.early_stopping_metric == "task"
+            else EarlyStoppingCallback(early_stopping_patience=patience)
+        )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the Rich progress bar and metrics.csv replace its prints
+    return trainer
 
 
 def trackers(cfg: ProjectConfig, run_dir: Path, main: bool, *, nested: bool) -> list[Any]:
