@@ -11,6 +11,12 @@ With --adapter (a trained LoRA adapter's folder, or `random`: r=16 on every proj
 weights), it compares instead the fine-tuned passes' two ways of generating, both batched: through
 peft's unmerged adapter, and with the adapter merged into the weights (eval.merge_adapter), and
 counts the answers that are the same.
+
+With --passes CONFIG (a project that has been trained, e.g. the demo after `make demo`), it compares the
+evaluation's own passes, generated as `tunesmith eval` generates them (the base and the fine-tuned model
+on the test split and on each probe suite), with transformers' `generate` (every row stays in the batch
+until the last one ends) against `greedy_decode` (finished rows dropped): seconds per pass, outputs
+identical, each probe's verdict identical, and the pass rates or task metric of both.
 """
 
 from __future__ import annotations
@@ -50,8 +56,11 @@ def main() -> None:
     parser.add_argument("--max-other-load", type=float, default=0.25)
     parser.add_argument("--adapter", default=None, help="a LoRA adapter folder, or random: unmerged vs merged")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="base model: a name or a local folder")
+    parser.add_argument("--passes", default=None, help="a trained project's tunesmith.yaml: its evaluation passes")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.passes:
+        return compare_passes(args)
     if args.adapter:
         return compare_merged(args)
     import torch
@@ -169,6 +178,89 @@ def compare_merged(args) -> None:
     if kept["unmerged"] and kept["merged"]:
         result["ratio"] = round(result["merged_tok_s"] / result["unmerged_tok_s"], 2)
     report(result, args)
+
+
+def compare_passes(args) -> None:
+    """The evaluation's passes, each generated both ways in alternation (see the module docstring)."""
+    from unittest import mock
+
+    from tunesmith.config import load_config
+    from tunesmith.evaluate.plan import plan_eval
+    from tunesmith.evaluate.scoring import score
+    from tunesmith.evaluate.stage import EvalRun
+    from tunesmith.evaluate.suites import in_task_context, score_probe
+    from tunesmith.models import generate as gen
+    from tunesmith.paths import train_dir
+
+    cfg = load_config(args.passes, [f"train.precision={args.precision}"])
+    plan = plan_eval(cfg)
+    run = EvalRun(cfg, plan, train_dir(cfg) / "model")
+    e = run.e
+    table = {}
+    for name in ("base", "fine_tuned"):
+        if name == "fine_tuned":
+            run.apply_fine_tune()
+        passes = {"test": (plan.passes[name], e.max_new_tokens, None)}
+        for suite, (probes, context) in plan.suites.items():
+            messages = [in_task_context(p.messages, plan.system) if context == "task" else p.messages for p in probes]
+            passes[suite] = (messages, e.suite_max_new_tokens, (probes, context))
+        gen.generate(run.model, run.tokenizer, plan.passes[name][:2], max_new_tokens=4)  # warm-up
+        for label, (prompts, max_new, suite) in passes.items():
+            seconds: dict[str, list[float]] = {"generate": [], "drop_finished": []}
+            answers: dict[str, list[str]] = {}
+            for _ in range(args.rounds):
+                for way in seconds:
+                    with mock.patch.object(gen, "drops_finished_rows", lambda m, way=way: way == "drop_finished"):
+                        with OtherLoad() as load:
+                            began = time.perf_counter()
+                            outs = gen.generate(run.model, run.tokenizer, prompts, max_new_tokens=max_new)
+                            took = time.perf_counter() - began
+                    answers[way] = [o["output"] for o in outs]
+                    if load.share <= args.max_other_load:
+                        seconds[way].append(took)
+            row = {way: round(statistics.median(v), 2) if v else None for way, v in seconds.items()} | {
+                "identical_outputs": f"{sum(a == b for a, b in zip(*answers.values()))}/{len(prompts)}"
+            }
+            if row["generate"] and row["drop_finished"]:
+                row["ratio"] = round(row["generate"] / row["drop_finished"], 2)
+            if suite is None:
+                for way, outs in answers.items():
+                    summary, _ = score(
+                        outs, plan.references, plan.schema, plan.fields, plan.kind, e.task_metric, False, plan.labels
+                    )
+                    row[f"task_metric_{way}"] = summary["task_metric"]["mean"]
+            else:
+                probes, context = suite
+                task = context == "task" and (plan.schema is not None or plan.kind == "classification")
+                scored = {
+                    way: [
+                        score_probe(
+                            p, o, on_task=plan.on_task if task else None, valid=plan.valid if plan.schema else None
+                        )
+                        for p, o in zip(probes, outs)
+                    ]
+                    for way, outs in answers.items()
+                }
+                for way, results in scored.items():
+                    row[f"pass_rate_{way}"] = round(sum(r.passed for r in results) / len(results), 4)
+                row["identical_verdicts"] = (
+                    f"{sum(a.passed == b.passed for a, b in zip(*scored.values()))}/{len(probes)}"
+                )
+            table[f"{name} {label}"] = row
+            print(f"{name} {label}: {json.dumps(row)}", flush=True)
+    total = {way: sum(r[way] for r in table.values() if r[way]) for way in ("generate", "drop_finished")}
+    report(
+        {
+            "config": args.passes,
+            "precision": args.precision,
+            "device": str(run.model.device),
+            "passes": table,
+            "seconds_generate": round(total["generate"], 1),
+            "seconds_drop_finished": round(total["drop_finished"], 1),
+            "ratio": round(total["generate"] / total["drop_finished"], 2),
+        },
+        args,
+    )
 
 
 if __name__ == "__main__":

@@ -42,3 +42,39 @@ def test_batched_greedy_outputs_equal_one_at_a_time(smollm2):
         assert [o["output"] for o in together] == [o["output"] for o in alone], batch_size
         assert [o["new_tokens"] for o in together] == [o["new_tokens"] for o in alone]
         assert max(o["batch"] for o in together) == (len(PROMPTS) - 1) // batch_size
+
+
+def test_dropping_finished_rows_gives_transformers_generate_outputs(smollm2, monkeypatch):
+    """greedy_decode cuts the batch down as rows finish; every answer equals transformers' generate on the
+    same batch (fp32), and the batch was cut down at least once."""
+    import torch
+    from transformers import DynamicCache
+
+    from tunesmith.models.generate import greedy_decode
+
+    model, tok = smollm2
+    tok.padding_side = "left"
+    encoded = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
+        for p in PROMPTS
+    ]
+    inputs = tok.pad([{"input_ids": ids} for ids in encoded], padding=True, return_tensors="pt")
+    cuts = []
+    real = DynamicCache.batch_select_indices
+
+    def counting(self, indices):
+        cuts.append(len(indices))
+        return real(self, indices)
+
+    monkeypatch.setattr(DynamicCache, "batch_select_indices", counting)
+    with torch.no_grad():
+        ours = greedy_decode(model, inputs["input_ids"], inputs["attention_mask"], 40, tok.eos_token_id)
+        theirs = model.generate(**inputs, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert cuts and cuts == sorted(cuts, reverse=True) and cuts[-1] < len(PROMPTS)
+    for answer, row in zip(ours, theirs[:, inputs["input_ids"].shape[1] :].tolist()):
+        ended = tok.eos_token_id in row
+        expected = row[: row.index(tok.eos_token_id) + 1] if ended else row
+        assert answer == expected
+    assert any(a[-1] == tok.eos_token_id for a in ours) and any(len(a) == 40 for a in ours)  # both ways to end

@@ -34,3 +34,26 @@ def test_row_bytes_counts_the_kv_cache_of_grouped_query_heads(tiny_model_dir):
     grown = row_bytes(config, torch.float32, 200) - row_bytes(config, torch.float32, 100)
     assert grown >= kv * 4 * 100  # at least the KV cache of 100 more tokens, in 4-byte floats
     assert row_bytes(config, torch.bfloat16, 100) < row_bytes(config, torch.float32, 100)
+
+
+def test_a_prefix_tuning_adapter_decodes_through_peft(tiny_model_dir):
+    """Prefix tuning puts its own prefix into the KV cache, so its rows go through peft's generate; LoRA and
+    plain models take the decoder that drops finished rows. Both answer."""
+    import torch
+    from peft import LoraConfig, PrefixTuningConfig, get_peft_model
+
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.models.generate import drops_finished_rows, generate
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a longer question here"}]]
+    for config, drops in (
+        (PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4), False),
+        (LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj"]), True),
+        (None, True),
+    ):
+        model = load_model(str(tiny_model_dir), dtype=torch.float32)
+        model = get_peft_model(model, config) if config else model
+        assert drops_finished_rows(model) is drops
+        outs = generate(model, tok, prompts, max_new_tokens=5, batch_size=2)
+        assert [o["new_tokens"] for o in outs] and all(0 <= o["new_tokens"] <= 5 for o in outs)

@@ -4,7 +4,8 @@ The base and few-shot passes, the base model's suite answers and its per-request
 on what was trained: the same base weights, prompts and greedy decoding give the same text. They are kept under
 `$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint,
 the exact prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16
-result), dtype, device, and the torch / transformers / tunesmith versions. A project iterating
+result), the decoder (models/generate.DECODER), dtype, device, and the torch / transformers / tunesmith
+versions. A project iterating
 on its data or training settings then generates only with the fine-tuned model. Latencies are
 those measured when the outputs were generated; metrics.json says which passes were reused.
 `eval.cache_base_outputs: false` turns it off.
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith.config import ProjectConfig
+from tunesmith.models.generate import DECODER
 
 CACHED_PASSES = ("base", "few_shot")
 
@@ -47,7 +49,7 @@ def base_outputs(
         name,
         compute,
         lambda rows: isinstance(rows, list) and len(rows) == len(messages),
-        (tokenizer, messages, max_new_tokens, batch_size, dtype, device),
+        (tokenizer, messages, max_new_tokens, batch_size, dtype, device, DECODER),
         reused,
         label or name,
     )
