@@ -58,16 +58,8 @@ def print_eval(result: EvalResult, out_dir: Path) -> None:
         suites = Table(title="Suites: pass rate (mean [95% CI])", header_style="bold")
         for col in ("suite", "context", "base", "fine-tuned", "relative change", "one-sided bound", "lost / gained"):
             suites.add_column(col, justify="left" if col in ("suite", "context") else "right")
-        for name, suite in result.suites.items():
-            change, upper = suite.relative_change, suite.relative_change_upper
-            suites.add_row(
-                name.replace("_", " "),
-                suite.context,
-                *[ci_text(suite.runs[n].pass_rate if n in suite.runs else None) for n in ("base", "fine_tuned")],
-                "-" if change is None else f"{change:+.1%}",
-                "-" if upper is None else f"{upper:+.1%}",
-                f"{'-' if suite.lost is None else suite.lost} / {'-' if suite.gained is None else suite.gained}",
-            )
+        for suite in result.suites.values():
+            suites.add_row(*suite.cells(ci_text))
         out.print(suites)
     if result.cost:
         from tunesmith.evaluate.cost import COST_HEADER, cost_rows

@@ -184,20 +184,10 @@ def _cost_blocks(cost: dict[str, Any]) -> list[Block]:
 
 
 def _suites_block(cfg: ProjectConfig, result: EvalResult) -> Block:
-    srows = []
-    for name, suite in result.suites.items():
-        change, upper = suite.relative_change, suite.relative_change_upper
-        srows.append(
-            [
-                name.replace("_", " "),
-                suite.context,
-                *[_ci(suite.runs[n].pass_rate if n in suite.runs else None) for n in ("base", "fine_tuned")],
-                "-" if change is None else f"{change:+.1%}",
-                "-" if upper is None else f"{upper:+.1%}",
-                f"{'-' if suite.lost is None else suite.lost} / {'-' if suite.gained is None else suite.gained}",
-                f"{1 if suite.mcnemar_p is None else suite.mcnemar_p:.2g}",
-            ]
-        )
+    srows = [
+        [*suite.cells(_ci), f"{1 if suite.mcnemar_p is None else suite.mcnemar_p:.2g}"]
+        for suite in result.suites.values()
+    ]
     return Block(
         "Suites (pass rate)",
         [

@@ -10,6 +10,7 @@ The file's layout is unchanged, so results written by any version read back the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ class SuiteScores:
     lost: int | None = None
     gained: int | None = None
     mcnemar_p: float | None = None
+
+    def cells(self, interval: Callable[[Interval | None], str]) -> list[str]:
+        """The suite as a table row: name, context, base and fine-tuned pass rates (`interval` formats them),
+        relative change, its one-sided bound, lost / gained."""
+        change, upper = self.relative_change, self.relative_change_upper
+        runs = [interval(self.runs[n].pass_rate if n in self.runs else None) for n in ("base", "fine_tuned")]
+        return [
+            self.name.replace("_", " "),
+            self.context,
+            *runs,
+            "-" if change is None else f"{change:+.1%}",
+            "-" if upper is None else f"{upper:+.1%}",
+            f"{'-' if self.lost is None else self.lost} / {'-' if self.gained is None else self.gained}",
+        ]
 
     @classmethod
     def of(cls, name: str, value: dict[str, Any]) -> SuiteScores:
