@@ -49,7 +49,7 @@ def base_outputs(
         name,
         compute,
         lambda rows: isinstance(rows, list) and len(rows) == len(messages),
-        (tokenizer, messages, max_new_tokens, batch_size, dtype, device, DECODER),
+        (tokenizer, messages, max_new_tokens, batch_size, dtype, device),
         reused,
         label or name,
     )
@@ -135,6 +135,7 @@ def _key(
         "batch_size": batch_size,
         "dtype": str(dtype),
         "device": device,
+        "decoder": DECODER,
         "versions": [__version__, torch.__version__, transformers.__version__],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
