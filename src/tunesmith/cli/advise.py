@@ -52,18 +52,7 @@ def advise(
         "gpu_memory_gb": gpu_memory,
         "params_b": params,
     }
-    given: dict[str, Any] = {}
-    if from_file is not None:
-        import yaml
-
-        if not from_file.exists():
-            raise TunesmithError(f"{from_file}: no such file")
-        try:
-            given = yaml.safe_load(from_file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise TunesmithError(f"{from_file}: not valid YAML: {exc}") from None
-        if not isinstance(given, dict):
-            raise TunesmithError(f"{from_file}: expected a mapping of use-case fields")
+    given = _usecase_file(from_file) if from_file is not None else {}
     given.update({k: v for k, v in flags.items() if v is not None})
     where = str(from_file) if from_file else "flags"
     if interactive:
@@ -104,3 +93,18 @@ def advise(
         from tunesmith.cli.views import print_plan
 
         print_plan(plan)
+
+
+def _usecase_file(path: Path) -> dict[str, Any]:
+    """The use case's fields from a YAML file, with a clear error for a missing or malformed one."""
+    import yaml
+
+    if not path.exists():
+        raise TunesmithError(f"{path}: no such file")
+    try:
+        given = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TunesmithError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(given, dict):
+        raise TunesmithError(f"{path}: expected a mapping of use-case fields")
+    return given

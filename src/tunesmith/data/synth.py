@@ -73,8 +73,6 @@ def synthesize(
     """(kept records as dicts, statistics). `existing` is what the new records must not repeat."""
     from openai import OpenAI, OpenAIError
 
-    from tunesmith.data.dedup import DuplicateFinder
-    from tunesmith.data.records import record_text
     from tunesmith.data.validate import validate_record
 
     if not 0 < max_share < 1:
@@ -117,18 +115,7 @@ def synthesize(
                 "request_seed": request_seed,
             }
             candidates.append((record, meta))
-    finder = DuplicateFinder(near_dup_threshold)
-    pool = list(existing) + [c for c, _ in candidates]
-    for k, record in enumerate(pool):
-        finder.add(k, record, record_text(record))
-    dup = {k: kind for k, kind, _ in finder.duplicates() if k >= len(existing)}
-    kept = []
-    for offset, (record, meta) in enumerate(candidates):
-        kind = dup.get(len(existing) + offset)
-        if kind:
-            rejected[f"{kind} duplicate of existing data or an earlier candidate"] += 1
-            continue
-        kept.append({"messages": record.messages, "meta": meta})
+    kept = _new_records(candidates, existing, near_dup_threshold, rejected)
     cap = int(max_share / (1 - max_share) * len(existing))
     if len(kept) > cap:
         rejected[f"over the synthetic share cap ({max_share:.0%})"] += len(kept) - cap
@@ -142,6 +129,31 @@ def synthesize(
         "synthetic_share": round(len(kept) / (len(kept) + len(existing)), 4) if existing or kept else 0.0,
     }
     return kept, stats
+
+
+def _new_records(
+    candidates: list[tuple[Conversation, dict[str, Any]]],
+    existing: list[Conversation],
+    near_dup_threshold: float,
+    rejected: Counter,
+) -> list[dict[str, Any]]:
+    """The candidates that repeat neither the existing data nor an earlier candidate (exactly or nearly)."""
+    from tunesmith.data.dedup import DuplicateFinder
+    from tunesmith.data.records import record_text
+
+    finder = DuplicateFinder(near_dup_threshold)
+    pool = list(existing) + [c for c, _ in candidates]
+    for k, record in enumerate(pool):
+        finder.add(k, record, record_text(record))
+    dup = {k: kind for k, kind, _ in finder.duplicates() if k >= len(existing)}
+    kept = []
+    for offset, (record, meta) in enumerate(candidates):
+        kind = dup.get(len(existing) + offset)
+        if kind:
+            rejected[f"{kind} duplicate of existing data or an earlier candidate"] += 1
+            continue
+        kept.append({"messages": record.messages, "meta": meta})
+    return kept
 
 
 def write_synthetic(path: Path, records: list[dict[str, Any]]) -> Path:

@@ -171,6 +171,20 @@ def read_sheet(path: Path) -> tuple[str, dict[int, dict[str, Any]]]:
     return rater, answers
 
 
+def _rubric_means(table: dict[int, list[Any]], model: str) -> dict[str, Any]:
+    """Each rubric criterion's mean for one model: per item over its raters, then over the items."""
+    means = {}
+    for c in RUBRIC:
+        per_item = []
+        for judged in table.values():
+            values = [s[model][c] for _, s in judged if s and s[model][c] is not None]
+            if values:
+                per_item.append(sum(values) / len(values))
+        mean, low, high = m.bootstrap_ci(per_item)
+        means[c] = {"mean": round(mean, 3), "ci95": [round(low, 3), round(high, 3)], "items": len(per_item)}
+    return means
+
+
 def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
     """Unblind the filled sheets of several raters; win rates, rubric means and agreement."""
     key_path = human_dir(cfg) / "key.json"
@@ -221,20 +235,7 @@ def import_sheets(cfg: ProjectConfig, sheets: list[Path]) -> dict[str, Any]:
         "rubric": {},
         "agreement": {},
     }
-    for model in (a, b):
-        results["rubric"][model] = {}
-        for c in RUBRIC:
-            per_item = []
-            for judged in table.values():
-                values = [s[model][c] for _, s in judged if s and s[model][c] is not None]
-                if values:
-                    per_item.append(sum(values) / len(values))
-            mean, low, high = m.bootstrap_ci(per_item)
-            results["rubric"][model][c] = {
-                "mean": round(mean, 3),
-                "ci95": [round(low, 3), round(high, 3)],
-                "items": len(per_item),
-            }
+    results["rubric"] = {model: _rubric_means(table, model) for model in (a, b)}
     if len(raters) >= 2:
         results["agreement"]["preferred"] = agreement([[w for w, _ in judged] for judged in table.values()])
         for c in RUBRIC:

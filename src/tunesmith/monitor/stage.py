@@ -86,6 +86,32 @@ def production_cost(cfg: ProjectConfig, rows: list[dict[str, Any]]) -> float:
     return per_1k_local(cfg.cost.serving_usd_per_hour, statistics.mean(answered)) if answered else 0.0
 
 
+def _drift_block(d: dict[str, Any]) -> Any:
+    """The last drift test (drift.json): each feature's medians, KS test and PSI, and the least familiar prompts."""
+    from tunesmith.reports import Block
+
+    drows = [
+        [
+            k,
+            d[k]["calibration_median"],
+            d[k]["recent_median"],
+            d[k]["ks_statistic"],
+            f"{d[k]['p_value']:.2g}",
+            d[k]["psi"],
+            "DRIFT" if d[k]["drift"] else "ok",
+        ]
+        for k in ("similarity", "length")
+        if k in d
+    ]
+    return Block(
+        f"Input drift ({d['recent']} recent prompts)",
+        ["feature", "calibration median", "recent median", "KS", "p", "PSI", ""],
+        drows,
+        text="Least like the training data: "
+        + "; ".join(f"{x['prompt'][:80]!r} ({x['similarity']})" for x in d["least_like_training"][:3]),
+    )
+
+
 def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     import time as _time
 
@@ -133,29 +159,7 @@ def write_monitor_report(cfg: ProjectConfig) -> tuple[Path, Path]:
     ]
     drift_path = out / "drift.json"
     if drift_path.exists():
-        d = json.loads(drift_path.read_text())
-        drows = [
-            [
-                k,
-                d[k]["calibration_median"],
-                d[k]["recent_median"],
-                d[k]["ks_statistic"],
-                f"{d[k]['p_value']:.2g}",
-                d[k]["psi"],
-                "DRIFT" if d[k]["drift"] else "ok",
-            ]
-            for k in ("similarity", "length")
-            if k in d
-        ]
-        blocks.append(
-            Block(
-                f"Input drift ({d['recent']} recent prompts)",
-                ["feature", "calibration median", "recent median", "KS", "p", "PSI", ""],
-                drows,
-                text="Least like the training data: "
-                + "; ".join(f"{x['prompt'][:80]!r} ({x['similarity']})" for x in d["least_like_training"][:3]),
-            )
-        )
+        blocks.append(_drift_block(json.loads(drift_path.read_text())))
     if events:
         blocks.append(
             Block(

@@ -93,6 +93,54 @@ def _mean_logprobs(model: Any, tokenizer: Any, prompts: list[list[dict[str, Any]
     return [lp / n if n else 0.0 for lp, n in rows]
 
 
+def _uncertain_inputs(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[dict[str, Any]],
+    train: list[Any],
+    system: str | None,
+    top: int,
+    max_new_tokens: int,
+) -> list[dict[str, Any]]:
+    """List (b): the new inputs the model answers least certainly, leaving out near-copies of training
+    inputs and of inputs already listed."""
+    import numpy as np
+
+    from tunesmith.data.template import task_system_prompt, with_system_prompt
+    from tunesmith.evaluate.generate import generate
+    from tunesmith.models.embedding import embed
+
+    # a new input without a system turn gets the task's own, as the evaluation and the server give it
+    task_system = task_system_prompt(system, train)
+    asked = [with_system_prompt(p["messages"], task_system) for p in prompts]
+    answers = [o["output"] for o in generate(model, tokenizer, asked, max_new_tokens=max_new_tokens)]
+    certainty = _mean_logprobs(model, tokenizer, asked, answers)
+    vectors = embed([_user_text(p["messages"]) for p in prompts])
+    known = embed([_user_text(r.messages) for r in train])
+    nearest = (vectors @ known.T).max(axis=1)
+    chosen: list[int] = []
+    for i in np.argsort(certainty):  # least certain first
+        if len(chosen) == top:
+            break
+        if nearest[i] > DUPLICATE_COSINE:
+            continue  # a near-copy of a training input: the data covers it already
+        if chosen and float((vectors[chosen] @ vectors[i]).max()) > DUPLICATE_COSINE:
+            continue  # a near-copy of one already listed
+        chosen.append(int(i))
+    return [
+        {
+            "messages": prompts[i]["messages"] + [{"role": "assistant", "content": answers[i]}],
+            "meta": {
+                "suggest": "uncertain_input",
+                "mean_logprob": round(certainty[i], 4),
+                "nearest_training_similarity": round(float(nearest[i]), 3),
+                "source": prompts[i]["source"],
+            },
+        }
+        for i in chosen
+    ]
+
+
 def suggest(
     cfg: ProjectConfig,
     out: Path,
@@ -102,15 +150,13 @@ def suggest(
     max_new_tokens: int = 128,
 ) -> dict[str, Any]:
     """Write list (a) and, given prompts, list (b) to `out` (JSONL) and `out` with .md (the report)."""
-    import numpy as np
 
     from tunesmith.data.records import Conversation
     from tunesmith.data.stage import load_split, system_prompt_for
-    from tunesmith.data.template import task_system_prompt, with_system_prompt
+    from tunesmith.data.template import with_system_prompt
     from tunesmith.evaluate.generate import generate
     from tunesmith.evaluate.heldout import token_logprobs
     from tunesmith.models import load_tokenizer
-    from tunesmith.models.embedding import embed
     from tunesmith.models.merge import load_trained
     from tunesmith.paths import train_dir
 
@@ -145,37 +191,7 @@ def suggest(
         for i, answer in zip(hardest, answers)
     ]
 
-    list_b: list[dict[str, Any]] = []
-    if prompts:
-        # a new input without a system turn gets the task's own, as the evaluation and the server give it
-        task_system = task_system_prompt(system, train)
-        asked = [with_system_prompt(p["messages"], task_system) for p in prompts]
-        answers = [o["output"] for o in generate(model, tokenizer, asked, max_new_tokens=max_new_tokens)]
-        certainty = _mean_logprobs(model, tokenizer, asked, answers)
-        vectors = embed([_user_text(p["messages"]) for p in prompts])
-        known = embed([_user_text(r.messages) for r in train])
-        nearest = (vectors @ known.T).max(axis=1)
-        chosen: list[int] = []
-        for i in np.argsort(certainty):  # least certain first
-            if len(chosen) == top:
-                break
-            if nearest[i] > DUPLICATE_COSINE:
-                continue  # a near-copy of a training input: the data covers it already
-            if chosen and float((vectors[chosen] @ vectors[i]).max()) > DUPLICATE_COSINE:
-                continue  # a near-copy of one already listed
-            chosen.append(int(i))
-        list_b = [
-            {
-                "messages": prompts[i]["messages"] + [{"role": "assistant", "content": answers[i]}],
-                "meta": {
-                    "suggest": "uncertain_input",
-                    "mean_logprob": round(certainty[i], 4),
-                    "nearest_training_similarity": round(float(nearest[i]), 3),
-                    "source": prompts[i]["source"],
-                },
-            }
-            for i in chosen
-        ]
+    list_b = _uncertain_inputs(model, tokenizer, prompts, train, system, top, max_new_tokens) if prompts else []
 
     rows = list_a + list_b
     write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

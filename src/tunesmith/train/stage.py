@@ -312,6 +312,17 @@ def trackers(cfg: ProjectConfig, run_dir: Path, main: bool, *, nested: bool) -> 
     return out
 
 
+def _save_model(model: Any, tokenizer: Any, tmp: Path, model_dir: Path) -> None:
+    """The saved weights with their tokenizer and generation settings, moved into place whole."""
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # pickle; config.yaml holds the same settings
+    tokenizer.save_pretrained(str(tmp))  # tokenizer and chat template travel with the weights
+    generation = getattr(getattr(model, "base_model", model), "generation_config", None) or model.generation_config
+    generation.eos_token_id = tokenizer.eos_token_id  # stop at the end-of-turn token when served
+    generation.pad_token_id = tokenizer.pad_token_id
+    generation.save_pretrained(str(tmp))
+    replace_dir(tmp, model_dir)
+
+
 def _finish(
     cfg: ProjectConfig,
     trainer: Any,
@@ -336,14 +347,7 @@ def _finish(
     if not trainer.is_world_process_zero():
         return {}
     if finished:
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # pickle; config.yaml holds the same settings
-        tokenizer.save_pretrained(str(tmp))  # tokenizer and chat template travel with the weights
-        model = trainer.model
-        generation = getattr(getattr(model, "base_model", model), "generation_config", None) or model.generation_config
-        generation.eos_token_id = tokenizer.eos_token_id  # stop at the end-of-turn token when served
-        generation.pad_token_id = tokenizer.pad_token_id
-        generation.save_pretrained(str(tmp))
-        replace_dir(tmp, model_dir)
+        _save_model(trainer.model, tokenizer, tmp, model_dir)
     png = loss_curve(
         run_dir / "metrics.csv",
         run_dir / "loss.png",
