@@ -173,6 +173,9 @@ def test_the_dpo_pre_flight_takes_the_data_stage_figures_not_the_records(tmp_pat
     other = load_config(config, ["train.method=sft"])  # figures measured for another method are not used
     with pytest.raises(TunesmithError):
         data_stats(other)  # falls back to reading the records, which are gone
+    shown = CliRunner().invoke(app, ["data", "prepare", str(config)])  # measures the pairs again, from the split
+    assert shown.exit_code == 0, shown.output
+    assert f"{len(longest_answer)} training pairs" in shown.output and "window 64" in shown.output
 
 
 def test_bad_gpu_table_names_the_fields(tmp_path):

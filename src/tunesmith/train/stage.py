@@ -150,7 +150,9 @@ def run_train(
     on_fit: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train as `cfg.train` says (auto settings chosen by the pre-flight check first, shown through
-    `on_fit`); returns where the result is. Resumable with `resume=True`."""
+    `on_fit`); returns where the result is. Resumable with `resume=True`. One function on purpose: the
+    steps share the run's state in order (pre-flight, run folder, seed, model, MLflow run, trainer,
+    finish) and the `finally` that closes the MLflow runs must wrap all of them."""
     import os
     import warnings
 
