@@ -188,7 +188,6 @@ def compare_passes(args) -> None:
     from tunesmith.evaluate.plan import plan_eval
     from tunesmith.evaluate.scoring import score
     from tunesmith.evaluate.stage import EvalRun
-    from tunesmith.evaluate.suites import in_task_context, score_probe
     from tunesmith.models import generate as gen
     from tunesmith.paths import train_dir
 
@@ -201,9 +200,8 @@ def compare_passes(args) -> None:
         if name == "fine_tuned":
             run.apply_fine_tune()
         passes = {"test": (plan.passes[name], e.max_new_tokens, None)}
-        for suite, (probes, context) in plan.suites.items():
-            messages = [in_task_context(p.messages, plan.system) if context == "task" else p.messages for p in probes]
-            passes[suite] = (messages, e.suite_max_new_tokens, (probes, context))
+        for suite in plan.suites:
+            passes[suite] = (plan.suite_prompts(suite), e.suite_max_new_tokens, suite)
         gen.generate(run.model, run.tokenizer, plan.passes[name][:2], max_new_tokens=4)  # warm-up
         for label, (prompts, max_new, suite) in passes.items():
             seconds: dict[str, list[float]] = {"generate": [], "drop_finished": []}
@@ -230,21 +228,11 @@ def compare_passes(args) -> None:
                     )
                     row[f"task_metric_{way}"] = summary["task_metric"]["mean"]
             else:
-                probes, context = suite
-                task = context == "task" and (plan.schema is not None or plan.kind == "classification")
-                scored = {
-                    way: [
-                        score_probe(
-                            p, o, on_task=plan.on_task if task else None, valid=plan.valid if plan.schema else None
-                        )
-                        for p, o in zip(probes, outs)
-                    ]
-                    for way, outs in answers.items()
-                }
+                scored = {way: plan.score_suite(suite, outs) for way, outs in answers.items()}
                 for way, results in scored.items():
                     row[f"pass_rate_{way}"] = round(sum(r.passed for r in results) / len(results), 4)
                 row["identical_verdicts"] = (
-                    f"{sum(a.passed == b.passed for a, b in zip(*scored.values()))}/{len(probes)}"
+                    f"{sum(a.passed == b.passed for a, b in zip(*scored.values()))}/{len(prompts)}"
                 )
             table[f"{name} {label}"] = row
             print(f"{name} {label}: {json.dumps(row)}", flush=True)

@@ -38,10 +38,11 @@ def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, An
     `registered`: (name, version, model card path or None) of the version registered; None when nothing was."""
     from rich.panel import Panel
 
+    from tunesmith.evaluate.gate import GateResult
     from tunesmith.paths import eval_dir
 
     lines = _data_lines(cfg) + _training_lines(cfg) + _evaluation_lines(cfg)
-    failed = [g.name for g in gates if g.blocking and g.passed is False]
+    failed = GateResult(gates).failed
     warned = [g.name for g in gates if not g.blocking and g.passed is False]
     passed = sum(1 for g in gates if g.passed)
     gate_line = f"{passed} passed" + (f", [red]failed: {', '.join(failed)}[/]" if failed else "")

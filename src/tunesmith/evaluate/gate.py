@@ -403,15 +403,14 @@ def read_gates(folder: Path) -> GateResult | None:
         return None
 
 
-def failed_gates_text(rows: list[dict[str, Any]] | list[GateRow]) -> str:
+def failed_gates_text(rows: list[GateRow]) -> str:
     """Each failed blocking gate in plain sentences (no paths, no markup): what it measured against what, and
     what to change."""
     parts = []
     for r in rows:
-        r = asdict(r) if isinstance(r, GateRow) else r
-        if r["passed"] is False and r["blocking"]:
-            measured = "-" if r["measured"] is None else f"{r['measured']:.3f}"
-            text = f"Gate '{r['name']}' failed: measured {measured}, threshold {r['threshold']}"
-            text += f" ({r['note']})." if r["note"] else "."
-            parts.append(text + (f" To fix it: {r['advice']}." if r["advice"] else ""))
+        if r.passed is False and r.blocking:
+            measured = "-" if r.measured is None else f"{r.measured:.3f}"
+            text = f"Gate '{r.name}' failed: measured {measured}, threshold {r.threshold}"
+            text += f" ({r.note})." if r.note else "."
+            parts.append(text + (f" To fix it: {r.advice}." if r.advice else ""))
     return " ".join(parts)

@@ -49,6 +49,31 @@ class EvalPlan:
     def valid(self, text: str) -> bool:
         return self.schema is not None and schema_compliance([text], self.schema)[0] == 1.0
 
+    def suite_prompts(self, suite: str) -> list[list[Message]]:
+        """A suite's probes as each model is asked them: in the task's context (its system prompt) or plain."""
+        from tunesmith.evaluate.suites import in_task_context
+
+        probes, context = self.suites[suite]
+        return [in_task_context(p.messages, self.system) if context == "task" else p.messages for p in probes]
+
+    def score_suite(self, suite: str, outputs: list[str]) -> list[Any]:
+        """Each probe's verdict on its answer (`ProbeResult`s); in the task's context, staying on the task's
+        format counts as declining a harmful request."""
+        from tunesmith.evaluate.suites import score_probe
+
+        probes, context = self.suites[suite]
+        task = context == "task" and (self.schema is not None or self.kind == "classification")
+        return [
+            score_probe(
+                p,
+                output,
+                on_task=self.on_task if task else None,
+                valid=self.valid if self.schema else None,
+                judge=self.judge,
+            )
+            for p, output in zip(probes, outputs)
+        ]
+
 
 def plan_eval(cfg: ProjectConfig, limit: int | None = None) -> EvalPlan:
     """Read the splits, the schema and the suites, and decide what each model generates."""

@@ -324,7 +324,7 @@ class EvalRun:
     def other_passes(self, name: str) -> None:
         """Beyond the test split: lm-eval tasks, the previous version's task, and the probe suites."""
         from tunesmith.console import err
-        from tunesmith.evaluate.suites import in_task_context, score_probe, summarize
+        from tunesmith.evaluate.suites import summarize
 
         cfg, plan, e = self.cfg, self.plan, self.e
         if e.lm_eval is not None:  # standard benchmarks on the model in memory (evaluate/harness.py)
@@ -340,19 +340,8 @@ class EvalRun:
             )
         for suite, (probes, context) in plan.suites.items():
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
-            messages = [in_task_context(p.messages, plan.system) if context == "task" else p.messages for p in probes]
-            outs = self.generate(name, messages, e.suite_max_new_tokens, label=f"{name} on {suite}")
-            task = context == "task" and (plan.schema is not None or plan.kind == "classification")
-            scored = [
-                score_probe(
-                    p,
-                    o["output"],
-                    on_task=plan.on_task if task else None,
-                    valid=plan.valid if plan.schema else None,
-                    judge=plan.judge,
-                )
-                for p, o in zip(probes, outs)
-            ]
+            outs = self.generate(name, plan.suite_prompts(suite), e.suite_max_new_tokens, label=f"{name} on {suite}")
+            scored = plan.score_suite(suite, [o["output"] for o in outs])
             self.results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
             self.suite_passes.setdefault(suite, {})[name] = [float(r.passed) for r in scored]
             _write_jsonl(

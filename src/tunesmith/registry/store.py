@@ -99,7 +99,7 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> RegisterResult:
     """Register the project's trained and evaluated model as a new version (refused if a gate failed, unless forced)."""
     import mlflow
 
-    from tunesmith.evaluate.gate import check_gates, gates_passed
+    from tunesmith.evaluate.gate import GateResult, check_gates
     from tunesmith.evaluate.result import read_eval
     from tunesmith.paths import data_dir, eval_dir, train_dir
     from tunesmith.registry.card import model_card
@@ -112,8 +112,8 @@ def add_version(cfg: ProjectConfig, *, force: bool = False) -> RegisterResult:
     meta_path = run_dir / "metadata.json"
     training = json.loads(meta_path.read_text()) if meta_path.exists() else None
     gates = check_gates(cfg, evaluated, training)
-    ok = gates_passed(gates)
-    failed = [g.name for g in gates if g.blocking and g.passed is False]
+    verdict = GateResult(gates)
+    ok, failed = verdict.passed, verdict.failed
     if not ok and not force:
         advice = "".join(f"\n  {g.name}: {g.advice}" for g in gates if g.passed is False and g.blocking and g.advice)
         raise TunesmithError(
