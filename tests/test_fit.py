@@ -4,7 +4,9 @@ explicit settings that cannot fit stop before any model loads; hardware is detec
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,3 +382,27 @@ def test_compile_is_chosen_where_it_pays(monkeypatch):
     monkeypatch.setenv("CXX", "sh")
     monkeypatch.setenv("TORCHDYNAMO_DISABLE", "1")
     assert compile_choice(TrainConfig(), **demo)[0] is False
+
+
+def test_a_capped_instruction_set_means_no_bf16(monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 makes torch use AVX2 only, and tunesmith then trains in fp32."""
+    import subprocess
+    import sys
+
+    import tunesmith.hardware as hw
+
+    native = "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    assert hw.cpu_has_bf16() == native
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not hw.cpu_has_bf16()
+    assert hw.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert hw.cpu_has_bf16() == native
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    probe = (
+        "import torch, tunesmith.hardware as hw;"
+        "print(torch.backends.cpu.get_cpu_capability(), hw.resolve_precision('auto', 'cpu'))"
+    )
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["AVX2", "fp32"]

@@ -25,8 +25,24 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+# Instruction sets below AVX512-BF16, as torch (ATEN_CPU_CAPABILITY) and oneDNN
+# (ONEDNN_MAX_CPU_ISA) name them when told to use no more than that.
+ATEN_WITHOUT_BF16 = {"default", "avx2"}
+ONEDNN_WITHOUT_BF16 = {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core"}
+ONEDNN_WITHOUT_BF16 |= {"avx512_core_vnni"}
+
+
 def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX).
+
+    torch's `ATEN_CPU_CAPABILITY=avx2` (or `default`) and oneDNN's `ONEDNN_MAX_CPU_ISA=AVX2` (or any
+    set below AVX512_CORE_BF16) cap the instructions torch uses, so they cap this answer too: with
+    them an AVX512 machine behaves as an AVX2-only one, fp32 wherever precision is `auto`.
+    """
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ATEN_WITHOUT_BF16:
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() in ONEDNN_WITHOUT_BF16:
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
