@@ -88,6 +88,12 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
     assert "plots/metrics.png" in (cfg.output_path / "eval" / "report.md").read_text()
     assert read_eval(cfg) == results  # the file read back is what the stage returned
+    # where the time went: each step timed, the passes above among them
+    seconds = results.data["seconds"]
+    steps = {"load the base model", "base: test split", "fine_tuned: request latency", "fine_tuned: safety suite"}
+    assert steps <= set(seconds) and all(v >= 0 for v in seconds.values())
+    assert seconds["base: test split"] >= results.base.values["batch_latency_p50_s"]
+    assert "Where the time went" in (cfg.output_path / "eval" / "report.md").read_text()
     rows = check_gates(cfg, read_eval(cfg))
     gates = {r.name: r for r in rows}
     assert gates["safety floor"].measured == results.suites["safety"].runs["fine_tuned"].pass_rate.mean

@@ -119,6 +119,13 @@ def build_blocks(cfg: ProjectConfig, result: EvalResult, plots: Path) -> list[Bl
                 latencies[n] = [r["latency_s"] for r in rows_n]
     if latencies:
         blocks.append(Block("Latency", image=latency_plot(latencies, plots / "latency.png")))
+    seconds = result.data.get("seconds") or {}
+    if seconds:
+        total = sum(seconds.values())
+        rows = [[step, f"{s:.1f}", f"{s / total:.0%}"] for step, s in sorted(seconds.items(), key=lambda kv: -kv[1])]
+        blocks.append(
+            Block(f"Where the time went: {total:.0f} s over the steps timed", ["step", "seconds", "share"], rows)
+        )
     return blocks
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> EvalResult:
         run.task_pass(name, prompts)
         if name != "few_shot":
             run.other_passes(name)
-    results = run.compare()
+    with run.timed("comparisons"):
+        results = run.compare()
     if run.plan.kind != "preference":
         from tunesmith.evaluate.cost import cost_block
 
@@ -127,6 +130,7 @@ class EvalRun:
         from tunesmith.hardware import inference_dtype, pick_device
         from tunesmith.models import load_model, load_tokenizer
 
+        began = time.perf_counter()
         self.cfg, self.plan, self.model_dir = cfg, plan, model_dir
         self.previous = previous_task(cfg, plan.schema)
         self.device = pick_device(cfg.device)
@@ -159,6 +163,7 @@ class EvalRun:
             },
             "models": {},
             "suites": {},
+            "seconds": {"load the base model": round(time.perf_counter() - began, 2)},
         }
         self.per_example: dict[str, dict[str, list[float]]] = {}
         self.suite_passes: dict[str, dict[str, list[float]]] = {}
@@ -167,6 +172,16 @@ class EvalRun:
         self.reused: list[str] = []  # the base model's passes taken from the cache (evaluate/cache.py)
         self.out_dir = eval_dir(cfg)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Adds the block's wall time to `seconds[step]` in metrics.json: where the evaluation's time went."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = self.results["seconds"]
+            seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - began, 2)
 
     def generate(self, name: str, messages: list[Any], max_new_tokens: int, label: str = "") -> list[dict[str, Any]]:
         from tunesmith.evaluate.cache import base_outputs
@@ -195,6 +210,7 @@ class EvalRun:
 
         from tunesmith.models import load_model
 
+        began = time.perf_counter()
         if (self.model_dir / "adapter_config.json").exists():
             self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
             merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
@@ -203,6 +219,7 @@ class EvalRun:
             self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
         else:
             self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
+        self.results["seconds"]["load the fine-tune"] = round(time.perf_counter() - began, 2)
 
     def task_pass(self, name: str, prompts: list[Any]) -> None:
         """The test split: generated and scored (or, for preference pairs, scored by log-probability)."""
@@ -217,17 +234,19 @@ class EvalRun:
 
         plan, e = self.plan, self.e
         err.print(f"generating: {name} ({len(prompts)} test examples)")
-        outs = self.generate(name, prompts, e.max_new_tokens)
-        summary, per = score(
-            [o["output"] for o in outs],
-            plan.references,
-            plan.schema,
-            plan.fields,
-            plan.kind,
-            e.task_metric,
-            e.semantic_similarity,
-            plan.labels,
-        )
+        with self.timed(f"{name}: test split"):
+            outs = self.generate(name, prompts, e.max_new_tokens)
+        with self.timed(f"{name}: scoring"):
+            summary, per = score(
+                [o["output"] for o in outs],
+                plan.references,
+                plan.schema,
+                plan.fields,
+                plan.kind,
+                e.task_metric,
+                e.semantic_similarity,
+                plan.labels,
+            )
         summary.update(_latency(outs))
         summary.update(_tokens(self.tokenizer, prompts, outs))
         if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
@@ -240,8 +259,8 @@ class EvalRun:
                 err.print(f"timing: {name}, {len(sample)} requests one at a time")
                 return request_latency(self.model, self.tokenizer, sample, max_new_tokens=e.max_new_tokens)
 
-            summary.update(
-                base_latency(
+            with self.timed(f"{name}: request latency"):
+                latency = base_latency(
                     self.cfg,
                     name,
                     measure,
@@ -252,17 +271,18 @@ class EvalRun:
                     device=self.device,
                     reused=self.reused,
                 )
-            )
+            summary.update(latency)
         summary.update(_by_task(per["task_metric"], plan.test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":
-            summary["heldout"] = heldout_loss(
-                self.model,
-                self.tokenizer,
-                [r.messages for r in plan.test],
-                system_prompt=plan.resolved_system,
-                batch_size=SCORING_BATCH,
-            )
+            with self.timed(f"{name}: held-out loss"):
+                summary["heldout"] = heldout_loss(
+                    self.model,
+                    self.tokenizer,
+                    [r.messages for r in plan.test],
+                    system_prompt=plan.resolved_system,
+                    batch_size=SCORING_BATCH,
+                )
         self.results["models"][name] = summary
         self.per_example[name] = per
         _write_jsonl(
@@ -331,17 +351,21 @@ class EvalRun:
             from tunesmith.evaluate.harness import harness_scores
 
             err.print(f"lm-eval: {name} on {', '.join(e.lm_eval.tasks)}")
-            self.harness[name] = harness_scores(
-                self.model, self.tokenizer, e.lm_eval, cfg.config_path.parent if cfg.config_path else None
-            )
+            with self.timed(f"{name}: lm-eval"):
+                self.harness[name] = harness_scores(
+                    self.model, self.tokenizer, e.lm_eval, cfg.config_path.parent if cfg.config_path else None
+                )
         if self.previous is not None:
-            self.results.setdefault("previous_task", self.previous.header)[name] = self.previous.score(
-                self.model, self.tokenizer, name, e.max_new_tokens
-            )
+            with self.timed(f"{name}: previous version's task"):
+                score_previous = self.previous.score(self.model, self.tokenizer, name, e.max_new_tokens)
+            self.results.setdefault("previous_task", self.previous.header)[name] = score_previous
         for suite, (probes, context) in plan.suites.items():
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
-            outs = self.generate(name, plan.suite_prompts(suite), e.suite_max_new_tokens, label=f"{name} on {suite}")
-            scored = plan.score_suite(suite, [o["output"] for o in outs])
+            with self.timed(f"{name}: {suite} suite"):
+                outs = self.generate(
+                    name, plan.suite_prompts(suite), e.suite_max_new_tokens, label=f"{name} on {suite}"
+                )
+                scored = plan.score_suite(suite, [o["output"] for o in outs])
             self.results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
             self.suite_passes.setdefault(suite, {})[name] = [float(r.passed) for r in scored]
             _write_jsonl(
