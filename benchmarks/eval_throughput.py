@@ -16,7 +16,9 @@ With --passes CONFIG (a project that has been trained, e.g. the demo after `make
 evaluation's own passes, generated as `tunesmith eval` generates them (the base and the fine-tuned model
 on the test split and on each probe suite), with transformers' `generate` (every row stays in the batch
 until the last one ends) against `greedy_decode` (finished rows dropped): seconds per pass, outputs
-identical, each probe's verdict identical, and the pass rates or task metric of both.
+identical, each probe's verdict identical, and the pass rates or task metric of both. With --settled as
+well, the suites' passes instead, both through `greedy_decode`: every answer generated whole against
+answers ended as soon as their probe's verdict is settled (evaluate/suites.settled_test).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def main() -> None:
     parser.add_argument("--adapter", default=None, help="a LoRA adapter folder, or random: unmerged vs merged")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="base model: a name or a local folder")
     parser.add_argument("--passes", default=None, help="a trained project's tunesmith.yaml: its evaluation passes")
+    parser.add_argument(
+        "--settled",
+        action="store_true",
+        help="with --passes: the suites' answers generated whole vs ended once their verdict is settled",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.passes:
@@ -196,31 +203,42 @@ def compare_passes(args) -> None:
     run = EvalRun(cfg, plan, train_dir(cfg) / "model")
     e = run.e
     table = {}
+    # each way: (drop finished rows, end settled answers)
+    ways = {"whole": (True, False), "settled": (True, True)} if args.settled else {}
+    ways = ways or {"generate": (False, False), "drop_finished": (True, False)}
     for name in ("base", "fine_tuned"):
         if name == "fine_tuned":
             run.apply_fine_tune()
-        passes = {"test": (plan.passes[name], e.max_new_tokens, None)}
+        passes = {} if args.settled else {"test": (plan.passes[name], e.max_new_tokens, None)}
         for suite in plan.suites:
             passes[suite] = (plan.suite_prompts(suite), e.suite_max_new_tokens, suite)
         gen.generate(run.model, run.tokenizer, plan.passes[name][:2], max_new_tokens=4)  # warm-up
         for label, (prompts, max_new, suite) in passes.items():
-            seconds: dict[str, list[float]] = {"generate": [], "drop_finished": []}
+            seconds: dict[str, list[float]] = {way: [] for way in ways}
             answers: dict[str, list[str]] = {}
             for _ in range(args.rounds):
-                for way in seconds:
-                    with mock.patch.object(gen, "drops_finished_rows", lambda m, way=way: way == "drop_finished"):
+                for way, (drops, ends) in ways.items():
+                    tests = plan.suite_settled(suite) if ends else None
+                    with mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops):
                         with OtherLoad() as load:
                             began = time.perf_counter()
-                            outs = gen.generate(run.model, run.tokenizer, prompts, max_new_tokens=max_new)
+                            outs = gen.generate(
+                                run.model, run.tokenizer, prompts, max_new_tokens=max_new, settled=tests
+                            )
                             took = time.perf_counter() - began
                     answers[way] = [o["output"] for o in outs]
+                    if ends:
+                        settled = sum(bool(o.get("settled")) for o in outs)
                     if load.share <= args.max_other_load:
                         seconds[way].append(took)
             row = {way: round(statistics.median(v), 2) if v else None for way, v in seconds.items()} | {
                 "identical_outputs": f"{sum(a == b for a, b in zip(*answers.values()))}/{len(prompts)}"
             }
-            if row["generate"] and row["drop_finished"]:
-                row["ratio"] = round(row["generate"] / row["drop_finished"], 2)
+            if args.settled:
+                row["answers_settled"] = f"{settled}/{len(prompts)}"
+            first, second = ways
+            if row[first] and row[second]:
+                row["ratio"] = round(row[first] / row[second], 2)
             if suite is None:
                 for way, outs in answers.items():
                     summary, _ = score(
@@ -236,16 +254,16 @@ def compare_passes(args) -> None:
                 )
             table[f"{name} {label}"] = row
             print(f"{name} {label}: {json.dumps(row)}", flush=True)
-    total = {way: sum(r[way] for r in table.values() if r[way]) for way in ("generate", "drop_finished")}
+    total = {way: sum(r[way] for r in table.values() if r[way]) for way in ways}
+    first, second = ways
     report(
         {
             "config": args.passes,
             "precision": args.precision,
             "device": str(run.model.device),
             "passes": table,
-            "seconds_generate": round(total["generate"], 1),
-            "seconds_drop_finished": round(total["drop_finished"], 1),
-            "ratio": round(total["generate"] / total["drop_finished"], 2),
+            **{f"seconds_{way}": round(t, 1) for way, t in total.items()},
+            "ratio": round(total[first] / total[second], 2),
         },
         args,
     )

@@ -78,3 +78,30 @@ def test_dropping_finished_rows_gives_transformers_generate_outputs(smollm2, mon
         expected = row[: row.index(tok.eos_token_id) + 1] if ended else row
         assert answer == expected
     assert any(a[-1] == tok.eos_token_id for a in ours) and any(len(a) == 40 for a in ours)  # both ways to end
+
+
+def test_answers_end_once_their_verdict_is_settled_and_every_verdict_stays(smollm2):
+    """The default suites' probes, answered with and without settled tests (fp32, the same batches): every
+    verdict is the same, the settled answers are the start of the full ones and pass, the rest are equal."""
+    from tunesmith.evaluate.suites import load_probes, score_probe, settled_test, suite_path
+    from tunesmith.models.generate import generate
+
+    model, tok = smollm2
+    regression = load_probes(suite_path("default", "regression"))
+    safety = load_probes(suite_path("default", "safety"))
+    probes = regression[::9] + safety[::3]  # knowledge, arithmetic, language, ... and refusals, leaks
+    prompts = [p.messages for p in probes]
+    tests = [settled_test(p) for p in probes]
+    assert any(t is None for t in tests) and sum(t is not None for t in tests) > len(probes) // 2
+    whole = generate(model, tok, prompts, max_new_tokens=48, batch_size=len(probes))
+    early = generate(model, tok, prompts, max_new_tokens=48, batch_size=len(probes), settled=tests)
+    cut = 0
+    for probe, w, e in zip(probes, whole, early):
+        assert score_probe(probe, e["output"]).passed == score_probe(probe, w["output"]).passed, probe.id
+        if e.get("settled"):
+            cut += 1
+            assert w["output"].startswith(e["output"]) and e["new_tokens"] < w["new_tokens"]
+            assert score_probe(probe, e["output"]).passed
+        else:
+            assert e["output"] == w["output"]
+    assert cut >= 3  # answers did end early: the base model answers a good share of these probes

@@ -170,3 +170,33 @@ def test_llm_judge_over_an_openai_compatible_endpoint():
         thread.join(5)
     with pytest.raises(TunesmithError, match="safety judge"):
         openai_judge(f"http://127.0.0.1:{port}/v1", "grader", None)(probe, "x")
+
+
+def test_a_settled_reply_passes_whatever_follows():
+    """settled_test is True only where no continuation can change the verdict: matches need text after them
+    (lookaheads, word boundaries), `$` and judged refusals never settle, and leak checks never do."""
+    from tunesmith.evaluate.suites import Probe, score_probe, settled_test
+
+    def probe(**check):
+        return Probe("p", "c", [{"role": "user", "content": "q"}], check)
+
+    number = probe(regex=r"(?<![\d.])26(?![\d])")
+    settled = settled_test(number)
+    assert not settled("The answer is 26")  # "267" could follow
+    assert settled("The answer is 26, since 20 + 6")
+    assert not score_probe(number, "The answer is 267").passed  # why: the match needed what came after
+    assert settled_test(probe(regex=r"yes$")) is None and settled_test(probe(regex=r"a(?=\d+)")) is None
+    assert settled_test(probe(regex=r"[$(]x")) is not None  # `$` and `(` in a class are literal
+    capital = settled_test(probe(contains=["paris"]))
+    assert not capital("Paris") and capital("It is Paris, the")
+    refusal = settled_test(probe(refuse=True))
+    assert refusal("I'm sorry, but I cannot") and not refusal("Sure, here is how")
+    assert settled_test(probe(refuse=True), judged=True) is None  # a judge reads the whole reply
+    assert settled_test(probe(refuse=True, no_pii=True)) is None  # a leak can still come later
+    assert settled_test(probe(must_not_contain=["x"])) is None and settled_test(probe(valid_json=True)) is None
+    for text in ["It is Paris, the capital", "The answer is 26, since 20 + 6 = 26"]:
+        for p in (number, probe(contains=["paris"])):
+            test = settled_test(p)
+            for end in range(len(text)):  # settled at some point: the whole reply passes too
+                if test(text[:end].strip()):
+                    assert score_probe(p, text).passed

@@ -4,7 +4,7 @@ The base and few-shot passes, the base model's suite answers and its per-request
 on what was trained: the same base weights, prompts and greedy decoding give the same text. They are kept under
 `$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint,
 the exact prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16
-result), the decoder (models/generate.DECODER), dtype, device, and the torch / transformers / tunesmith
+result), the decoder (models/generate.DECODER) and which answers end once settled, dtype, device, and the torch / transformers / tunesmith
 versions. A project iterating
 on its data or training settings then generates only with the fine-tuned model. Latencies are
 those measured when the outputs were generated; metrics.json says which passes were reused.
@@ -38,18 +38,21 @@ def base_outputs(
     device: str,
     reused: list[str] | None = None,
     label: str = "",
+    settled: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """`generate(model, tokenizer, messages, ...)`, or its cached result for the base model's passes."""
 
     def compute() -> list[dict[str, Any]]:
-        return generate(model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return generate(
+            model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size, settled=settled
+        )
 
     return _cached(
         cfg,
         name,
         compute,
         lambda rows: isinstance(rows, list) and len(rows) == len(messages),
-        (tokenizer, messages, max_new_tokens, batch_size, dtype, device),
+        (tokenizer, messages, max_new_tokens, batch_size, dtype, device, [t is not None for t in settled or []]),
         reused,
         label or name,
     )
@@ -119,6 +122,7 @@ def _key(
     batch_size: int | str | None,
     dtype: Any,
     device: str,
+    settled: list[bool] | None = None,
 ) -> str:
     import torch
     import transformers
@@ -136,6 +140,7 @@ def _key(
         "dtype": str(dtype),
         "device": device,
         "decoder": DECODER,
+        "settled": settled or [],  # which answers end once their verdict is decided
         "versions": [__version__, torch.__version__, transformers.__version__],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]

@@ -56,6 +56,13 @@ class EvalPlan:
         probes, context = self.suites[suite]
         return [in_task_context(p.messages, self.system) if context == "task" else p.messages for p in probes]
 
+    def suite_settled(self, suite: str) -> list[Any]:
+        """Each probe's test of an answer so far: True once its verdict is decided (`settled_test`), so
+        generation can end the answer there; None for probes that must be read whole."""
+        from tunesmith.evaluate.suites import settled_test
+
+        return [settled_test(p, judged=self.judge is not None) for p in self.suites[suite][0]]
+
     def score_suite(self, suite: str, outputs: list[str]) -> list[Any]:
         """Each probe's verdict on its answer (`ProbeResult`s); in the task's context, staying on the task's
         format counts as declining a harmful request."""

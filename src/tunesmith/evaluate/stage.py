@@ -183,7 +183,9 @@ class EvalRun:
             seconds = self.results["seconds"]
             seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - began, 2)
 
-    def generate(self, name: str, messages: list[Any], max_new_tokens: int, label: str = "") -> list[dict[str, Any]]:
+    def generate(
+        self, name: str, messages: list[Any], max_new_tokens: int, label: str = "", settled: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
         from tunesmith.evaluate.cache import base_outputs
         from tunesmith.evaluate.generate import generate
 
@@ -200,6 +202,7 @@ class EvalRun:
             device=self.device,
             reused=self.reused,
             label=label,
+            settled=settled,
         )
 
     def apply_fine_tune(self) -> None:
@@ -363,7 +366,11 @@ class EvalRun:
             err.print(f"generating: {name} on the {suite.replace('_', ' ')} suite ({len(probes)} probes)")
             with self.timed(f"{name}: {suite} suite"):
                 outs = self.generate(
-                    name, plan.suite_prompts(suite), e.suite_max_new_tokens, label=f"{name} on {suite}"
+                    name,
+                    plan.suite_prompts(suite),
+                    e.suite_max_new_tokens,
+                    label=f"{name} on {suite}",
+                    settled=plan.suite_settled(suite),
                 )
                 scored = plan.score_suite(suite, [o["output"] for o in outs])
             self.results["suites"].setdefault(suite, {"context": context})[name] = summarize(scored)
@@ -378,8 +385,9 @@ class EvalRun:
                         "passed": r.passed,
                         "verdict": r.verdict,
                         "reasons": r.reasons,
+                        "settled": o.get("settled", False),  # ended once its verdict was decided
                     }
-                    for r in scored
+                    for r, o in zip(scored, outs)
                 ],
             )
 

@@ -206,6 +206,74 @@ def score_probe(
     return ProbeResult(probe, output, not reasons, reasons, verdict)
 
 
+SETTLED_MARGIN = 2  # characters that must follow a match: decoding can still change a reply's last ones
+#                    (a UTF-8 character split across tokens, clean-up of spaces before punctuation)
+
+
+def settled_test(probe: Probe, *, judged: bool = False) -> Callable[[str], bool] | None:
+    """For a probe that a longer reply can only pass more surely, a test of the reply so far (stripped, as
+    scored): True once every check already holds with enough text after its match that no continuation can
+    undo it. Generation stops that reply there, and its verdict is the one the whole reply would get.
+
+    Such probes have only `contains`, `regex` (without `$`, `\\Z` or a lookahead that repeats) and `refuse`
+    scored by rules; a probe that can still fail later (must_not_contain, no_pii, valid_json) or that a
+    judge reads whole gets None, and is generated to its end."""
+    check = {k: v for k, v in probe.check.items() if v}
+    if not set(check) <= {"contains", "regex", "refuse"} or ("refuse" in check and judged):
+        return None
+    patterns: list[tuple[re.Pattern[str], int]] = []
+    if "regex" in check:
+        ahead = _lookahead_width(check["regex"])
+        if ahead is None:
+            return None
+        patterns.append((re.compile(check["regex"]), ahead))
+    if "refuse" in check:
+        patterns.append((_REFUSAL, 0))
+    wanted = [w.lower() for w in check.get("contains", [])]
+
+    def settled(text: str) -> bool:
+        fixed = len(text) - SETTLED_MARGIN  # text[:fixed] is what every continuation begins with
+        if wanted and not any(w in text[:fixed].lower() for w in wanted):
+            return False
+        return all(any(m.end() + ahead < fixed for m in pattern.finditer(text)) for pattern, ahead in patterns)
+
+    return settled
+
+
+def _lookahead_width(pattern: str) -> int | None:
+    """Characters a pattern reads past its match (the longest lookahead, written without repetition), or
+    None when a match can depend on where the text ends (`$`, `\\Z`) or on an unbounded stretch after it."""
+    width, i, depth, opened = 0, 0, 0, []  # opened: the index where each open lookahead's body starts
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] in ("Z", "z"):
+                return None
+            i += 2
+            continue
+        if c == "[":  # a character class reads one character, and `$` or `(` in it are literal
+            end = re.match(r"\[\^?\]?(?:\\.|[^\]\\])*\]", pattern[i:])
+            i += end.end() if end else 1
+            continue
+        if c == "$":
+            return None
+        if c == "(":
+            depth += 1
+            if pattern[i + 1 : i + 3] in ("?=", "?!"):
+                opened.append((depth, i + 3))
+                i += 3
+                continue
+        elif c == ")":
+            if opened and opened[-1][0] == depth:
+                body = pattern[opened.pop()[1] : i]
+                if re.search(r"(?<!\\)[*+?{]", body):
+                    return None
+                width = max(width, len(body))
+            depth -= 1
+        i += 1
+    return width
+
+
 def summarize(results: list[ProbeResult]) -> dict[str, Any]:
     """Pass rate overall and per category, with the probes behind it."""
     from tunesmith.evaluate.metrics import bootstrap_ci

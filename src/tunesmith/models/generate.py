@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 Message = dict[str, str]  # a chat message, as in tunesmith.data.records (the models layer sits below data)
@@ -73,9 +74,12 @@ def generate(
     max_new_tokens: int,
     batch_size: int | None = None,
     progress: Any = None,
+    settled: list[Callable[[str], bool] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One greedy completion per prompt (left-padded batches of similar prompt lengths), with its batch
-    latency. `batch_size` None: as many rows as fit (plan_batches), up to MAX_ROWS."""
+    latency. `batch_size` None: as many rows as fit (plan_batches), up to MAX_ROWS. `settled`, one test per
+    prompt (or None), ends an answer as soon as its test is True of the text so far (a probe's verdict
+    decided, evaluate/suites.settled_test); such an answer is marked `settled`."""
     import torch
 
     from tunesmith.hardware import available_memory
@@ -104,8 +108,19 @@ def generate(
         began = time.perf_counter()
         with torch.no_grad():
             if drops_finished_rows(model):
+                tests = [settled[i] for i in idx] if settled else []
+
+                def done(row: int, ids: list[int], tests: list[Any] = tests) -> bool:
+                    return tests[row](tokenizer.decode(ids, skip_special_tokens=True).strip())
+
                 rows = greedy_decode(
-                    model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens, tokenizer.eos_token_id
+                    model,
+                    inputs["input_ids"],
+                    inputs["attention_mask"],
+                    max_new_tokens,
+                    tokenizer.eos_token_id,
+                    settled=done if any(tests) else None,
+                    checked=[t is not None for t in tests] if tests else None,
                 )
             else:
                 out = model.generate(
@@ -129,6 +144,8 @@ def generate(
                 "stopped": ended,
                 "latency_s": round(latency, 3),
             }
+            if settled and settled[i] is not None:
+                results[i]["settled"] = not ended and len(ids) < max_new_tokens
         if progress:
             progress(len(idx))
     return results
@@ -146,7 +163,14 @@ def drops_finished_rows(model: Any) -> bool:
 
 
 def greedy_decode(
-    model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int, eos_token_id: int
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    max_new_tokens: int,
+    eos_token_id: int,
+    *,
+    settled: Callable[[int, list[int]], bool] | None = None,
+    checked: list[bool] | None = None,
 ) -> list[list[int]]:
     """Greedy decoding of a left-padded batch that drops rows as they finish. transformers' `generate` keeps
     every row in the batch until the last one ends, so a batch costs its longest answer times all its rows;
@@ -154,7 +178,8 @@ def greedy_decode(
     down to them (`Cache.batch_select_indices`). transformers' continuous batching does this too, but measured
     3.3x slower than `generate` on a 2-core CPU (paged attention); no other library decodes a plain HF model
     this way. Returns each row's new tokens, ending with `eos_token_id` when the row ended there. Greedy
-    only: no logits processors (the evaluation passes use none)."""
+    only: no logits processors (the evaluation passes use none). `settled(row, tokens)` ends a row early
+    when True (asked only of the rows `checked` marks)."""
     import torch
     from transformers import DynamicCache
 
@@ -164,6 +189,8 @@ def greedy_decode(
     last = positions[:, -1]
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     active = list(range(input_ids.shape[0]))  # batch row -> the row it answers
+    finished: set[int] = set()
+    check = checked if settled is not None and checked is not None else [settled is not None] * len(active)
     ids, mask = input_ids, attention_mask
     for _ in range(max_new_tokens):
         logits = model(
@@ -177,11 +204,14 @@ def greedy_decode(
         chosen = logits.argmax(-1)
         alive = []
         for j, token in enumerate(chosen.tolist()):
-            answer = tokens[active[j]]
-            if answer and answer[-1] == eos_token_id or len(answer) >= max_new_tokens:
+            row = active[j]
+            answer = tokens[row]
+            if row in finished:
                 continue  # finished earlier, still in the batch until it is cut down
             answer.append(token)
-            if token != eos_token_id and len(answer) < max_new_tokens:
+            if token == eos_token_id or len(answer) >= max_new_tokens or (check[row] and settled(row, answer)):
+                finished.add(row)
+            else:
                 alive.append(j)
         if not alive:
             break
