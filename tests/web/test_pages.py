@@ -92,6 +92,10 @@ def test_every_page_in_a_real_browser(server, browser):
     page.goto(f"{server.url}/ui/eval")
     assert page.locator("#metrics tr").count() == 4  # header + base, few-shot, fine-tuned
     assert page.locator("#gates tr").count() > 3
+    assert "(warning only)" in page.inner_text("#gates")  # the latency gate warns, as in the terminal
+    cells = page.locator("#examples tr").nth(1).locator("td")
+    assert cells.nth(0).inner_text().startswith("line ")  # records without an id: named by their line
+    assert len(cells.nth(4).inner_text()) <= 5  # the score, to three significant digits
     page.screenshot(path=str(SHOTS / "evaluation.png"), full_page=True)
     page.select_option("select[name=filter]", "wrong")
     page.click("input[value=Filter]")
