@@ -393,7 +393,8 @@ def test_a_capped_instruction_set_means_no_bf16(monkeypatch):
 
     for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):  # as the CPU is, whatever this process was given
         monkeypatch.delenv(name, raising=False)
-    native = "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    flags = Path("/proc/cpuinfo").read_text()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert hw.cpu_has_bf16() == native
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert not hw.cpu_has_bf16()

@@ -28,8 +28,7 @@ def is_main_process() -> bool:
 # Instruction sets below AVX512-BF16, as torch (ATEN_CPU_CAPABILITY) and oneDNN
 # (ONEDNN_MAX_CPU_ISA) name them when told to use no more than that.
 ATEN_WITHOUT_BF16 = {"default", "avx2"}
-ONEDNN_WITHOUT_BF16 = {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core"}
-ONEDNN_WITHOUT_BF16 |= {"avx512_core_vnni"}
+ONEDNN_WITHOUT_BF16 = {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"}
 
 
 def cpu_has_bf16() -> bool:

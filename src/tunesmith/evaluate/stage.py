@@ -163,7 +163,7 @@ class EvalRun:
             },
             "models": {},
             "suites": {},
-            "seconds": {"load the base model": round(time.perf_counter() - began, 2)},
+            "seconds": {"load the base model": round(time.perf_counter() - began, 3)},
         }
         self.per_example: dict[str, dict[str, list[float]]] = {}
         self.suite_passes: dict[str, dict[str, list[float]]] = {}
@@ -175,13 +175,14 @@ class EvalRun:
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Adds the block's wall time to `seconds[step]` in metrics.json: where the evaluation's time went."""
+        """Adds the block's wall time to `seconds[step]` in metrics.json: where the evaluation's time went
+        (to the millisecond, as each batch's `latency_s`, so a step never reads shorter than a batch in it)."""
         began = time.perf_counter()
         try:
             yield
         finally:
             seconds = self.results["seconds"]
-            seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - began, 2)
+            seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - began, 3)
 
     def generate(
         self, name: str, messages: list[Any], max_new_tokens: int, label: str = "", settled: list[Any] | None = None
@@ -213,16 +214,15 @@ class EvalRun:
 
         from tunesmith.models import load_model
 
-        began = time.perf_counter()
-        if (self.model_dir / "adapter_config.json").exists():
-            self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
-            merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
-            if merge and not self.model.active_peft_config.is_prompt_learning:
-                self.model = self.model.merge_and_unload()  # into the base weights, which no later pass needs
-            self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
-        else:
-            self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
-        self.results["seconds"]["load the fine-tune"] = round(time.perf_counter() - began, 2)
+        with self.timed("load the fine-tune"):
+            if (self.model_dir / "adapter_config.json").exists():
+                self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
+                merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
+                if merge and not self.model.active_peft_config.is_prompt_learning:
+                    self.model = self.model.merge_and_unload()  # into the base weights, which no later pass needs
+                self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
+            else:
+                self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
 
     def task_pass(self, name: str, prompts: list[Any]) -> None:
         """The test split: generated and scored (or, for preference pairs, scored by log-probability)."""

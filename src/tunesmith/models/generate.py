@@ -111,7 +111,8 @@ def generate(
                 tests = [settled[i] for i in idx] if settled else []
 
                 def done(row: int, ids: list[int], tests: list[Any] = tests) -> bool:
-                    return tests[row](tokenizer.decode(ids, skip_special_tokens=True).strip())
+                    test = tests[row]  # None: this answer is read whole, and is not decoded as it grows
+                    return test is not None and test(tokenizer.decode(ids, skip_special_tokens=True).strip())
 
                 rows = greedy_decode(
                     model,
@@ -120,7 +121,6 @@ def generate(
                     max_new_tokens,
                     tokenizer.eos_token_id,
                     settled=done if any(tests) else None,
-                    checked=[t is not None for t in tests] if tests else None,
                 )
             else:
                 out = model.generate(
@@ -170,7 +170,6 @@ def greedy_decode(
     eos_token_id: int,
     *,
     settled: Callable[[int, list[int]], bool] | None = None,
-    checked: list[bool] | None = None,
 ) -> list[list[int]]:
     """Greedy decoding of a left-padded batch that drops rows as they finish. transformers' `generate` keeps
     every row in the batch until the last one ends, so a batch costs its longest answer times all its rows;
@@ -179,7 +178,7 @@ def greedy_decode(
     3.3x slower than `generate` on a 2-core CPU (paged attention); no other library decodes a plain HF model
     this way. Returns each row's new tokens, ending with `eos_token_id` when the row ended there. Greedy
     only: no logits processors (the evaluation passes use none). `settled(row, tokens)` ends a row early
-    when True (asked only of the rows `checked` marks)."""
+    when True."""
     import torch
     from transformers import DynamicCache
 
@@ -190,7 +189,6 @@ def greedy_decode(
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     active = list(range(input_ids.shape[0]))  # batch row -> the row it answers
     finished: set[int] = set()
-    check = checked if settled is not None and checked is not None else [settled is not None] * len(active)
     ids, mask = input_ids, attention_mask
     for _ in range(max_new_tokens):
         logits = model(
@@ -209,7 +207,7 @@ def greedy_decode(
             if row in finished:
                 continue  # finished earlier, still in the batch until it is cut down
             answer.append(token)
-            if token == eos_token_id or len(answer) >= max_new_tokens or (check[row] and settled(row, answer)):
+            if token == eos_token_id or len(answer) >= max_new_tokens or (settled is not None and settled(row, answer)):
                 finished.add(row)
             else:
                 alive.append(j)
