@@ -1,0 +1,105 @@
+"""`run_eval` in a fresh Python process: `python -m tunesmith.evaluate.fresh REQUEST.json`.
+
+Generation runs about 12% slower in a process that has just trained than in a new one (the demo's
+evaluation, cold, bf16 on AMX: 189.4 s in the training process against 168.2 s in a child, imports
+included; docs/benchmarks.md), so the pipeline evaluates in a child when it trained in this one. No
+library offers "run this function in a new interpreter without re-running the caller's script":
+multiprocessing's spawn re-imports `__main__`, which runs the whole script again when a user calls
+`tunesmith.run()` at the top level of theirs. So the child is started as a module, with the config as
+JSON. Its progress goes to the same terminal or job log; it dies with its parent; a TunesmithError in it
+comes back as one with the same message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.errors import TunesmithError
+
+if TYPE_CHECKING:
+    from tunesmith.config import ProjectConfig
+    from tunesmith.evaluate.result import EvalResult
+
+USER_ERROR = 2  # exit status of a TunesmithError; its message is in the reply file
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs between fork and exec on Linux: PR_SET_PDEATHSIG, so that it dies when its parent
+    does. Resolved here, before the fork (nothing may import in the child), and the child stays in the
+    parent's process group (Ctrl-C and a job's kill reach it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGKILL)
+
+
+def run_eval_fresh(cfg: ProjectConfig) -> EvalResult:
+    """`run_eval(cfg)` in a new Python process; metrics.json and the reports as run_eval writes them."""
+    from tunesmith.evaluate.result import read_eval
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-eval-") as tmp:
+        request, reply = Path(tmp) / "request.json", Path(tmp) / "reply.json"
+        request.write_text(
+            json.dumps(
+                {
+                    "config": cfg.model_dump(mode="json"),
+                    "config_path": str(cfg.config_path) if cfg.config_path else None,
+                    "reply": str(reply),
+                }
+            )
+        )
+        code = subprocess.run(
+            [sys.executable, "-m", "tunesmith.evaluate.fresh", str(request)],
+            env=_env(),
+            preexec_fn=_die_with_parent(),
+        ).returncode
+        if code == USER_ERROR and reply.exists():
+            raise TunesmithError(json.loads(reply.read_text())["error"])
+        if code != 0:
+            raise RuntimeError(f"the evaluation's process ended with exit status {code}; its output is above")
+    return read_eval(cfg)
+
+
+def _env() -> dict[str, str]:
+    """This environment, with the folder this tunesmith was imported from first on the child's path: the
+    child runs the same code however the parent found it (a source tree, an edited sys.path)."""
+    import tunesmith
+
+    root = str(Path(tunesmith.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+def _config(request: dict[str, Any]) -> ProjectConfig:
+    from tunesmith.config import ProjectConfig
+
+    cfg = ProjectConfig.model_validate(request["config"])
+    if request["config_path"]:
+        cfg.config_path = Path(request["config_path"])
+    return cfg
+
+
+def main(path: str) -> int:
+    from tunesmith.evaluate.stage import run_eval
+
+    request = json.loads(Path(path).read_text())
+    try:
+        run_eval(_config(request))
+    except TunesmithError as exc:
+        Path(request["reply"]).write_text(json.dumps({"error": str(exc)}))
+        return USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,79 @@
+"""Evaluation in a fresh process (`tunesmith.evaluate.fresh`), as the pipeline runs it after training in
+its own: the same files as in this process, and a user's mistake comes back as the same clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.evaluate.test_eval_stage import _project
+from tunesmith.errors import TunesmithError
+from tunesmith.evaluate import fresh
+from tunesmith.evaluate.stage import run_eval
+from tunesmith.train.stage import run_train
+
+TIMING = {"latency_s", "seconds"}
+
+
+def _outputs(cfg) -> dict[str, list[dict]]:
+    rows = {}
+    for path in sorted((cfg.output_path / "eval").glob("*.jsonl")):
+        rows[path.name] = [
+            {k: v for k, v in json.loads(line).items() if k not in TIMING} for line in path.read_text().splitlines()
+        ]
+    return rows
+
+
+def test_a_fresh_process_evaluates_as_this_one_does(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_EVAL_CACHE", "0")
+    cfg = _project(tmp_path / "p", tiny_model_dir, max_steps=2)
+    request = json.loads(json.dumps({"config": cfg.model_dump(mode="json"), "config_path": str(cfg.config_path)}))
+    assert fresh._config(request) == cfg  # the child rebuilds the very config, overrides included
+
+    with pytest.raises(TunesmithError, match="no trained model in .*tunesmith train"):
+        fresh.run_eval_fresh(cfg)  # raised in the child, the same message here
+
+    run_train(cfg)
+    here, here_rows = run_eval(cfg), _outputs(cfg)
+    there, there_rows = fresh.run_eval_fresh(cfg), _outputs(cfg)
+    assert here_rows.keys() == there_rows.keys() and here_rows
+    assert here_rows == there_rows  # every answer and score, timings aside
+    for name in ("base", "few_shot", "fine_tuned"):
+        assert there.models[name].task_metric == here.models[name].task_metric
+    assert {k: s.runs for k, s in there.suites.items()} == {k: s.runs for k, s in here.suites.items()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_evaluation_process_ends_with_its_parent(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    child_code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    (tmp_path / "parent.py").write_text(
+        "import subprocess, sys\n"
+        "from tunesmith.evaluate.fresh import _die_with_parent\n"
+        f"subprocess.run([sys.executable, '-c', {child_code!r}], preexec_fn=_die_with_parent())\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")])
+    deadline = time.time() + 30
+    while time.time() < deadline and not (pidfile.exists() and pidfile.read_text()):
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    os.kill(parent.pid, signal.SIGKILL)  # as when `tunesmith run` or a job is killed
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the child outlived its parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
