@@ -1,8 +1,9 @@
 """`run_eval` in a fresh Python process: `python -m tunesmith.evaluate.fresh REQUEST.json`.
 
-Generation runs about 12% slower in a process that has just trained than in a new one (the demo's
-evaluation, cold, bf16 on AMX: 189.4 s in the training process against 168.2 s in a child, imports
-included; docs/benchmarks.md), so the pipeline evaluates in a child when it trained in this one. No
+Generation runs slower in a process that has just trained than in a new one (the demo's evaluation,
+cold, bf16 on AMX: 207.8 s in the training process against 177.5 s in a child, imports included;
+benchmarks/eval_after_training.py, docs/benchmarks.md), so the pipeline evaluates in a child when it
+trained in this one. No
 library offers "run this function in a new interpreter without re-running the caller's script":
 multiprocessing's spawn re-imports `__main__`, which runs the whole script again when a user calls
 `tunesmith.run()` at the top level of theirs. So the child is started as a module, with the config as
@@ -43,9 +44,30 @@ def _die_with_parent() -> Callable[[], None] | None:
     return lambda: prctl(1, signal.SIGKILL)
 
 
+def _give_back_memory() -> None:
+    """What training left behind in this process, freed before the child loads its models: objects held in
+    reference cycles (the Trainer's), the freed heap (glibc keeps it otherwise) and, on a GPU, the blocks
+    torch's caching allocator keeps. Without this a big model is in memory twice while the child runs."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl)
+            pass
+    torch = sys.modules.get("torch")  # only if this process imported it
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def run_eval_fresh(cfg: ProjectConfig) -> EvalResult:
     """`run_eval(cfg)` in a new Python process; metrics.json and the reports as run_eval writes them."""
     from tunesmith.evaluate.result import read_eval
+
+    _give_back_memory()
 
     with tempfile.TemporaryDirectory(prefix="tunesmith-eval-") as tmp:
         request, reply = Path(tmp) / "request.json", Path(tmp) / "reply.json"
