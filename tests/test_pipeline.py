@@ -120,16 +120,21 @@ def _tiny_project(folder, model_dir):
     return config
 
 
-def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_dir):
+def test_python_and_the_command_line_run_the_same_pipeline(tmp_path, tiny_model_dir, monkeypatch):
     """`tunesmith.run()` from Python and `tunesmith run` from the shell: the same stages, fingerprints, gates
-    and registered version; the Python call's events name every stage it ran."""
+    and registered version; the Python call's events name every stage it ran. The Python call evaluates in a
+    fresh process (`eval.fresh_process: true`; a tiny model's `auto` evaluates in place, as the shell's does),
+    with the same verdicts, and the setting is not part of the fingerprint."""
     import tunesmith
+    from tunesmith.evaluate import fresh
 
     shell = _tiny_project(tmp_path / "shell", tiny_model_dir)
     _run(shell)
-    events = []
+    events, children = [], []
+    monkeypatch.setattr(fresh, "run_eval_fresh", lambda cfg, real=fresh.run_eval_fresh: children.append(1) or real(cfg))
     python = _tiny_project(tmp_path / "python", tiny_model_dir)
-    result = tunesmith.run(python, on_event=events.append)
+    result = tunesmith.run(python, ["eval.fresh_process=true"], on_event=events.append)
+    assert children == [1]
     assert result.passed and result.registered.version == 1 and result.ran == ["data", "train", "eval", "register"]
     states = [json.loads((p.parent / "out" / "run_state.json").read_text()) for p in (shell, python)]
     for stage in ("train", "eval", "register"):  # the data fingerprint names its folder's files: compared apart
@@ -271,3 +276,30 @@ def test_a_preference_only_project_runs_through_gates_into_the_registry(tmp_path
     wins = tuned["win_rate_vs_base"]
     assert wins["wins"] + wins["ties"] + wins["losses"] == 12 == len(verdicts)
     assert wins["mean"] > 0.5 and {"A", "B"} <= set(verdicts)
+
+
+def test_evaluation_moves_to_a_fresh_process_for_models_of_100m_parameters(tmp_path, tiny_model_dir):
+    from tunesmith.config import load_config
+    from tunesmith.pipeline import _fresh_process
+
+    tiny = _tiny_project(tmp_path / "tiny", tiny_model_dir)
+    assert not _fresh_process(load_config(tiny))  # seconds of evaluation: the imports would not pay
+    assert _fresh_process(load_config(tiny, ["eval.fresh_process=true"]))
+    smollm2 = tmp_path / "smollm2"  # SmolLM2-135M's shape: 134.5M parameters
+    smollm2.mkdir()
+    (smollm2 / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 576,
+                "intermediate_size": 1536,
+                "num_hidden_layers": 30,
+                "num_attention_heads": 9,
+                "num_key_value_heads": 3,
+                "vocab_size": 49152,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
+    assert _fresh_process(load_config(tiny, [f"base_model={smollm2}"]))
+    assert not _fresh_process(load_config(tiny, [f"base_model={smollm2}", "eval.fresh_process=false"]))

@@ -84,7 +84,9 @@ def fingerprints(cfg: ProjectConfig) -> dict[str, str]:
     if cfg.eval.lm_eval and cfg.eval.lm_eval.include_path:  # the user's own lm-eval task files
         folder = cfg.resolve(cfg.eval.lm_eval.include_path)
         extra["lm_eval"] = _file_hash(folder) if folder.exists() else None
-    evaluation = _digest({"train": train, "eval": cfg.eval.model_dump(mode="json"), "files": extra})
+    evaluation = _digest(
+        {"train": train, "eval": cfg.eval.model_dump(mode="json", exclude={"fresh_process"}), "files": extra}
+    )
     register = _digest(
         {"eval": evaluation, "gate": cfg.gate.model_dump(mode="json"), "registry": cfg.registry.model_dump(mode="json")}
     )
@@ -229,7 +231,7 @@ def run_pipeline(
 
     if todo["eval"] == "run":
         emit(Event("stage", "eval"))
-        if todo["train"] != "skip":  # evaluation is ~1.17x slower in a process that has just trained
+        if todo["train"] != "skip" and _fresh_process(cfg):  # ~1.17x slower in a process that has trained
             from tunesmith.evaluate.fresh import run_eval_fresh as evaluate
         else:
             from tunesmith.evaluate.stage import run_eval as evaluate
@@ -283,6 +285,21 @@ def _data(cfg: ProjectConfig, emit: Callable[[Event], None]) -> DataResult:
             emit(Event(kind, "data", value))
 
     return run_data(cfg, step)
+
+
+FRESH_PROCESS_PARAMS = 100e6  # eval.fresh_process auto: from here an evaluation takes minutes
+
+
+def _fresh_process(cfg: ProjectConfig) -> bool:
+    """Whether to evaluate in a new process after training in this one (`eval.fresh_process`)."""
+    if cfg.eval.fresh_process != "auto":
+        return bool(cfg.eval.fresh_process)
+    from tunesmith.estimate.plan import model_arch
+
+    try:
+        return model_arch(cfg).params >= FRESH_PROCESS_PARAMS
+    except TunesmithError:  # a hub model whose config cannot be read now: a real model, not a test's
+        return True
 
 
 def _training(cfg: ProjectConfig) -> dict[str, Any] | None:

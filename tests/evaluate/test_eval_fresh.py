@@ -77,3 +77,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_the_child_imports_the_parents_tunesmith(tmp_path, monkeypatch):
+    import tunesmith
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    here = Path(tunesmith.__file__).resolve().parents[1]
+    env = fresh._env()
+    if here.name not in ("site-packages", "dist-packages"):  # a checkout: its folder first
+        assert env["PYTHONPATH"] == f"{here}{os.pathsep}/elsewhere"
+    fake = tmp_path / "lib" / "site-packages" / "tunesmith" / "__init__.py"
+    monkeypatch.setattr(tunesmith, "__file__", str(fake))
+    assert fresh._env()["PYTHONPATH"] == "/elsewhere"  # installed: left as it is, no site-packages first

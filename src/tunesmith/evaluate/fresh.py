@@ -93,13 +93,17 @@ def run_eval_fresh(cfg: ProjectConfig) -> EvalResult:
 
 
 def _env() -> dict[str, str]:
-    """This environment, with the folder this tunesmith was imported from first on the child's path: the
-    child runs the same code however the parent found it (a source tree, an edited sys.path)."""
+    """This environment, with the folder this tunesmith was imported from first on the child's path when
+    it is a source tree (an edited sys.path, a checkout): the child runs the same code as its parent. An
+    installed tunesmith is found by the same interpreter anyway, and site-packages before the standard
+    library would let a backport there shadow it."""
     import tunesmith
 
-    root = str(Path(tunesmith.__file__).resolve().parents[1])
+    root = Path(tunesmith.__file__).resolve().parents[1]
+    if root.name in ("site-packages", "dist-packages"):
+        return dict(os.environ)
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    return {**os.environ, "PYTHONPATH": str(root) + (os.pathsep + path if path else "")}
 
 
 def _config(request: dict[str, Any]) -> ProjectConfig:
