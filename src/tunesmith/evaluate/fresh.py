@@ -3,8 +3,8 @@
 Generation runs slower in a process that has just trained than in a new one (the demo's evaluation,
 cold, bf16 on AMX: 207.8 s in the training process against 177.5 s in a child, imports included;
 benchmarks/eval_after_training.py, docs/benchmarks.md), so the pipeline evaluates in a child when it
-trained in this one. No
-library offers "run this function in a new interpreter without re-running the caller's script":
+trained in this one (`eval.fresh_process`). No library offers "run this function in a new interpreter
+without re-running the caller's script":
 multiprocessing's spawn re-imports `__main__`, which runs the whole script again when a user calls
 `tunesmith.run()` at the top level of theirs. So the child is started as a module, with the config as
 JSON. Its progress goes to the same terminal or job log; it dies with its parent; a TunesmithError in it
@@ -128,4 +128,7 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    try:
+        sys.exit(main(sys.argv[1]))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent says so, once, without a traceback
+        sys.exit(130)
