@@ -18,30 +18,17 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.processes import dies_with_parent
 
 if TYPE_CHECKING:
     from tunesmith.config import ProjectConfig
     from tunesmith.evaluate.result import EvalResult
 
 USER_ERROR = 2  # exit status of a TunesmithError; its message is in the reply file
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """What the child runs between fork and exec on Linux: PR_SET_PDEATHSIG, so that it dies when its parent
-    does. Resolved here, before the fork (nothing may import in the child), and the child stays in the
-    parent's process group (Ctrl-C and a job's kill reach it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    return lambda: prctl(1, signal.SIGKILL)
 
 
 def _give_back_memory() -> None:
@@ -83,7 +70,7 @@ def run_eval_fresh(cfg: ProjectConfig) -> EvalResult:
         code = subprocess.run(
             [sys.executable, "-m", "tunesmith.evaluate.fresh", str(request)],
             env=_env(),
-            preexec_fn=_die_with_parent(),
+            preexec_fn=dies_with_parent(),  # in this process group: Ctrl-C and a job's kill reach it
         ).returncode
         if code == USER_ERROR and reply.exists():
             raise TunesmithError(json.loads(reply.read_text())["error"])

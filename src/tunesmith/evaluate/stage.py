@@ -98,7 +98,8 @@ def run_eval(cfg: ProjectConfig, *, limit: int | None = None) -> EvalResult:
     began = time.perf_counter()
     model_dir = train_dir(cfg) / "model"
     if not model_dir.exists():
-        raise TunesmithError(f"no trained model in {model_dir}; run `tunesmith train {cfg.config_path or ''}` first")
+        how = f"`tunesmith train {cfg.config_path}`" if cfg.config_path else "`tunesmith.run_train(config)`"
+        raise TunesmithError(f"no trained model in {model_dir}; train it first: {how}")
     run = EvalRun(cfg, plan_eval(cfg, limit), model_dir)
     for name, prompts in run.plan.passes.items():
         if name == "fine_tuned":

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from tunesmith.console import err
-from tunesmith.jobs.worker import die_with_parent
+from tunesmith.processes import dies_with_parent
 
 
 def start_worker_process(config_path: Path) -> subprocess.Popen:
     """`tunesmith jobs worker CONFIG` as a child of the server (it dies with the server on Linux)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)], preexec_fn=die_with_parent
+        [sys.executable, "-m", "tunesmith.cli", "jobs", "worker", str(config_path)], preexec_fn=dies_with_parent()
     )
 
 

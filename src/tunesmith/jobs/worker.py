@@ -39,6 +39,7 @@ from tunesmith.jobs.api import jobs_root
 from tunesmith.jobs.progress import checkpoint_metrics, last_error, merged_rows, read_json, trained_tokens
 from tunesmith.jobs.spec import fine_tuned_name, job_config
 from tunesmith.jobs.store import JobStore, pid_alive
+from tunesmith.processes import dies_with_parent
 
 STALE_S = 15.0  # a job whose worker has not beaten for this long is taken over
 
@@ -58,14 +59,6 @@ class Running:
     folder: Path
     log: Any
     seen_rows: set = field(default_factory=set)
-
-
-def die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()  # its own process group: stopping the job stops everything it started
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class Worker:
@@ -175,7 +168,7 @@ class Worker:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=die_with_parent,
+            preexec_fn=dies_with_parent(own_group=True),  # stopping the job stops all it started
         )
         self.store.update(job["id"], pid=proc.pid)
         n = (
