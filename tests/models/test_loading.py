@@ -57,3 +57,18 @@ def test_frozen_lm_head_on_the_last_position_is_one_matrix_product(tiny_model_di
     after, shapes = _bmm_shapes(hooked, input_ids=ids, logits_to_keep=1)
     assert not any(vocab in shape for s in shapes for shape in s)
     assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_an_adapter_loads_without_transformers_renamed_name_warnings(tiny_model_dir, tmp_path):
+    import warnings
+
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(
+        tmp_path / "adapter"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PeftModel.from_pretrained(load_model(str(tiny_model_dir)), str(tmp_path / "adapter"))
+    # peft reads `is_gradient_checkpointing`, which transformers 5 renamed: the user saw a FutureWarning per load
+    assert not [w for w in caught if "will be removed in v6" in str(w.message)]

@@ -66,6 +66,8 @@ def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = Fal
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_renamed_names()
+
     name = resolve_model(base_model)
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -75,6 +77,15 @@ def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = Fal
         raise _hub_error(base_model, exc) from None
     contiguous_lm_head(model)
     return model if device == "cpu" else model.to(device)
+
+
+def quiet_renamed_names() -> None:
+    """transformers 5 renamed gradient checkpointing's attributes; peft (`PeftModel.__init__`) and the Trainer
+    still read the old names, and each read printed a FutureWarning into a user's run that they can do
+    nothing about. Called wherever a model is loaded."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
 
 
 def _contiguous(module: Any, args: tuple) -> tuple | None:

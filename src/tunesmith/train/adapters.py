@@ -83,6 +83,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
 
     from tunesmith.hardware import dtype_of
     from tunesmith.models import load_model
+    from tunesmith.models.loading import quiet_renamed_names
 
     full = cfg.adapter == "none"
     bf16 = precision == "bf16"
@@ -99,6 +100,7 @@ def load_for_training(base_model: str, cfg: TrainConfig, *, precision: str, trus
         )
         # bitsandbytes quantises while loading, onto the GPU
         quant_kwargs = {"device_map": {"": torch.cuda.current_device()}}
+        quiet_renamed_names()
         model = AutoModelForCausalLM.from_pretrained(
             resolve_model(base_model),
             quantization_config=quant,

@@ -154,14 +154,11 @@ def run_train(
     steps share the run's state in order (pre-flight, run folder, seed, model, MLflow run, trainer,
     finish) and the `finally` that closes the MLflow runs must wrap all of them."""
     import os
-    import warnings
 
     from tunesmith.hardware import is_main_process
     from tunesmith.models import load_tokenizer
     from tunesmith.train.adapters import learning_rate, load_for_training
 
-    # transformers 5 renames gradient checkpointing; its own internals still call the old names
-    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
     main = is_main_process()
     if resume:
         cfg = previous_choices(cfg)
