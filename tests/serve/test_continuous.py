@@ -56,3 +56,56 @@ def test_arrivals_join_the_running_batch_and_answer_as_alone(tmp_path, tiny_mode
     finally:
         engine.close()
         time.sleep(0.1)
+
+
+def test_switching_between_the_base_and_adapters_answers_as_each_alone(tmp_path, tiny_model_dir):
+    """The engine leaves the LoRA layers as the last batch set them (disabled for the base model, or one
+    adapter active) and switches only when a batch needs another setting; every answer stays its model's own,
+    also for an adapter added while the layers are disabled."""
+    from peft import PeftModel
+
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.serve.engine import BASE, Engine, GenRequest
+
+    alpha = _adapter(tiny_model_dir, tmp_path / "alpha", 1)
+    beta = _adapter(tiny_model_dir, tmp_path / "beta", 2)
+    tok = load_tokenizer(str(tiny_model_dir))
+    ids = tok("Tell me about the weather", add_special_tokens=False)["input_ids"]
+
+    def answer(engine: Engine, adapter: str) -> str:
+        return engine.submit(GenRequest(ids, adapter=adapter, max_tokens=16)).result(timeout=60)["text"]
+
+    def alone(adapter: str) -> str:  # a model that holds only this one
+        model = load_model(str(tiny_model_dir))
+        if adapter != BASE:
+            model = PeftModel.from_pretrained(model, str(tmp_path / adapter), adapter_name=adapter)
+        engine = Engine(model, tok).start()
+        try:
+            return answer(engine, adapter)
+        finally:
+            engine.close()
+
+    expected = {name: alone(name) for name in (BASE, "alpha", "beta")}
+    assert len(set(expected.values())) == 3
+    model = PeftModel.from_pretrained(load_model(str(tiny_model_dir)), str(alpha), adapter_name="alpha")
+    engine = Engine(model, tok, batch_wait_s=0.0).start()
+    try:
+        for name in (BASE, "alpha", BASE, BASE, "alpha", "alpha", BASE):
+            assert answer(engine, name) == expected[name], name
+        engine.add_adapter("beta", str(beta))  # while the last batch left the layers disabled
+        for name in ("beta", BASE, "alpha", "beta"):
+            assert answer(engine, name) == expected[name], name
+    finally:
+        engine.close()
+
+
+def test_off_this_thread_runs_in_a_thread_that_ends_and_hands_back_its_outcome():
+    import pytest
+
+    from tunesmith.serve.engine import off_this_thread
+
+    here = threading.get_ident()
+    ran = off_this_thread(lambda: threading.current_thread())
+    assert ran.ident != here and not ran.is_alive()  # its OpenMP team, if any, ended with it
+    with pytest.raises(KeyError, match="missing"):
+        off_this_thread({}.__getitem__, "missing")

@@ -59,6 +59,33 @@ class _Row:
     generator: Any = None
 
 
+def off_this_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` run in a thread that ends when it returns; its result, or its exception raised here.
+
+    torch runs its CPU operations on OpenMP (libgomp), which keeps a team of worker threads for each thread
+    that has run parallel work. Once those workers outnumber the cores, libgomp waits for work with 100 spins
+    instead of 300,000 before sleeping (its GOMP_SPINCOUNT documentation), and each of a decoding step's many
+    small parallel operations waits for a worker to wake. Loading a LoRA adapter forms such a team: the demo's
+    fine-tune served one request at a time at 8.1-8.4 tokens/s when loaded in the thread that started the
+    engine, 13.0-13.7 when loaded in one that ended (bf16, 2 cores). A thread that ends takes its team with it,
+    so whatever loads weights for the engine (the served model, adapters added while serving) runs here and
+    the engine's own thread keeps the only team."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=call, name="tunesmith-load")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def enqueue(waiting: queue.Queue[GenRequest], req: GenRequest) -> Future:
     """Queue a request for an engine's worker; QueueFull (the caller answers 429) when the queue is at capacity."""
     try:
@@ -95,6 +122,7 @@ class Engine:
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
         self.queue: queue.Queue[GenRequest] = queue.Queue(maxsize=max_queue)
         self.peft = hasattr(model, "peft_config")
+        self._layers: str | None = None  # what the LoRA layers are set to: BASE (disabled), an adapter, or unknown
         gen = getattr(model, "generation_config", None)
         eos = gen.eos_token_id if gen is not None and gen.eos_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
@@ -125,20 +153,26 @@ class Engine:
         self._thread.join(timeout=10)
 
     def add_adapter(self, name: str, folder: str) -> None:
-        """Load another LoRA adapter while serving (between batches)."""
+        """Load another LoRA adapter while serving (between batches), in a thread of its own (`off_this_thread`)."""
+        with self.lock:
+            off_this_thread(self._add_adapter, name, folder)
+
+    def _add_adapter(self, name: str, folder: str) -> None:
         from tunesmith.serve.multilora import install
 
-        with self.lock:
-            if not self.peft:  # the first adapter of a server that started with the base model alone
-                from peft import PeftModel
+        if self._layers == BASE:  # loading into disabled layers: enabled again, as peft expects them
+            self.model.base_model.enable_adapter_layers()
+        self._layers = None
+        if not self.peft:  # the first adapter of a server that started with the base model alone
+            from peft import PeftModel
 
-                self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
-                self.peft = True
-                install(self.model)
-            elif name not in self.adapters:
-                self.model.load_adapter(folder, adapter_name=name)
-                self.model.eval()
-                install(self.model)
+            self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
+            self.peft = True
+            install(self.model)
+        elif name not in self.adapters:
+            self.model.load_adapter(folder, adapter_name=name)
+            self.model.eval()
+            install(self.model)
 
     def submit(self, req: GenRequest) -> Future:
         if req.adapter != BASE and req.adapter not in self.adapters:
@@ -340,16 +374,28 @@ class Engine:
 
     def _adapter_setup(self, batch: list[GenRequest]) -> Any:
         """The context to run the batch's forward pass in: one adapter for the whole batch runs peft's plain path (measured
-        faster than its mixed-batch path); several get one adapter per row (`multilora.rows`)."""
+        faster than its mixed-batch path); several get one adapter per row (`multilora.rows`). The LoRA layers
+        are switched only when the batch needs another setting than the last step's: peft's `set_adapter` walks
+        every module (8 ms a step for SmolLM2-135M, 2 cores) and its `disable_adapter()` context twice as
+        long, each step, where a decoding step takes 45-70 ms."""
         import contextlib
 
         if not self.peft:
             return contextlib.nullcontext()
         names = {r.adapter for r in batch}
-        if names == {BASE}:
-            return self.model.disable_adapter()
-        if len(names) == 1:
-            self.model.set_adapter(names.pop())
+        one = names.pop() if len(names) == 1 else None
+        if one == BASE:
+            if self._layers != BASE:
+                self.model.base_model.disable_adapter_layers()
+                self._layers = BASE
+            return contextlib.nullcontext()
+        if self._layers == BASE:
+            self.model.base_model.enable_adapter_layers()
+            self._layers = None
+        if one is not None:
+            if self._layers != one:
+                self.model.set_adapter(one)
+                self._layers = one
             return contextlib.nullcontext()
         from tunesmith.serve.multilora import rows
 

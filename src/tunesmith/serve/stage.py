@@ -12,8 +12,7 @@ from tunesmith.config import ProjectConfig
 
 def build_app(cfg: ProjectConfig) -> Any:
     from tunesmith.serve.app import create_app
-    from tunesmith.serve.engine import Engine
-    from tunesmith.serve.models import load_served
+    from tunesmith.serve.engine import off_this_thread
     from tunesmith.serve.requestlog import RequestLog
     from tunesmith.tracking import model_name
 
@@ -29,10 +28,8 @@ def build_app(cfg: ProjectConfig) -> Any:
         engine, tokenizer, targets, routers = build_vllm(cfg)
         engine.start()
     else:
-        model, tokenizer, targets, routers = load_served(cfg)
-        engine = Engine(
-            model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue, batch_wait_s=s.batch_wait_ms / 1000
-        ).start()
+        engine, tokenizer, targets, routers = off_this_thread(_built_in, cfg)  # the engine's thread decodes alone
+        engine.start()
     log = RequestLog(cfg.output_path / "serve" / "requests.db", log_texts=s.log_texts, redact_pii=s.redact_pii)
     app = create_app(
         engine, tokenizer, targets, s, log, title=f"tunesmith: {model_name(cfg)}", routers=routers, project=cfg
@@ -42,6 +39,19 @@ def build_app(cfg: ProjectConfig) -> Any:
 
         watch(cfg, app)  # registry alias moves reach this server without a restart
     return app
+
+
+def _built_in(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """The built-in engine over the served model and adapters (not started), and what the app routes to."""
+    from tunesmith.serve.engine import Engine
+    from tunesmith.serve.models import load_served
+
+    s = cfg.serve
+    model, tokenizer, targets, routers = load_served(cfg)
+    engine = Engine(
+        model, tokenizer, max_batch=s.max_batch_size, max_queue=s.max_queue, batch_wait_s=s.batch_wait_ms / 1000
+    )
+    return engine, tokenizer, targets, routers
 
 
 def close_app(app: Any) -> None:
