@@ -1,6 +1,6 @@
 """The built-in engine at one client, with a LoRA adapter as `tunesmith serve` runs it: the served model loaded
 in the thread that then starts the engine, against loaded in a thread that ends first
-(`serve/engine.off_this_thread`, what `tunesmith serve` does).
+(`serve/threads.off_this_thread`, what `tunesmith serve` does).
 
 torch's OpenMP (libgomp) keeps a team of worker threads for each thread that has run parallel work; once the
 workers outnumber the cores, it spins 100 times instead of 300,000 before sleeping, and the engine thread's
@@ -36,7 +36,8 @@ def arm(where: str, folder: str, base: str, precision: str, tokens: int) -> dict
     from peft import PeftModel
 
     from tunesmith.models import load_model, load_tokenizer
-    from tunesmith.serve.engine import BASE, Engine, GenRequest, off_this_thread
+    from tunesmith.serve.engine import BASE, Engine, GenRequest
+    from tunesmith.serve.threads import off_this_thread
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = load_tokenizer(folder)

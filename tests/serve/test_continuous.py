@@ -102,7 +102,7 @@ def test_switching_between_the_base_and_adapters_answers_as_each_alone(tmp_path,
 def test_off_this_thread_runs_in_a_thread_that_ends_and_hands_back_its_outcome():
     import pytest
 
-    from tunesmith.serve.engine import off_this_thread
+    from tunesmith.serve.threads import off_this_thread
 
     here = threading.get_ident()
     ran = off_this_thread(lambda: threading.current_thread())

@@ -12,8 +12,8 @@ from tunesmith.config import ProjectConfig
 
 def build_app(cfg: ProjectConfig) -> Any:
     from tunesmith.serve.app import create_app
-    from tunesmith.serve.engine import off_this_thread
     from tunesmith.serve.requestlog import RequestLog
+    from tunesmith.serve.threads import off_this_thread
     from tunesmith.tracking import model_name
 
     s = cfg.serve
