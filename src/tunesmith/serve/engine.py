@@ -352,7 +352,7 @@ class Engine:
         faster than its mixed-batch path); several get one adapter per row (`multilora.rows`). The LoRA layers
         are switched only when the batch needs another setting than the last step's: peft's `set_adapter` walks
         every module (8 ms a step for SmolLM2-135M, 2 cores) and its `disable_adapter()` context twice as
-        long, each step, where a decoding step takes 45-70 ms."""
+        long, each step, where a decoding step takes 45-120 ms (docs/benchmarks.md)."""
         import contextlib
 
         if not self.peft:
