@@ -39,6 +39,11 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
             per_1k_local(c.serving_usd_per_hour, models[name]["latency_mean_s"]), 4
         )
     assert "this_machine" not in rows["few_shot"]  # not timed one at a time
+    timed = models["fine_tuned"]["latencies_s"]  # each request, for the interval of the cost
+    assert len(timed) == models["fine_tuned"]["latency_requests"] > 1
+    assert sum(timed) / len(timed) == pytest.approx(models["fine_tuned"]["latency_mean_s"], abs=2e-3)
+    low, high = rows["fine_tuned"]["this_machine_ci"]
+    assert low <= rows["fine_tuned"]["this_machine"] <= high
     few = models["few_shot"]
     assert rows["few_shot"]["hosted"] == round(
         per_1k_hosted(
@@ -61,3 +66,45 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
     report = (cfg.output_path / "eval" / "report.md").read_text()
     assert "Cost per 1,000 requests" in report and "Payback at 10,000 requests a day" in report
     assert "| H100-80GB |" in report  # every GPU of the table, per model
+
+
+def _block(tmp_path, latencies):
+    from tunesmith.config import ProjectConfig
+    from tunesmith.evaluate.cost import cost_block
+
+    cfg = ProjectConfig(output_dir=str(tmp_path / "out"))
+    models = {
+        "few_shot": {"prompt_tokens_mean": 299.0, "completion_tokens_mean": 38.0},  # $0.0675 per 1K hosted
+        "fine_tuned": {
+            "prompt_tokens_mean": 105.0,
+            "completion_tokens_mean": 34.0,
+            "latency_mean_s": sum(latencies) / len(latencies),
+            "latencies_s": latencies,
+        },
+    }
+    return cost_block(cfg, models, params=135_000_000, layers=30, device="cpu", eval_seconds=120.0)
+
+
+def test_payback_carries_the_interval_of_the_measured_latency(tmp_path):
+    from tunesmith.evaluate.cost import roi_lines
+
+    # 8 requests of 1.5-3.5 s at $0.10/h: a mean of $0.066 per 1K, just under the baseline's $0.0675,
+    # and an interval across it: the verdict the next run could reverse is called uncertain
+    spread = _block(tmp_path, [1.5, 2.0, 2.5, 3.5, 2.2, 1.8, 3.0, 2.6])
+    row, roi = spread["per_1k_requests"]["fine_tuned"], spread["roi"]
+    low, high = row["this_machine_ci"]
+    assert low < row["this_machine"] < high
+    assert low < roi["baseline_per_1k"] < high
+    assert roi["payback_days"] is not None  # at the mean it pays back ...
+    assert roi["payback_days_ci"][0] >= 0 and roi["payback_days_ci"][1] is None  # ... and never at the top
+    assert any(line.startswith("Uncertain:") for line in roi_lines(spread))
+
+    tight = _block(tmp_path, [1.0, 1.05, 1.1, 0.95, 1.0, 1.02, 0.98, 1.04])  # far under the baseline
+    fast, slow = tight["roi"]["payback_days_ci"]
+    assert fast <= tight["roi"]["payback_days"] <= slow
+    lines = roi_lines(tight)
+    assert not any(line.startswith("Uncertain:") for line in lines)
+    assert any(line.startswith("Within the 95% interval") for line in lines)
+
+    one = _block(tmp_path, [2.0])  # a single request has no interval: the verdict stands alone
+    assert "this_machine_ci" not in one["per_1k_requests"]["fine_tuned"] and "payback_days_ci" not in one["roi"]

@@ -76,7 +76,7 @@ def base_latency(
         cfg,
         name,
         measure,
-        lambda row: isinstance(row, dict) and "latency_p50_s" in row,
+        lambda row: isinstance(row, dict) and "latencies_s" in row,
         (tokenizer, messages, max_new_tokens, "one at a time", dtype, device),
         reused,
         f"{name} request latency",

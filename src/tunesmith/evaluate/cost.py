@@ -18,6 +18,7 @@ def cost_block(
     hosted model at the baseline's prices (measured tokens), and on the table's GPUs (estimated); then
     the payback of the fine-tune against the baseline (the few-shot prompt on the hosted model)."""
     from tunesmith.estimate.plan import load_gpus
+    from tunesmith.evaluate.metrics import bootstrap_ci
     from tunesmith.paths import train_dir
 
     c = cfg.cost
@@ -39,6 +40,9 @@ def cost_block(
         }
         if m.get("latency_mean_s") is not None:
             row["this_machine"] = round(per_1k_local(c.serving_usd_per_hour, m["latency_mean_s"]), 4)
+            if len(m.get("latencies_s") or []) > 1:
+                _, low, high = bootstrap_ci(m["latencies_s"])
+                row["this_machine_ci"] = [round(per_1k_local(c.serving_usd_per_hour, s), 4) for s in (low, high)]
         row["gpus"] = {
             g.name: round(per_1k_local(g.usd_per_hour, s), 4)
             for g in gpus
@@ -53,6 +57,7 @@ def cost_block(
     }
     baseline = (rows.get("few_shot") or rows.get("base") or {}).get("hosted")
     tuned = (rows.get("fine_tuned") or {}).get("this_machine")
+    tuned_ci = (rows.get("fine_tuned") or {}).get("this_machine_ci")
     meta = train_dir(cfg) / "metadata.json"
     train_seconds = json.loads(meta.read_text()).get("runtime_s", 0.0) if meta.exists() else 0.0
     setup = (train_seconds + eval_seconds) / 3600 * c.training_usd_per_hour
@@ -70,6 +75,14 @@ def cost_block(
         days = payback_days(setup, baseline, tuned, c.requests_per_day)
         block["roi"]["payback_days"] = round(days, 2) if days is not None else None
         block["roi"]["saving_per_day_usd"] = round((baseline - tuned) / 1000 * c.requests_per_day, 4)
+    if baseline is not None and tuned_ci is not None:
+        # The mean of a few requests timed on a shared machine: the payback at either end of its 95%
+        # interval, so a verdict that the next run could reverse says so (None: never pays back).
+        block["roi"]["fine_tuned_per_1k_ci"] = tuned_ci
+        block["roi"]["payback_days_ci"] = [
+            round(d, 2) if (d := payback_days(setup, baseline, t, c.requests_per_day)) is not None else None
+            for t in tuned_ci
+        ]
     return block
 
 
@@ -119,10 +132,10 @@ def roi_lines(cost: dict[str, Any]) -> list[str]:
             "Payback: not computed (the fine-tuned model's per-request latency or the baseline's tokens "
             "were not measured)."
         ]
-    days = r["payback_days"]
+    days, ends = r["payback_days"], r.get("payback_days_ci")
     lines = [
         f"Cost per 1K requests: {r['baseline']} ${r['baseline_per_1k']:.4f} → fine-tuned on this machine "
-        f"${r['fine_tuned_per_1k']:.4f}.",
+        f"${r['fine_tuned_per_1k']:.4f}{_interval(r.get('fine_tuned_per_1k_ci'))}.",
         f"Set-up: ${r['setup_usd']:.4f} (training {r['train_seconds'] / 60:.1f} min and evaluation "
         f"{r['eval_seconds'] / 60:.1f} min at ${cost['prices']['training_usd_per_hour']}/h).",
         f"Payback at {r['requests_per_day']:,} requests a day: "
@@ -132,6 +145,19 @@ def roi_lines(cost: dict[str, Any]) -> list[str]:
             else "never: the fine-tune costs more per request than the baseline."
         ),
     ]
+    if ends and None not in ends:
+        lines.append(f"Within the 95% interval of the measured latency: {ends[0]:.2f} to {ends[1]:.2f} days.")
+    elif ends and ends != [None, None]:
+        lines.append(
+            f"Uncertain: within the 95% interval of the measured latency it pays back in {ends[0]:.2f} days "
+            "at one end and never at the other. A few requests were timed, one at a time, on a machine whose "
+            "other load moves them; the production report (`tunesmith monitor report`) prices each version "
+            "from its real requests."
+        )
     if cost.get("illustrative_prices"):
         lines.append("Prices are tunesmith's illustrative defaults (`cost:` in the config sets yours).")
     return lines
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f" [95% CI ${ci[0]:.4f}, ${ci[1]:.4f}]" if ci else ""

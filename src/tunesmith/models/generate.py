@@ -271,4 +271,5 @@ def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *,
         "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
         "time_to_first_token_p50_s": round(statistics.median(firsts), 3),
         "latency_requests": len(totals),
+        "latencies_s": [round(t, 3) for t in totals],  # each request's, for the cost's interval
     }
