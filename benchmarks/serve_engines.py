@@ -67,9 +67,10 @@ def main() -> None:
 
     from tunesmith.config import load_config
     from tunesmith.serve.stage import build_app, start_in_thread
+    from tunesmith.serve.threads import off_this_thread
 
     work = Path(tempfile.mkdtemp(prefix="serve-engines-"))
-    adapter = make_version(args.model, work / "a0")
+    adapter = off_this_thread(make_version, args.model, work / "a0")
     counts = [int(c) for c in args.clients.split(",")]
     configs = {}
     for name, serve in ENGINES.items():
@@ -94,7 +95,9 @@ def main() -> None:
             for name, cfg in configs.items():
                 # one server at a time: an idle engine of another kind in the same process slows this one
                 began = time.perf_counter()
-                running = start_in_thread(build_app(cfg))
+                # built off this thread: writing a GGUF runs torch, and a thread that has run torch keeps an
+                # OpenMP team, which slowed the built-in engine of later rounds 1.5x (docs/benchmarks.md)
+                running = start_in_thread(off_this_thread(build_app, cfg))
                 running.app.state.server.engine.stop_ids = set()  # every request generates exactly --tokens
                 if r == 0:
                     print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
