@@ -9,7 +9,9 @@ so throughput compares equal work: --tokens each, or with --mixed a cycle of 16/
 tokens over prompts of different lengths, so that requests leave the running batch at different
 steps and new ones join it.
 
-  (a) naive:  `model.generate` for one request at a time, the clients' requests in turn
+  (a) naive:  `model.generate` for one request at a time, the clients' requests in turn, in a process
+      of its own with the same served model (base and adapter a0, unmerged): torch keeps an OpenMP team
+      for each thread that has run it, and a second team in the server's process slows both sides
   (b) server: N concurrent streaming clients (the official openai client) against the real server,
       their first requests --stagger seconds apart; time to first token (TTFT) and the gaps between
       tokens are read from the stream. The clients run in a process of their own, as real clients do:
@@ -113,7 +115,9 @@ def main() -> None:
         from tunesmith.models.tiny import make_tiny_model
 
         base = str(make_tiny_model(work / "tiny", hidden_size=256, num_layers=4))
-    adapters = make_adapters(base, work, 4)
+    from tunesmith.serve.threads import off_this_thread
+
+    adapters = off_this_thread(make_adapters, base, work, 4)  # no OpenMP team left on this thread
     config = work / "tunesmith.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -125,11 +129,17 @@ def main() -> None:
             }
         )
     )
-    running = start_in_thread(build_app(load_config(config)))
+    running = start_in_thread(off_this_thread(build_app, load_config(config)))
     engine = running.app.state.server.engine
     engine.stop_ids = set()  # every request generates exactly its max_tokens
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(1, mp_context=spawn) as clients_process,
+        ProcessPoolExecutor(1, mp_context=spawn, initializer=_load_naive, initargs=(base, adapters["a0"])) as naive,
+    ):
         client = _Clients(clients_process, f"{running.url}/v1")
+        client.naive = naive
+        client.naive_pid = naive.submit(os.getpid).result()
         for clients in counts:
             work_list = [
                 (
@@ -168,11 +178,25 @@ def _openai(url: str):
     return _clients[url]
 
 
-def _naive(engine, work_list) -> dict:
+_naive_model: dict = {}
+
+
+def _load_naive(base: str, adapter: str) -> None:
+    """The naive loop's process: the served model as the server loads it (base, adapter a0, unmerged)."""
+    from peft import PeftModel
+
+    from tunesmith.hardware import inference_dtype
+    from tunesmith.models import load_model, load_tokenizer
+
+    model = load_model(base, dtype=inference_dtype("cpu"))  # the served precision (config default: auto)
+    _naive_model["model"] = PeftModel.from_pretrained(model, adapter, adapter_name="a0").eval()
+    _naive_model["tokenizer"] = load_tokenizer(base)
+
+
+def _naive(work_list) -> dict:
     import torch
 
-    model, tokenizer = engine.model, engine.tokenizer
-    model.set_adapter("a0")
+    model, tokenizer = _naive_model["model"], _naive_model["tokenizer"]
     latencies = []
     for prompt, n in work_list:
         ids = tokenizer.apply_chat_template(
@@ -230,18 +254,19 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
 
     total = sum(n for _, n in work_list)
     modes = {
-        "naive": lambda: _naive(engine, work_list),
+        "naive": lambda: client.naive.submit(_naive, work_list).result(),
         "server_1_adapter": lambda: client.server(["a0"], work_list, clients, args.stagger),
         "server_4_adapters": lambda: client.server(["a0", "a1", "a2", "a3"], work_list, clients, args.stagger),
     }
     client.server(["a0"], work_list[:2], 2)  # warm-up
+    client.naive.submit(_naive, work_list[:1]).result()
     results: dict[str, list[dict]] = {m: [] for m in modes}
     dropped = 0
     for r in range(args.rounds):
         alone = statistics.median(client.streamed("a0", *work_list[0])["ttft"] for _ in range(3))
         for name, fn in modes.items():
             engine.timings.clear()
-            with OtherLoad(ours=(client.pid,)) as load:
+            with OtherLoad(ours=(client.pid, client.naive_pid)) as load:
                 began = time.perf_counter()
                 out = fn()
                 wall = time.perf_counter() - began
