@@ -1,6 +1,7 @@
 """Serving engines on CPU: the built-in engine (transformers, continuous batching, the LoRA adapter
-unmerged) against llama.cpp (`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and
-q8_0), each behind the same tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
+unmerged; in the default precision and with `serve.precision: fp32`) against llama.cpp
+(`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and q8_0), each behind the same
+tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
 
 One process; rounds alternate between the engines, one server at a time (an idle engine of another
 kind in the same process slows the running one), each measurement recording the CPU share other
@@ -30,6 +31,7 @@ from serve_throughput import PROMPTS, _Clients  # noqa: E402
 
 ENGINES = {
     "built-in": {},
+    "built-in fp32": {"precision": "fp32"},  # serve.precision; the built-in's default here is bf16 (auto)
     "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
     "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"},
 }

@@ -209,3 +209,30 @@ def test_oversized_requests_are_refused(server):
     big = {"model": "alpha", "messages": [{"role": "user", "content": "x" * 1_100_000}]}
     answer = httpx.post(f"{server.url}/v1/chat/completions", json=big, headers={"Authorization": f"Bearer {KEY}"})
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("train", "serve", "served"),
+    [
+        ("fp32", "auto", "float32"),
+        ("bf16", "auto", "bfloat16"),
+        ("bf16", "fp32", "float32"),
+        ("fp32", "bf16", "bfloat16"),
+    ],
+)
+def test_serve_precision_sets_the_weights_and_auto_follows_training(tmp_path, tiny_model_dir, train, serve, served):
+    from tunesmith.serve.models import load_served
+
+    config = tmp_path / "tunesmith.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "train": {"precision": train},
+                "serve": {"precision": serve},
+            }
+        )
+    )
+    model = load_served(load_config(config))[0]
+    assert {str(p.dtype).removeprefix("torch.") for p in model.parameters()} == {served}
