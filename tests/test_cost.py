@@ -63,6 +63,17 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
         (roi["train_seconds"] + roi["eval_seconds"]) / 3600 * c.training_usd_per_hour, abs=1e-4
     )
     assert cost["illustrative_prices"] is True
+    from tunesmith.cli.views import print_eval
+    from tunesmith.console import out
+
+    for summary in (True, False):  # `tunesmith eval` prints the payback; `tunesmith run`'s summary does instead
+        width, out.width = out.width, 200
+        try:
+            with out.capture() as shown:
+                print_eval(results, cfg.output_path / "eval", payback=summary)
+        finally:
+            out.width = width
+        assert ("Payback at 10,000 requests a day" in shown.get()) is summary
     report = (cfg.output_path / "eval" / "report.md").read_text()
     assert "Cost per 1,000 requests" in report and "Payback at 10,000 requests a day" in report
     assert "| H100-80GB |" in report  # every GPU of the table, per model

@@ -75,7 +75,7 @@ def render(event: Any, eval_folder: Any) -> None:
     elif kind == "evaluated":
         from tunesmith.cli.views import print_eval
 
-        print_eval(data, eval_folder)
+        print_eval(data, eval_folder, payback=False)  # the run summary says it
     elif kind == "gates":
         from tunesmith.cli.views import print_gates
 

@@ -47,8 +47,9 @@ def ci_text(entry: Interval | dict[str, Any] | None) -> str:
     return f"{entry.mean:.3f} [{entry.low:.2f}, {entry.high:.2f}]"
 
 
-def print_eval(result: EvalResult, out_dir: Path) -> None:
-    """The before/after table, the paired comparisons, the suites, the cost and the previous task."""
+def print_eval(result: EvalResult, out_dir: Path, *, payback: bool = True) -> None:
+    """The before/after table, the paired comparisons, the suites, the cost (with the payback unless the
+    caller's summary says it) and the previous task."""
     out.print(_models_table(result))
     for name, comp in result.data.get("comparisons", {}).items():
         diff = Interval.of(comp.get("task_metric_diff"))
@@ -62,7 +63,7 @@ def print_eval(result: EvalResult, out_dir: Path) -> None:
             suites.add_row(*suite.cells(ci_text))
         out.print(suites)
     if result.cost:
-        from tunesmith.evaluate.cost import COST_HEADER, cost_rows
+        from tunesmith.evaluate.cost import COST_HEADER, cost_rows, roi_lines
 
         costs = Table(title="Cost per 1,000 requests (docs/cost.md)", header_style="bold")
         for col in COST_HEADER:
@@ -70,6 +71,8 @@ def print_eval(result: EvalResult, out_dir: Path) -> None:
         for row in cost_rows(result.cost):
             costs.add_row(*row)
         out.print(costs)
+        if payback:
+            out.print(" ".join(roi_lines(result.cost)), highlight=False)
     prev = result.previous_task
     if prev and "fine_tuned" in prev:
         name = prev["fine_tuned"]["task_metric_name"].replace("_", " ")
