@@ -64,3 +64,42 @@ def test_each_pass_uses_its_own_rows(tiny_model_dir):
         for plan in plans * 3:
             with multilora.rows(model, list(plan)):  # a fresh list each pass, freed after it, as the engine's
                 assert torch.allclose(model(input_ids=ids).logits, expected[plan], atol=1e-5), plan
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_one_adapter_for_all_rows_is_peft_bit_for_bit(tiny_model_dir, dtype):
+    """The engine's single-adapter batches (`rows(model, name)`) skip peft's per-call overhead but keep its
+    arithmetic: in bf16 peft keeps the adapter in fp32 and adds it to the base output before rounding, so a
+    path that rounds the adapter's share first answers differently (1 of 8 answers the same on the demo)."""
+    from peft import PeftModel
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        load_model(str(tiny_model_dir)),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        adapter_name="small",
+    )
+    model.add_adapter("big", LoraConfig(r=8, lora_alpha=24, target_modules=["q_proj"], init_lora_weights=False))
+    for p in model.parameters():  # weights large enough that a rounding order shows in the logits
+        if p.requires_grad:
+            p.data.mul_(20)
+    model = model.to(dtype) if dtype == torch.float32 else model
+    if dtype == torch.bfloat16:  # as the server loads it: the base in bf16, peft's adapters kept in fp32
+        model.base_model.model.to(torch.bfloat16)
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.float()
+    assert isinstance(model, PeftModel)
+    model.eval()
+    install(model)
+    ids = torch.randint(5, 200, (2, 9))
+    with torch.no_grad():
+        for name in ("small", "big"):
+            model.set_adapter(name)
+            reference = model(input_ids=ids).logits  # peft's own forward
+            with multilora.rows(model, name):
+                assert torch.equal(model(input_ids=ids).logits, reference)
+        with multilora.rows(model, "big"):  # the other adapter's layers (v_proj) take no share
+            big = model(input_ids=ids).logits
+        with multilora.rows(model, "small"):
+            assert not torch.equal(model(input_ids=ids).logits, big)

@@ -48,6 +48,7 @@ def _stack(layer: Any) -> None:
     layer._ts_base = len(names)
     layer._ts_a, layer._ts_b, layer._ts_scale = a, b.transpose(1, 2).contiguous(), scale
     layer._ts_a_t = a.transpose(1, 2).contiguous()
+    layer._ts_one = {n: (layer.lora_A[n].weight, layer.lora_B[n].weight, layer.scaling[n]) for n in names}
     layer._ts_last = (None, None, None)
     ranks = [layer.lora_A[n].weight.shape[0] for n in names]
     if sum(ranks) <= DENSE_MAX_RANK:  # all A matrices side by side, all B matrices (scaled) stacked
@@ -80,25 +81,42 @@ def _bgmv_forward(self: Any, x: Any, *args: Any, adapter_names: list[str], **kwa
     if mask is not None:
         h = torch.matmul(h.to(self._ts_dense_a.dtype), self._ts_dense_a) * mask
         h = torch.matmul(h, self._ts_dense_b)
-        return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
+        return (result + (h.squeeze(1) if squeeze else h)).to(result.dtype)
     h = torch.bmm(h.to(self._ts_a_t.dtype), self._ts_a_t[idx])  # [batch, tokens, rank]
     h = torch.bmm(h, self._ts_b[idx]) * self._ts_scale[idx].view(-1, 1, 1)  # [batch, tokens, out]
-    return result + (h.squeeze(1) if squeeze else h).to(result.dtype)
+    return (result + (h.squeeze(1) if squeeze else h)).to(result.dtype)
+
+
+def _one_forward(self: Any, x: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """One adapter for every row: peft's arithmetic for plain LoRA in eval mode (base + B(A(x))·scale, in
+    that order, so answers match its path bit for bit) without its per-call checks, dropout call and
+    module calls, which at batch 1 on a CPU cost more than the two small matmuls themselves."""
+    from torch.nn.functional import linear
+
+    result = self.base_layer(x, *args, **kwargs)
+    weights = self._ts_one.get(name)
+    if weights is None:  # this adapter does not touch this layer
+        return result
+    a, b, scale = weights
+    return (result + linear(linear(x.to(a.dtype), a), b) * scale).to(result.dtype)  # summed in the adapter's dtype
 
 
 def _forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-    """peft's forward, unless `rows` set each row's adapter for this pass."""
+    """peft's forward, unless `rows` set one adapter for the pass or each row's."""
     names = self._ts_rows[0]
     if names is None or "adapter_names" in kwargs:
         return type(self).forward(self, x, *args, **kwargs)
+    if isinstance(names, str):
+        return _one_forward(self, x, names, *args, **kwargs)
     return _bgmv_forward(self, x, *args, adapter_names=names, **kwargs)
 
 
 @contextlib.contextmanager
-def rows(model: Any, adapter_names: list[str]) -> Iterator[None]:
+def rows(model: Any, adapter_names: list[str] | str) -> Iterator[None]:
     """Run the model's forward passes with one adapter per batch row ("__base__" for none), as peft's
     `adapter_names=` does, but without peft's way there: it registers and removes a forward hook on
-    every LoRA layer at each call, which measured a large share of a CPU decoding step."""
+    every LoRA layer at each call, which measured a large share of a CPU decoding step. One name (a str)
+    puts that adapter on every row."""
     holder = model._ts_rows
     holder[0] = adapter_names
     try:
