@@ -79,11 +79,11 @@ def test_evaluation_cost_block_comes_from_its_measurements(tmp_path, tiny_model_
     assert "| H100-80GB |" in report  # every GPU of the table, per model
 
 
-def _block(tmp_path, latencies):
+def _block(tmp_path, latencies, **sections):
     from tunesmith.config import ProjectConfig
     from tunesmith.evaluate.cost import cost_block
 
-    cfg = ProjectConfig(output_dir=str(tmp_path / "out"))
+    cfg = ProjectConfig(output_dir=str(tmp_path / "out"), **sections)
     models = {
         "few_shot": {"prompt_tokens_mean": 299.0, "completion_tokens_mean": 38.0},  # $0.0675 per 1K hosted
         "fine_tuned": {
@@ -119,3 +119,15 @@ def test_payback_carries_the_interval_of_the_measured_latency(tmp_path):
 
     one = _block(tmp_path, [2.0])  # a single request has no interval: the verdict stands alone
     assert "this_machine_ci" not in one["per_1k_requests"]["fine_tuned"] and "payback_days_ci" not in one["roi"]
+
+
+def test_the_cost_says_when_the_server_runs_another_precision_than_was_timed(tmp_path):
+    from tunesmith.evaluate.cost import roi_lines
+
+    latencies = [1.0, 1.1, 0.9, 1.0]
+    same = _block(tmp_path, latencies, train={"precision": "fp32"})
+    assert same["precision"] == {"timed": "fp32", "served": "fp32"}  # serve.precision auto: the training's
+    assert not any(line.startswith("Timed in") for line in roi_lines(same))
+    other = _block(tmp_path, latencies, train={"precision": "bf16"}, serve={"precision": "fp32"})
+    assert other["precision"] == {"timed": "bf16", "served": "fp32"}
+    assert any(line.startswith("Timed in bf16, the evaluation's precision") for line in roi_lines(other))

@@ -52,6 +52,7 @@ def cost_block(
     block: dict[str, Any] = {
         "per_1k_requests": rows,
         "device": device,
+        "precision": _precisions(cfg, device),
         "prices": c.model_dump(),
         "illustrative_prices": c == type(c)(),
     }
@@ -84,6 +85,19 @@ def cost_block(
             for t in tuned_ci
         ]
     return block
+
+
+def _precisions(cfg: ProjectConfig, device: str) -> dict[str, str]:
+    """The precision the requests were timed in (the evaluation's) and the one the built-in engine serves."""
+    from tunesmith.errors import TunesmithError
+    from tunesmith.hardware import resolve_precision
+
+    timed = resolve_precision(cfg.train.precision, device)
+    try:
+        served = resolve_precision(cfg.serve.precision, device) if cfg.serve.precision != "auto" else timed
+    except TunesmithError:  # fp16 on a CPU: the server will refuse it; the evaluation goes on
+        served = cfg.serve.precision
+    return {"timed": timed, "served": served}
 
 
 def cost_rows(cost: dict[str, Any]) -> list[list[str]]:
@@ -153,6 +167,12 @@ def roi_lines(cost: dict[str, Any]) -> list[str]:
             "at one end and never at the other. A few requests were timed, one at a time, on a machine whose "
             "other load moves them; the production report (`tunesmith monitor report`) prices each version "
             "from its real requests."
+        )
+    p = cost.get("precision") or {}
+    if p.get("timed") != p.get("served"):
+        lines.append(
+            f"Timed in {p['timed']}, the evaluation's precision; `serve.precision` serves {p['served']}, whose "
+            "speed differs (docs/deploy.md), so the cost on this machine is the evaluation's, not the server's."
         )
     if cost.get("illustrative_prices"):
         lines.append("Prices are tunesmith's illustrative defaults (`cost:` in the config sets yours).")
