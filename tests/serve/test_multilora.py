@@ -47,14 +47,20 @@ def test_bgmv_matches_peft_mixed_batches(tiny_model_dir, monkeypatch, dense):
     assert torch.allclose(ours[1], ours[3], atol=1e-5)
 
 
-def test_each_pass_uses_its_own_rows(tiny_model_dir):
+def _two_adapters(tiny_model_dir, big_alpha: int):
+    """The tiny model with adapter "small" (r 4 on q and v) and "big" (r 8 on q), random weights."""
     torch.manual_seed(0)
     model = get_peft_model(
         load_model(str(tiny_model_dir)),
         LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
         adapter_name="small",
     )
-    model.add_adapter("big", LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj"], init_lora_weights=False))
+    model.add_adapter("big", LoraConfig(r=8, lora_alpha=big_alpha, target_modules=["q_proj"], init_lora_weights=False))
+    return model
+
+
+def test_each_pass_uses_its_own_rows(tiny_model_dir):
+    model = _two_adapters(tiny_model_dir, big_alpha=32)
     model.eval()
     ids = torch.randint(5, 200, (1, 7)).repeat(3, 1)
     plans = [("small", "big", "__base__"), ("big", "__base__", "small"), ("__base__", "small", "big")]
@@ -73,13 +79,7 @@ def test_one_adapter_for_all_rows_is_peft_bit_for_bit(tiny_model_dir, dtype):
     path that rounds the adapter's share first answers differently (1 of 8 answers the same on the demo)."""
     from peft import PeftModel
 
-    torch.manual_seed(0)
-    model = get_peft_model(
-        load_model(str(tiny_model_dir)),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        adapter_name="small",
-    )
-    model.add_adapter("big", LoraConfig(r=8, lora_alpha=24, target_modules=["q_proj"], init_lora_weights=False))
+    model = _two_adapters(tiny_model_dir, big_alpha=24)  # scale 3: not a power of two
     for p in model.parameters():  # weights large enough that a rounding order shows in the logits
         if p.requires_grad:
             p.data.mul_(20)
