@@ -109,15 +109,12 @@ def native_precision(device: str) -> Precision:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def resolve_precision(setting: str, device: str) -> Precision:
-    """`train.precision` resolved for `device`: auto is the native one; fp16 only on CUDA."""
+def resolve_precision(setting: str, device: str, name: str = "train.precision") -> Precision:
+    """A precision setting (`name`) resolved for `device`: auto is the native one; fp16 only on CUDA."""
     if setting == "auto":
         return native_precision(device)
     if setting == "fp16" and device != "cuda":
-        raise TunesmithError(
-            f"train.precision=fp16 needs a CUDA GPU (loss scaling); this run is on {device}. "
-            "Use train.precision=auto, bf16 or fp32"
-        )
+        raise TunesmithError(f"{name}=fp16 needs a CUDA GPU; this run is on {device}. Use {name}=auto, bf16 or fp32")
     return setting  # type: ignore[return-value]
 
 
@@ -127,9 +124,9 @@ def dtype_of(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
-def inference_dtype(device: str, precision_setting: str = "auto") -> Any:
+def inference_dtype(device: str, precision_setting: str = "auto", name: str = "train.precision") -> Any:
     """Weights dtype for generation and serving on `device` (the training precision when it is set)."""
-    return dtype_of(resolve_precision(precision_setting, device))
+    return dtype_of(resolve_precision(precision_setting, device, name))
 
 
 def _cgroup_limit(root: Path = CGROUP_ROOT) -> int | None:

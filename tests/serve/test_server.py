@@ -236,3 +236,21 @@ def test_serve_precision_sets_the_weights_and_auto_follows_training(tmp_path, ti
     )
     model = load_served(load_config(config))[0]
     assert {str(p.dtype).removeprefix("torch.") for p in model.parameters()} == {served}
+
+
+def test_fp16_serving_on_a_cpu_is_refused_by_its_own_setting_name(tmp_path, tiny_model_dir):
+    from tunesmith.errors import TunesmithError
+    from tunesmith.serve.models import load_served
+
+    config = tmp_path / "tunesmith.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(tiny_model_dir),
+                "data": {"datasets": [{"path": "d.jsonl"}]},
+                "serve": {"precision": "fp16"},
+            }
+        )
+    )
+    with pytest.raises(TunesmithError, match=r"serve\.precision=fp16 needs a CUDA GPU.*serve\.precision=auto"):
+        load_served(load_config(config))
