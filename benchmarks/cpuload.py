@@ -85,3 +85,15 @@ def cpu_flags() -> list[str]:
         return []
     wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512f", "avx512_vnni", "avx2", "f16c")
     return [f for f in wanted if f in flags]
+
+
+def run_arm(cmd: list[str], max_other_load: float) -> tuple[object, float, bool]:
+    """One arm in a process of its own: (its last line of output, read as JSON; the CPU share other processes
+    took meanwhile; whether that share is within `max_other_load`, so the round is kept)."""
+    import json
+
+    with OtherLoad() as load:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1]), load.share, load.share <= max_other_load

@@ -18,7 +18,9 @@ on the test split and on each probe suite), with transformers' `generate` (every
 until the last one ends) against `greedy_decode` (finished rows dropped): seconds per pass, outputs
 identical, each probe's verdict identical, and the pass rates or task metric of both. With --settled as
 well, the suites' passes instead, both through `greedy_decode`: every answer generated whole against
-answers ended as soon as their probe's verdict is settled (evaluate/suites.settled_test).
+answers ended as soon as their probe's verdict is settled (evaluate/suites.settled_test). With --rows
+instead, the fine-tuned passes of an unmerged LoRA adapter, both as `tunesmith eval` ends them: through
+peft's forward against `models/multilora.rows` (the server's path, which the evaluation takes).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def main() -> None:
         "--settled",
         action="store_true",
         help="with --passes: the suites' answers generated whole vs ended once their verdict is settled",
+    )
+    parser.add_argument(
+        "--rows",
+        action="store_true",
+        help="with --passes: the unmerged fine-tune's passes through peft's forward vs models/multilora.rows",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -189,6 +196,7 @@ def compare_merged(args) -> None:
 
 def compare_passes(args) -> None:
     """The evaluation's passes, each generated both ways in alternation (see the module docstring)."""
+    from contextlib import nullcontext
     from unittest import mock
 
     from tunesmith.config import load_config
@@ -198,15 +206,20 @@ def compare_passes(args) -> None:
     from tunesmith.models import generate as gen
     from tunesmith.paths import train_dir
 
-    cfg = load_config(args.passes, [f"train.precision={args.precision}"])
+    unmerged = ["eval.merge_adapter=false"] if args.rows else []
+    cfg = load_config(args.passes, [f"train.precision={args.precision}", *unmerged])
     plan = plan_eval(cfg)
     run = EvalRun(cfg, plan, train_dir(cfg) / "model")
     e = run.e
     table = {}
-    # each way: (drop finished rows, end settled answers)
-    ways = {"whole": (True, False), "settled": (True, True)} if args.settled else {}
-    ways = ways or {"generate": (False, False), "drop_finished": (True, False)}
-    for name in ("base", "fine_tuned"):
+    # each way: (drop finished rows, end settled answers, through the evaluation's forward context)
+    if args.settled:
+        ways = {"whole": (True, False, True), "settled": (True, True, True)}
+    elif args.rows:
+        ways = {"peft": (True, True, False), "rows": (True, True, True)}
+    else:
+        ways = {"generate": (False, False, True), "drop_finished": (True, False, True)}
+    for name in ("fine_tuned",) if args.rows else ("base", "fine_tuned"):
         if name == "fine_tuned":
             run.apply_fine_tune()
         passes = {} if args.settled else {"test": (plan.passes[name], e.max_new_tokens, None)}
@@ -217,10 +230,10 @@ def compare_passes(args) -> None:
             seconds: dict[str, list[float]] = {way: [] for way in ways}
             answers: dict[str, list[str]] = {}
             for _ in range(args.rounds):
-                for way, (drops, ends) in ways.items():
-                    tests = plan.suite_settled(suite) if ends else None
+                for way, (drops, ends, forward) in ways.items():
+                    tests = plan.suite_settled(suite) if ends and suite else None
                     with mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops):
-                        with OtherLoad() as load:
+                        with OtherLoad() as load, run.forward() if forward else nullcontext():
                             began = time.perf_counter()
                             outs = gen.generate(
                                 run.model, run.tokenizer, prompts, max_new_tokens=max_new, settled=tests

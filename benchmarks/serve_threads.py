@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpuload import OtherLoad, cpu_flags  # noqa: E402
+from cpuload import cpu_flags, run_arm  # noqa: E402
 from serve_throughput import PROMPTS  # noqa: E402
 
 ARMS = {"loaded in the engine's starting thread": "here", "loaded in a thread that ends": "off"}
@@ -86,15 +85,11 @@ def main() -> None:
         for name, where in ARMS.items():
             cmd = [sys.executable, __file__, args.adapter, "--arm", where, "--base", args.base]
             cmd += ["--precision", args.precision, "--tokens", str(args.tokens)]
-            with OtherLoad() as load:
-                done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            status = "kept" if load.share <= args.max_other_load else "dropped (others' load)"
+            row, share, keep = run_arm(cmd, args.max_other_load)
+            status = "kept" if keep else "dropped (others' load)"
             speeds = ", ".join(f"{k}: {v['tokens_per_s']:.1f} tok/s ({v['tokens']} tokens)" for k, v in row.items())
-            print(f"round {rnd + 1}, {name}: {speeds}; others {load.share:.0%}: {status}", flush=True)
-            if status == "kept":
+            print(f"round {rnd + 1}, {name}: {speeds}; others {share:.0%}: {status}", flush=True)
+            if keep:
                 kept[name].append(row)
     if not all(kept.values()):
         raise SystemExit("every round of an arm was dropped for others' load; run again on a quieter machine")

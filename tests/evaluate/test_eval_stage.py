@@ -90,7 +90,12 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
     assert read_eval(cfg) == results  # the file read back is what the stage returned
     # where the time went: each step timed, the passes above among them
     seconds = results.data["seconds"]
-    steps = {"load the base model", "base: test split", "fine_tuned: request latency", "fine_tuned: safety suite"}
+    steps = {
+        "load the base model",
+        "base: test split",
+        "request latency: base and fine_tuned alternating",
+        "fine_tuned: safety suite",
+    }
     assert steps <= set(seconds) and all(v >= 0 for v in seconds.values())
     assert seconds["base: test split"] >= results.base.values["batch_latency_p50_s"]
     assert "Where the time went" in (cfg.output_path / "eval" / "report.md").read_text()
@@ -107,7 +112,9 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
 def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir):
     cfg = _project(tmp_path, tiny_model_dir, adapter="none", learning_rate=1e4, max_steps=6)
     run_train(cfg)  # diverges: far too high a learning rate
-    run_eval(cfg)
+    result = run_eval(cfg)
+    assert result.data["latency_timed"] == "each model in its own pass"  # the full fine-tune replaced the base
+    assert result.base.latency_requests == result.fine_tuned.latency_requests >= 1
     proc = subprocess.run(
         [sys.executable, "-m", "tunesmith.cli", "gate", str(cfg.config_path)],
         capture_output=True,

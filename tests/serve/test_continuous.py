@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tests.serve.test_server import _adapter
 
 
@@ -61,9 +63,10 @@ def test_arrivals_join_the_running_batch_and_answer_as_alone(tmp_path, tiny_mode
 def test_switching_between_the_base_and_adapters_answers_as_each_alone(tmp_path, tiny_model_dir):
     """The engine leaves the LoRA layers as the last batch set them (disabled for the base model, or one
     adapter active) and switches only when a batch needs another setting; every answer stays its model's own,
-    also for an adapter added while the layers are disabled."""
-    from peft import PeftModel
+    also for an adapter added while the layers are disabled, and refuses one it cannot apply."""
+    from peft import LoraConfig, PeftModel, get_peft_model
 
+    from tunesmith.errors import TunesmithError
     from tunesmith.models import load_model, load_tokenizer
     from tunesmith.serve.engine import BASE, Engine, GenRequest
 
@@ -95,6 +98,22 @@ def test_switching_between_the_base_and_adapters_answers_as_each_alone(tmp_path,
         engine.add_adapter("beta", str(beta))  # while the last batch left the layers disabled
         for name in ("beta", BASE, "alpha", "beta"):
             assert answer(engine, name) == expected[name], name
+        embeddings = tmp_path / "embeddings"  # LoRA on the embeddings: the engine's rows would skip it
+        get_peft_model(
+            load_model(str(tiny_model_dir)), LoraConfig(r=4, target_modules=["embed_tokens"])
+        ).save_pretrained(str(embeddings))
+        with pytest.raises(TunesmithError, match="not a linear layer"):
+            engine.add_adapter("gamma", str(embeddings))
+        assert engine.adapters == ["alpha", "beta"]  # refused whole: the others answer as before
+        for name in ("alpha", BASE, "beta"):
+            assert answer(engine, name) == expected[name], name
+    finally:
+        engine.close()
+    engine = Engine(load_model(str(tiny_model_dir)), tok).start()  # a server that started with the base alone
+    try:
+        with pytest.raises(TunesmithError, match="not a linear layer"):
+            engine.add_adapter("gamma", str(embeddings))
+        assert engine.adapters == [] and answer(engine, BASE) == expected[BASE]
     finally:
         engine.close()
 

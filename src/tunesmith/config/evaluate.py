@@ -77,10 +77,11 @@ class EvalConfig(Section):
     """Score cosine similarity of sentence embeddings (all-MiniLM-L6-v2) to the reference."""
 
     cache_base_outputs: bool = True
-    """Reuse the base model's outputs (base and few-shot passes, its suite answers, its per-request
-    latency) from an earlier run with the same base weights, prompts and decoding
-    (`$TUNESMITH_CACHE/eval/`); only the fine-tuned model generates and is timed again. The base
-    model's latencies are those of the run that made them."""
+    """Reuse the base model's outputs (base and few-shot passes, its suite answers) from an earlier run
+    with the same base weights, prompts and decoding (`$TUNESMITH_CACHE/eval/`); only the fine-tuned
+    model generates again. Per-request latency is timed in every run: for an adapter, the base model's
+    and the fine-tune's alternate prompt by prompt, so the latency gate's ratio compares one run's load;
+    for a full fine-tune, the base model's are those of the run that made them."""
 
     merge_adapter: Union[bool, Auto] = "auto"
     """Merge a LoRA adapter into the base weights loaded for evaluation before the fine-tuned passes.
@@ -89,7 +90,8 @@ class EvalConfig(Section):
     fp32, where the answers were identical; not in bf16 or fp16, where each merged weight is rounded
     once and the answers move (the demo: 77 of 223 regression-suite answers differed, 12 passes
     flipped). true: merge in any precision; false: never (as the server generates). Prefix tuning
-    is never merged."""
+    is never merged. The per-request latency is timed before merging, as the built-in server runs
+    the adapter (unmerged)."""
 
     fresh_process: Union[bool, Auto] = "auto"
     """Evaluate in a new Python process when `tunesmith run` has just trained in its own: the demo's

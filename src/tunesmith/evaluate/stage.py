@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +64,6 @@ def _tokens(tokenizer: Any, plan: list[Any], outs: list[dict[str, Any]]) -> dict
         "prompt_tokens_mean": round(statistics.mean(prompt), 1),
         "completion_tokens_mean": round(statistics.mean(o["new_tokens"] for o in outs), 1),
     }
-
-
-LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
-
-
-def _spread(items: list[Any], n: int) -> list[Any]:
-    """`n` items evenly spaced through the list (all of them when it has fewer)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]
 
 
 def _by_task(values: list[float], records: list[Any]) -> dict[str, Any]:
@@ -171,6 +161,9 @@ class EvalRun:
         self.answers: dict[str, list[str]] = {}  # preference projects with a judge: both models' answers
         self.harness: dict[str, Any] = {}  # lm-eval scores by model (eval.lm_eval)
         self.reused: list[str] = []  # the base model's passes taken from the cache (evaluate/cache.py)
+        self.adapter = (model_dir / "adapter_config.json").exists()
+        self.latency: dict[str, dict[str, Any]] = {}  # per-request latency timed ahead of a model's pass
+        self.forward: Callable[[], AbstractContextManager] = nullcontext  # what the model's generation runs in
         self.out_dir = eval_dir(cfg)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -191,21 +184,22 @@ class EvalRun:
         from tunesmith.evaluate.cache import base_outputs
         from tunesmith.evaluate.generate import generate
 
-        return base_outputs(
-            self.cfg,
-            name,
-            generate,
-            self.model,
-            self.tokenizer,
-            messages,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.e.rows_per_batch,
-            dtype=self.dtype,
-            device=self.device,
-            reused=self.reused,
-            label=label,
-            settled=settled,
-        )
+        with self.forward():
+            return base_outputs(
+                self.cfg,
+                name,
+                generate,
+                self.model,
+                self.tokenizer,
+                messages,
+                max_new_tokens=max_new_tokens,
+                batch_size=self.e.rows_per_batch,
+                dtype=self.dtype,
+                device=self.device,
+                reused=self.reused,
+                label=label,
+                settled=settled,
+            )
 
     def apply_fine_tune(self) -> None:
         """The fine-tuned model: the adapter on the base in memory (merged when eval.merge_adapter says so),
@@ -216,14 +210,33 @@ class EvalRun:
         from tunesmith.models import load_model
 
         with self.timed("load the fine-tune"):
-            if (self.model_dir / "adapter_config.json").exists():
+            if self.adapter:
                 self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
+                if not self.plan.preference:  # timed unmerged, alternating with the base (evaluate/latency.py)
+                    self.pair_latency()
                 merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
                 if merge and not self.model.active_peft_config.is_prompt_learning:
                     self.model = self.model.merge_and_unload()  # into the base weights, which no later pass needs
+                else:  # as the server runs the adapter: the same tokens, 1.03x faster on the demo (bf16)
+                    from tunesmith.evaluate.latency import contexts
+
+                    self.forward = contexts(self.model)[1]
                 self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
             else:
                 self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
+
+    def pair_latency(self) -> None:
+        """The base model's and the adapter's per-request latency, alternating prompt by prompt, unmerged."""
+        from tunesmith.console import err
+        from tunesmith.evaluate.latency import LATENCY_REQUESTS, paired_latency, spread
+
+        sample = spread(self.plan.passes["base"], LATENCY_REQUESTS)
+        err.print(f"timing: base and fine-tuned alternating, {len(sample)} requests each, one at a time")
+        with self.timed("request latency: base and fine_tuned alternating"):
+            base, tuned, how = paired_latency(self.model, self.tokenizer, sample, max_new_tokens=self.e.max_new_tokens)
+        self.latency["fine_tuned"] = tuned
+        self.results["models"].setdefault("base", {}).update(base)  # its pass ran first (run_eval)
+        self.results["latency_timed"] = how
 
     def task_pass(self, name: str, prompts: list[Any]) -> None:
         """The test split: generated and scored (or, for preference pairs, scored by log-probability)."""
@@ -253,29 +266,14 @@ class EvalRun:
             )
         summary.update(_latency(outs))
         summary.update(_tokens(self.tokenizer, prompts, outs))
-        if name != "few_shot":  # what one request costs (batch 1), the figure the latency gate compares
-            from tunesmith.evaluate.cache import base_latency
-            from tunesmith.models.generate import request_latency
-
-            sample = _spread(prompts, LATENCY_REQUESTS)
-
-            def measure() -> dict[str, Any]:
-                err.print(f"timing: {name}, {len(sample)} requests one at a time")
-                return request_latency(self.model, self.tokenizer, sample, max_new_tokens=e.max_new_tokens)
+        if name in self.latency:  # timed with the base, alternating (`pair_latency`)
+            summary.update(self.latency[name])
+        elif name != "few_shot" and not self.adapter:  # a full fine-tune: each model timed in its own pass
+            from tunesmith.evaluate.latency import own_pass
 
             with self.timed(f"{name}: request latency"):
-                latency = base_latency(
-                    self.cfg,
-                    name,
-                    measure,
-                    self.tokenizer,
-                    sample,
-                    max_new_tokens=e.max_new_tokens,
-                    dtype=self.dtype,
-                    device=self.device,
-                    reused=self.reused,
-                )
-            summary.update(latency)
+                summary.update(own_pass(self, name, prompts))
+            self.results["latency_timed"] = "each model in its own pass"
         summary.update(_by_task(per["task_metric"], plan.test))
         summary["stopped_by_end_token"] = round(sum(o["stopped"] for o in outs) / len(outs), 4)
         if e.heldout_loss and name != "few_shot":

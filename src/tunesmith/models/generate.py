@@ -224,12 +224,9 @@ def greedy_decode(
     return tokens
 
 
-def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int) -> dict[str, Any]:
-    """What one request costs, as a user of the model sees it: each prompt generated alone (batch 1, greedy),
-    its whole time and its time to the first new token (taken when the first token is checked for stopping).
-    Batched generation measures throughput; this is the per-request latency beside it."""
-    import statistics
-
+def time_request(model: Any, tokenizer: Any, prompt: list[Message], *, max_new_tokens: int) -> tuple[float, float]:
+    """One request as a user of the model sees it: the prompt generated alone (batch 1, greedy); its whole
+    time and its time to the first new token (taken when the first token is checked for stopping)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -242,28 +239,34 @@ def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *,
                 self.at = time.perf_counter()
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
-    totals, firsts = [], []
     model.eval()
-    for prompt in prompts:
-        plain = [{"role": m["role"], "content": m["content"]} for m in prompt]
-        inputs = tokenizer.apply_chat_template(
-            plain, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(model.device)
-        first = FirstToken()
-        began = time.perf_counter()
-        with torch.no_grad():
-            model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([first]),
-            )
-        totals.append(time.perf_counter() - began)
-        firsts.append((first.at or time.perf_counter()) - began)
-    if not totals:
+    plain = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    inputs = tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt", return_dict=True).to(
+        model.device
+    )
+    first = FirstToken()
+    began = time.perf_counter()
+    with torch.no_grad():
+        model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            stopping_criteria=StoppingCriteriaList([first]),
+        )
+    total = time.perf_counter() - began
+    return total, (first.at or time.perf_counter()) - began
+
+
+def latency_summary(timed: list[tuple[float, float]]) -> dict[str, Any]:
+    """p50/p95/mean of requests' (whole, first-token) seconds, and each request's seconds (for the cost's
+    interval)."""
+    import statistics
+
+    if not timed:
         return {}
+    totals, firsts = [t for t, _ in timed], [f for _, f in timed]
     ordered = sorted(totals)
     return {
         "latency_p50_s": round(statistics.median(totals), 3),
@@ -271,5 +274,11 @@ def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *,
         "latency_p95_s": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
         "time_to_first_token_p50_s": round(statistics.median(firsts), 3),
         "latency_requests": len(totals),
-        "latencies_s": [round(t, 3) for t in totals],  # each request's, for the cost's interval
+        "latencies_s": [round(t, 3) for t in totals],
     }
+
+
+def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int) -> dict[str, Any]:
+    """What one request costs: each prompt generated alone (`time_request`). Batched generation measures
+    throughput; this is the per-request latency beside it."""
+    return latency_summary([time_request(model, tokenizer, p, max_new_tokens=max_new_tokens) for p in prompts])

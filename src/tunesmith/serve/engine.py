@@ -25,9 +25,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.errors import TunesmithError
+from tunesmith.models import multilora
 from tunesmith.serve.threads import off_this_thread
 
-BASE = "__base__"
+BASE = multilora.BASE
 
 
 class QueueFull(Exception):
@@ -106,7 +108,7 @@ class Engine:
         self.timings: deque[tuple[float, float]] = deque(maxlen=4096)  # recent (queued_s, first_token_s)
         self._torch = torch
         if self.peft:
-            from tunesmith.serve.multilora import install
+            from tunesmith.models.multilora import install
 
             install(model)
         self.lock = threading.Lock()  # held while a batch runs; adapters are added between batches
@@ -133,7 +135,7 @@ class Engine:
             off_this_thread(self._add_adapter, name, folder)
 
     def _add_adapter(self, name: str, folder: str) -> None:
-        from tunesmith.serve.multilora import install
+        from tunesmith.models.multilora import install
 
         if self._layers == BASE:  # loading into disabled layers: enabled again, as peft expects them
             self.model.base_model.enable_adapter_layers()
@@ -141,13 +143,22 @@ class Engine:
         if not self.peft:  # the first adapter of a server that started with the base model alone
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
-            self.peft = True
-            install(self.model)
+            model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
+            try:
+                install(model)
+            except TunesmithError:  # LoRA the engine cannot apply: the base model alone again
+                self.model = model.unload()
+                raise
+            self.model, self.peft = model, True
         elif name not in self.adapters:
             self.model.load_adapter(folder, adapter_name=name)
             self.model.eval()
-            install(self.model)
+            try:
+                install(self.model)
+            except TunesmithError:
+                self.model.delete_adapter(name)
+                install(self.model)
+                raise
 
     def submit(self, req: GenRequest) -> Future:
         if req.adapter != BASE and req.adapter not in self.adapters:
@@ -368,7 +379,7 @@ class Engine:
         if self._layers == BASE:
             self.model.base_model.enable_adapter_layers()
             self._layers = None
-        from tunesmith.serve.multilora import rows
+        from tunesmith.models.multilora import rows
 
         if one is not None:
             if self._layers != one:  # peft's active adapter, for whatever else it selects

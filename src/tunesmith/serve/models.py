@@ -102,14 +102,16 @@ def version_adapter(cfg: ProjectConfig, version: str) -> tuple[str, Path]:
 
 
 def check_adapter(folder: Path) -> None:
+    """Refuse an adapter the engines cannot serve as trained: anything but plain LoRA (models/multilora.py)."""
+    from tunesmith.models.multilora import unsupported
+
     path = folder / "adapter_config.json"
     if not path.exists():
         raise TunesmithError(f"{folder} is not an adapter folder (no adapter_config.json)")
-    config = json.loads(path.read_text())
-    if config.get("peft_type") != "LORA" or config.get("use_dora"):
+    why = unsupported(json.loads(path.read_text()))
+    if why:
         raise TunesmithError(
-            f"{folder}: only LoRA adapters share batches (peft's mixed-adapter batches); merge this "
-            f"{config.get('peft_type')}{' (DoRA)' if config.get('use_dora') else ''} adapter with "
+            f"{folder}: only plain LoRA adapters share batches, and this is {why}; merge it with "
             "`tunesmith merge` and serve the merged model as base_model"
         )
 

@@ -8,9 +8,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import Linear
 
-from tunesmith.models import load_model
-from tunesmith.serve import multilora
-from tunesmith.serve.multilora import install
+from tunesmith.models import load_model, multilora
+from tunesmith.models.multilora import install
 
 
 @pytest.mark.parametrize("dense", [True, False], ids=["dense", "gathered"])
@@ -103,3 +102,28 @@ def test_one_adapter_for_all_rows_is_peft_bit_for_bit(tiny_model_dir, dtype):
             big = model(input_ids=ids).logits
         with multilora.rows(model, "small"):
             assert not torch.equal(model(input_ids=ids).logits, big)
+
+
+def test_what_the_rows_do_not_cover_is_refused(tiny_model_dir, tmp_path):
+    """DoRA, lora_bias, fully trained modules and LoRA on embeddings would be served wrongly: refused, and the
+    server says how to serve them instead."""
+    import json
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.serve.models import check_adapter
+
+    assert multilora.unsupported({"peft_type": "LORA", "r": 8}) is None
+    for extra, words in (
+        ({"use_dora": True}, "DoRA"),
+        ({"lora_bias": True}, "lora_bias"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"trainable_token_indices": [3]}, "trainable_token_indices"),
+    ):
+        (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **extra}))
+        with pytest.raises(TunesmithError, match=f"{words}.*tunesmith merge"):
+            check_adapter(tmp_path)
+    assert "PREFIX_TUNING" in multilora.unsupported({"peft_type": "PREFIX_TUNING"})
+    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(r=4, target_modules=["embed_tokens", "q_proj"]))
+    assert multilora.other_layers(model) == ["base_model.model.model.embed_tokens"]
+    with pytest.raises(TunesmithError, match="embed_tokens.*not a linear layer"):
+        install(model)

@@ -25,6 +25,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+BASE = "__base__"  # a row without adapter
 DENSE_MAX_RANK = 256  # all adapters' ranks summed: up to this, the dense path; beyond it, the gathered bmm
 
 
@@ -125,10 +126,43 @@ def rows(model: Any, adapter_names: list[str] | str) -> Iterator[None]:
         holder[0] = None
 
 
+def unsupported(config: dict[str, Any]) -> str | None:
+    """What, in an adapter's config (adapter_config.json), these paths would compute wrongly, or None for plain
+    LoRA: they apply base + B(A(x))·scale on linear layers and nothing else."""
+    if config.get("peft_type") != "LORA":
+        return f"a {config.get('peft_type')} adapter"
+    for key, what in (
+        ("use_dora", "DoRA (use_dora)"),
+        ("lora_bias", "a bias on its B matrices (lora_bias)"),
+        ("modules_to_save", f"fully trained modules (modules_to_save: {config.get('modules_to_save')})"),
+        ("trainable_token_indices", "trained token embeddings (trainable_token_indices)"),
+    ):
+        if config.get(key):
+            return f"a LoRA adapter with {what}"
+    return None
+
+
+def other_layers(model: Any) -> list[str]:
+    """LoRA layers on anything but a linear layer (embeddings, convolutions), which these paths do not cover."""
+    from peft.tuners.lora import Linear, LoraLayer
+
+    return [n for n, m in model.named_modules() if isinstance(m, LoraLayer) and not isinstance(m, Linear)]
+
+
 def install(model: Any) -> int:
     """Stack every LoRA layer's adapters and route mixed batches through the batched matmul; returns the layer count.
-    Call again after loading or removing an adapter."""
+    Call again after loading or removing an adapter. Refuses LoRA layers it does not cover (`other_layers`)."""
     from peft.tuners.lora import Linear
+
+    from tunesmith.errors import TunesmithError
+
+    others = other_layers(model)
+    if others:
+        raise TunesmithError(
+            f"LoRA on {others[0]}{f' and {len(others) - 1} more' if len(others) > 1 else ''}, not a linear layer: "
+            "only LoRA on linear layers shares batches; merge the adapter with `tunesmith merge` and serve the "
+            "merged model as base_model"
+        )
 
     holder = model.__dict__.setdefault("_ts_rows", [None])  # the rows' adapters, shared by every layer
     count = 0

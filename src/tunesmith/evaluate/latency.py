@@ -1,0 +1,85 @@
+"""Per-request latency: a fixed sample of test prompts, each generated alone (batch 1), the figure the
+latency gate compares and the cost prices (evaluate/cost.py).
+
+A fine-tuned adapter is timed against the base model in one pass, before it is merged: prompt by prompt,
+the two alternate (the order swapped at every prompt), so that both ratios' terms see the same load on a
+shared machine, which a base-model timing cached from another run did not (its ratio read 0.97 where the
+same run's read 0.73). Both run as the built-in server runs them: the unmerged adapter through
+`models/multilora.rows` (base + B(A(x))·scale per LoRA layer, nothing for the base). Against the
+built-in engine at one client on the demo's 8 timed prompts (`benchmarks/eval_latency.py`, AMX), the
+fine-tune read 1.01x the server's time through these rows in fp32 and 0.99x in bf16; through peft's own
+forward 1.12x and 1.07x; merged (what `eval.merge_adapter: auto` does in fp32) 0.85x and 0.80x. An
+adapter these rows do not cover (DoRA, prefix tuning) runs through peft, the base with its layers switched
+off; a full fine-tune replaces the base in memory, so each model is timed in its own pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
+
+
+def spread(items: list[Any], n: int) -> list[Any]:
+    """`n` items evenly spaced through the list (all of them when it has fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]
+
+
+def contexts(model: Any) -> tuple[Callable[[], AbstractContextManager], Callable[[], AbstractContextManager], str]:
+    """(base, fine-tune, how): the contexts a peft model's forward passes run in as each model."""
+    from tunesmith.models.multilora import BASE, install, other_layers, rows, unsupported
+
+    name = model.active_adapter
+    if unsupported(model.peft_config[name].to_dict()) is None and not other_layers(model):
+        install(model)
+        return (lambda: rows(model, BASE)), (lambda: rows(model, name)), "unmerged, as the built-in server runs it"
+    return model.disable_adapter, nullcontext, "unmerged, through peft"
+
+
+def paired_latency(
+    model: Any, tokenizer: Any, prompts: list[Any], *, max_new_tokens: int
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(base, fine-tuned, how they ran): per-request latency of a peft model, alternating prompt by prompt."""
+    from tunesmith.models.generate import latency_summary, time_request
+
+    base, tuned, how = contexts(model)
+    arms = [("base", base), ("fine_tuned", tuned)]
+    for _, context in arms:  # a short request each first: one-time costs stay out of the figures
+        with context():
+            time_request(model, tokenizer, prompts[0], max_new_tokens=2)
+    timed: dict[str, list[tuple[float, float]]] = {"base": [], "fine_tuned": []}
+    for i, prompt in enumerate(prompts):
+        for arm, context in arms if i % 2 == 0 else arms[::-1]:
+            with context():
+                timed[arm].append(time_request(model, tokenizer, prompt, max_new_tokens=max_new_tokens))
+    return latency_summary(timed["base"]), latency_summary(timed["fine_tuned"]), f"alternating, {how}"
+
+
+def own_pass(run: Any, name: str, prompts: list[Any]) -> dict[str, Any]:
+    """One model's per-request latency in a pass of its own (a full fine-tune replaces the base in memory);
+    the base model's from the cache when its outputs are (evaluate/cache.py). `run` is the EvalRun."""
+    from tunesmith.console import err
+    from tunesmith.evaluate.cache import base_latency
+    from tunesmith.models.generate import request_latency
+
+    sample = spread(prompts, LATENCY_REQUESTS)
+
+    def measure() -> dict[str, Any]:
+        err.print(f"timing: {name}, {len(sample)} requests one at a time")
+        return request_latency(run.model, run.tokenizer, sample, max_new_tokens=run.e.max_new_tokens)
+
+    return base_latency(
+        run.cfg,
+        name,
+        measure,
+        run.tokenizer,
+        sample,
+        max_new_tokens=run.e.max_new_tokens,
+        dtype=run.dtype,
+        device=run.device,
+        reused=run.reused,
+    )
