@@ -69,3 +69,11 @@ class ProjectConfig(Section):
     @property
     def output_path(self) -> Path:
         return self.resolve(self.output_dir)
+
+    @property
+    def served_precision(self) -> tuple[str, str]:
+        """(setting, its name) the built-in engine's weights follow: `serve.precision`, or when that is auto
+        the training's (`train.precision`), for `hardware.resolve_precision`."""
+        if self.serve.precision != "auto":
+            return self.serve.precision, "serve.precision"
+        return self.train.precision, "train.precision"

@@ -94,7 +94,8 @@ def _precisions(cfg: ProjectConfig, device: str) -> dict[str, str]:
 
     timed = resolve_precision(cfg.train.precision, device)
     try:
-        served = resolve_precision(cfg.serve.precision, device) if cfg.serve.precision != "auto" else timed
+        setting, name = cfg.served_precision
+        served = resolve_precision(setting, device, name)
     except TunesmithError:  # fp16 on a CPU: the server will refuse it; the evaluation goes on
         served = cfg.serve.precision
     return {"timed": timed, "served": served}

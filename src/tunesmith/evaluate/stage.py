@@ -210,20 +210,21 @@ class EvalRun:
         from tunesmith.models import load_model
 
         with self.timed("load the fine-tune"):
-            if self.adapter:
-                self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
-                if not self.plan.preference:  # timed unmerged, alternating with the base (evaluate/latency.py)
-                    self.pair_latency()
-                merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
-                if merge and not self.model.active_peft_config.is_prompt_learning:
-                    self.model = self.model.merge_and_unload()  # into the base weights, which no later pass needs
-                else:  # as the server runs the adapter: the same tokens, 1.03x faster on the demo (bf16)
-                    from tunesmith.evaluate.latency import contexts
-
-                    self.forward = contexts(self.model)[1]
-                self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
-            else:
+            if not self.adapter:
                 self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
+                return
+            self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
+        if not self.plan.preference:  # timed unmerged, alternating with the base (evaluate/latency.py)
+            self.pair_latency()
+        with self.timed("load the fine-tune"):
+            merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
+            if merge and not self.model.active_peft_config.is_prompt_learning:
+                self.model = self.model.merge_and_unload()  # into the base weights, which no later pass needs
+            else:  # as the server runs the adapter: the same tokens, 1.03x faster on the demo (bf16)
+                from tunesmith.evaluate.latency import contexts
+
+                self.forward = contexts(self.model)[1]
+            self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
 
     def pair_latency(self) -> None:
         """The base model's and the adapter's per-request latency, alternating prompt by prompt, unmerged."""

@@ -149,9 +149,7 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
     device = pick_device(cfg.device)
     model = load_model(
         cfg.base_model,
-        dtype=inference_dtype(device, cfg.serve.precision, "serve.precision")
-        if cfg.serve.precision != "auto"
-        else inference_dtype(device, cfg.train.precision),
+        dtype=inference_dtype(device, *cfg.served_precision),
         trust_remote_code=cfg.trust_remote_code,
         device=device,
     )
