@@ -157,16 +157,16 @@ class ServeConfig(Section):
     """What answers the requests: `transformers` (batches requests and LoRA adapters over one base model),
     `llama-cpp` (each version merged and answered by llama.cpp from a GGUF file, one request at a time;
     needs `pip install 'tunesmith[llamacpp]'`) or `vllm` (vLLM started on a CUDA GPU with the base and every
-    served adapter; needs `pip install vllm`). Measured on 2 CPU cores: llama-cpp q8_0 answers one client 4.3x
-    faster; at 8 concurrent clients it makes 0.69x the tokens/s and each request waits its turn (time to
-    first token 26x). docs/deploy.md has the figures. The router in front (keys, limits, request log, canary, rollback)
+    served adapter; needs `pip install vllm`). Measured on 2 CPU cores: llama-cpp q8_0 answers one client 3.8x
+    faster; at 8 concurrent clients it makes 0.61x the tokens/s and each request waits its turn (time to
+    first token 25x). docs/deploy.md has the figures. The router in front (keys, limits, request log, canary, rollback)
     is the same for all three."""
 
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """The built-in engine's weights: auto serves in the training precision (`train.precision`,
     bf16 where the hardware runs it natively); fp16 needs a CUDA GPU. On a 2-core AMX CPU fp32
-    answers one client 1.21x faster than bf16, and bf16 makes 1.31x fp32's tokens/s at 8 clients
-    (docs/deploy.md): fp32 for a single user, the default for concurrent ones."""
+    answers one client 1.15x faster than bf16 (its first token 1.23x later), and bf16 makes 1.42x fp32's
+    tokens/s at 8 clients (docs/deploy.md): fp32 for a single user, the default for concurrent ones."""
 
     vllm_args: list[str] = Field(default_factory=list)
     """Extra arguments for `vllm serve` with `engine: vllm`, e.g. ["--gpu-memory-utilization", "0.8"]."""
