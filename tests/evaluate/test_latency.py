@@ -72,3 +72,28 @@ def test_an_adapter_the_rows_do_not_cover_runs_through_peft(tiny_model_dir, tiny
     *_, how = latency.paired_latency(model, tiny_tok, PROMPTS[:2], max_new_tokens=4)
     assert seen == [True, False, True, False, False, True] and "through peft" in how
     assert not hasattr(model, "_ts_rows")  # nothing installed
+
+
+def test_the_latency_pass_is_its_own_step_of_the_evaluation(tmp_path, tiny_model_dir, monkeypatch):
+    """metrics.json's `seconds` counts the alternating pass once, beside loading the adapter, not inside it;
+    and both models' figures come from that pass."""
+    import time
+
+    from tests.evaluate.test_eval_stage import _project
+    from tunesmith.evaluate.stage import run_eval
+    from tunesmith.train.stage import run_train
+
+    def slow(model, tokenizer, prompt, *, max_new_tokens):
+        time.sleep(0.05)
+        return 0.05, 0.01
+
+    cfg = _project(tmp_path, tiny_model_dir, max_steps=2)
+    run_train(cfg)
+    monkeypatch.setattr(generate, "time_request", slow)
+    result = run_eval(cfg)
+    seconds = result.data["seconds"]
+    timed = seconds["request latency: base and fine_tuned alternating"]
+    assert timed >= 0.05 * (2 + 2 * result.fine_tuned.latency_requests)  # the warm-ups and every request
+    assert seconds["load the fine-tune"] < timed  # loading it does not contain the pass
+    expected = [0.05] * result.fine_tuned.latency_requests
+    assert result.base.values["latencies_s"] == result.fine_tuned.values["latencies_s"] == expected

@@ -7,8 +7,8 @@ shared machine, which a base-model timing cached from another run did not (its r
 same run's read 0.73). Both run as the built-in server runs them: the unmerged adapter through
 `models/multilora.rows` (base + B(A(x))·scale per LoRA layer, nothing for the base). Against the
 built-in engine at one client on the demo's 8 timed prompts (`benchmarks/eval_latency.py`, AMX), the
-fine-tune read 1.01x the server's time through these rows in fp32 and 0.99x in bf16; through peft's own
-forward 1.12x and 1.07x; merged (what `eval.merge_adapter: auto` does in fp32) 0.85x and 0.80x. An
+fine-tune read 1.01x the server's time through these rows in fp32 and 1.03x in bf16; through peft's own
+forward 1.12x and 1.19x; merged (what `eval.merge_adapter: auto` does in fp32) 0.84x and 0.90x. An
 adapter these rows do not cover (DoRA, prefix tuning) runs through peft, the base with its layers switched
 off; a full fine-tune replaces the base in memory, so each model is timed in its own pass.
 """
