@@ -1,14 +1,14 @@
 """The base model's evaluation outputs, generated once per base model and reused by every later run.
 
-The base and few-shot passes and the base model's suite answers do not depend on what was trained: the same base weights, prompts and greedy decoding give the same text. They are kept under
-`$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint,
-the exact prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16
-result), the decoder (models/generate.DECODER) and which answers end once settled, dtype, device, and the torch / transformers / tunesmith
-versions. A project iterating
-on its data or training settings then generates only with the fine-tuned model. Batch latencies are
-those measured when the outputs were generated; the per-request latency is cached only beside a full
-fine-tune (an adapter's is timed alternating with the base, evaluate/latency.py); metrics.json says which
-passes were reused.
+The base and few-shot passes and the base model's suite answers do not depend on what was trained: the
+same base weights, prompts and greedy decoding give the same text. They are kept under
+`$TUNESMITH_CACHE/eval/`, keyed by everything that could change them: the weights' fingerprint, the exact
+prompts, the chat template, max_new_tokens, the batch size (padding can move a bf16 result), the decoder
+(models/generate.DECODER) and which answers end once settled, dtype, device, and the torch / transformers /
+tunesmith versions. A project iterating on its data or training settings then generates only with the
+fine-tuned model. Batch latencies are those measured when the outputs were generated; the per-request
+latency is cached only beside a full fine-tune (an adapter's is timed alternating with the base,
+evaluate/latency.py); metrics.json says which passes were reused.
 `eval.cache_base_outputs: false` turns it off.
 """
 

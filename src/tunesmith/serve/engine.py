@@ -108,9 +108,7 @@ class Engine:
         self.timings: deque[tuple[float, float]] = deque(maxlen=4096)  # recent (queued_s, first_token_s)
         self._torch = torch
         if self.peft:
-            from tunesmith.models.multilora import install
-
-            install(model)
+            multilora.install(model)
         self.lock = threading.Lock()  # held while a batch runs; adapters are added between batches
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-engine", daemon=True)
@@ -135,8 +133,6 @@ class Engine:
             off_this_thread(self._add_adapter, name, folder)
 
     def _add_adapter(self, name: str, folder: str) -> None:
-        from tunesmith.models.multilora import install
-
         if self._layers == BASE:  # loading into disabled layers: enabled again, as peft expects them
             self.model.base_model.enable_adapter_layers()
         self._layers = None
@@ -145,7 +141,7 @@ class Engine:
 
             model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
             try:
-                install(model)
+                multilora.install(model)
             except TunesmithError:  # LoRA the engine cannot apply: the base model alone again
                 self.model = model.unload()
                 raise
@@ -154,10 +150,10 @@ class Engine:
             self.model.load_adapter(folder, adapter_name=name)
             self.model.eval()
             try:
-                install(self.model)
+                multilora.install(self.model)
             except TunesmithError:
                 self.model.delete_adapter(name)
-                install(self.model)
+                multilora.install(self.model)
                 raise
 
     def submit(self, req: GenRequest) -> Future:
@@ -379,14 +375,12 @@ class Engine:
         if self._layers == BASE:
             self.model.base_model.enable_adapter_layers()
             self._layers = None
-        from tunesmith.models.multilora import rows
-
         if one is not None:
             if self._layers != one:  # peft's active adapter, for whatever else it selects
                 self.model.set_adapter(one)
                 self._layers = one
-            return rows(self.model, one)
-        return rows(self.model, [r.adapter for r in batch])
+            return multilora.rows(self.model, one)
+        return multilora.rows(self.model, [r.adapter for r in batch])
 
     def _finish(self, row: _Row) -> None:
         self._emit(row)
