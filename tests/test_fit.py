@@ -273,6 +273,7 @@ def test_precision_is_honest(monkeypatch):
     monkeypatch.setattr(hw, "cpu_has_bf16", lambda: False)
     assert hw.resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: True)
     assert hw.resolve_precision("auto", "cpu") == "bf16"
     assert hw.resolve_precision("fp32", "cpu") == "fp32"
     with pytest.raises(TunesmithError, match="fp16 needs a CUDA GPU"):
@@ -283,6 +284,52 @@ def test_precision_is_honest(monkeypatch):
     assert hw.native_precision("cuda") == "fp16"  # a T4: no bf16, fp16 with loss scaling
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
     assert hw.native_precision("cuda") == "bf16"
+
+
+def test_bf16_without_amx_is_taken_only_where_it_measures_faster(monkeypatch, tmp_path):
+    """AVX512-BF16 without AMX: bf16 matmuls ran 0.64x fp32's on a capped Xeon, faster on an EPYC;
+    the measurement decides, once per CPU, and every later process reads the same answer."""
+    import tunesmith.hardware as hw
+    from tunesmith.estimate.fit import precision_reason
+
+    monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path))
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: False)
+    measured = []
+
+    def slow_bf16(*args, **kwargs):
+        measured.append(1)
+        return 0.64
+
+    monkeypatch.setattr(hw, "_measure_bf16_speedup", slow_bf16)
+    assert hw.resolve_precision("auto", "cpu") == "fp32"
+    assert hw.resolve_precision("auto", "cpu") == "fp32" and len(measured) == 1  # cached, not measured again
+    assert hw.resolve_precision("bf16", "cpu") == "bf16"  # an explicit setting is kept
+    assert "measured 0.64x fp32's" in precision_reason("cpu", "fp32")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # another cap: its own measurement
+    monkeypatch.setattr(hw, "_measure_bf16_speedup", lambda *a, **k: 1.6)
+    assert hw.resolve_precision("auto", "cpu") == "bf16"
+    assert len(list((tmp_path / "hardware").glob("bf16-speedup-*.json"))) == 2
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(hw, "_measure_bf16_speedup", lambda *a, **k: pytest.fail("AMX needs no measurement"))
+    assert hw.resolve_precision("auto", "cpu") == "bf16"
+    assert precision_reason("cpu", "bf16") == "native on this CPU"
+
+
+@pytest.mark.skipif("amx_bf16" not in Path("/proc/cpuinfo").read_text(), reason="needs a CPU with AMX to cap")
+def test_amx_capped_to_avx512_bf16_trains_in_fp32(tmp_path):
+    """The real measurement on an AMX Xeon told to use no more than AVX512_CORE_BF16 (the kernels oneDNN
+    runs on such CPUs without AMX): bf16 matmuls are slower there, so `auto` is fp32."""
+    import subprocess
+    import sys
+
+    probe = "import tunesmith.hardware as hw; print(hw.cpu_bf16_speedup(), hw.resolve_precision('auto', 'cpu'))"
+    for cap, expected in (("AVX512_CORE_BF16", "fp32"), ("AVX512_CORE_AMX", "bf16")):
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": cap, "TUNESMITH_CACHE": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+        speedup, precision = out.stdout.split()
+        assert precision == expected, out.stdout
+        assert (speedup == "None") == (cap == "AVX512_CORE_AMX") and (cap != "AVX512_CORE_BF16" or float(speedup) < 1)
 
 
 def test_device_selection_on_a_cpu_machine(monkeypatch):

@@ -1,4 +1,5 @@
-"""Writing files so that nothing is lost: atomic replacement with fsync, and streaming hashes.
+"""Writing files so that nothing is lost: atomic replacement with fsync, streaming hashes, and the
+cache folder.
 
 Shared by every stage. A reader never sees a half-written file, and after `write_atomic`
 returns, the new contents survive a power cut (the file and its folder are fsynced).
@@ -12,6 +13,12 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def cache_root() -> Path:
+    """tunesmith's cache (converted models, evaluation answers, replay, measured hardware facts):
+    $TUNESMITH_CACHE, else ~/.cache/tunesmith."""
+    return Path(os.environ.get("TUNESMITH_CACHE", Path.home() / ".cache" / "tunesmith")).expanduser()
 
 
 def fsync_dir(folder: Path) -> None:

@@ -1,8 +1,9 @@
 """What this machine can do, for every stage: device, precision, memory available, matmul peak.
 
-Precision is honest: bf16 only where the hardware runs it natively (CPUs with AVX512-BF16 or
-AMX; CUDA GPUs of compute capability 8.0 or newer), fp16 with loss scaling on older GPUs,
-fp32 otherwise. On a CPU without native bf16, torch emulates it and it is slower than fp32.
+Precision is honest: bf16 only where the hardware runs it natively and fast (CPUs with AMX, CPUs
+with AVX512-BF16 where it measures faster than fp32, CUDA GPUs of compute capability 8.0 or newer),
+fp16 with loss scaling on older GPUs, fp32 otherwise. On a CPU without native bf16, torch emulates it
+and it is slower than fp32.
 
 Functions that need torch import it themselves, so `--help` and config checks stay light.
 """
@@ -31,6 +32,13 @@ ATEN_WITHOUT_BF16 = {"default", "avx2"}
 ONEDNN_WITHOUT_BF16 = {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"}
 
 
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16() -> bool:
     """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX).
 
@@ -42,11 +50,82 @@ def cpu_has_bf16() -> bool:
         return False
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() in ONEDNN_WITHOUT_BF16:
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_amx() -> bool:
+    """True where oneDNN may use AMX tiles for bf16: the CPU has them and `ONEDNN_MAX_CPU_ISA`, if set,
+    does not cap below them."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower()
+    if cap not in ("", "all", "default") and "amx" not in cap:
+        return False
+    return cpu_has_bf16() and "amx_bf16" in _cpu_flags()
+
+
+# bf16 is taken on an AVX512-BF16 CPU without AMX only when its matmuls run at least this much faster
+# than fp32's: a frozen base in bf16 also costs a little accuracy (+3.6% validation loss in
+# benchmarks/train_throughput.py), so a tie goes to fp32.
+BF16_MIN_SPEEDUP = 1.2
+
+
+def cpu_bf16_speedup() -> float | None:
+    """How much faster bf16 matmuls run than fp32's on this CPU, where that decides the precision: None
+    where there is nothing to decide (no native bf16: fp32; AMX: bf16, 7-9x fp32 here).
+
+    AVX512-BF16 without AMX differs by CPU: an AMD EPYC trained the demo 1.33x faster in bf16 than in
+    fp32, a Xeon with AMX capped to AVX512_CORE_BF16 (oneDNN's path on such CPUs) 0.70x as fast, its
+    matmuls 0.64x. So the answer is measured (well under a second) once per CPU model, instruction cap
+    and torch version, and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the
+    evaluation's and the server's, then resolves `auto` the same way."""
+    if not cpu_has_bf16() or cpu_has_amx():
+        return None
+    import hashlib
+    import json
+
+    import torch
+
+    from tunesmith.files import cache_root, write_json
+
+    model = next((ln.split(":", 1)[1].strip() for ln in _cpu_flags().splitlines() if ln.startswith("model name")), "")
+    key = {
+        "cpu": model,
+        "torch": torch.__version__,
+        "cap": [os.environ.get(name, "") for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_root() / "hardware" / f"bf16-speedup-{digest}.json"
+    try:
+        return float(json.loads(path.read_text())["speedup"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    speedup = _measure_bf16_speedup()
+    try:
+        write_json(path, {**key, "speedup": round(speedup, 3)})
+    except OSError:  # a read-only cache: measured again next time
+        pass
+    return speedup
+
+
+def _measure_bf16_speedup(n: int = 1024, rounds: int = 7) -> float:
+    """fp32's best matmul time over bf16's, the two alternating so that other load hits both alike."""
+    import time
+
+    import torch
+
+    best = {}
+    pairs = {
+        dtype: (torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype))
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    for a, b in pairs.values():
+        a @ b  # oneDNN builds its kernel on the first call
+    for _ in range(rounds):
+        for dtype, (a, b) in pairs.items():
+            start = time.perf_counter()
+            a @ b
+            best[dtype] = min(best.get(dtype, float("inf")), time.perf_counter() - start)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def has_cuda() -> bool:
@@ -98,7 +177,8 @@ def no_cudnn_attention() -> None:
 
 
 def native_precision(device: str) -> Precision:
-    """The fastest precision this device computes in natively."""
+    """The fastest precision this device computes in natively (on a CPU with AVX512-BF16 but no AMX,
+    bf16 only where it measures faster: `cpu_bf16_speedup`)."""
     if device == "cuda":
         import torch
 
@@ -106,7 +186,10 @@ def native_precision(device: str) -> Precision:
         return "bf16" if major >= 8 else "fp16"
     if device == "mps":
         return "fp32"  # autocast on MPS is partial; fp32 is the safe default there
-    return "bf16" if cpu_has_bf16() else "fp32"
+    if not cpu_has_bf16():
+        return "fp32"
+    speedup = cpu_bf16_speedup()
+    return "bf16" if speedup is None or speedup >= BF16_MIN_SPEEDUP else "fp32"
 
 
 def resolve_precision(setting: str, device: str, name: str = "train.precision") -> Precision:

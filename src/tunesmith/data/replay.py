@@ -66,7 +66,7 @@ def model_fingerprint(model_dir: str) -> str:
 
 
 def cache_file(model_dir: str, max_new_tokens: int) -> Path:
-    from tunesmith.models.packaged import cache_root
+    from tunesmith.files import cache_root
 
     return cache_root() / "replay" / f"{model_fingerprint(model_dir)}-t{max_new_tokens}.jsonl"
 

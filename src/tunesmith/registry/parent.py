@@ -45,7 +45,7 @@ def resolve_parent(cfg: ProjectConfig) -> ProjectConfig:
         return cfg
     import mlflow
 
-    from tunesmith.models.packaged import cache_root
+    from tunesmith.files import cache_root
     from tunesmith.registry.store import _version, client
     from tunesmith.tracking import tracking_uri
 
