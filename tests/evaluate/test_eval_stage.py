@@ -109,12 +109,21 @@ def test_eval_writes_traceable_predictions_and_intervals(tmp_path, tiny_model_di
         assert gates["regression vs base"].passed is None and "base passed no probe" in gates["regression vs base"].note
 
 
-def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir):
+def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir, monkeypatch):
+    from tunesmith.evaluate import latency
+
     cfg = _project(tmp_path, tiny_model_dir, adapter="none", learning_rate=1e4, max_steps=6)
     run_train(cfg)  # diverges: far too high a learning rate
+    monkeypatch.setattr(latency, "room_for_a_second_copy", lambda model, device: False)
     result = run_eval(cfg)
-    assert result.data["latency_timed"] == "each model in its own pass"  # the full fine-tune replaced the base
+    assert result.data["latency_timed"] == "each model in its own pass"  # no room: the fine-tune replaced the base
     assert result.base.latency_requests == result.fine_tuned.latency_requests >= 1
+    monkeypatch.undo()
+    result = run_eval(cfg)  # a full fine-tune beside the base, the two timed in turns
+    assert result.data["latency_timed"] == "alternating, both models in memory"
+    assert result.base.latency_requests == result.fine_tuned.latency_requests >= 1
+    assert "request latency: base and fine_tuned alternating" in result.data["seconds"]
+    assert not any(step.endswith(": request latency") for step in result.data["seconds"])
     proc = subprocess.run(
         [sys.executable, "-m", "tunesmith.cli", "gate", str(cfg.config_path)],
         capture_output=True,

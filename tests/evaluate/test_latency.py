@@ -97,3 +97,19 @@ def test_the_latency_pass_is_its_own_step_of_the_evaluation(tmp_path, tiny_model
     assert seconds["load the fine-tune"] < timed  # loading it does not contain the pass
     expected = [0.05] * result.fine_tuned.latency_requests
     assert result.base.values["latencies_s"] == result.fine_tuned.values["latencies_s"] == expected
+
+
+def test_a_full_fine_tune_alternates_with_the_base_beside_it(tiny_model_dir, tiny_tok, monkeypatch):
+    base, full = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    seen = []
+
+    def fake(model, tokenizer, prompt, *, max_new_tokens):
+        seen.append("full" if model is full else "base")
+        return (2.0, 0.5) if model is full else (1.0, 0.25)
+
+    monkeypatch.setattr(generate, "time_request", fake)
+    base_summary, tuned, how = latency.paired_latency(base, tiny_tok, PROMPTS, max_new_tokens=5, full=full)
+    assert seen == ["base", "full"] + ["base", "full", "full", "base"] * 2
+    assert base_summary["latencies_s"] == [1.0] * 4 and tuned["latencies_s"] == [2.0] * 4
+    assert how == "alternating, both models in memory"
+    assert latency.room_for_a_second_copy(base, "cpu")  # a tiny model: always room

@@ -7,8 +7,9 @@ prompts, the chat template, max_new_tokens, the batch size (padding can move a b
 (models/generate.DECODER) and which answers end once settled, dtype, device, and the torch / transformers /
 tunesmith versions. A project iterating on its data or training settings then generates only with the
 fine-tuned model. Batch latencies are those measured when the outputs were generated; the per-request
-latency is cached only beside a full fine-tune (an adapter's is timed alternating with the base,
-evaluate/latency.py); metrics.json says which passes were reused.
+latency is cached only beside a full fine-tune for which memory holds no second copy of the weights (an
+adapter, or a full fine-tune that fits beside the base, is timed alternating with it, evaluate/latency.py);
+metrics.json says which passes were reused.
 `eval.cache_base_outputs: false` turns it off.
 """
 

@@ -10,7 +10,8 @@ built-in engine at one client on the demo's 8 timed prompts (`benchmarks/eval_la
 fine-tune read 1.01x the server's time through these rows in fp32 and 1.03x in bf16; through peft's own
 forward 1.12x and 1.19x; merged (what `eval.merge_adapter: auto` does in fp32) 0.84x and 0.90x. An
 adapter these rows do not cover (DoRA, prefix tuning) runs through peft, the base with its layers switched
-off; a full fine-tune replaces the base in memory, so each model is timed in its own pass.
+off. A full fine-tune is loaded beside the base and the two alternate the same way, where memory holds both
+(twice the weights free with the base loaded); otherwise each is timed in a pass of its own.
 """
 
 from __future__ import annotations
@@ -41,27 +42,54 @@ def contexts(model: Any) -> tuple[Callable[[], AbstractContextManager], Callable
 
 
 def paired_latency(
-    model: Any, tokenizer: Any, prompts: list[Any], *, max_new_tokens: int
+    model: Any, tokenizer: Any, prompts: list[Any], *, max_new_tokens: int, full: Any = None
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """(base, fine-tuned, how they ran): per-request latency of a peft model, alternating prompt by prompt."""
+    """(base, fine-tuned, how they ran): per-request latency alternating prompt by prompt, of a peft model's
+    base and adapter, or of `model`, the base, and `full`, a full fine-tune loaded beside it."""
+    if full is not None:
+        arms, how = [(model, nullcontext), (full, nullcontext)], "both models in memory"
+    else:
+        base, tuned, how = contexts(model)
+        arms = [(model, base), (model, tuned)]
+    base_summary, tuned_summary = alternating(tokenizer, prompts, arms, max_new_tokens=max_new_tokens)
+    return base_summary, tuned_summary, f"alternating, {how}"
+
+
+def alternating(
+    tokenizer: Any,
+    prompts: list[Any],
+    arms: list[tuple[Any, Callable[[], AbstractContextManager]]],
+    *,
+    max_new_tokens: int,
+) -> list[dict[str, Any]]:
+    """Each arm's (model, the context it runs in) latency summary, the arms taking turns at every prompt and
+    the order swapped at every prompt, after one short warm-up request each."""
     from tunesmith.models.generate import latency_summary, time_request
 
-    base, tuned, how = contexts(model)
-    arms = [("base", base), ("fine_tuned", tuned)]
-    for _, context in arms:  # a short request each first: one-time costs stay out of the figures
+    for model, context in arms:  # a short request each first: one-time costs stay out of the figures
         with context():
             time_request(model, tokenizer, prompts[0], max_new_tokens=2)
-    timed: dict[str, list[tuple[float, float]]] = {"base": [], "fine_tuned": []}
+    timed: list[list[tuple[float, float]]] = [[] for _ in arms]
     for i, prompt in enumerate(prompts):
-        for arm, context in arms if i % 2 == 0 else arms[::-1]:
+        for k in range(len(arms)) if i % 2 == 0 else reversed(range(len(arms))):
+            model, context = arms[k]
             with context():
-                timed[arm].append(time_request(model, tokenizer, prompt, max_new_tokens=max_new_tokens))
-    return latency_summary(timed["base"]), latency_summary(timed["fine_tuned"]), f"alternating, {how}"
+                timed[k].append(time_request(model, tokenizer, prompt, max_new_tokens=max_new_tokens))
+    return [latency_summary(t) for t in timed]
+
+
+def room_for_a_second_copy(model: Any, device: str) -> bool:
+    """Whether a full fine-tune fits beside `model`, the base, in memory: twice its weights still free."""
+    from tunesmith.hardware import available_memory
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return available_memory(device)[0] > 2 * weights
 
 
 def own_pass(run: Any, name: str, prompts: list[Any]) -> dict[str, Any]:
-    """One model's per-request latency in a pass of its own (a full fine-tune replaces the base in memory);
-    the base model's from the cache when its outputs are (evaluate/cache.py). `run` is the EvalRun."""
+    """One model's per-request latency in a pass of its own (a full fine-tune for which memory holds no second
+    copy of the weights); the base model's from the cache when its outputs are (evaluate/cache.py). `run` is
+    the EvalRun."""
     from tunesmith.console import err
     from tunesmith.evaluate.cache import base_latency
     from tunesmith.models.generate import request_latency

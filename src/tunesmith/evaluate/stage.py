@@ -117,6 +117,7 @@ class EvalRun:
     pass has produced so far."""
 
     def __init__(self, cfg: ProjectConfig, plan: EvalPlan, model_dir: Path) -> None:
+        from tunesmith.evaluate.latency import room_for_a_second_copy
         from tunesmith.evaluate.previous import previous_task
         from tunesmith.hardware import inference_dtype, pick_device
         from tunesmith.models import load_model, load_tokenizer
@@ -162,6 +163,7 @@ class EvalRun:
         self.harness: dict[str, Any] = {}  # lm-eval scores by model (eval.lm_eval)
         self.reused: list[str] = []  # the base model's passes taken from the cache (evaluate/cache.py)
         self.adapter = (model_dir / "adapter_config.json").exists()
+        self.pair_full = not self.adapter and not plan.preference and room_for_a_second_copy(self.model, self.device)
         self.latency: dict[str, dict[str, Any]] = {}  # per-request latency timed ahead of a model's pass
         self.forward: Callable[[], AbstractContextManager] = nullcontext  # what the model's generation runs in
         self.out_dir = eval_dir(cfg)
@@ -209,10 +211,14 @@ class EvalRun:
 
         from tunesmith.models import load_model
 
+        if not self.adapter:  # timed beside the base where both fit (evaluate/latency.py), then in its place
+            with self.timed("load the fine-tune"):
+                tuned = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
+            if self.pair_full:
+                self.pair_latency(tuned)
+            self.model = tuned
+            return
         with self.timed("load the fine-tune"):
-            if not self.adapter:
-                self.model = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
-                return
             self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
         if not self.plan.preference:  # timed unmerged, alternating with the base (evaluate/latency.py)
             self.pair_latency()
@@ -226,15 +232,17 @@ class EvalRun:
                 self.forward = contexts(self.model)[1]
             self.results["adapter_merged"] = not isinstance(self.model, PeftModel)
 
-    def pair_latency(self) -> None:
-        """The base model's and the adapter's per-request latency, alternating prompt by prompt, unmerged."""
+    def pair_latency(self, full: Any = None) -> None:
+        """The base model's and the fine-tune's per-request latency, alternating prompt by prompt: the adapter
+        unmerged on the base in memory, or `full`, a full fine-tune's model, beside it."""
         from tunesmith.console import err
         from tunesmith.evaluate.latency import LATENCY_REQUESTS, paired_latency, spread
 
         sample = spread(self.plan.passes["base"], LATENCY_REQUESTS)
         err.print(f"timing: base and fine-tuned alternating, {len(sample)} requests each, one at a time")
+        n = self.e.max_new_tokens
         with self.timed("request latency: base and fine_tuned alternating"):
-            base, tuned, how = paired_latency(self.model, self.tokenizer, sample, max_new_tokens=self.e.max_new_tokens)
+            base, tuned, how = paired_latency(self.model, self.tokenizer, sample, max_new_tokens=n, full=full)
         self.latency["fine_tuned"] = tuned
         self.results["models"].setdefault("base", {}).update(base)  # its pass ran first (run_eval)
         self.results["latency_timed"] = how
@@ -269,7 +277,7 @@ class EvalRun:
         summary.update(_tokens(self.tokenizer, prompts, outs))
         if name in self.latency:  # timed with the base, alternating (`pair_latency`)
             summary.update(self.latency[name])
-        elif name != "few_shot" and not self.adapter:  # a full fine-tune: each model timed in its own pass
+        elif name != "few_shot" and not self.adapter and not self.pair_full:  # no room for both models
             from tunesmith.evaluate.latency import own_pass
 
             with self.timed(f"{name}: request latency"):
