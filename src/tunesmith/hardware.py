@@ -74,7 +74,7 @@ def cpu_bf16_speedup() -> float | None:
     where there is nothing to decide (no native bf16: fp32; AMX: bf16, 7-9x fp32 here).
 
     AVX512-BF16 without AMX differs by CPU: an AMD EPYC trained the demo 1.33x faster in bf16 than in
-    fp32, a Xeon with AMX capped to AVX512_CORE_BF16 (oneDNN's path on such CPUs) 0.70x as fast, its
+    fp32, a Xeon with AMX capped to AVX512_CORE_BF16 (oneDNN's path on such CPUs) 0.63x as fast, its
     matmuls 0.6x. So the answer is measured (about half a second) once per CPU model, instruction cap
     and torch version, and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the
     evaluation's and the server's, then resolves `auto` the same way."""
