@@ -316,6 +316,36 @@ def test_bf16_without_amx_is_taken_only_where_it_measures_faster(monkeypatch, tm
     assert precision_reason("cpu", "bf16") == "native on this CPU"
 
 
+def test_a_slower_native_bf16_is_still_taken_where_fp32_does_not_fit(new_user_project, monkeypatch):
+    """On AVX512-BF16 without AMX, auto prefers fp32 where bf16 measures slower, but not at the price of a run
+    that does not fit: bf16 halves the frozen weights."""
+    import tunesmith.estimate.fit as fit_module
+    import tunesmith.hardware as hw
+    from tunesmith.estimate.fit import SAFETY
+    from tunesmith.estimate.memory import GB, Arch
+
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(hw, "cpu_bf16_speedup", lambda: 0.6)
+    llama_7b = Arch(
+        hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, head_dim=128, vocab=32000, tied=False
+    )
+    monkeypatch.setattr(fit_module, "model_arch", lambda cfg: llama_7b)  # where the weights weigh the most
+    leanest = {  # strict=False under a budget nothing meets: the smallest estimate of all the options
+        p: fit_training(
+            load_config(new_user_project, ["train.max_memory_gb=1e-6", f"train.precision={p}"]), strict=False
+        )
+        for p in ("fp32", "bf16")
+    }
+    assert leanest["bf16"].estimate.total < leanest["fp32"].estimate.total
+    assert fit_training(load_config(new_user_project, ["train.max_memory_gb=500"])).precision == "fp32"  # the faster
+    between = (leanest["bf16"].estimate.total + leanest["fp32"].estimate.total) / 2 / SAFETY / GB
+    fit = fit_training(load_config(new_user_project, [f"train.max_memory_gb={between}"]))
+    why = {c["setting"]: c["why"] for c in fit.choices}["train.precision"]
+    assert fit.precision == "bf16" and fit.cfg.train.precision == "bf16"
+    assert "measured 0.60x" in why and why.endswith("fp32 does not fit")
+
+
 @pytest.mark.skipif("amx_bf16" not in Path("/proc/cpuinfo").read_text(), reason="needs a CPU with AMX to cap")
 def test_amx_capped_to_avx512_bf16_trains_in_fp32(tmp_path):
     """The real measurement on an AMX Xeon told to use no more than AVX512_CORE_BF16 (the kernels oneDNN

@@ -86,7 +86,8 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Training precision. auto: bf16 where the hardware runs it natively and fast (CPUs with AMX; CPUs
     with AVX512-BF16 but no AMX where a bf16 matmul measures 1.2x fp32's or more, measured once per CPU
-    and cached; CUDA compute capability 8.0+), fp16 with loss scaling on older GPUs, else fp32."""
+    and cached, or where only bf16 fits in memory; CUDA compute capability 8.0+), fp16 with loss scaling on
+    older GPUs, else fp32."""
 
     max_memory_gb: float | None = Field(None, gt=0)
     """Memory training may use, in GB. None: what this machine has available now (free RAM

@@ -311,7 +311,7 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     with the error as a warning, for estimates). One function on purpose: each choice reads the ones
     before it (window → learning rate → epochs → target batch → the search over micro-batch, attention
     and checkpointing → accumulation → steps → compile → schedule)."""
-    from tunesmith.hardware import pick_device, resolve_precision
+    from tunesmith.hardware import cpu_has_bf16, pick_device, resolve_precision
 
     resolved = cfg.model_copy(deep=True)
     t = resolved.train
@@ -330,9 +330,9 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     if t.learning_rate is None:
         t.learning_rate, why = default_learning_rate(t, arch.params)
         choose("train.learning_rate", t.learning_rate, why)
-    if t.precision == "auto":
-        choose("train.precision", precision, precision_reason(device, precision))
-    t.precision = precision  # type: ignore[assignment]
+    precisions = [precision]
+    if t.precision == "auto" and precision == "fp32" and device == "cpu" and cpu_has_bf16():
+        precisions.append("bf16")  # native, measured slower (precision_reason), but half the frozen weights
 
     epochs = t.num_epochs
     if epochs == "auto":
@@ -351,13 +351,20 @@ def fit_training(cfg: ProjectConfig, *, nproc: int = 1, data: DataStats | None =
     usable = budget * SAFETY
     chosen: tuple[int, str, bool, MemoryEstimate] | None = None
     smallest: MemoryEstimate | None = None
-    for checkpointing in [False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]:
-        for attention in _attention_options(t.attn_implementation, device, data.shared_prefix):
-            for micro in _micro_options(t.micro_batch_size, data.seq_len, device, math.ceil(target / nproc)):
-                est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
-                smallest = est if smallest is None or est.total < smallest.total else smallest
-                if est.total <= usable and chosen is None:
-                    chosen = (micro, attention, checkpointing, est)
+    for precision in precisions:
+        for checkpointing in [False, True] if t.gradient_checkpointing == "auto" else [bool(t.gradient_checkpointing)]:
+            for attention in _attention_options(t.attn_implementation, device, data.shared_prefix):
+                for micro in _micro_options(t.micro_batch_size, data.seq_len, device, math.ceil(target / nproc)):
+                    est = _estimate(arch, resolved, data, device, precision, micro, attention, checkpointing)
+                    smallest = est if smallest is None or est.total < smallest.total else smallest
+                    if est.total <= usable and chosen is None:
+                        chosen = (micro, attention, checkpointing, est)
+        if chosen is not None:
+            break
+    if t.precision == "auto":
+        why = precision_reason(device, precision)
+        choose("train.precision", precision, why + ("; fp32 does not fit" if precision != precisions[0] else ""))
+    t.precision = precision  # type: ignore[assignment]
     problem = None
     if chosen is None:
         assert smallest is not None
