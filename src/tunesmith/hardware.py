@@ -75,8 +75,8 @@ def cpu_bf16_speedup() -> float | None:
 
     AVX512-BF16 without AMX differs by CPU: an AMD EPYC trained the demo 1.33x faster in bf16 than in
     fp32, a Xeon with AMX capped to AVX512_CORE_BF16 (oneDNN's path on such CPUs) 0.63x as fast, its
-    matmuls 0.6x. So the answer is measured (about half a second) once per CPU model, instruction cap
-    and torch version, and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the
+    matmuls 0.6x. So the answer is measured (about half a second) once per CPU (model name and flags),
+    instruction cap and torch version, and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the
     evaluation's and the server's, then resolves `auto` the same way."""
     if not cpu_has_bf16() or cpu_has_amx():
         return None
@@ -87,9 +87,13 @@ def cpu_bf16_speedup() -> float | None:
 
     from tunesmith.files import cache_root, write_json
 
-    model = next((ln.split(":", 1)[1].strip() for ln in _cpu_flags().splitlines() if ln.startswith("model name")), "")
+    info: dict[str, str] = {}
+    for line in _cpu_flags().splitlines():  # the first processor's lines
+        name, _, value = line.partition(":")
+        info.setdefault(name.strip(), value.strip())
     key = {
-        "cpu": model,
+        "cpu": info.get("model name", ""),  # a VM may name every CPU alike: the flags tell them apart
+        "flags": hashlib.sha256(info.get("flags", "").encode()).hexdigest()[:16],
         "torch": torch.__version__,
         "cap": [os.environ.get(name, "") for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")],
     }
