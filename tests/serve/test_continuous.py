@@ -118,6 +118,49 @@ def test_switching_between_the_base_and_adapters_answers_as_each_alone(tmp_path,
         engine.close()
 
 
+def test_a_request_arriving_during_a_prefill_is_prefilled_before_the_next_step(tiny_model_dir):
+    """Requests that arrive while others are prefilled (a burst of closed-loop clients) are prefilled at once
+    too, instead of waiting for a decoding step of the batch first; the answers stay each one's own."""
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.serve.engine import Engine, GenRequest
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = load_model(str(tiny_model_dir))
+
+    def ask(text: str) -> GenRequest:
+        return GenRequest(tok(text, add_special_tokens=False)["input_ids"], max_tokens=6, temperature=0.0)
+
+    engine = Engine(model, tok, batch_wait_s=0.0).start()
+    try:
+        alone = [engine.submit(ask(t)).result(timeout=60)["text"] for t in ("Tell me a story", "Name a colour")]
+    finally:
+        engine.close()
+    engine = Engine(model, tok, batch_wait_s=0.0)
+    events, late = [], []
+    prefill, forward = engine._prefill, model.forward
+
+    def prefill_and_arrive(batch):
+        events.append("prefill")
+        if not late:  # the second request comes in while the first is prefilled
+            late.append(engine.submit(ask("Name a colour")))
+        return prefill(batch)
+
+    def counted(*args, **kwargs):
+        if kwargs.get("past_key_values") is not None and kwargs["input_ids"].shape[1] == 1:
+            events.append("step")
+        return forward(*args, **kwargs)
+
+    engine._prefill, model.forward = prefill_and_arrive, counted
+    engine.start()
+    try:
+        first = engine.submit(ask("Tell me a story")).result(timeout=60)["text"]
+        assert [first, late[0].result(timeout=60)["text"]] == alone
+    finally:
+        engine.close()
+        del model.forward
+    assert events[:3] == ["prefill", "prefill", "step"], events
+
+
 def test_off_this_thread_runs_in_a_thread_that_ends_and_hands_back_its_outcome():
     import pytest
 

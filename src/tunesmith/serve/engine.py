@@ -260,7 +260,7 @@ class Engine:
             room = self.max_batch - len(rows)
             if not waiting and room > 0:
                 waiting = self._arrivals(room)
-            if waiting:
+            while waiting:  # arrivals during a prefill are prefilled too before the next step, not after it
                 new_rows, new_past, new_mask, new_pos, new_last = self._prefill(waiting)
                 waiting = []
                 keep = [i for i, r in enumerate(new_rows) if not r.done]
@@ -276,6 +276,8 @@ class Engine:
                     else:
                         past, mask, pos, last = new_past, new_mask, new_pos, new_last
                     rows = rows + new_rows
+                if len(rows) < self.max_batch:
+                    waiting = self._arrivals(self.max_batch - len(rows))
             self.busy = len(rows)
             if not rows:
                 return
