@@ -276,8 +276,7 @@ class Engine:
                     else:
                         past, mask, pos, last = new_past, new_mask, new_pos, new_last
                     rows = rows + new_rows
-                if len(rows) < self.max_batch:
-                    waiting = self._arrivals(self.max_batch - len(rows))
+                waiting = self._arrivals(self.max_batch - len(rows))  # none once the batch is full
             self.busy = len(rows)
             if not rows:
                 return
