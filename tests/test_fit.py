@@ -486,3 +486,28 @@ def test_a_capped_instruction_set_means_no_bf16(monkeypatch):
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["AVX2", "fp32"]
+
+
+def test_inference_weights_follow_auto_unless_fp32_would_crowd_memory(tiny_model_dir, monkeypatch, capsys):
+    """Evaluation, replay and serving load the base model for inference only: `auto` resolves as in
+    training, and where it resolves to fp32 on a CPU with native bf16 the fp32 weights must leave room."""
+    import torch
+
+    import tunesmith.hardware as hw
+    from tunesmith.models import inference_dtype, load_model
+    from tunesmith.models.loading import weight_count
+
+    params = sum(p.numel() for p in load_model(str(tiny_model_dir)).parameters())
+    assert weight_count(str(tiny_model_dir)) == params  # from the safetensors headers, nothing loaded
+    assert weight_count("HuggingFaceTB/SmolLM2-135M-Instruct") is None  # a hub id: not downloaded to count
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(hw, "cpu_bf16_speedup", lambda: 0.6)  # fp32 measured faster
+    monkeypatch.setattr(hw, "available_memory", lambda device="cpu": (100 * 4 * params, "plenty"))
+    assert inference_dtype(str(tiny_model_dir), "cpu") == torch.float32
+    monkeypatch.setattr(hw, "available_memory", lambda device="cpu": (int(1.5 * 4 * params), "1.5 fp32 copies free"))
+    assert inference_dtype(str(tiny_model_dir), "cpu") == torch.bfloat16
+    assert "bf16, though fp32 measured faster" in capsys.readouterr().err
+    assert inference_dtype(str(tiny_model_dir), "cpu", "fp32") == torch.float32  # a setting is kept
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: False)  # no native bf16: emulated bf16 is never taken
+    assert inference_dtype(str(tiny_model_dir), "cpu") == torch.float32

@@ -216,11 +216,6 @@ def dtype_of(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
-def inference_dtype(device: str, precision_setting: str = "auto", name: str = "train.precision") -> Any:
-    """Weights dtype for generation and serving on `device` (the training precision when it is set)."""
-    return dtype_of(resolve_precision(precision_setting, device, name))
-
-
 def _cgroup_limit(root: Path = CGROUP_ROOT) -> int | None:
     """The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`), if any."""
     for name in ("memory.max", "memory/memory.limit_in_bytes"):

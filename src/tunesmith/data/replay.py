@@ -141,13 +141,13 @@ def self_answers(
 
 
 def _load(cfg: ProjectConfig) -> Any:
-    from tunesmith.hardware import inference_dtype, pick_device
-    from tunesmith.models import load_model
+    from tunesmith.hardware import pick_device
+    from tunesmith.models import inference_dtype, load_model
 
     device = pick_device(cfg.device)
     return load_model(
         cfg.base_model,
-        dtype=inference_dtype(device, cfg.train.precision),
+        dtype=inference_dtype(cfg.base_model, device, cfg.train.precision),
         trust_remote_code=cfg.trust_remote_code,
         device=device,
     )

@@ -119,14 +119,14 @@ class EvalRun:
     def __init__(self, cfg: ProjectConfig, plan: EvalPlan, model_dir: Path) -> None:
         from tunesmith.evaluate.latency import room_for_a_second_copy
         from tunesmith.evaluate.previous import previous_task
-        from tunesmith.hardware import inference_dtype, pick_device
-        from tunesmith.models import load_model, load_tokenizer
+        from tunesmith.hardware import pick_device
+        from tunesmith.models import inference_dtype, load_model, load_tokenizer
 
         began = time.perf_counter()
         self.cfg, self.plan, self.model_dir = cfg, plan, model_dir
         self.previous = previous_task(cfg, plan.schema)
         self.device = pick_device(cfg.device)
-        self.dtype = inference_dtype(self.device, cfg.train.precision)
+        self.dtype = inference_dtype(cfg.base_model, self.device, cfg.train.precision)
         self.tokenizer = load_tokenizer(str(model_dir))
         e = cfg.eval
         if e.max_new_tokens == "auto":  # room for the longest reference, so a label task stops in a few tokens

@@ -3,10 +3,19 @@
 from tunesmith.models.loading import (
     context_length,
     contiguous_lm_head,
+    inference_dtype,
     load_model,
     load_tokenizer,
     resolve_model,
     tokenizer_or_none,
 )
 
-__all__ = ["context_length", "contiguous_lm_head", "load_model", "load_tokenizer", "resolve_model", "tokenizer_or_none"]
+__all__ = [
+    "context_length",
+    "contiguous_lm_head",
+    "inference_dtype",
+    "load_model",
+    "load_tokenizer",
+    "resolve_model",
+    "tokenizer_or_none",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,46 @@ def load_model(base_model: str, dtype: Any = None, trust_remote_code: bool = Fal
         raise _hub_error(base_model, exc) from None
     contiguous_lm_head(model)
     return model if device == "cpu" else model.to(device)
+
+
+# fp32 weights may take at most this share of the free memory when `auto` picks fp32 on a CPU with native
+# bf16; the rest is for generation's batches and, in the evaluation, a second copy of the model
+FP32_WEIGHTS_SHARE = 0.5
+
+
+def weight_count(base_model: str) -> int | None:
+    """Parameters in a local model folder's safetensors files, read from their headers (nothing loaded);
+    None for a hub id or a folder without safetensors."""
+    from safetensors import safe_open
+
+    files = sorted(Path(resolve_model(base_model)).glob("*.safetensors"))
+    count = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as weights:
+            for key in weights.keys():
+                count += math.prod(weights.get_slice(key).get_shape())
+    return count or None
+
+
+def inference_dtype(base_model: str, device: str, setting: str = "auto", name: str = "train.precision") -> Any:
+    """Weights dtype for generation and serving: `setting` resolved for `device` (`hardware.resolve_precision`).
+    Where `auto` resolves to fp32 on a CPU with native bf16 (measured faster in fp32) but the fp32 weights would
+    take over FP32_WEIGHTS_SHARE of the free memory, bf16: the slower precision beats one that does not fit, as
+    in training's pre-flight check."""
+    from tunesmith.console import err
+    from tunesmith.hardware import available_memory, cpu_has_bf16, dtype_of, resolve_precision
+
+    precision = resolve_precision(setting, device, name)
+    if setting == "auto" and precision == "fp32" and device == "cpu" and cpu_has_bf16():
+        params = weight_count(base_model)
+        free, source = available_memory(device)
+        if params and 4 * params > FP32_WEIGHTS_SHARE * free:
+            err.print(
+                f"{name}=auto: bf16, though fp32 measured faster on this CPU: {base_model}'s weights take "
+                f"{4 * params / 2**30:.1f} GiB in fp32, over {FP32_WEIGHTS_SHARE:.0%} of {source}"
+            )
+            precision = "bf16"
+    return dtype_of(precision)
 
 
 def quiet_renamed_names() -> None:

@@ -140,8 +140,8 @@ def served_targets(cfg: ProjectConfig) -> tuple[dict[str, Path], dict[str, Targe
 def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[str, Any]]:
     """(model with adapters, tokenizer, name -> target, registry name -> rollout router)."""
 
-    from tunesmith.hardware import inference_dtype, pick_device
-    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.hardware import pick_device
+    from tunesmith.models import inference_dtype, load_model, load_tokenizer
 
     folders, targets, routers = served_targets(cfg)
     for folder in folders.values():
@@ -149,7 +149,7 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
     device = pick_device(cfg.device)
     model = load_model(
         cfg.base_model,
-        dtype=inference_dtype(device, *cfg.served_precision),
+        dtype=inference_dtype(cfg.base_model, device, *cfg.served_precision),
         trust_remote_code=cfg.trust_remote_code,
         device=device,
     )
