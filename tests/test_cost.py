@@ -93,7 +93,8 @@ def _block(tmp_path, latencies, **sections):
             "latencies_s": latencies,
         },
     }
-    return cost_block(cfg, models, params=135_000_000, layers=30, device="cpu", eval_seconds=120.0)
+    timed = {"fp32": "torch.float32", "bf16": "torch.bfloat16"}[sections.get("train", {}).get("precision", "bf16")]
+    return cost_block(cfg, models, params=135_000_000, layers=30, device="cpu", dtype=timed, eval_seconds=120.0)
 
 
 def test_payback_carries_the_interval_of_the_measured_latency(tmp_path):

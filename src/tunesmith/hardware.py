@@ -76,8 +76,9 @@ def cpu_bf16_speedup() -> float | None:
     AVX512-BF16 without AMX differs by CPU: an AMD EPYC trained the demo 1.33x faster in bf16 than in
     fp32, a Xeon with AMX capped to AVX512_CORE_BF16 (oneDNN's path on such CPUs) 0.63x as fast, its
     matmuls 0.6x. So the answer is measured (about half a second) once per CPU (model name and flags),
-    instruction cap and torch version, and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the
-    evaluation's and the server's, then resolves `auto` the same way."""
+    instruction caps (torch's, oneDNN's and MKL's, whose fp32 matmuls are half the ratio) and torch version,
+    and kept in `$TUNESMITH_CACHE/hardware/`: every process, training's, the evaluation's and the server's,
+    then resolves `auto` the same way."""
     if not cpu_has_bf16() or cpu_has_amx():
         return None
     import hashlib
@@ -95,7 +96,10 @@ def cpu_bf16_speedup() -> float | None:
         "cpu": info.get("model name", ""),  # a VM may name every CPU alike: the flags tell them apart
         "flags": hashlib.sha256(info.get("flags", "").encode()).hexdigest()[:16],
         "torch": torch.__version__,
-        "cap": [os.environ.get(name, "") for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")],
+        "cap": [
+            os.environ.get(name, "")
+            for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+        ],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_root() / "hardware" / f"bf16-speedup-{digest}.json"

@@ -12,7 +12,14 @@ from tunesmith.estimate.cost import gpu_seconds, payback_days, per_1k_hosted, pe
 
 
 def cost_block(
-    cfg: ProjectConfig, models: dict[str, Any], *, params: int, layers: int, device: str, eval_seconds: float
+    cfg: ProjectConfig,
+    models: dict[str, Any],
+    *,
+    params: int,
+    layers: int,
+    device: str,
+    dtype: Any,
+    eval_seconds: float,
 ) -> dict[str, Any]:
     """metrics.json's `cost`: per model, USD per 1,000 requests on this machine (measured latency), on a
     hosted model at the baseline's prices (measured tokens), and on the table's GPUs (estimated); then
@@ -52,7 +59,7 @@ def cost_block(
     block: dict[str, Any] = {
         "per_1k_requests": rows,
         "device": device,
-        "precision": _precisions(cfg, device),
+        "precision": _precisions(cfg, device, dtype),
         "prices": c.model_dump(),
         "illustrative_prices": c == type(c)(),
     }
@@ -87,12 +94,13 @@ def cost_block(
     return block
 
 
-def _precisions(cfg: ProjectConfig, device: str) -> dict[str, str]:
-    """The precision the requests were timed in (the evaluation's) and the one the built-in engine serves."""
+def _precisions(cfg: ProjectConfig, device: str, dtype: Any) -> dict[str, str]:
+    """The precision the requests were timed in (the evaluation's weights, `dtype`) and the one the built-in
+    engine serves."""
     from tunesmith.errors import TunesmithError
     from tunesmith.hardware import resolve_precision
 
-    timed = resolve_precision(cfg.train.precision, device)
+    timed = {"bfloat16": "bf16", "float16": "fp16"}.get(str(dtype).removeprefix("torch."), "fp32")
     try:
         setting, name = cfg.served_precision
         served = resolve_precision(setting, device, name)

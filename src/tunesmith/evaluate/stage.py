@@ -139,6 +139,7 @@ class EvalRun:
         self.size = {
             "params": sum(p.numel() for p in self.model.parameters()),  # for the GPU cost estimates
             "layers": getattr(self.model.config, "num_hidden_layers", 1),
+            "dtype": self.dtype,  # the precision the requests are timed in
         }
         self.results: dict[str, Any] = {
             "test_examples": len(plan.test),
