@@ -40,8 +40,7 @@ def arm(name: str, config: str, precision: str) -> list[float]:
     from tunesmith.config.loading import load_config
     from tunesmith.evaluate.latency import LATENCY_REQUESTS, spread
     from tunesmith.evaluate.plan import plan_eval
-    from tunesmith.hardware import inference_dtype
-    from tunesmith.models import load_model, load_tokenizer, resolve_model
+    from tunesmith.models import inference_dtype, load_model, load_tokenizer, resolve_model
     from tunesmith.models.generate import time_request
     from tunesmith.models.multilora import install, rows
     from tunesmith.paths import train_dir
@@ -49,7 +48,7 @@ def arm(name: str, config: str, precision: str) -> list[float]:
     cfg = load_config(config, [f"train.precision={precision}"])
     sample = spread(plan_eval(cfg).passes["fine_tuned"], LATENCY_REQUESTS)
     folder, tokens = str(train_dir(cfg) / "model"), cfg.eval.max_new_tokens
-    dtype = inference_dtype("cpu", precision)
+    dtype = inference_dtype(cfg.base_model, "cpu", precision)
     tokenizer = load_tokenizer(folder)
 
     def peft_model() -> PeftModel:

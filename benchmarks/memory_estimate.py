@@ -70,7 +70,7 @@ def main() -> None:
 
     from tunesmith.config import load_config
     from tunesmith.estimate.memory import GB
-    from tunesmith.estimate.plan import plan_for_config
+    from tunesmith.estimate.advice import plan_for_config
     from tunesmith.models import load_tokenizer
 
     root = Path(tempfile.mkdtemp(prefix="tunesmith-mem-"))

@@ -185,10 +185,9 @@ def _load_naive(base: str, adapter: str) -> None:
     """The naive loop's process: the served model as the server loads it (base, adapter a0, unmerged)."""
     from peft import PeftModel
 
-    from tunesmith.hardware import inference_dtype
-    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.models import inference_dtype, load_model, load_tokenizer
 
-    model = load_model(base, dtype=inference_dtype("cpu"))  # the served precision (config default: auto)
+    model = load_model(base, dtype=inference_dtype(base, "cpu"))  # the served precision (config default: auto)
     _naive_model["model"] = PeftModel.from_pretrained(model, adapter, adapter_name="a0").eval()
     _naive_model["tokenizer"] = load_tokenizer(base)
 
