@@ -141,61 +141,19 @@ async def run(
     created, began = int(time.time()), time.perf_counter()
     adapter, version, router = route(state, target, body, request)
     req = gen_request(state, body, prompt_ids, Target(target.name, adapter=adapter))
-    fault = settings.rollout.faults.get(adapter) or settings.rollout.faults.get(body.model) or {}
-    if fault.get("error_rate", 0) > 0 and random.random() < fault["error_rate"]:
-        metrics.requests.labels(body.model, "500").inc()
-        log.write(
-            id=rid,
-            model=body.model,
-            target=adapter,
-            version=version,
-            user=body.user or "",
-            prompt_tokens=len(prompt_ids),
-            status=500,
-            error="injected fault",
-        )
-        if router:
-            router.observe(adapter, False, time.perf_counter() - began)
-            state.roll_back_if_needed(router)
-        raise ApiError(500, "injected fault (serve.rollout.faults)", "server_error")
-    loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue[str | None] = asyncio.Queue()
-    if body.stream:
-        req.on_text = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
-    try:
-        future = state.engine.submit(req)
-    except QueueFull:
-        metrics.requests.labels(body.model, "429").inc()
-        log.write(
-            id=rid,
-            model=body.model,
-            target=adapter,
-            version=version,
-            user=body.user or "",
-            prompt_tokens=len(prompt_ids),
-            status=429,
-            error="queue full",
-        )
-        raise ApiError(
-            429,
-            "the server is at capacity; retry shortly",
-            "rate_limit_error",
-            code="queue_full",
-            headers={"Retry-After": "1"},
-        ) from None
-    shadow_copy(state, router, body, prompt_ids, rid, prompt_text)
 
     def record(result: dict[str, Any] | None, status: int, error: str = "") -> None:
         elapsed = time.perf_counter() - began
         metrics.requests.labels(body.model, str(status)).inc()
-        metrics.latency.labels(body.model).observe(elapsed)
+        if status != 429:  # turned away before it queued: counted, not timed
+            metrics.latency.labels(body.model).observe(elapsed)
         if result:
             metrics.tokens.labels(body.model, "prompt").inc(result["prompt_tokens"])
             metrics.tokens.labels(body.model, "completion").inc(result["completion_tokens"])
             if "first_token_s" in result:  # the built-in engine's (an upstream server times its own)
                 metrics.first_token.labels(body.model).observe(result["first_token_s"])
                 metrics.queued.labels(body.model).observe(result["queued_s"])
-        if router and status != 499:  # a client that left is neither an answer nor an error of the version
+        if router and status not in (429, 499):  # a full queue or a client that left: not the version's doing
             router.observe(adapter, status == 200, elapsed)
             if result and random.random() < settings.rollout.safety_sample:
                 router.add_flag(adapter, leaks_pii(prompt_text, result["text"]))
@@ -215,6 +173,27 @@ async def run(
             prompt=prompt_text,
             completion=result["text"] if result else None,
         )
+
+    fault = settings.rollout.faults.get(adapter) or settings.rollout.faults.get(body.model) or {}
+    if fault.get("error_rate", 0) > 0 and random.random() < fault["error_rate"]:
+        record(None, 500, "injected fault")
+        raise ApiError(500, "injected fault (serve.rollout.faults)", "server_error")
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[str | None] = asyncio.Queue()
+    if body.stream:
+        req.on_text = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
+    try:
+        future = state.engine.submit(req)
+    except QueueFull:
+        record(None, 429, "queue full")
+        raise ApiError(
+            429,
+            "the server is at capacity; retry shortly",
+            "rate_limit_error",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        ) from None
+    shadow_copy(state, router, body, prompt_ids, rid, prompt_text)
 
     async def wait() -> dict[str, Any]:
         try:
