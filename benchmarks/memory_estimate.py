@@ -69,8 +69,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from tunesmith.config import load_config
-    from tunesmith.estimate.memory import GB
     from tunesmith.estimate.advice import plan_for_config
+    from tunesmith.estimate.memory import GB
     from tunesmith.models import load_tokenizer
 
     root = Path(tempfile.mkdtemp(prefix="tunesmith-mem-"))
