@@ -59,6 +59,7 @@ LONG = (
     " without lists or headings."
 )
 MIXED_TOKENS = (16, 32, 64, 128)
+B_SCALE = 0.25  # of the random LoRA B matrices (make_adapters)
 
 
 def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
@@ -73,6 +74,10 @@ def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
         model = get_peft_model(
             load_model(base), LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, target_modules="all-linear")
         )
+        with torch.no_grad():  # random but mild: each adapter answers differently, in words; at full scale some
+            for name, p in model.named_parameters():  # answered only end-of-turn tokens, which stream no text,
+                if "lora_B" in name:  # so the clients' time to first token read several steps late
+                    p.mul_(B_SCALE)
         path = folder / f"a{i}"
         model.save_pretrained(str(path))
         load_tokenizer(base).save_pretrained(str(path))
