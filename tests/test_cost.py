@@ -132,3 +132,21 @@ def test_the_cost_says_when_the_server_runs_another_precision_than_was_timed(tmp
     other = _block(tmp_path, latencies, train={"precision": "bf16"}, serve={"precision": "fp32"})
     assert other["precision"] == {"timed": "bf16", "served": "fp32"}
     assert any(line.startswith("Timed in bf16, the evaluation's precision") for line in roi_lines(other))
+
+
+def test_the_cost_names_the_precision_the_server_loads_where_fp32_would_crowd_memory(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    import tunesmith.hardware as hw
+    from tunesmith.models.loading import weight_count
+
+    params = weight_count(str(tiny_model_dir))
+    monkeypatch.setattr(hw, "cpu_has_bf16", lambda: True)  # AVX512-BF16 without AMX, fp32 measured faster
+    monkeypatch.setattr(hw, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(hw, "cpu_bf16_speedup", lambda: 0.6)
+    monkeypatch.setattr(hw, "available_memory", lambda device="cpu": (100 * 4 * params, "plenty"))
+    roomy = _block(tmp_path, [1.0, 1.1], base_model=str(tiny_model_dir))
+    assert roomy["precision"]["served"] == "fp32"
+    monkeypatch.setattr(hw, "available_memory", lambda device="cpu": (int(1.5 * 4 * params), "1.5 fp32 copies"))
+    crowded = _block(tmp_path, [1.0, 1.1], base_model=str(tiny_model_dir))
+    assert crowded["precision"] == {"timed": "bf16", "served": "bf16"}  # as serve/models.load_served loads it

@@ -220,6 +220,11 @@ def dtype_of(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
+def precision_of(dtype: Any) -> str:
+    """The precision name of a weights dtype: `dtype_of` the other way."""
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(str(dtype).removeprefix("torch."), "fp32")
+
+
 def _cgroup_limit(root: Path = CGROUP_ROOT) -> int | None:
     """The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`), if any."""
     for name in ("memory.max", "memory/memory.limit_in_bytes"):

@@ -96,17 +96,16 @@ def cost_block(
 
 def _precisions(cfg: ProjectConfig, device: str, dtype: Any) -> dict[str, str]:
     """The precision the requests were timed in (the evaluation's weights, `dtype`) and the one the built-in
-    engine serves."""
+    engine serves in (`serve/models.load_served`'s, memory check included)."""
     from tunesmith.errors import TunesmithError
-    from tunesmith.hardware import resolve_precision
+    from tunesmith.hardware import precision_of
+    from tunesmith.models import inference_dtype
 
-    timed = {"bfloat16": "bf16", "float16": "fp16"}.get(str(dtype).removeprefix("torch."), "fp32")
     try:
-        setting, name = cfg.served_precision
-        served = resolve_precision(setting, device, name)
+        served = precision_of(inference_dtype(cfg.base_model, device, *cfg.served_precision, say=False))
     except TunesmithError:  # fp16 on a CPU: the server will refuse it; the evaluation goes on
         served = cfg.serve.precision
-    return {"timed": timed, "served": served}
+    return {"timed": precision_of(dtype), "served": served}
 
 
 def cost_rows(cost: dict[str, Any]) -> list[list[str]]:

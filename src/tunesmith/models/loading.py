@@ -99,11 +99,13 @@ def weight_count(base_model: str) -> int | None:
     return count or None
 
 
-def inference_dtype(base_model: str, device: str, setting: str = "auto", name: str = "train.precision") -> Any:
+def inference_dtype(
+    base_model: str, device: str, setting: str = "auto", name: str = "train.precision", *, say: bool = True
+) -> Any:
     """Weights dtype for generation and serving: `setting` resolved for `device` (`hardware.resolve_precision`).
     Where `auto` resolves to fp32 on a CPU with native bf16 (measured faster in fp32) but the fp32 weights would
     take over FP32_WEIGHTS_SHARE of the free memory, bf16: the slower precision beats one that does not fit, as
-    in training's pre-flight check."""
+    in training's pre-flight check, said on stderr unless `say` is False."""
     from tunesmith.console import err
     from tunesmith.hardware import available_memory, cpu_has_bf16, dtype_of, resolve_precision
 
@@ -112,10 +114,11 @@ def inference_dtype(base_model: str, device: str, setting: str = "auto", name: s
         params = weight_count(base_model)
         free, source = available_memory(device)
         if params and 4 * params > FP32_WEIGHTS_SHARE * free:
-            err.print(
-                f"{name}=auto: bf16, though fp32 measured faster on this CPU: {base_model}'s weights take "
-                f"{4 * params / 2**30:.1f} GiB in fp32, over {FP32_WEIGHTS_SHARE:.0%} of {source}"
-            )
+            if say:
+                err.print(
+                    f"{name}=auto: bf16, though fp32 measured faster on this CPU: {base_model}'s weights take "
+                    f"{4 * params / 2**30:.1f} GiB in fp32, over {FP32_WEIGHTS_SHARE:.0%} of {source}"
+                )
             precision = "bf16"
     return dtype_of(precision)
 
