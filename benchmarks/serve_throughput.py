@@ -26,7 +26,8 @@ server. The p50 TTFT under load is reported against their sum.
 Run: python benchmarks/serve_throughput.py [--model smollm2-135m-instruct|tiny] [--clients 8,32] [--mixed]
      [--requests 2]
 Targets: (b)/(a) >= 4x at 8 and 32 clients; 4 mixed adapters within 1.3x of 1 adapter; p50 TTFT
-under the bound.
+under the bound. Also reported: the p95 of each stream's longest gap between two tokens (a stall while
+other requests are prefilled).
 """
 
 from __future__ import annotations
@@ -244,12 +245,15 @@ def _server(url: str, names: list[str], work_list, clients: int, stagger: float 
         time.sleep(c * stagger)
         return [_streamed(url, names[i % len(names)], *work_list[i]) for i in range(c, len(work_list), clients)]
 
+    began = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         rows = [r for rs in pool.map(one, range(clients)) for r in rs]
     return {
+        "wall": time.perf_counter() - began,
         "latency": [r["latency"] for r in rows],
         "ttft": [r["ttft"] for r in rows],
         "gap": statistics.median(g for r in rows for g in r["gaps"]),
+        "stall": [max(r["gaps"], default=0.0) for r in rows],  # each stream's longest wait between tokens
     }
 
 
@@ -279,7 +283,9 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
                 row.update(
                     ttft_p50=statistics.median(out["ttft"]),
                     ttft_p95=p95(out["ttft"]),
+                    gap=out["gap"],
                     bound=out["gap"] + alone,  # and the engine's own view: queue wait, first token
+                    stall_p95=p95(out["stall"]),
                     engine_queued_p50=statistics.median(q for q, _ in engine.timings),
                     engine_ttft_p50=statistics.median(t for _, t in engine.timings),
                 )
@@ -287,6 +293,7 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
                 (
                     f"  TTFT p50 {row['ttft_p50']:.2f}s (bound {row['bound']:.2f}s; in the engine "
                     f"{row['engine_ttft_p50']:.2f}s, queued {row['engine_queued_p50']:.2f}s)"
+                    f"  longest gap p95 {row['stall_p95']:.2f}s"
                 )
                 if "ttft" in out
                 else ""
@@ -312,7 +319,8 @@ def _measure(args, clients: int, work_list, engine, client) -> None:
     for m, v in med.items():
         ttft = (
             f"   TTFT p50 {v['ttft_p50']:.2f} s p95 {v['ttft_p95']:.2f} s (bound {v['bound']:.2f} s; "
-            f"engine {v['engine_ttft_p50']:.2f} s, queued {v['engine_queued_p50']:.2f} s)"
+            f"engine {v['engine_ttft_p50']:.2f} s, queued {v['engine_queued_p50']:.2f} s); "
+            f"a stream's longest gap between tokens p95 {v['stall_p95']:.2f} s (median gap {v['gap']:.3f} s)"
             if v and "ttft_p50" in v
             else ""
         )

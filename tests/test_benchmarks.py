@@ -15,6 +15,7 @@ from tests.conftest import REPO
 RUNS = {
     "train_throughput.py": ["--model", "tiny", "--no-compile", "--records", "8", "--batch", "2"],
     "serve_throughput.py": ["--model", "tiny", "--clients", "2", "--requests", "1", "--rounds", "1", "--tokens", "4"],
+    "serve_prefill_hold.py": ["--model", "tiny", "--clients", "2", "--rounds", "1", "--tokens", "4"],
     "memory_estimate.py": ["--models", "tiny", "--methods", "lora", "--epochs", "0.25", "--max-length", "128"],
 }
 

@@ -171,3 +171,62 @@ def test_off_this_thread_runs_in_a_thread_that_ends_and_hands_back_its_outcome()
     assert ran.ident != here and not ran.is_alive()  # its OpenMP team, if any, ended with it
     with pytest.raises(KeyError, match="missing"):
         off_this_thread({}.__getitem__, "missing")
+
+
+def test_prefills_hold_the_running_rows_for_two_decoding_steps_at_most(tiny_model_dir):
+    """A stream of arrivals, each coming in while the last is prefilled, is prefilled before the next step only
+    until the running rows have waited two decoding steps' time (`hold_steps`); then they take a step. Without the hold
+    (`hold_steps` infinite) every prefill in the stream comes first. The answers stay each one's own."""
+    import time
+
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.serve.engine import Engine, GenRequest
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = load_model(str(tiny_model_dir))
+    texts = ["Tell me a story", "Name a colour", "Count to three", "Say hello", "Pick a fruit"]
+
+    def ask(text: str) -> GenRequest:
+        return GenRequest(tok(text, add_special_tokens=False)["input_ids"], max_tokens=6, temperature=0.0)
+
+    engine = Engine(model, tok, batch_wait_s=0.0).start()
+    try:
+        alone = [engine.submit(ask(t)).result(timeout=60)["text"] for t in texts]
+    finally:
+        engine.close()
+
+    def run(hold_steps: float | None) -> list[str]:
+        engine = Engine(model, tok, batch_wait_s=0.0)
+        engine._step_s = 0.02  # a decoding step timed at 20 ms
+        if hold_steps is not None:
+            engine.hold_steps = hold_steps
+        events, late = [], []
+        prefill, forward = engine._prefill, model.forward
+
+        def slow_prefill(batch):
+            events.append("prefill")
+            if len(late) < len(texts) - 1:  # the next request comes in during this prefill
+                late.append(engine.submit(ask(texts[len(late) + 1])))
+            time.sleep(0.1)
+            return prefill(batch)
+
+        def counted(*args, **kwargs):
+            if kwargs.get("past_key_values") is not None and kwargs["input_ids"].shape[1] == 1:
+                events.append("step")
+                engine._step_s = 0.02  # as timed, whatever this machine's tiny step takes
+            return forward(*args, **kwargs)
+
+        engine._prefill, model.forward = slow_prefill, counted
+        engine.start()
+        try:
+            first = engine.submit(ask(texts[0])).result(timeout=60)["text"]
+            assert [first] + [f.result(timeout=60)["text"] for f in late] == alone
+        finally:
+            engine.close()
+            del model.forward
+        return events
+
+    unbounded = run(float("inf"))
+    assert unbounded[:6] == ["prefill"] * 5 + ["step"], unbounded
+    held = run(None)  # the first prefill's rows wait through one more 100 ms prefill (over 2 x 20 ms), then step
+    assert held[:6] == ["prefill", "prefill", "step", "prefill", "step", "prefill"], held
