@@ -4,9 +4,9 @@ Requests wait in a bounded queue; a worker thread takes up to `max_batch` of the
 `batch_wait_s` for company after the first) and decodes them as one batch, each row with
 its own adapter (`multilora.rows`, "__base__" for none), its
 own sampling settings, stop strings and token budget, and streams text deltas as they come.
-The batching is continuous: at every decoding step, requests that arrived are prefilled and
-join the running batch (their KV cache left-padded to its length and stacked onto it), and
-finished rows leave it, as vLLM and TGI do; nobody waits for a whole batch to end.
+The batching is continuous: at every decoding step, requests that arrived are prefilled and join the running batch
+(their KV cache left-padded to its length and stacked onto it; arrivals during a prefill too, until the running rows
+have waited `hold_steps` steps), and finished rows leave it, as vLLM and TGI do; nobody waits for a batch to end.
 
 The decode loop is written here rather than calling `model.generate`: generate applies one
 set of sampling settings to the whole batch and its streamers handle one sequence, while a
