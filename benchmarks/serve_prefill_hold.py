@@ -24,13 +24,12 @@ import argparse
 import multiprocessing
 import statistics
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cpuload import OtherLoad, cpu_flags  # noqa: E402
-from serve_throughput import PROMPTS, _Clients, make_adapters  # noqa: E402
+from serve_throughput import PROMPTS, _Clients, start_server  # noqa: E402
 
 
 def main() -> None:
@@ -47,30 +46,10 @@ def main() -> None:
         f"{h:g} step{'s' * (h != 1)}": h for h in map(float, args.holds.split(","))
     }
 
-    import yaml
-
-    from tunesmith.config import load_config
-    from tunesmith.serve.stage import build_app, start_in_thread
-    from tunesmith.serve.threads import off_this_thread
     from tunesmith.stats import p95
 
-    work = Path(tempfile.mkdtemp(prefix="serve-hold-"))
-    base = args.model
-    if base == "tiny":
-        from tunesmith.models.tiny import make_tiny_model
-
-        base = str(make_tiny_model(work / "tiny", hidden_size=256, num_layers=4))
-    adapters = off_this_thread(make_adapters, base, work, 1)
-    config = work / "tunesmith.yaml"
-    serve = {"adapters": adapters, "max_batch_size": max(args.clients, 8), "max_queue": 256}
-    config.write_text(
-        yaml.safe_dump(
-            {"base_model": base, "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]}, "serve": serve}
-        )
-    )
-    running = start_in_thread(off_this_thread(build_app, load_config(config)))
+    running, _, _ = start_server(args.model, "serve-hold-", 1, max(args.clients, 8))
     engine = running.app.state.server.engine
-    engine.stop_ids = set()  # every request generates exactly its max_tokens
     loads = {
         "staggered": (
             [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(args.clients)],

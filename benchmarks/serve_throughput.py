@@ -86,6 +86,34 @@ def make_adapters(base: str, folder: Path, count: int) -> dict[str, str]:
     return out
 
 
+def start_server(model: str, prefix: str, adapters: int, max_batch: int) -> tuple[object, str, dict[str, str]]:
+    """(the running server, its base model, its adapters' folders): `model` (or a tiny one for 'tiny') with
+    `adapters` random adapters a0, a1, ..., in a scratch folder; every request makes exactly its max_tokens."""
+    import yaml
+
+    from tunesmith.config import load_config
+    from tunesmith.serve.stage import build_app, start_in_thread
+    from tunesmith.serve.threads import off_this_thread
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    base = model
+    if base == "tiny":
+        from tunesmith.models.tiny import make_tiny_model
+
+        base = str(make_tiny_model(work / "tiny", hidden_size=256, num_layers=4))
+    folders = off_this_thread(make_adapters, base, work, adapters)  # no OpenMP team left on this thread
+    config = work / "tunesmith.yaml"
+    serve = {"adapters": folders, "max_batch_size": max_batch, "max_queue": 256}
+    config.write_text(
+        yaml.safe_dump(
+            {"base_model": base, "output_dir": "out", "data": {"datasets": [{"path": "d.jsonl"}]}, "serve": serve}
+        )
+    )
+    running = start_in_thread(off_this_thread(build_app, load_config(config)))
+    running.app.state.server.engine.stop_ids = set()  # every request generates exactly its max_tokens
+    return running, base, folders
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="base model, or 'tiny'")
@@ -110,34 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
 
-    import yaml
-
-    from tunesmith.config import load_config
-    from tunesmith.serve.stage import build_app, start_in_thread
-
-    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    base = args.model
-    if base == "tiny":
-        from tunesmith.models.tiny import make_tiny_model
-
-        base = str(make_tiny_model(work / "tiny", hidden_size=256, num_layers=4))
-    from tunesmith.serve.threads import off_this_thread
-
-    adapters = off_this_thread(make_adapters, base, work, 4)  # no OpenMP team left on this thread
-    config = work / "tunesmith.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "base_model": base,
-                "output_dir": "out",
-                "data": {"datasets": [{"path": "d.jsonl"}]},
-                "serve": {"adapters": adapters, "max_batch_size": max(counts), "max_queue": 256},
-            }
-        )
-    )
-    running = start_in_thread(off_this_thread(build_app, load_config(config)))
+    running, base, adapters = start_server(args.model, "serve-bench-", 4, max(counts))
     engine = running.app.state.server.engine
-    engine.stop_ids = set()  # every request generates exactly its max_tokens
     spawn = multiprocessing.get_context("spawn")
     with (
         ProcessPoolExecutor(1, mp_context=spawn) as clients_process,
