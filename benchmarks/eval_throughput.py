@@ -20,7 +20,10 @@ identical, each probe's verdict identical, and the pass rates or task metric of 
 well, the suites' passes instead, both through `greedy_decode`: every answer generated whole against
 answers ended as soon as their probe's verdict is settled (evaluate/suites.settled_test). With --rows
 instead, the fine-tuned passes of an unmerged LoRA adapter, both as `tunesmith eval` ends them: through
-peft's forward against `models/multilora.rows` (the server's path, which the evaluation takes).
+peft's forward against `models/multilora.rows` (the server's path, which the evaluation takes). With
+--prepack instead, the base and fine-tuned passes as `tunesmith eval` runs them, on plain bf16 weights
+against weights prepacked for the decoding steps (models/prepack.py), and the evaluation's per-request
+latency sample (each prompt alone) both ways.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ def main() -> None:
         "--rows",
         action="store_true",
         help="with --passes: the unmerged fine-tune's passes through peft's forward vs models/multilora.rows",
+    )
+    parser.add_argument(
+        "--prepack",
+        action="store_true",
+        help="with --passes: plain bf16 weights vs weights prepacked for decoding (models/prepack.py)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -200,10 +208,12 @@ def compare_passes(args) -> None:
     from unittest import mock
 
     from tunesmith.config import load_config
+    from tunesmith.evaluate.latency import LATENCY_REQUESTS, spread
     from tunesmith.evaluate.plan import plan_eval
     from tunesmith.evaluate.scoring import score
     from tunesmith.evaluate.stage import EvalRun
     from tunesmith.models import generate as gen
+    from tunesmith.models import prepack
     from tunesmith.paths import train_dir
 
     unmerged = ["eval.merge_adapter=false"] if args.rows else []
@@ -212,13 +222,19 @@ def compare_passes(args) -> None:
     run = EvalRun(cfg, plan, train_dir(cfg) / "model")
     e = run.e
     table = {}
-    # each way: (drop finished rows, end settled answers, through the evaluation's forward context)
+    # each way: (drop finished rows, end settled answers, through the evaluation's forward context, prepacked)
     if args.settled:
-        ways = {"whole": (True, False, True), "settled": (True, True, True)}
+        ways = {"whole": (True, False, True, True), "settled": (True, True, True, True)}
     elif args.rows:
-        ways = {"peft": (True, True, False), "rows": (True, True, True)}
+        ways = {"peft": (True, True, False, True), "rows": (True, True, True, True)}
+    elif args.prepack:
+        ways = {"plain": (True, True, True, False), "prepacked": (True, True, True, True)}
     else:
-        ways = {"generate": (False, False, True), "drop_finished": (True, False, True)}
+        ways = {"generate": (False, False, True, True), "drop_finished": (True, False, True, True)}
+
+    def packing(pack: bool):
+        return nullcontext() if pack else mock.patch.object(prepack, "install", lambda model: 0)
+
     for name in ("fine_tuned",) if args.rows else ("base", "fine_tuned"):
         if name == "fine_tuned":
             run.apply_fine_tune()
@@ -230,9 +246,9 @@ def compare_passes(args) -> None:
             seconds: dict[str, list[float]] = {way: [] for way in ways}
             answers: dict[str, list[str]] = {}
             for _ in range(args.rounds):
-                for way, (drops, ends, forward) in ways.items():
+                for way, (drops, ends, forward, pack) in ways.items():
                     tests = plan.suite_settled(suite) if ends and suite else None
-                    with mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops):
+                    with mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops), packing(pack):
                         with OtherLoad() as load, run.forward() if forward else nullcontext():
                             began = time.perf_counter()
                             outs = gen.generate(
@@ -267,6 +283,22 @@ def compare_passes(args) -> None:
                 )
             table[f"{name} {label}"] = row
             print(f"{name} {label}: {json.dumps(row)}", flush=True)
+        if args.prepack:  # the latency sample, each request alone, the two ways alternating request by request
+            sample = spread(plan.passes[name], LATENCY_REQUESTS)
+            seconds = {way: [] for way in ways}
+            for _ in range(args.rounds):
+                for prompt in sample:
+                    for way, (*_, pack) in ways.items():
+                        with packing(pack), prepack.packed(run.model), run.forward():
+                            took, _ = gen.time_request(
+                                run.model, run.tokenizer, prompt, max_new_tokens=e.max_new_tokens
+                            )
+                        seconds[way].append(took)
+            row = {way: round(statistics.mean(v) * len(sample) / args.rounds, 2) for way, v in seconds.items()}
+            row |= {f"request_p50_{way}": round(statistics.median(v), 3) for way, v in seconds.items()}
+            row["ratio"] = round(row["plain"] / row["prepacked"], 2)
+            table[f"{name} latency, {len(sample)} requests alone"] = row
+            print(f"{name} latency: {json.dumps(row)}", flush=True)
     total = {way: sum(r[way] for r in table.values() if r[way]) for way in ways}
     first, second = ways
     report(

@@ -17,7 +17,7 @@ off. A full fine-tune is loaded beside the base and the two alternate the same w
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
@@ -65,16 +65,20 @@ def alternating(
     """Each arm's (model, the context it runs in) latency summary, the arms taking turns at every prompt and
     the order swapped at every prompt, after one short warm-up request each."""
     from tunesmith.models.generate import latency_summary, time_request
+    from tunesmith.models.prepack import packed
 
-    for model, context in arms:  # a short request each first: one-time costs stay out of the figures
-        with context():
-            time_request(model, tokenizer, prompts[0], max_new_tokens=2)
     timed: list[list[tuple[float, float]]] = [[] for _ in arms]
-    for i, prompt in enumerate(prompts):
-        for k in range(len(arms)) if i % 2 == 0 else reversed(range(len(arms))):
-            model, context = arms[k]
+    with ExitStack() as stack:
+        for model in {id(m): m for m, _ in arms}.values():  # as `generate` and the server decode (bf16 on a CPU)
+            stack.enter_context(packed(model))
+        for model, context in arms:  # a short request each first: one-time costs stay out of the figures
             with context():
-                timed[k].append(time_request(model, tokenizer, prompt, max_new_tokens=max_new_tokens))
+                time_request(model, tokenizer, prompts[0], max_new_tokens=2)
+        for i, prompt in enumerate(prompts):
+            for k in range(len(arms)) if i % 2 == 0 else reversed(range(len(arms))):
+                model, context = arms[k]
+                with context():
+                    timed[k].append(time_request(model, tokenizer, prompt, max_new_tokens=max_new_tokens))
     return [latency_summary(t) for t in timed]
 
 

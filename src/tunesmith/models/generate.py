@@ -83,6 +83,7 @@ def generate(
     import torch
 
     from tunesmith.hardware import available_memory
+    from tunesmith.models.prepack import packed
 
     tokenizer.padding_side = "left"
     plain = [[{"role": m["role"], "content": m["content"]} for m in p] for p in prompts]
@@ -101,53 +102,54 @@ def generate(
     )
     results: list[dict[str, Any]] = [{} for _ in prompts]
     model.eval()
-    for number, idx in enumerate(batches):
-        inputs = tokenizer.pad([{"input_ids": encoded[i]} for i in idx], padding=True, return_tensors="pt").to(
-            model.device
-        )
-        began = time.perf_counter()
-        with torch.no_grad():
-            if drops_finished_rows(model):
-                tests = [settled[i] for i in idx] if settled else []
+    with packed(model):  # decoding steps' linear layers on prepacked weights (bf16 on a CPU)
+        for number, idx in enumerate(batches):
+            inputs = tokenizer.pad([{"input_ids": encoded[i]} for i in idx], padding=True, return_tensors="pt").to(
+                model.device
+            )
+            began = time.perf_counter()
+            with torch.no_grad():
+                if drops_finished_rows(model):
+                    tests = [settled[i] for i in idx] if settled else []
 
-                def done(row: int, ids: list[int], tests: list[Any] = tests) -> bool:
-                    test = tests[row]  # None: this answer is read whole, and is not decoded as it grows
-                    return test is not None and test(tokenizer.decode(ids, skip_special_tokens=True).strip())
+                    def done(row: int, ids: list[int], tests: list[Any] = tests) -> bool:
+                        test = tests[row]  # None: this answer is read whole, and is not decoded as it grows
+                        return test is not None and test(tokenizer.decode(ids, skip_special_tokens=True).strip())
 
-                rows = greedy_decode(
-                    model,
-                    inputs["input_ids"],
-                    inputs["attention_mask"],
-                    max_new_tokens,
-                    tokenizer.eos_token_id,
-                    settled=done if any(tests) else None,
-                )
-            else:
-                out = model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-                rows = out[:, inputs["input_ids"].shape[1] :].tolist()
-        latency = time.perf_counter() - began
-        for row, i in enumerate(idx):
-            ids = rows[row]
-            ended = tokenizer.eos_token_id in ids
-            ids = ids[: ids.index(tokenizer.eos_token_id)] if ended else ids
-            results[i] = {
-                "output": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                "batch": number,
-                "batch_rows": len(idx),
-                "new_tokens": len(ids),
-                "stopped": ended,
-                "latency_s": round(latency, 3),
-            }
-            if settled and settled[i] is not None:
-                results[i]["settled"] = not ended and len(ids) < max_new_tokens
-        if progress:
-            progress(len(idx))
+                    rows = greedy_decode(
+                        model,
+                        inputs["input_ids"],
+                        inputs["attention_mask"],
+                        max_new_tokens,
+                        tokenizer.eos_token_id,
+                        settled=done if any(tests) else None,
+                    )
+                else:
+                    out = model.generate(
+                        **inputs,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id,
+                    )
+                    rows = out[:, inputs["input_ids"].shape[1] :].tolist()
+            latency = time.perf_counter() - began
+            for row, i in enumerate(idx):
+                ids = rows[row]
+                ended = tokenizer.eos_token_id in ids
+                ids = ids[: ids.index(tokenizer.eos_token_id)] if ended else ids
+                results[i] = {
+                    "output": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                    "batch": number,
+                    "batch_rows": len(idx),
+                    "new_tokens": len(ids),
+                    "stopped": ended,
+                    "latency_s": round(latency, 3),
+                }
+                if settled and settled[i] is not None:
+                    results[i]["settled"] = not ended and len(ids) < max_new_tokens
+            if progress:
+                progress(len(idx))
     return results
 
 
@@ -281,4 +283,7 @@ def latency_summary(timed: list[tuple[float, float]]) -> dict[str, Any]:
 def request_latency(model: Any, tokenizer: Any, prompts: list[list[Message]], *, max_new_tokens: int) -> dict[str, Any]:
     """What one request costs: each prompt generated alone (`time_request`). Batched generation measures
     throughput; this is the per-request latency beside it."""
-    return latency_summary([time_request(model, tokenizer, p, max_new_tokens=max_new_tokens) for p in prompts])
+    from tunesmith.models.prepack import packed
+
+    with packed(model):
+        return latency_summary([time_request(model, tokenizer, p, max_new_tokens=max_new_tokens) for p in prompts])

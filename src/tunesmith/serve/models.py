@@ -164,4 +164,7 @@ def load_served(cfg: ProjectConfig) -> tuple[Any, Any, dict[str, Target], dict[s
         model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
         for name, folder in items[1:]:
             model.load_adapter(str(folder), adapter_name=name)
+    from tunesmith.models.prepack import install
+
+    install(model)  # decoding steps on prepacked bf16 weights (models/prepack.py); the server merges nothing
     return model.eval(), tokenizer, targets, routers
