@@ -1,5 +1,6 @@
 """Serving engines on CPU: the built-in engine (transformers, continuous batching, the LoRA adapter
-unmerged; in the default precision and with `serve.precision: fp32`) against llama.cpp
+unmerged; in the default precision, the same on weights not prepacked for decoding (models/prepack.py), and
+with `serve.precision: fp32`) against llama.cpp
 (`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and q8_0), each behind the same
 tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
 
@@ -23,7 +24,9 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cpuload import OtherLoad, cpu_flags  # noqa: E402
@@ -31,6 +34,7 @@ from serve_throughput import PROMPTS, _Clients  # noqa: E402
 
 ENGINES = {
     "built-in": {},
+    "built-in unpacked": {},  # bf16 weights not prepacked for decoding (models/prepack.py), as before 398d36e
     "built-in fp32": {"precision": "fp32"},  # serve.precision; the built-in's default here is bf16 (auto)
     "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
     "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"},
@@ -68,6 +72,7 @@ def main() -> None:
     import yaml
 
     from tunesmith.config import load_config
+    from tunesmith.models import prepack
     from tunesmith.serve.stage import build_app, start_in_thread
     from tunesmith.serve.threads import off_this_thread
 
@@ -99,7 +104,8 @@ def main() -> None:
                 began = time.perf_counter()
                 # built off this thread: writing a GGUF runs torch, and a thread that has run torch keeps an
                 # OpenMP team, which slowed the built-in engine of later rounds 1.5x (docs/benchmarks.md)
-                running = start_in_thread(off_this_thread(build_app, cfg))
+                with mock.patch.object(prepack, "install", lambda model: 0) if "unpacked" in name else nullcontext():
+                    running = start_in_thread(off_this_thread(build_app, cfg))
                 running.app.state.server.engine.stop_ids = set()  # every request generates exactly --tokens
                 if r == 0:
                     print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
