@@ -192,7 +192,7 @@ class Engine:
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         torch = self._torch
-        picks = logits.argmax(dim=-1).tolist()  # greedy rows; sampled rows are replaced below
+        picks = torch.max(logits, dim=-1).indices.tolist()  # greedy: argmax's pick, faster; sampled rows below
         if any(row.req.temperature > 0 for row in rows):
             logits = logits.float().cpu()  # each row's seeded generator lives on the CPU
         for i, row in enumerate(rows):
