@@ -34,7 +34,7 @@ from serve_throughput import PROMPTS, _Clients  # noqa: E402
 
 ENGINES = {
     "built-in": {},
-    "built-in unpacked": {},  # bf16 weights not prepacked for decoding (models/prepack.py), as before 398d36e
+    "built-in unpacked": {},  # its bf16 weights not prepacked for decoding (models/prepack.py)
     "built-in fp32": {"precision": "fp32"},  # serve.precision; the built-in's default here is bf16 (auto)
     "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
     "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"},

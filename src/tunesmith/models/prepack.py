@@ -98,11 +98,15 @@ def install(model: Any) -> int:
     return count
 
 
+def _unpack(layer: Any) -> None:
+    layer.__dict__.pop("_ts_packed", None)
+    layer.__dict__.pop("forward", None)
+
+
 def remove(model: Any) -> None:
     """Drop the packed copies: every linear layer back on its plain weight."""
     for m in _layers(model):
-        m.__dict__.pop("_ts_packed", None)
-        m.__dict__.pop("forward", None)
+        _unpack(m)
 
 
 @contextlib.contextmanager
@@ -116,5 +120,4 @@ def packed(model: Any) -> Iterator[None]:
     finally:
         for m in _layers(model):
             if id(m) not in before:
-                m.__dict__.pop("_ts_packed", None)
-                m.__dict__.pop("forward", None)
+                _unpack(m)
