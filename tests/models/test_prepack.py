@@ -9,7 +9,9 @@ import torch
 from tunesmith.models import load_model, prepack
 from tunesmith.models.generate import greedy_decode
 
-pytestmark = pytest.mark.skipif(prepack._ops() is None, reason="PyTorch built without oneDNN")
+pytestmark = pytest.mark.skipif(
+    prepack._ops() is None, reason="PyTorch without oneDNN, or a CPU it cannot run bf16 on (AVX2 only)"
+)
 
 
 def _packed_layers(model):

@@ -34,6 +34,8 @@ def _ops() -> Any:
     ops = torch.ops.mkldnn
     if not torch.backends.mkldnn.is_available() or not hasattr(ops, "_linear_pointwise"):
         return None
+    if not ops._is_mkldnn_bf16_supported():  # AVX2 only: oneDNN refuses to pack bf16 (and evaluates in fp32)
+        return None
     return ops
 
 
