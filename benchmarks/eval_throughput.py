@@ -23,7 +23,9 @@ instead, the fine-tuned passes of an unmerged LoRA adapter, both as `tunesmith e
 peft's forward against `models/multilora.rows` (the server's path, which the evaluation takes). With
 --prepack instead, the base and fine-tuned passes as `tunesmith eval` runs them, on plain bf16 weights
 against weights prepacked for the decoding steps (models/prepack.py), and the evaluation's per-request
-latency sample (each prompt alone) both ways.
+latency sample (each prompt alone) both ways. With --kv instead, the base and fine-tuned passes as
+`tunesmith eval` runs them, on transformers' DynamicCache (each step concatenates the whole KV cache) against
+models/kvcache.growing_cache (each step written into room reserved at the prefill).
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def main() -> None:
         "--prepack",
         action="store_true",
         help="with --passes: plain bf16 weights vs weights prepacked for decoding (models/prepack.py)",
+    )
+    parser.add_argument(
+        "--kv",
+        action="store_true",
+        help="with --passes: transformers' DynamicCache vs models/kvcache.growing_cache in the decoding steps",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -213,7 +220,7 @@ def compare_passes(args) -> None:
     from tunesmith.evaluate.scoring import score
     from tunesmith.evaluate.stage import EvalRun
     from tunesmith.models import generate as gen
-    from tunesmith.models import prepack
+    from tunesmith.models import kvcache, prepack
     from tunesmith.paths import train_dir
 
     unmerged = ["eval.merge_adapter=false"] if args.rows else []
@@ -222,18 +229,27 @@ def compare_passes(args) -> None:
     run = EvalRun(cfg, plan, train_dir(cfg) / "model")
     e = run.e
     table = {}
-    # each way: (drop finished rows, end settled answers, through the evaluation's forward context, prepacked)
+    # each way: (drop finished rows, end settled answers, through the evaluation's forward context, prepacked,
+    # the growing KV cache)
     if args.settled:
-        ways = {"whole": (True, False, True, True), "settled": (True, True, True, True)}
+        ways = {"whole": (True, False, True, True, True), "settled": (True, True, True, True, True)}
     elif args.rows:
-        ways = {"peft": (True, True, False, True), "rows": (True, True, True, True)}
+        ways = {"peft": (True, True, False, True, True), "rows": (True, True, True, True, True)}
     elif args.prepack:
-        ways = {"plain": (True, True, True, False), "prepacked": (True, True, True, True)}
+        ways = {"plain": (True, True, True, False, True), "prepacked": (True, True, True, True, True)}
+    elif args.kv:
+        ways = {"concatenated": (True, True, True, True, False), "growing": (True, True, True, True, True)}
     else:
-        ways = {"generate": (False, False, True, True), "drop_finished": (True, False, True, True)}
+        ways = {"generate": (False, False, True, True, True), "drop_finished": (True, False, True, True, True)}
 
     def packing(pack: bool):
         return nullcontext() if pack else mock.patch.object(prepack, "install", lambda model: 0)
+
+    def caching(grow: bool):
+        from transformers import DynamicCache
+
+        plain = lambda model, capacity: DynamicCache(config=model.config)  # noqa: E731
+        return nullcontext() if grow else mock.patch.object(kvcache, "growing_cache", plain)
 
     for name in ("fine_tuned",) if args.rows else ("base", "fine_tuned"):
         if name == "fine_tuned":
@@ -246,9 +262,10 @@ def compare_passes(args) -> None:
             seconds: dict[str, list[float]] = {way: [] for way in ways}
             answers: dict[str, list[str]] = {}
             for _ in range(args.rounds):
-                for way, (drops, ends, forward, pack) in ways.items():
+                for way, (drops, ends, forward, pack, grow) in ways.items():
                     tests = plan.suite_settled(suite) if ends and suite else None
-                    with mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops), packing(pack):
+                    drop = mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops)
+                    with drop, packing(pack), caching(grow):
                         with OtherLoad() as load, run.forward() if forward else nullcontext():
                             began = time.perf_counter()
                             outs = gen.generate(
@@ -288,7 +305,7 @@ def compare_passes(args) -> None:
             seconds = {way: [] for way in ways}
             for _ in range(args.rounds):
                 for prompt in sample:
-                    for way, (*_, pack) in ways.items():
+                    for way, (*_, pack, _grow) in ways.items():
                         with packing(pack), prepack.packed(run.model), run.forward():
                             took, _ = gen.time_request(
                                 run.model, run.tokenizer, prompt, max_new_tokens=e.max_new_tokens

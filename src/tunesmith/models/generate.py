@@ -182,9 +182,10 @@ def greedy_decode(
     only: no logits processors (the evaluation passes use none). `settled(row, tokens)` ends a row early
     when True."""
     import torch
-    from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
+    from tunesmith.models.kvcache import growing_cache
+
+    cache = growing_cache(model, input_ids.shape[1] + max_new_tokens)  # no copy of the whole cache a step
     positions = attention_mask.long().cumsum(-1) - 1
     positions.masked_fill_(attention_mask == 0, 1)  # as generate does for left padding
     last = positions[:, -1]

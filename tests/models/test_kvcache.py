@@ -1,0 +1,65 @@
+"""The growing KV cache: the tokens transformers' DynamicCache gives, without concatenating the cache a step."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import torch
+from transformers import DynamicCache
+
+from tunesmith.models import kvcache, load_model
+from tunesmith.models.generate import greedy_decode
+
+PROMPTS = ["hello there", "a longer question about the weather today", "why", "name three rivers in Europe"]
+
+
+def _decode(model, tok, new_tokens, **kwargs):
+    tok.padding_side = "left"
+    prompts = [[{"role": "user", "content": t}] for t in PROMPTS]
+    enc = tok.apply_chat_template(
+        prompts, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
+    )
+    with torch.no_grad():
+        return greedy_decode(model, enc["input_ids"], enc["attention_mask"], new_tokens, tok.eos_token_id, **kwargs)
+
+
+def test_growing_cache_gives_dynamic_caches_tokens_with_rows_dropped(tiny_model_dir, tiny_tok):
+    model = load_model(str(tiny_model_dir), dtype=torch.float32)
+    made, real = [], kvcache.growing_cache
+
+    def recorded(model, capacity):
+        made.append(real(model, capacity))
+        return made[-1]
+
+    def plain(model, capacity):
+        return DynamicCache(config=model.config)
+
+    ends = {0: 3, 2: 5}  # rows 0 and 2 end early, so the batch is cut down mid-answer (batch_select_indices)
+
+    def settled(row, ids):
+        return len(ids) >= ends.get(row, 99)
+
+    with mock.patch.object(kvcache, "growing_cache", plain):
+        expected = _decode(model, tiny_tok, 16, settled=settled)
+    with mock.patch.object(kvcache, "growing_cache", recorded):
+        got = _decode(model, tiny_tok, 16, settled=settled)
+    assert got == expected
+    assert [len(t) for t in got][:3:2] == [3, 5]
+    layer = made[0].layers[0]
+    assert type(layer).__name__ == "GrowingLayer"
+    assert layer.keys.data_ptr() == layer.key_buffer.data_ptr()  # a view of the reserved buffer, not a copy
+    assert layer.key_buffer.shape[0] < len(PROMPTS)  # cut down to the unfinished rows
+
+
+def test_a_call_past_the_reserved_room_grows_the_buffers(tiny_model_dir):
+    model = load_model(str(tiny_model_dir), dtype=torch.float32)
+    cache = kvcache.growing_cache(model, 4)
+    layer = cache.layers[0]
+    first, second = torch.randn(2, 2, 3, 8), torch.randn(2, 2, 3, 8)
+    layer.update(first, first + 1)
+    keys, values = layer.update(second, second + 1)
+    assert torch.equal(keys, torch.cat([first, second], dim=-2))
+    assert torch.equal(values, torch.cat([first + 1, second + 1], dim=-2))
+    assert layer.key_buffer.shape[-2] >= 6 and layer.get_seq_length() == 6
+    layer.crop(-2)
+    assert layer.get_seq_length() == 4 and torch.equal(layer.update(second, second)[0][:, :, 4:], second)
