@@ -1,6 +1,7 @@
 """Serving engines on CPU: the built-in engine (transformers, continuous batching, the LoRA adapter
-unmerged; in the default precision, the same on weights not prepacked for decoding (models/prepack.py), and
-with `serve.precision: fp32`) against llama.cpp
+unmerged; in the default precision, the same on weights not prepacked for decoding (models/prepack.py), the same
+on transformers' DynamicCache instead of models/kvcache.py's growing one, and with `serve.precision: fp32`) against
+llama.cpp
 (`serve.engine: llama-cpp`, the version merged into a GGUF, f16 and q8_0), each behind the same
 tunesmith server, on the same prompts, at 1 and 8 concurrent clients.
 
@@ -12,7 +13,7 @@ exactly --tokens new tokens (end-of-turn ignored, as vLLM's benchmarks do), so t
 equal work. The clients are the official openai client, streaming, in a process of their own
 (benchmarks/serve_throughput.py says why); time to first token (TTFT) is read from the stream.
 
-Run: python benchmarks/serve_engines.py [--clients 1,8] [--tokens 64] [--rounds 3]
+Run: python benchmarks/serve_engines.py [--clients 1,8] [--tokens 64] [--rounds 3] [--engines "built-in,..."]
 """
 
 from __future__ import annotations
@@ -35,10 +36,18 @@ from serve_throughput import PROMPTS, _Clients  # noqa: E402
 ENGINES = {
     "built-in": {},
     "built-in unpacked": {},  # its bf16 weights not prepacked for decoding (models/prepack.py)
+    "built-in concatenated": {},  # transformers' DynamicCache (each step concatenates the cache), not kvcache.py's
     "built-in fp32": {"precision": "fp32"},  # serve.precision; the built-in's default here is bf16 (auto)
     "llama.cpp f16": {"engine": "llama-cpp", "gguf_quant": "f16"},
     "llama.cpp q8_0": {"engine": "llama-cpp", "gguf_quant": "q8_0"},
 }
+
+
+def concatenated(kvcache):
+    """The engine's KV cache as transformers makes it: each decoding step concatenates the whole cache."""
+    from transformers import DynamicCache
+
+    return mock.patch.object(kvcache, "growing_cache", lambda model, capacity: DynamicCache(config=model.config))
 
 
 def make_version(base: str, folder: Path) -> str:
@@ -67,12 +76,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-other-load", type=float, default=0.15)
+    parser.add_argument("--engines", default=",".join(ENGINES), help="which of them, comma-separated")
     args = parser.parse_args()
 
     import yaml
 
     from tunesmith.config import load_config
-    from tunesmith.models import prepack
+    from tunesmith.models import kvcache, prepack
     from tunesmith.serve.stage import build_app, start_in_thread
     from tunesmith.serve.threads import off_this_thread
 
@@ -80,7 +90,8 @@ def main() -> None:
     adapter = off_this_thread(make_version, args.model, work / "a0")
     counts = [int(c) for c in args.clients.split(",")]
     configs = {}
-    for name, serve in ENGINES.items():
+    engines = {name: ENGINES[name] for name in args.engines.split(",")}
+    for name, serve in engines.items():
         folder = work / name.replace(" ", "-")
         folder.mkdir()
         (folder / "tunesmith.yaml").write_text(
@@ -95,42 +106,45 @@ def main() -> None:
         )
         configs[name] = load_config(folder / "tunesmith.yaml")
     print(f"CPU flags: {' '.join(cpu_flags())}; {args.model}, {args.tokens} new tokens per request", flush=True)
-    rows: dict[tuple[str, int], list[dict]] = {(n, c): [] for n in ENGINES for c in counts}
+    rows: dict[tuple[str, int], list[dict]] = {(n, c): [] for n in engines for c in counts}
     dropped = 0
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         for r in range(args.rounds):
             for name, cfg in configs.items():
-                # one server at a time: an idle engine of another kind in the same process slows this one
-                began = time.perf_counter()
-                # built off this thread: writing a GGUF runs torch, and a thread that has run torch keeps an
-                # OpenMP team, which slowed the built-in engine of later rounds 1.5x (docs/benchmarks.md)
-                with mock.patch.object(prepack, "install", lambda model: 0) if "unpacked" in name else nullcontext():
-                    running = start_in_thread(off_this_thread(build_app, cfg))
-                running.app.state.server.engine.stop_ids = set()  # every request generates exactly --tokens
-                if r == 0:
-                    print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
-                client = _Clients(pool, f"{running.url}/v1")
-                client.server(["a0"], [(PROMPTS[0], 8)], 1)  # warm-up
-                for clients in counts:
-                    work_list = [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(clients * 2)]
-                    with OtherLoad(ours=(client.pid,)) as load:
-                        began = time.perf_counter()
-                        out = client.server(["a0"], work_list, clients)
-                        wall = time.perf_counter() - began
-                    row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"])}
-                    noisy = load.share > args.max_other_load
-                    print(
-                        f"round {r + 1} {clients} clients {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
-                        f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
-                        flush=True,
-                    )
-                    if noisy:
-                        dropped += 1
-                    else:
-                        rows[(name, clients)].append(row)
-                running.stop()
+                with concatenated(kvcache) if "concatenated" in name else nullcontext():  # while it serves
+                    # one server at a time: an idle engine of another kind in the same process slows this one
+                    began = time.perf_counter()
+                    # built off this thread: writing a GGUF runs torch, and a thread that has run torch keeps an
+                    # OpenMP team, which slowed the built-in engine of later rounds 1.5x (docs/benchmarks.md)
+                    with (
+                        mock.patch.object(prepack, "install", lambda model: 0) if "unpacked" in name else nullcontext()
+                    ):
+                        running = start_in_thread(off_this_thread(build_app, cfg))
+                    running.app.state.server.engine.stop_ids = set()  # every request generates exactly --tokens
+                    if r == 0:
+                        print(f"{name}: ready in {time.perf_counter() - began:.1f} s (GGUF written once)", flush=True)
+                    client = _Clients(pool, f"{running.url}/v1")
+                    client.server(["a0"], [(PROMPTS[0], 8)], 1)  # warm-up
+                    for clients in counts:
+                        work_list = [(PROMPTS[i % len(PROMPTS)], args.tokens) for i in range(clients * 2)]
+                        with OtherLoad(ours=(client.pid,)) as load:
+                            began = time.perf_counter()
+                            out = client.server(["a0"], work_list, clients)
+                            wall = time.perf_counter() - began
+                        row = {"tok_s": len(work_list) * args.tokens / wall, "ttft": statistics.median(out["ttft"])}
+                        noisy = load.share > args.max_other_load
+                        print(
+                            f"round {r + 1} {clients} clients {name:15s} {row['tok_s']:7.1f} tok/s  TTFT p50 "
+                            f"{row['ttft']:.3f} s  others {load.share:.0%}" + ("  (dropped)" if noisy else ""),
+                            flush=True,
+                        )
+                        if noisy:
+                            dropped += 1
+                        else:
+                            rows[(name, clients)].append(row)
+                    running.stop()
     for clients in counts:
-        _report(clients, {n: rows[(n, clients)] for n in ENGINES}, dropped, args)
+        _report(clients, {n: rows[(n, clients)] for n in engines}, dropped, args)
 
 
 def _report(clients: int, rows: dict[str, list[dict]], dropped: int, args: argparse.Namespace) -> None:

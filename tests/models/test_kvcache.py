@@ -63,3 +63,19 @@ def test_a_call_past_the_reserved_room_grows_the_buffers(tiny_model_dir):
     assert layer.key_buffer.shape[-2] >= 6 and layer.get_seq_length() == 6
     layer.crop(-2)
     assert layer.get_seq_length() == 4 and torch.equal(layer.update(second, second)[0][:, :, 4:], second)
+
+
+def test_keys_set_from_outside_are_taken_into_new_buffers(tiny_model_dir):
+    """The server's engine pads, joins and trims its batch's caches by assigning keys and values."""
+    model = load_model(str(tiny_model_dir), dtype=torch.float32)
+    layer = kvcache.growing_cache(model, 8).layers[0]
+    a, b, c = (torch.randn(2, 2, n, 8) for n in (3, 1, 1))
+    layer.update(a, a)
+    layer.keys = layer.values = torch.cat([torch.zeros(2, 2, 2, 8), layer.keys], dim=-2)  # padded on the left
+    keys, _ = layer.update(b, b)
+    assert torch.equal(keys, torch.cat([torch.zeros(2, 2, 2, 8), a, b], dim=-2))
+    assert keys.data_ptr() == layer.key_buffer.data_ptr() and layer.get_seq_length() == 6
+    layer.keys = layer.values = layer.keys[..., 2:, :]  # trimmed: a view at an offset of the buffer
+    layer.batch_select_indices(torch.tensor([1]))
+    keys, values = layer.update(c[1:], c[1:])
+    assert torch.equal(keys, torch.cat([a, b, c], dim=-2)[1:]) and torch.equal(values, keys)

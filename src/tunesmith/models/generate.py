@@ -233,6 +233,8 @@ def time_request(model: Any, tokenizer: Any, prompt: list[Message], *, max_new_t
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
+    from tunesmith.models.kvcache import growing_cache
+
     class FirstToken(StoppingCriteria):
         def __init__(self) -> None:
             self.at: float | None = None
@@ -247,11 +249,14 @@ def time_request(model: Any, tokenizer: Any, prompt: list[Message], *, max_new_t
     inputs = tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt", return_dict=True).to(
         model.device
     )
+    # the KV cache the server grows in place; a prompt-learning adapter puts its own prefix into the cache
+    cache = growing_cache(model, inputs["input_ids"].shape[1] + max_new_tokens) if drops_finished_rows(model) else None
     first = FirstToken()
     began = time.perf_counter()
     with torch.no_grad():
         model.generate(
             **inputs,
+            past_key_values=cache,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=tokenizer.eos_token_id,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+GROW = 128  # tokens reserved past the need when a call runs past the buffers (the server's rows have no fixed end)
+
 
 def growing_cache(model: Any, capacity: int) -> Any:
     """A `DynamicCache` for `model` whose full-attention layers reserve `capacity` tokens (prompt plus new
@@ -34,8 +36,10 @@ def _layer_class() -> Any:
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
-        """A `DynamicLayer` whose keys and values are views of buffers reserved `capacity` tokens long
-        (doubled if a call runs past them)."""
+        """A `DynamicLayer` whose keys and values are views of buffers reserved `capacity` tokens long at
+        the first update, GROW tokens past what a later call needs when it runs past them. Keys and values
+        set from outside (the server's engine joins, pads and trims its batch's caches) are taken into new
+        buffers at the next update."""
 
         def __init__(self, capacity: int) -> None:
             super().__init__()
@@ -46,14 +50,26 @@ def _layer_class() -> Any:
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
+            if not self._views_of_buffers():
+                self.key_buffer = self.value_buffer = None
+                self.length = self.keys.shape[-2] if self.keys.dim() == 4 else 0
             end = self.length + key_states.shape[-2]
-            room = 0 if self.key_buffer is None else self.key_buffer.shape[-2]
-            if end > room:
-                self._reserve(key_states, value_states, max(self.capacity, end, 2 * room))
+            if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+                self._reserve(key_states, value_states, self.capacity if end <= self.capacity else end + GROW)
             self.key_buffer[:, :, self.length : end] = key_states
             self.value_buffer[:, :, self.length : end] = value_states
             self.length = end
             return self._views()
+
+        def _views_of_buffers(self) -> bool:
+            """Whether keys and values are still this layer's views (nobody replaced them)."""
+            if self.key_buffer is None:
+                return False
+            return all(
+                view.data_ptr() == buffer.data_ptr()
+                and view.shape == (*buffer.shape[:2], self.length, buffer.shape[-1])
+                for view, buffer in ((self.keys, self.key_buffer), (self.values, self.value_buffer))
+            )
 
         def _reserve(self, key_states: Any, value_states: Any, size: int) -> None:
             """Buffers `size` tokens long, holding what is cached so far."""
@@ -70,19 +86,23 @@ def _layer_class() -> Any:
             return self.keys, self.values
 
         def batch_select_indices(self, indices: Any) -> None:
-            if self.length:
-                self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
-                self._views()
+            if not self._views_of_buffers():
+                return super().batch_select_indices(indices)
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self._views()
 
         def batch_repeat_interleave(self, repeats: int) -> None:
-            if self.length:
-                self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
-                self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-                self._views()
+            if not self._views_of_buffers():
+                return super().batch_repeat_interleave(repeats)
+            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
+            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
+            self._views()
 
         def crop(self, tokens_to_remove: int) -> None:
+            own = self._views_of_buffers()
             super().crop(tokens_to_remove)  # its checks; it slices the views, which stay views of the buffers
-            self.length = self.keys.shape[-2] if self.is_initialized else 0
+            if own:
+                self.length = self.keys.shape[-2]
 
         def reset(self) -> None:
             super().reset()

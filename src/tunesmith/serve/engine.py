@@ -1,17 +1,16 @@
 """The built-in generation engine: one base model, many LoRA adapters, requests batched together.
 
-Requests wait in a bounded queue; a worker thread takes up to `max_batch` of them (waiting
-`batch_wait_s` for company after the first) and decodes them as one batch, each row with
-its own adapter (`multilora.rows`, "__base__" for none), its
-own sampling settings, stop strings and token budget, and streams text deltas as they come.
+Requests wait in a bounded queue; a worker thread takes up to `max_batch` of them (waiting `batch_wait_s` for
+company after the first) and decodes them as one batch, each row with its own adapter (`multilora.rows`,
+"__base__" for none), its own sampling settings, stop strings and token budget, and streams text deltas as they come.
 The batching is continuous: at every decoding step, requests that arrived are prefilled and join the running batch
 (their KV cache left-padded to its length and stacked onto it; arrivals during a prefill too, until the running rows
 have waited `hold_steps` steps), and finished rows leave it, as vLLM and TGI do; nobody waits for a batch to end.
 
-The decode loop is written here rather than calling `model.generate`: generate applies one
-set of sampling settings to the whole batch and its streamers handle one sequence, while a
-server batches requests that differ in both. It is a plain KV-cache loop over the model's
-forward; sampling uses torch (temperature, top-p, a per-request seeded generator).
+The decode loop is written here rather than calling `model.generate`: generate applies one set of sampling settings
+to the whole batch and its streamers handle one sequence, while a server batches requests that differ in both. It is
+a plain KV-cache loop over the model's forward (the cache growing in place, `models/kvcache.py`); sampling uses torch
+(temperature, top-p, a per-request seeded generator).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.models import multilora
+from tunesmith.models import kvcache, multilora
 from tunesmith.serve.threads import off_this_thread
 
 BASE = multilora.BASE
@@ -237,9 +236,8 @@ class Engine:
             if rows:
                 began = time.perf_counter()
                 with torch.no_grad(), self.lock:
-                    context = self._adapter_setup([r.req for r in rows])
                     step_mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=mask.device)], 1)
-                    with context:
+                    with self._adapter_setup([r.req for r in rows]):
                         out = self.model(
                             input_ids=last,
                             attention_mask=step_mask,
@@ -322,10 +320,14 @@ class Engine:
         mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad(), self.lock:
-            context = self._adapter_setup(batch)
-            with context:
+            with self._adapter_setup(batch):
                 out = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=kvcache.growing_cache(self.model, width + kvcache.GROW),  # no copy a step
+                    use_cache=True,
+                    logits_to_keep=1,
                 )
             picks = self._pick(out.logits[:, -1, :], rows)
         self._count(rows)
@@ -366,11 +368,10 @@ class Engine:
 
     def _adapter_setup(self, batch: list[GenRequest]) -> Any:
         """The context to run the batch's forward pass in (`multilora.rows`): one adapter for the whole batch runs
-        peft's arithmetic without its per-call overhead (1.07x tokens/s at one client in bf16, 1.14x in fp32);
-        several get one adapter per row. peft's active adapter is switched only when the batch needs another
-        setting than the last step's: its `set_adapter` walks every module (8 ms a step for SmolLM2-135M,
-        2 cores) and its `disable_adapter()` context twice as long, each step, where a decoding step takes
-        45-120 ms (docs/benchmarks.md)."""
+        peft's arithmetic without its per-call overhead (1.07x tokens/s at one client in bf16, 1.14x in fp32); several
+        get one adapter per row. peft's active adapter is switched only when the batch needs another setting than the
+        last step's: its `set_adapter` walks every module (8 ms a step for SmolLM2-135M, 2 cores) and its
+        `disable_adapter()` context twice as long, each step, where a decoding step takes 45-120 ms (docs/benchmarks.md)."""
         import contextlib
 
         if not self.peft:
@@ -412,8 +413,7 @@ class Engine:
 
 
 def _merge(past: Any, mask: Any, new_past: Any, new_mask: Any) -> tuple[Any, Any]:
-    """Join newly prefilled rows to the running batch: both caches left-padded to the same length
-    (masked out), then stacked along the batch dimension."""
+    """Join newly prefilled rows to the running batch: both caches left-padded to one length, then stacked."""
     import torch
 
     length, new_length = mask.shape[1], new_mask.shape[1]
