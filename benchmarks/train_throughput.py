@@ -314,6 +314,12 @@ def main() -> None:
                 dropped[name] += 1
                 continue
             timings[name].append(tokens / load.wall)
+    if empty := [name for name, kept in timings.items() if not kept]:  # a clear message, not a traceback
+        sys.exit(
+            f"every measured step of {', '.join(empty)} was dropped: other processes took more than "
+            f"--max-other-load ({args.max_other_load:.0%}) of the CPU. Run it with nothing else running, "
+            "or with more --records (more steps) or a higher --max-other-load."
+        )
     result = {
         "model": args.model,
         "records": len(examples),
