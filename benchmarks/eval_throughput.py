@@ -25,7 +25,9 @@ peft's forward against `models/multilora.rows` (the server's path, which the eva
 against weights prepacked for the decoding steps (models/prepack.py), and the evaluation's per-request
 latency sample (each prompt alone) both ways. With --kv instead, the base and fine-tuned passes as
 `tunesmith eval` runs them, on transformers' DynamicCache (each step concatenates the whole KV cache) against
-models/kvcache.growing_cache (each step written into room reserved at the prefill).
+models/kvcache.growing_cache (each step written into room reserved at the prefill). With --prefill instead,
+each batch's prompts prefilled together, padded to the longest, against in groups of similar lengths
+(models/generate.prefill, PREFILL_ROWS a group).
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ def main() -> None:
         "--kv",
         action="store_true",
         help="with --passes: transformers' DynamicCache vs models/kvcache.growing_cache in the decoding steps",
+    )
+    parser.add_argument(
+        "--prefill",
+        action="store_true",
+        help="with --passes: each batch's prompts prefilled together vs in groups (models/generate.PREFILL_ROWS)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -230,17 +237,22 @@ def compare_passes(args) -> None:
     e = run.e
     table = {}
     # each way: (drop finished rows, end settled answers, through the evaluation's forward context, prepacked,
-    # the growing KV cache)
+    # the growing KV cache, prefilled in groups)
     if args.settled:
-        ways = {"whole": (True, False, True, True, True), "settled": (True, True, True, True, True)}
+        ways = {"whole": (True, False, True, True, True, True), "settled": (True, True, True, True, True, True)}
     elif args.rows:
-        ways = {"peft": (True, True, False, True, True), "rows": (True, True, True, True, True)}
+        ways = {"peft": (True, True, False, True, True, True), "rows": (True, True, True, True, True, True)}
     elif args.prepack:
-        ways = {"plain": (True, True, True, False, True), "prepacked": (True, True, True, True, True)}
+        ways = {"plain": (True, True, True, False, True, True), "prepacked": (True, True, True, True, True, True)}
     elif args.kv:
-        ways = {"concatenated": (True, True, True, True, False), "growing": (True, True, True, True, True)}
+        ways = {"concatenated": (True, True, True, True, False, True), "growing": (True, True, True, True, True, True)}
+    elif args.prefill:
+        ways = {"together": (True, True, True, True, True, False), "grouped": (True, True, True, True, True, True)}
     else:
-        ways = {"generate": (False, False, True, True, True), "drop_finished": (True, False, True, True, True)}
+        ways = {
+            "generate": (False, False, True, True, True, True),
+            "drop_finished": (True, False, True, True, True, True),
+        }
 
     def packing(pack: bool):
         return nullcontext() if pack else mock.patch.object(prepack, "install", lambda model: 0)
@@ -262,10 +274,11 @@ def compare_passes(args) -> None:
             seconds: dict[str, list[float]] = {way: [] for way in ways}
             answers: dict[str, list[str]] = {}
             for _ in range(args.rounds):
-                for way, (drops, ends, forward, pack, grow) in ways.items():
+                for way, (drops, ends, forward, pack, grow, grouped) in ways.items():
                     tests = plan.suite_settled(suite) if ends and suite else None
                     drop = mock.patch.object(gen, "drops_finished_rows", lambda m, drops=drops: drops)
-                    with drop, packing(pack), caching(grow):
+                    whole = mock.patch.object(gen, "PREFILL_ROWS", 1 << 30)  # one group: the batch
+                    with drop, packing(pack), caching(grow), nullcontext() if grouped else whole:
                         with OtherLoad() as load, run.forward() if forward else nullcontext():
                             began = time.perf_counter()
                             outs = gen.generate(
@@ -305,7 +318,7 @@ def compare_passes(args) -> None:
             seconds = {way: [] for way in ways}
             for _ in range(args.rounds):
                 for prompt in sample:
-                    for way, (*_, pack, _grow) in ways.items():
+                    for way, (*_, pack, _grow, _grouped) in ways.items():
                         with packing(pack), prepack.packed(run.model), run.forward():
                             took, _ = gen.time_request(
                                 run.model, run.tokenizer, prompt, max_new_tokens=e.max_new_tokens

@@ -79,3 +79,29 @@ def test_keys_set_from_outside_are_taken_into_new_buffers(tiny_model_dir):
     layer.batch_select_indices(torch.tensor([1]))
     keys, values = layer.update(c[1:], c[1:])
     assert torch.equal(keys, torch.cat([a, b, c], dim=-2)[1:]) and torch.equal(values, keys)
+
+
+def test_grouped_prefill_gives_the_whole_batch_prefills_logits_and_cache(tiny_model_dir, tiny_tok, monkeypatch):
+    """Prompts prefilled in groups of similar lengths (each padded to its own longest) and stacked into one
+    left-padded cache: the logits and the keys and values at every real position are the whole batch's, up to
+    rounding, row for row whatever order the rows come in."""
+    from tunesmith.models import generate
+
+    model = load_model(str(tiny_model_dir), dtype=torch.float32)
+    tiny_tok.padding_side = "left"
+    texts = ["why " * n for n in (9, 1, 30, 4, 17, 2, 25, 6, 12)]  # lengths out of order
+    enc = tiny_tok(texts, return_tensors="pt", padding=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    monkeypatch.setattr(generate, "PREFILL_ROWS", 4)  # 9 rows: groups of 4, 4 and 1
+    with torch.no_grad():
+        grouped, cache = generate.prefill(model, ids, mask, positions, ids.shape[1] + 5)
+        monkeypatch.setattr(generate, "PREFILL_ROWS", 100)
+        whole, reference = generate.prefill(model, ids, mask, positions, ids.shape[1] + 5)
+    assert torch.allclose(grouped, whole, atol=1e-5)
+    real = mask.bool()
+    for layer, expected in zip(cache.layers, reference.layers):
+        assert layer.keys.shape == expected.keys.shape and layer.key_buffer.shape[-2] == ids.shape[1] + 5
+        assert torch.allclose(layer.keys.transpose(1, 2)[real], expected.keys.transpose(1, 2)[real], atol=1e-5)
+        assert torch.allclose(layer.values.transpose(1, 2)[real], expected.values.transpose(1, 2)[real], atol=1e-5)
+        assert not layer.keys.transpose(1, 2)[~real].any()  # padding: zeros, hidden by the mask

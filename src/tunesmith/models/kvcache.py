@@ -30,6 +30,29 @@ def growing_cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def grows(cache: Any) -> bool:
+    """Whether `cache` is one `growing_cache` made with growing layers (a full-attention model)."""
+    return all(isinstance(layer, _layer_class()) for layer in cache.layers)
+
+
+def stacked_cache(cache: Any, parts: list[tuple[Any, Any]], width: int) -> Any:
+    """`cache` (an unfilled `growing_cache` with growing layers) filled from caches prefilled for groups of its
+    rows: `parts` holds (the rows' indices, their cache), each part's tokens ending at column `width`, the columns
+    before them zeros (left padding, which the attention mask hides)."""
+    rows = sum(len(index) for index, _ in parts)
+    for number, layer in enumerate(cache.layers):
+        first = parts[0][1].layers[number]
+        shape = (rows, first.keys.shape[1], max(layer.capacity, width), first.keys.shape[-1])
+        keys = first.keys.new_zeros(shape)
+        values = first.values.new_zeros((*shape[:-1], first.values.shape[-1]))
+        for index, part in parts:
+            filled = part.layers[number]
+            keys[index, :, width - filled.keys.shape[-2] : width] = filled.keys
+            values[index, :, width - filled.values.shape[-2] : width] = filled.values
+        layer.adopt(keys, values, width)
+    return cache
+
+
 @functools.cache
 def _layer_class() -> Any:
     """GrowingLayer, defined at first use: the module imports without transformers."""
@@ -60,6 +83,13 @@ def _layer_class() -> Any:
             self.value_buffer[:, :, self.length : end] = value_states
             self.length = end
             return self._views()
+
+        def adopt(self, key_buffer: Any, value_buffer: Any, length: int) -> None:
+            """Take buffers whose first `length` tokens are filled (`stacked_cache`)."""
+            if not self.is_initialized:
+                self.lazy_initialization(key_buffer, value_buffer)
+            self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+            self._views()
 
         def _views_of_buffers(self) -> bool:
             """Whether keys and values are still this layer's views (nobody replaced them)."""
