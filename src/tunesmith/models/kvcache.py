@@ -1,4 +1,6 @@
-"""A KV cache that grows in place, for `generate.greedy_decode`.
+"""A KV cache that grows in place: for the evaluation's batched decoding (`generate.greedy_decode`, whose
+prompts are prefilled in groups and stacked into one cache with `stacked_cache`), its per-request timing, and the
+server's engine.
 
 transformers' `DynamicLayer.update` concatenates each layer's whole cache with the step's new keys and values,
 so every decoding step copies the entire KV cache once more: with 37 rows of ~230 tokens, SmolLM2-135M copies
