@@ -104,12 +104,16 @@ def test_topic_data_is_what_make_data_writes_from_the_package(tmp_path):
 def test_topic_classification_example_end_to_end(tmp_path):
     """The example as shipped (only the output folder moved): accuracy and macro-F1 before and after.
 
-    Its full schedule (102 optimizer steps) takes about 33 minutes of training on a 2-core CPU without
-    native bf16 (fp32, ~150 tokens/s), too long for CI there; CI trains 36 steps and checks that it
-    learns. TUNESMITH_FULL_EXAMPLES=1 runs it as shipped and checks that it passes its gates."""
+    On a 2-core CPU without native bf16 (fp32, AVX2 only), 36 optimizer steps train in 5 min 22 s and
+    the full schedule (102) about three times that, too long for CI there; CI trains 36 steps and checks
+    that it learns, and evaluates the task alone: the suites, the held-out loss and the few-shot baseline
+    are the bundled example's to check (above), and took 310 s of this test's 755 s on that CPU.
+    TUNESMITH_FULL_EXAMPLES=1 runs it as shipped and checks that it passes its gates."""
     import os
 
     full = os.environ.get("TUNESMITH_FULL_EXAMPLES") == "1"
+    short = ["train.max_steps=36", "eval.regression_suite=null", "eval.safety_suite=null"]
+    short += ["eval.heldout_loss=false", "eval.few_shot=0"]
     proc = subprocess.run(
         [
             sys.executable,
@@ -118,7 +122,7 @@ def test_topic_classification_example_end_to_end(tmp_path):
             "run",
             str(TOPICS / "tunesmith.yaml"),
             f"output_dir={tmp_path}",
-            *([] if full else ["train.max_steps=36"]),
+            *([] if full else short),
         ],
         capture_output=True,
         text=True,
