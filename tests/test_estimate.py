@@ -227,6 +227,18 @@ def test_durations_never_print_zero_seconds():
     ]
 
 
+def test_run_summary_minutes_round_once():
+    from tunesmith.cli.run_views import _minutes
+
+    assert [_minutes(s) for s in (0.4, 59.6, 839.8, 61.2, 3600)] == [
+        "0 s",
+        "1 min 0 s",
+        "14 min 0 s",
+        "1 min 1 s",
+        "60 min 0 s",
+    ]
+
+
 def test_estimate_says_what_it_does_not_model(tmp_path, tiny_model_dir):
     import yaml
 

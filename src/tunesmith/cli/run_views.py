@@ -30,7 +30,8 @@ def _eval_losses(path: Path) -> list[float]:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    whole = round(seconds)  # rounded once: 839.8 s is 14 min 0 s, not 13 min 60 s
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"
 
 
 def print_run_summary(cfg: Any, gates: list[Any], registered: tuple[str, Any, Any] | None) -> None:
