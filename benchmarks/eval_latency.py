@@ -38,7 +38,7 @@ def arm(name: str, config: str, precision: str) -> list[float]:
     from peft import PeftModel
 
     from tunesmith.config.loading import load_config
-    from tunesmith.evaluate.latency import LATENCY_REQUESTS, spread
+    from tunesmith.evaluate.latency import spread
     from tunesmith.evaluate.plan import plan_eval
     from tunesmith.models import inference_dtype, load_model, load_tokenizer, resolve_model
     from tunesmith.models.generate import time_request
@@ -46,7 +46,7 @@ def arm(name: str, config: str, precision: str) -> list[float]:
     from tunesmith.paths import train_dir
 
     cfg = load_config(config, [f"train.precision={precision}"])
-    sample = spread(plan_eval(cfg).passes["fine_tuned"], LATENCY_REQUESTS)
+    sample = spread(plan_eval(cfg).passes["fine_tuned"], cfg.eval.latency_requests)
     folder, tokens = str(train_dir(cfg) / "model"), cfg.eval.max_new_tokens
     dtype = inference_dtype(cfg.base_model, "cpu", precision)
     tokenizer = load_tokenizer(folder)

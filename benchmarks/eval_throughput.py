@@ -222,7 +222,7 @@ def compare_passes(args) -> None:
     from unittest import mock
 
     from tunesmith.config import load_config
-    from tunesmith.evaluate.latency import LATENCY_REQUESTS, spread
+    from tunesmith.evaluate.latency import spread
     from tunesmith.evaluate.plan import plan_eval
     from tunesmith.evaluate.scoring import score
     from tunesmith.evaluate.stage import EvalRun
@@ -314,7 +314,7 @@ def compare_passes(args) -> None:
             table[f"{name} {label}"] = row
             print(f"{name} {label}: {json.dumps(row)}", flush=True)
         if args.prepack:  # the latency sample, each request alone, the two ways alternating request by request
-            sample = spread(plan.passes[name], LATENCY_REQUESTS)
+            sample = spread(plan.passes[name], cfg.eval.latency_requests)
             seconds = {way: [] for way in ways}
             for _ in range(args.rounds):
                 for prompt in sample:

@@ -16,7 +16,9 @@ EXAMPLE = REPO / "examples" / "support-tickets-json" / "tunesmith.yaml"
 
 
 def test_run_on_the_bundled_example(tmp_path):
-    # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing
+    # 6 steps cannot pass the default gates; thresholds at 0 exercise the whole pipeline's plumbing. Short suite
+    # answers and 2 timed requests: on a 2-core AVX2-only CPU (fp32) the suites at 32 tokens took 179 s and
+    # 8 timed requests 81 s of this run's 700
     overrides = [
         f"output_dir={tmp_path}",
         "train.max_steps=6",
@@ -24,7 +26,8 @@ def test_run_on_the_bundled_example(tmp_path):
         "train.save_steps=3",
         "train.mlflow=true",
         "eval.max_new_tokens=64",
-        "eval.suite_max_new_tokens=32",
+        "eval.suite_max_new_tokens=16",
+        "eval.latency_requests=2",
         "gate.task_metric_min=0",
         "gate.format_compliance_min=0",
         "gate.safety_pass_rate_min=-1",
@@ -44,6 +47,9 @@ def test_run_on_the_bundled_example(tmp_path):
     assert set(metrics["models"]) == {"base", "few_shot", "fine_tuned"} and metrics["test_examples"] == 39
     assert set(metrics["suites"]) == {"regression", "safety", "safety_plain_chat"}  # the tickets share a system prompt
     assert metrics["suites"]["regression"]["base"]["probes"] == 223
+    assert metrics["models"]["fine_tuned"]["latency_requests"] == 2 == metrics["models"]["base"]["latency_requests"]
+    gates = json.loads((tmp_path / "eval" / "gates.json").read_text())["gates"]
+    assert "latency vs base" in {g["name"] for g in gates}
     assert (tmp_path / "eval" / "report.html").exists() and "Registered" in proc.stdout
     assert list((tmp_path / "registry").glob("*-v1.md"))
 

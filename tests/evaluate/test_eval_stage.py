@@ -134,6 +134,26 @@ def test_gate_blocks_a_broken_candidate(tmp_path, tiny_model_dir, monkeypatch):
     assert "FAIL" in proc.stdout and "task metric" in proc.stdout and "training diverged" in proc.stdout
 
 
+def test_eval_latency_requests_sets_the_timed_sample_and_zero_times_nothing(tmp_path, tiny_model_dir, monkeypatch):
+    from tunesmith.evaluate import latency
+
+    quick = ["eval.regression_suite=null", "eval.safety_suite=null", "eval.few_shot=0", "eval.heldout_loss=false"]
+    for adapter in ("lora", "none"):
+        cfg = _project(tmp_path / adapter, tiny_model_dir, adapter=adapter, max_steps=2)
+        run_train(cfg)
+        three = run_eval(load_config(cfg.config_path, [*quick, "eval.latency_requests=3"]))
+        assert three.base.latency_requests == three.fine_tuned.latency_requests == 3
+        assert "latency vs base" in {r.name for r in check_gates(cfg, three)}
+        for room in (True, False):  # a full fine-tune beside the base, or in a pass of its own
+            monkeypatch.setattr(latency, "room_for_a_second_copy", lambda model, device, room=room: room)
+            none = run_eval(load_config(cfg.config_path, [*quick, "eval.latency_requests=0"]))
+            assert none.base.latency_p50_s is None and none.fine_tuned.latency_p50_s is None
+            assert not any("latency" in step for step in none.data["seconds"]) and "latency_timed" not in none.data
+            assert "latency vs base" not in {r.name for r in check_gates(cfg, none)}
+            assert "this_machine" not in none.data["cost"]["per_1k_requests"]["fine_tuned"]  # nothing timed
+            assert none.fine_tuned.task_metric.mean == three.fine_tuned.task_metric.mean
+
+
 def test_gates_pass_on_good_numbers_and_unmeasured_gates_do_not_block(tmp_path):
     cfg = load_config(None)
     metrics = {

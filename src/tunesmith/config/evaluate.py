@@ -100,6 +100,12 @@ class EvalConfig(Section):
     minutes, where the imports pay); true: always after training; false: never (e.g. to debug it in
     one process). Not part of the evaluation's fingerprint: it changes where, not what."""
 
+    latency_requests: int = Field(8, ge=0)
+    """Test prompts timed one at a time (batch 1) per model, evenly spread over the test split: the
+    per-request p50/p95 and time to first token that the latency gate compares and the cost prices. More
+    give a steadier p95; each costs a request's full generation per model (on a 2-core AVX2 CPU the
+    demo's 8 took 81 s of a 7-minute evaluation). 0: not timed (no latency gate, no cost on this machine)."""
+
     heldout_loss: bool = True
     """Compute loss and perplexity on the test answers for the base and fine-tuned models."""
 

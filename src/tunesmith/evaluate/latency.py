@@ -20,8 +20,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
-LATENCY_REQUESTS = 8  # test prompts timed alone per model, spread over the split (a fixed sample)
-
 
 def spread(items: list[Any], n: int) -> list[Any]:
     """`n` items evenly spaced through the list (all of them when it has fewer)."""
@@ -98,7 +96,7 @@ def own_pass(run: Any, name: str, prompts: list[Any]) -> dict[str, Any]:
     from tunesmith.evaluate.cache import base_latency
     from tunesmith.models.generate import request_latency
 
-    sample = spread(prompts, LATENCY_REQUESTS)
+    sample = spread(prompts, run.e.latency_requests)
 
     def measure() -> dict[str, Any]:
         err.print(f"timing: {name}, {len(sample)} requests one at a time")

@@ -215,13 +215,13 @@ class EvalRun:
         if not self.adapter:  # timed beside the base where both fit (evaluate/latency.py), then in its place
             with self.timed("load the fine-tune"):
                 tuned = load_model(str(self.model_dir), dtype=self.dtype, device=self.device)
-            if self.pair_full:
+            if self.pair_full and self.e.latency_requests:
                 self.pair_latency(tuned)
             self.model = tuned
             return
         with self.timed("load the fine-tune"):
             self.model = PeftModel.from_pretrained(self.model, str(self.model_dir))
-        if not self.plan.preference:  # timed unmerged, alternating with the base (evaluate/latency.py)
+        if not self.plan.preference and self.e.latency_requests:  # unmerged, alternating with the base
             self.pair_latency()
         with self.timed("load the fine-tune"):
             merge = self.e.merge_adapter is True or (self.e.merge_adapter == "auto" and self.dtype == torch.float32)
@@ -237,9 +237,9 @@ class EvalRun:
         """The base model's and the fine-tune's per-request latency, alternating prompt by prompt: the adapter
         unmerged on the base in memory, or `full`, a full fine-tune's model, beside it."""
         from tunesmith.console import err
-        from tunesmith.evaluate.latency import LATENCY_REQUESTS, paired_latency, spread
+        from tunesmith.evaluate.latency import paired_latency, spread
 
-        sample = spread(self.plan.passes["base"], LATENCY_REQUESTS)
+        sample = spread(self.plan.passes["base"], self.e.latency_requests)
         err.print(f"timing: base and fine-tuned alternating, {len(sample)} requests each, one at a time")
         n = self.e.max_new_tokens
         with self.timed("request latency: base and fine_tuned alternating"):
@@ -278,7 +278,7 @@ class EvalRun:
         summary.update(_tokens(self.tokenizer, prompts, outs))
         if name in self.latency:  # timed with the base, alternating (`pair_latency`)
             summary.update(self.latency[name])
-        elif name != "few_shot" and not self.adapter and not self.pair_full:  # no room for both models
+        elif name != "few_shot" and self.e.latency_requests and not self.adapter and not self.pair_full:
             from tunesmith.evaluate.latency import own_pass
 
             with self.timed(f"{name}: request latency"):
