@@ -230,3 +230,39 @@ def test_prefills_hold_the_running_rows_for_two_decoding_steps_at_most(tiny_mode
     assert unbounded[:6] == ["prefill"] * 5 + ["step"], unbounded
     held = run(None)  # the first prefill's rows wait through one more 100 ms prefill (over 2 x 20 ms), then step
     assert held[:6] == ["prefill", "prefill", "step", "prefill", "step", "prefill"], held
+
+
+def test_a_burst_of_arrivals_is_prefilled_in_groups_of_similar_lengths_and_answers_as_alone(tiny_model_dir):
+    """More requests than `generate.PREFILL_ROWS` arriving together, for one model: their prompts go through the
+    model in groups of similar lengths, each padded to its own longest (models/generate.prefill), and every
+    answer is the one the request gets alone (greedy, fp32)."""
+    from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.models.generate import PREFILL_ROWS
+    from tunesmith.serve.engine import Engine, GenRequest
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = load_model(str(tiny_model_dir))
+    prompts = [f"Question {n}: " + "tell me more " * (n % 5) * 6 for n in range(PREFILL_ROWS + 4)]
+    engine = Engine(model, tok, max_batch=32, batch_wait_s=0.5).start()
+    widths, forward = [], model.forward
+
+    def recorded(*args, **kwargs):
+        widths.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    def ask(text: str):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        return engine.submit(GenRequest(ids, max_tokens=12, temperature=0.0))
+
+    try:
+        alone = [ask(text).result(timeout=60)["text"] for text in prompts]
+        model.forward = recorded
+        together = [ask(text) for text in prompts]
+        assert [f.result(timeout=60)["text"] for f in together] == alone
+    finally:
+        engine.close()
+        time.sleep(0.1)
+    prefills = [shape for shape in widths if shape[1] > 1]
+    assert sum(rows for rows, _ in prefills) == len(prompts) and all(rows <= PREFILL_ROWS for rows, _ in prefills)
+    longest = max(len(tok(text, add_special_tokens=False)["input_ids"]) for text in prompts)
+    assert min(width for _, width in prefills) < longest  # a group of short prompts not padded to the longest

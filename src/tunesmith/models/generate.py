@@ -227,13 +227,16 @@ def greedy_decode(
     return tokens
 
 
-def prefill(model: Any, input_ids: Any, attention_mask: Any, positions: Any, capacity: int) -> tuple[Any, Any]:
+def prefill(
+    model: Any, input_ids: Any, attention_mask: Any, positions: Any, capacity: int, *, grouped: bool = True
+) -> tuple[Any, Any]:
     """A left-padded batch's prompts through the model: each row's next-token logits and the batch's KV cache,
     with room for `capacity` tokens (models/kvcache.py). Rows of similar lengths are prefilled PREFILL_ROWS at a
     time, each group padded only to its own longest prompt, and their caches are stacked, left-padded, into the
     batch's: padded together, the demo's 39 test prompts prefilled 6,396 tokens for 4,097 real ones, and a
     prefill's arithmetic is what an AVX2 CPU spends most on (docs/benchmarks.md). The answers differ from a
-    whole-batch prefill only by rounding (the matmuls' and attention's sizes differ)."""
+    whole-batch prefill only by rounding (the matmuls' and attention's sizes differ). `grouped=False`: the whole
+    batch at once (the server's rows with one adapter each, set for the whole batch's rows)."""
     import torch
 
     from tunesmith.models.kvcache import growing_cache, grows, stacked_cache
@@ -251,7 +254,7 @@ def prefill(model: Any, input_ids: Any, attention_mask: Any, positions: Any, cap
     width = input_ids.shape[1]
     whole = growing_cache(model, capacity)
     lengths = attention_mask.sum(-1)
-    if input_ids.shape[0] <= PREFILL_ROWS or not grows(whole):
+    if not grouped or input_ids.shape[0] <= PREFILL_ROWS or not grows(whole):
         return forward(slice(None), width, whole), whole
     order = torch.argsort(lengths, stable=True)
     groups = [order[a : a + PREFILL_ROWS] for a in range(0, len(order), PREFILL_ROWS)]

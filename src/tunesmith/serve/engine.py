@@ -26,6 +26,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.models import kvcache, multilora
+from tunesmith.models.generate import prefill
 from tunesmith.serve.threads import off_this_thread
 
 BASE = multilora.BASE
@@ -320,21 +321,15 @@ class Engine:
         mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad(), self.lock:
-            with self._adapter_setup(batch):
-                out = self.model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=kvcache.growing_cache(self.model, width + kvcache.GROW),  # no copy a step
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-            picks = self._pick(out.logits[:, -1, :], rows)
+            with self._adapter_setup(batch):  # one adapter: rows of similar lengths prefilled together (generate.py)
+                grouped = len({r.adapter for r in batch}) == 1
+                logits, past = prefill(self.model, ids, mask, positions, width + kvcache.GROW, grouped=grouped)
+            picks = self._pick(logits, rows)
         self._count(rows)
         self._take(rows, picks)
         return (
             rows,
-            out.past_key_values,
+            past,
             mask,
             mask.sum(-1, keepdim=True),
             torch.tensor([[t] for t in picks], device=device),
