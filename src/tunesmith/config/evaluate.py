@@ -104,7 +104,7 @@ class EvalConfig(Section):
     """Test prompts timed one at a time (batch 1) per model, evenly spread over the test split: the
     per-request p50/p95 and time to first token that the latency gate compares and the cost prices. More
     give a steadier p95; each costs a request's full generation per model (on a 2-core AVX2 CPU the
-    demo's 8 took 81 s of a 7-minute evaluation). 0: not timed (no latency gate, no cost on this machine)."""
+    demo's 8 took 95 s of its 8.5-minute evaluation). 0: not timed (no latency gate, no cost on this machine)."""
 
     heldout_loss: bool = True
     """Compute loss and perplexity on the test answers for the base and fine-tuned models."""

@@ -236,7 +236,7 @@ def prefill(
     batch's: padded together, the demo's 39 test prompts prefilled 6,396 tokens for 4,097 real ones, and a
     prefill's arithmetic is what an AVX2 CPU spends most on (docs/benchmarks.md). The answers differ from a
     whole-batch prefill only by rounding (the matmuls' and attention's sizes differ). `grouped=False`: the whole
-    batch at once (the server's rows with one adapter each, set for the whole batch's rows)."""
+    batch at once (the server's burst that mixes adapters, whose per-row LoRA mask covers the whole batch)."""
     import torch
 
     from tunesmith.models.kvcache import growing_cache, grows, stacked_cache
